@@ -1,0 +1,64 @@
+"""``collate``: examples -> a right-padded ``Batch`` of ``(tokens, lengths)``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import torch
+
+from .preprocess import Example
+from .vocab import BOS_INDEX, EOS_INDEX, PAD_INDEX
+
+__all__ = ["Batch", "collate"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Padded tensors, right-padded with ``<pad>`` = 0; lengths count real tokens only.
+
+    ``src [B, S]``, ``src_lengths [B]``; with references also ``tgt_in [B, T]`` (``<bos>`` + tokens),
+    ``tgt_out [B, T]`` (tokens + ``<eos>``) and ``tgt_lengths [B]``.  ``indices`` are the examples'
+    positions in their split, for error messages and for restoring input order.
+    """
+
+    src: torch.Tensor
+    src_lengths: torch.Tensor
+    tgt_in: torch.Tensor | None
+    tgt_out: torch.Tensor | None
+    tgt_lengths: torch.Tensor | None
+    indices: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return self.src.size(0)
+
+    @property
+    def num_target_tokens(self) -> int:
+        return int(self.tgt_lengths.sum()) if self.tgt_lengths is not None else 0
+
+    def to(self, device: torch.device | str) -> "Batch":
+        """Tensors moved to ``device``; lengths stay on the CPU (``pack_padded_sequence`` wants them there)."""
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return replace(self, src=move(self.src), tgt_in=move(self.tgt_in), tgt_out=move(self.tgt_out))
+
+
+def collate(examples: Sequence[Example]) -> Batch:
+    """Right-pad sources and targets of ``examples`` into a ``Batch``."""
+    if not examples:
+        raise ValueError("cannot collate an empty list of examples")
+    src_lengths = torch.tensor([e.src_length for e in examples], dtype=torch.long)
+    src = _pad([list(e.src) for e in examples], int(src_lengths.max()))
+    if any(e.tgt is None for e in examples):
+        return Batch(src, src_lengths, None, None, None, tuple(e.index for e in examples))
+    tgt_lengths = torch.tensor([e.tgt_length for e in examples], dtype=torch.long)
+    longest = int(tgt_lengths.max())
+    tgt_in = _pad([[BOS_INDEX, *e.tgt] for e in examples], longest)
+    tgt_out = _pad([[*e.tgt, EOS_INDEX] for e in examples], longest)
+    return Batch(src, src_lengths, tgt_in, tgt_out, tgt_lengths, tuple(e.index for e in examples))
+
+
+def _pad(rows: list[list[int]], width: int) -> torch.Tensor:
+    out = torch.full((len(rows), width), PAD_INDEX, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out

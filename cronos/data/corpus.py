@@ -1,0 +1,70 @@
+"""From config to examples: training data with vocabularies, and evaluation splits with their texts."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from ..config import DataConfig, DataFiles
+from .preprocess import Example, PreprocessStats, limit_lengths, to_examples, tokenize_pairs
+from .readers import DataError, read_pairs
+from .tokenizers import Tokenizer, build_tokenizer
+from .vocab import Vocabulary
+
+__all__ = ["TrainingData", "EvalSplit", "load_training_data", "load_eval_split", "tokenizer_for"]
+
+logger = logging.getLogger("cronos")
+
+
+@dataclass
+class TrainingData:
+    tokenizer: Tokenizer
+    src_vocab: Vocabulary
+    tgt_vocab: Vocabulary
+    examples: list[Example]
+    stats: PreprocessStats = field(default_factory=PreprocessStats)
+
+
+@dataclass
+class EvalSplit:
+    """An evaluation split: raw texts (for BLEU and for display) aligned with their examples."""
+
+    sources: list[str]
+    targets: list[str]
+    examples: list[Example]
+
+
+def tokenizer_for(config: DataConfig) -> Tokenizer:
+    return build_tokenizer(config.tokenizer, lowercase=config.lowercase)
+
+
+def load_training_data(config: DataConfig) -> TrainingData:
+    """Read ``data.train``, apply the empty and length policies, build both vocabularies."""
+    if config.train is None:
+        raise DataError("data.train is not set: give a TSV path or {src: PATH, tgt: PATH}")
+    tokenizer = tokenizer_for(config)
+    stats = PreprocessStats()
+    pairs = tokenize_pairs(read_pairs(config.train), tokenizer, config.empty_policy, stats)
+    pairs = limit_lengths(pairs, config.max_length, config.long_policy, stats)
+    if not pairs:
+        raise DataError(f"{_describe(config.train)}: no training examples left after preprocessing")
+    src_vocab = Vocabulary.build((p.source for p in pairs), config.min_freq, config.max_vocab_size)
+    tgt_vocab = Vocabulary.build((p.target for p in pairs), config.min_freq, config.max_vocab_size)
+    logger.info("training data: %d examples, vocabularies %d (source) and %d (target)",
+                len(pairs), len(src_vocab), len(tgt_vocab))
+    return TrainingData(tokenizer, src_vocab, tgt_vocab, to_examples(pairs, src_vocab, tgt_vocab), stats)
+
+
+def load_eval_split(files: DataFiles, config: DataConfig, src_vocab: Vocabulary,
+                    tgt_vocab: Vocabulary) -> EvalSplit:
+    """Read an evaluation split; no length filtering, so every reference is scored."""
+    tokenizer = tokenizer_for(config)
+    raw = read_pairs(files)
+    stats = PreprocessStats()
+    pairs = tokenize_pairs(raw, tokenizer, config.empty_policy, stats)
+    kept = {p.origin for p in pairs}
+    raw = [r for r in raw if r.origin in kept]
+    return EvalSplit([r.source for r in raw], [r.target for r in raw], to_examples(pairs, src_vocab, tgt_vocab))
+
+
+def _describe(files: DataFiles) -> str:
+    return files if isinstance(files, str) else f"{files.src} / {files.tgt}"

@@ -1,0 +1,95 @@
+"""Batch samplers over examples' lengths, and the padded share they cause.
+
+``BucketBatchSampler`` sorts by length with random tie-breaking, packs neighbours into batches
+(``batch_size`` sentences, or a ``batch_tokens`` budget counted as batch size x longest side,
+padding included), then shuffles the batch order.  The result is a pure function of
+``(seed, epoch)``: every example exactly once per epoch, the same batches on a resumed run.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+__all__ = ["BucketBatchSampler", "RandomBatchSampler", "padded_share", "DEFAULT_BATCH_SIZE"]
+
+DEFAULT_BATCH_SIZE = 64
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    def __init__(self, src_lengths: Sequence[int], tgt_lengths: Sequence[int], *,
+                 batch_size: int | None = None, batch_tokens: int | None = None,
+                 seed: int = 0, shuffle: bool = True):
+        if len(src_lengths) != len(tgt_lengths):
+            raise ValueError("src_lengths and tgt_lengths differ in size")
+        if batch_size is not None and batch_tokens is not None:
+            raise ValueError("give batch_size or batch_tokens, not both")
+        self.src_lengths = torch.as_tensor(list(src_lengths), dtype=torch.long)
+        self.tgt_lengths = torch.as_tensor(list(tgt_lengths), dtype=torch.long)
+        self.batch_size = batch_size if batch_tokens is None and batch_size else DEFAULT_BATCH_SIZE
+        self.batch_tokens = batch_tokens
+        self.seed, self.shuffle, self.epoch = seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """The epoch's batches of example indices: a pure function of ``(seed, epoch)``."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        batches = self._pack(self._order(generator))
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches(self.epoch))
+
+    def __len__(self) -> int:
+        return len(self.batches(self.epoch))
+
+    def _order(self, generator: torch.Generator) -> list[int]:
+        """Examples sorted by (source, target) length; ties in a random order when shuffling."""
+        n = len(self.src_lengths)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        key = self.src_lengths[order] * ((int(self.tgt_lengths.max()) if len(self.tgt_lengths) else 0) + 1) + self.tgt_lengths[order]
+        return order[torch.sort(key, stable=True).indices].tolist()
+
+    def _pack(self, order: list[int]) -> list[list[int]]:
+        batches, current, longest = [], [], 0
+        src, tgt = self.src_lengths.tolist(), self.tgt_lengths.tolist()
+        for index in order:
+            length = max(src[index], tgt[index])
+            if current and self._full(len(current), max(longest, length)):
+                batches.append(current)
+                current, longest = [], 0
+            current.append(index)
+            longest = max(longest, length)
+        if current:
+            batches.append(current)
+        return batches
+
+    def _full(self, size_before: int, longest_after: int) -> bool:
+        if self.batch_tokens is not None:
+            return (size_before + 1) * longest_after > self.batch_tokens
+        return size_before >= self.batch_size
+
+
+class RandomBatchSampler(BucketBatchSampler):
+    """Same packing over a plain random order: the baseline that bucketing is measured against."""
+
+    def _order(self, generator: torch.Generator) -> list[int]:
+        n = len(self.src_lengths)
+        return (torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)).tolist()
+
+
+def padded_share(batches: Sequence[Sequence[int]], src_lengths: Sequence[int],
+                 tgt_lengths: Sequence[int]) -> float:
+    """Pad positions / all positions of the padded source and target tensors of ``batches``."""
+    padded = total = 0
+    for batch in batches:
+        for lengths in (src_lengths, tgt_lengths):
+            sizes = [lengths[i] for i in batch]
+            total += len(sizes) * max(sizes)
+            padded += len(sizes) * max(sizes) - sum(sizes)
+    return padded / total if total else 0.0

@@ -1,0 +1,73 @@
+"""Vocabulary: token <-> index, with fixed special indices (``<pad>`` = 0)."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+__all__ = ["Vocabulary", "PAD", "UNK", "BOS", "EOS", "PAD_INDEX", "UNK_INDEX", "BOS_INDEX", "EOS_INDEX"]
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+SPECIALS = (PAD, UNK, BOS, EOS)
+PAD_INDEX, UNK_INDEX, BOS_INDEX, EOS_INDEX = range(4)
+
+
+class Vocabulary:
+    """Specials first at fixed indices, then tokens by frequency (ties alphabetical)."""
+
+    pad_index, unk_index, bos_index, eos_index = PAD_INDEX, UNK_INDEX, BOS_INDEX, EOS_INDEX
+
+    def __init__(self, tokens: Sequence[str]):
+        tokens = list(tokens)
+        if tuple(tokens[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"a vocabulary must start with the specials {SPECIALS}")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("a vocabulary's tokens must be unique")
+        self.itos = tokens
+        self.stoi = {token: index for index, token in enumerate(tokens)}
+
+    @classmethod
+    def build(cls, sequences: Iterable[Sequence[str]], min_freq: int = 1,
+              max_size: int | None = None) -> "Vocabulary":
+        """Count tokens over ``sequences``; keep those seen ``min_freq`` times, at most ``max_size``."""
+        counts = Counter(token for sequence in sequences for token in sequence)
+        for special in SPECIALS:
+            counts.pop(special, None)
+        ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        return cls(list(SPECIALS) + ranked[:max_size])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.itos == other.itos
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        """Token strings -> indices; unknown tokens map to ``<unk>``."""
+        return [self.stoi.get(token, UNK_INDEX) for token in tokens]
+
+    def decode(self, indices: Iterable[int], strip_specials: bool = True) -> list[str]:
+        """Indices -> tokens, stopping at the first ``<eos>``; ``<pad>``/``<bos>`` dropped."""
+        tokens = []
+        for index in indices:
+            index = int(index)
+            if index == EOS_INDEX and strip_specials:
+                break
+            if strip_specials and index in (PAD_INDEX, BOS_INDEX):
+                continue
+            tokens.append(self.itos[index])
+        return tokens
+
+    def to_list(self) -> list[str]:
+        return list(self.itos)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.itos, ensure_ascii=False, indent=0), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocabulary":
+        return cls(json.loads(Path(path).read_text(encoding="utf-8")))

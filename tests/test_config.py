@@ -1,0 +1,115 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from cronos.config import (Config, ConfigError, ParallelFiles, all_keys, config_from_dict, config_to_dict,
+                           load_config, parse_override)
+
+
+def test_defaults_fill_everything_a_user_omits():
+    cfg = load_config({})
+    assert cfg.training.epochs == 10 and cfg.data.tokenizer == "char"
+    assert cfg.model.mask_padding is True and cfg.model.freeze_pad_embedding is True
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.training.epochs = 3
+
+
+def test_shipped_dates_config_loads_and_resolves_paths_against_its_folder(root):
+    cfg = load_config(root / "configs" / "dates.yaml")
+    assert cfg.data.train == str(root / "data" / "dates" / "train.tsv")
+    assert Path(cfg.output_dir).is_absolute()
+
+
+def test_overrides_apply_dotted_keys(root):
+    cfg = load_config(root / "configs" / "dates.yaml", overrides={"training.epochs": 2, "model.encoder.cell": "lstm"})
+    assert cfg.training.epochs == 2 and cfg.model.encoder.cell == "lstm"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("training.epochs=2", ("training.epochs", 2)),
+    ("training.lr=0.5", ("training.lr", 0.5)),
+    ("model.mask_padding=false", ("model.mask_padding", False)),
+    ("data.tokenizer=word", ("data.tokenizer", "word")),
+    ("training.patience=null", ("training.patience", None)),
+])
+def test_parse_override_reads_yaml_scalars(text, expected):
+    assert parse_override(text) == expected
+
+
+def test_exponent_without_dot_is_a_number_despite_yaml_1_1():
+    assert load_config({}, overrides=dict([parse_override("training.lr=3e-4")])).training.lr == 3e-4
+
+
+def test_parse_override_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_override("training.epochs")
+
+
+@pytest.mark.parametrize("raw, key, suggestion", [
+    ({"training": {"epcohs": 2}}, "training.epcohs", "training.epochs"),
+    ({"trainig": {"epochs": 2}}, "trainig", "training"),
+    ({"epochs": 2}, "epochs", "training.epochs"),
+    ({"data": {"tokeniser": "char"}}, "data.tokeniser", "data.tokenizer"),
+    ({"model": {"encoder": {"bidirectonal": True}}}, "model.encoder.bidirectonal", "model.encoder.bidirectional"),
+])
+def test_unknown_keys_are_errors_that_suggest_the_right_key(raw, key, suggestion):
+    with pytest.raises(ConfigError) as caught:
+        load_config(raw)
+    message = str(caught.value)
+    assert f"{key}: unknown key" in message and f"did you mean '{suggestion}'" in message
+
+
+def test_errors_name_the_file_key_expected_and_got(write):
+    path = write("bad.yaml", "training:\n  epochs: many\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: training.epochs: expected an integer, got str 'many'"
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"data": {"tokenizer": "chars"}}, "expected one of 'char', 'whitespace', 'word', got str 'chars'; did you mean 'char'?"),
+    ({"training": {"epochs": 0}}, "training.epochs: expected a value >= 1, got 0"),
+    ({"training": {"lr": "fast"}}, "training.lr: expected a number, got str 'fast'"),
+    ({"model": {"mask_padding": "yes"}}, "model.mask_padding: expected true/false, got str 'yes'"),
+    ({"training": {"batch_size": 8, "batch_tokens": 100}}, "not both"),
+    ({"training": 3}, "training: expected a mapping of keys, got int 3"),
+    ({"data": {"train": {"src": "a.de"}}}, "data.train.tgt: missing"),
+    ({"data": {"train": 5}}, "data.train: expected a string or a mapping"),
+    ({"model": {"decoder": {"type": "transformer", "hidden_size": 30, "heads": 4}}}, "divisible"),
+])
+def test_bad_values_are_reported_with_key_and_hint(raw, fragment):
+    with pytest.raises(ConfigError, match=None) as caught:
+        load_config(raw)
+    assert fragment in str(caught.value)
+
+
+def test_missing_and_malformed_files(tmp_path, write):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write("broken.yaml", "training: [1,\n"))
+    with pytest.raises(ConfigError, match=r"\(top level\): expected a mapping"):
+        load_config(write("list.yaml", "- 1\n- 2\n"))
+
+
+def test_parallel_files_and_data_root(tmp_path, write):
+    path = write("c/run.yaml", "data:\n  root: ${CRONOS_TEST_ROOT}\n  train: {src: train.de, tgt: train.en}\n")
+    import os
+    os.environ["CRONOS_TEST_ROOT"] = str(tmp_path / "corpus")
+    try:
+        cfg = load_config(path)
+    finally:
+        del os.environ["CRONOS_TEST_ROOT"]
+    assert cfg.data.train == ParallelFiles(str(tmp_path / "corpus" / "train.de"), str(tmp_path / "corpus" / "train.en"))
+
+
+def test_round_trip_through_plain_dict(root):
+    cfg = load_config(root / "configs" / "dates.yaml")
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_every_key_is_documented_in_the_readme(root):
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    missing = [key for key, _, _ in all_keys(Config) if f"`{key}`" not in readme]
+    assert not missing, f"README config reference lacks {missing}"

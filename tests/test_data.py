@@ -1,0 +1,174 @@
+"""The data pipeline: readers and their errors, tokenizers, vocabulary, lengths, collate, sampler."""
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from cronos.config import DataConfig, ParallelFiles, load_config
+from cronos.data import (BOS_INDEX, EOS_INDEX, PAD_INDEX, UNK_INDEX, BucketBatchSampler, DataError,
+                         RandomBatchSampler, Vocabulary, build_tokenizer, collate, encode_sources,
+                         load_eval_split, load_training_data, padded_share, read_pairs)
+from cronos.data.preprocess import Example
+
+
+def data_config(train, **kw) -> DataConfig:
+    return DataConfig(train=str(train) if not isinstance(train, ParallelFiles) else train, **kw)
+
+
+# --- readers -------------------------------------------------------------------------------------
+
+def test_tsv_and_parallel_files_read_the_same_pairs(write):
+    tsv = write("a.tsv", "eins\tone\nzwei\ttwo\n")
+    src, tgt = write("a.de", "eins\nzwei\n"), write("a.en", "one\ntwo")
+    from_tsv, from_parallel = read_pairs(str(tsv)), read_pairs(ParallelFiles(str(src), str(tgt)))
+    assert [(p.source, p.target) for p in from_tsv] == [("eins", "one"), ("zwei", "two")]
+    assert [(p.source, p.target) for p in from_parallel] == [("eins", "one"), ("zwei", "two")]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a\tb\nno tab here\n", r"a\.tsv:2: expected 'source<TAB>target', found no tab"),
+    ("a\tb\tc\n", r"a\.tsv:1: expected 'source<TAB>target', found 2 tabs"),
+    (b"ok\tfine\n\xff\xfe\tbad\n", r"a\.tsv:2: not valid UTF-8 \(byte 0xff at column 1\)"),
+])
+def test_bad_tsv_lines_name_file_and_line(write, content, message):
+    with pytest.raises(DataError, match=message):
+        read_pairs(str(write("a.tsv", content)))
+
+
+def test_parallel_files_with_different_line_counts(write):
+    src, tgt = write("x.de", "a\nb\nc\n"), write("x.en", "a\nb\n")
+    with pytest.raises(DataError, match=r"x\.de has 3 lines but .*x\.en has 2; parallel files must be line-aligned"):
+        read_pairs(ParallelFiles(str(src), str(tgt)))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="nope.tsv: file not found"):
+        read_pairs(str(tmp_path / "nope.tsv"))
+
+
+def test_empty_side_is_an_error_by_default_and_skipped_on_request(write):
+    path = write("e.tsv", "abc\txyz\n \tempty source\nfoo\t\n")
+    with pytest.raises(DataError, match=r"e\.tsv:2: empty source .*data\.empty_policy: skip"):
+        load_training_data(data_config(path, tokenizer="whitespace"))
+    data = load_training_data(data_config(path, tokenizer="whitespace", empty_policy="skip"))
+    assert len(data.examples) == 1 and data.stats.skipped_empty == 2
+
+
+def test_long_examples_are_filtered_or_truncated_and_counted(write):
+    path = write("l.tsv", "abc\txy\nabcdefgh\txy\nab\txyzxyzxyz\n")
+    filtered = load_training_data(data_config(path, max_length=4))
+    assert [e.src_length for e in filtered.examples] == [3] and filtered.stats.filtered_long == 2
+    truncated = load_training_data(data_config(path, max_length=4, long_policy="truncate"))
+    assert [e.src_length for e in truncated.examples] == [3, 4, 2]
+    assert [e.tgt_length for e in truncated.examples] == [3, 3, 5] and truncated.stats.truncated == 2
+
+
+# --- tokenizers and vocabulary ---------------------------------------------------------------------
+
+def test_tokenizers():
+    assert build_tokenizer("char").tokenize("26 Nov") == ["2", "6", " ", "N", "o", "v"]
+    assert build_tokenizer("whitespace").tokenize("  a  b ") == ["a", "b"]
+    assert build_tokenizer("word", lowercase=True).tokenize("Ein Hund, der's läuft!") == \
+        ["ein", "hund", ",", "der's", "läuft", "!"]
+    assert build_tokenizer("word").detokenize(["A", "dog", ",", "running", "."]) == "A dog, running."
+    with pytest.raises(ValueError, match="unknown tokenizer"):
+        build_tokenizer("bpe")
+
+
+def test_vocabulary_specials_order_and_round_trip(tmp_path):
+    vocab = Vocabulary.build([list("banana"), list("band")], min_freq=1)
+    assert vocab.itos[:4] == ["<pad>", "<unk>", "<bos>", "<eos>"] and vocab.stoi["<pad>"] == PAD_INDEX == 0
+    assert vocab.itos[4:] == ["a", "n", "b", "d"]  # by frequency, ties alphabetical
+    assert Vocabulary.build([list("band"), list("banana")]) == vocab  # order of input does not matter
+    assert vocab.encode(list("bz")) == [vocab.stoi["b"], UNK_INDEX]
+    assert vocab.decode([BOS_INDEX, vocab.stoi["b"], vocab.stoi["a"], EOS_INDEX, vocab.stoi["d"], PAD_INDEX]) == ["b", "a"]
+    vocab.save(tmp_path / "v.json")
+    assert Vocabulary.load(tmp_path / "v.json") == vocab and json.loads((tmp_path / "v.json").read_text())[0] == "<pad>"
+    assert Vocabulary.build([list("banana"), list("band")], min_freq=2).itos[4:] == ["a", "n", "b"]
+    assert Vocabulary.build([list("banana")], max_size=1).itos[4:] == ["a"]
+
+
+# --- lengths and collate ---------------------------------------------------------------------------
+
+@given(st.lists(st.text(alphabet="abc xyz", min_size=1, max_size=20).filter(lambda s: s.split() != []), min_size=1, max_size=8))
+def test_lengths_equal_the_true_token_counts(sources):
+    tokenizer = build_tokenizer("whitespace")
+    vocab = Vocabulary.build([tokenizer.tokenize(s) for s in sources])
+    examples = encode_sources(sources, tokenizer, vocab, targets=sources, tgt_vocab=vocab)
+    for text, example in zip(sources, examples):
+        assert example.src_length == len(text.split()) == len(example.src)
+        assert example.tgt_length == len(text.split()) + 1
+
+
+def test_collate_pads_right_with_zero_and_returns_lengths():
+    examples = [Example(0, (5, 6, 7), (8,), 3, 2), Example(1, (9,), (10, 11, 12), 1, 4)]
+    batch = collate(examples)
+    assert batch.src.tolist() == [[5, 6, 7], [9, 0, 0]]
+    assert batch.src_lengths.tolist() == [3, 1]
+    assert batch.tgt_in.tolist() == [[BOS_INDEX, 8, 0, 0], [BOS_INDEX, 10, 11, 12]]
+    assert batch.tgt_out.tolist() == [[8, EOS_INDEX, 0, 0], [10, 11, 12, EOS_INDEX]]
+    assert batch.tgt_lengths.tolist() == [2, 4] and batch.indices == (0, 1)
+    assert batch.src.dtype == torch.long and batch.num_target_tokens == 6
+    no_targets = collate([Example(0, (5,), None, 1, 0)])
+    assert no_targets.tgt_in is None and no_targets.src_lengths.tolist() == [1]
+
+
+def test_empty_user_input_is_rejected():
+    tokenizer, vocab = build_tokenizer("char"), Vocabulary.build([list("abc")])
+    with pytest.raises(ValueError, match="input 1: empty source"):
+        encode_sources(["abc", ""], tokenizer, vocab)
+    with pytest.raises(TypeError, match="wrap it"):
+        encode_sources("abc", tokenizer, vocab)
+
+
+# --- sampler --------------------------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=200), st.integers(0, 1000), st.integers(0, 5),
+       st.one_of(st.integers(1, 16).map(lambda n: {"batch_size": n}),
+                 st.integers(1, 300).map(lambda n: {"batch_tokens": n})))
+def test_sampler_yields_every_example_once_per_epoch_deterministically(lengths, seed, epoch, budget):
+    tgt = [n % 7 + 2 for n in lengths]
+    sampler = BucketBatchSampler(lengths, tgt, seed=seed, **budget)
+    batches = sampler.batches(epoch)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert batches == BucketBatchSampler(lengths, tgt, seed=seed, **budget).batches(epoch)
+    if "batch_size" in budget:
+        assert all(len(b) <= budget["batch_size"] for b in batches)
+    else:  # over budget only when one example alone exceeds it
+        assert all(len(b) * max(max(lengths[i], tgt[i]) for i in b) <= budget["batch_tokens"] or len(b) == 1
+                   for b in batches)
+
+
+def test_sampler_reshuffles_each_epoch_and_follows_set_epoch():
+    lengths = list(range(1, 200))
+    sampler = BucketBatchSampler(lengths, lengths, batch_size=8, seed=3)
+    assert sampler.batches(0) != sampler.batches(1)
+    sampler.set_epoch(1)
+    assert list(sampler) == sampler.batches(1) and len(sampler) == len(sampler.batches(1))
+    assert BucketBatchSampler(lengths, lengths, batch_size=8, seed=4).batches(0) != sampler.batches(0)
+
+
+def test_bucketing_cuts_padding_on_dates_to_under_a_third_of_random(root):
+    config = load_config(root / "configs" / "dates.yaml")
+    data = load_training_data(config.data)
+    src = [e.src_length for e in data.examples]
+    tgt = [e.tgt_length for e in data.examples]
+    bucketed = padded_share(BucketBatchSampler(src, tgt, batch_size=64, seed=1).batches(0), src, tgt)
+    random_ = padded_share(RandomBatchSampler(src, tgt, batch_size=64, seed=1).batches(0), src, tgt)
+    assert random_ > 0.2  # dates really are padding-heavy
+    assert bucketed <= random_ / 3
+
+
+def test_padded_share_counts_pad_positions():
+    # sources 1 and 3 -> 2 pads of 6; targets 2 and 2 -> 0 of 4
+    assert padded_share([[0, 1]], [1, 3], [2, 2]) == pytest.approx(2 / 10)
+
+
+def test_eval_split_keeps_texts_aligned_with_examples(write):
+    train = write("t.tsv", "ab\tx\nabc\ty\n")
+    data = load_training_data(data_config(train))
+    split = load_eval_split(str(write("v.tsv", "ba\tyx\nq\tz\n")), data_config(train), data.src_vocab, data.tgt_vocab)
+    assert split.sources == ["ba", "q"] and split.targets == ["yx", "z"]
+    assert split.examples[1].src == (UNK_INDEX,) and split.examples[0].tgt_length == 3
