@@ -114,7 +114,6 @@ class ModelConfig:
     mask_padding: bool = _key(True, "methodology A: attention never sees padded keys (off only for ablations)")
     freeze_pad_embedding: bool = _key(
         True, "methodology B: the <pad> embedding row is zero and never changes (off only for ablations)")
-    tie_embeddings: bool = _key(False, "share the target embedding with the output projection")
 
 
 @dataclass(frozen=True)
@@ -189,6 +188,11 @@ def _check_consistency(cfg: Config) -> None:
     if (decoder.type == "transformer" or decoder.attention == "multihead") and decoder.hidden_size % decoder.heads:
         raise ConfigError(source, "model.decoder.heads",
                           f"hidden_size {decoder.hidden_size} must be divisible by heads {decoder.heads}")
+    memory_size = encoder.hidden_size * (2 if encoder.type == "rnn" and encoder.bidirectional else 1)
+    if decoder.type == "rnn" and decoder.attention == "dot" and decoder.hidden_size != memory_size:
+        raise ConfigError(source, "model.decoder.attention",
+                          f"`dot` needs model.decoder.hidden_size ({decoder.hidden_size}) equal to the encoder's "
+                          f"output size ({memory_size}); change a size or use `general`")
     if not 0.0 <= cfg.training.label_smoothing < 1.0:
         raise ConfigError(source, "training.label_smoothing",
                           f"expected a value in [0, 1), got {cfg.training.label_smoothing}")

@@ -1,0 +1,158 @@
+"""Decoders over an encoded source, each taking the source mask explicitly.
+
+    state = decoder.start(memory, lengths, mask)            # projections of the memory, once
+    output, attention, state = decoder(embedded, state)     # embedded [B, T, E] -> output [B, T, H]
+
+Teacher forcing passes the whole target (``T`` steps at once); search passes one step at a time
+and carries ``state``.  ``attention [B, T, S]`` is the cross-attention (transformer: last layer,
+averaged over heads).  ``state.select(index)`` reorders or repeats the batch (beam search).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..config import DecoderConfig
+from ..masking import lengths_to_mask
+from .attention import MultiHeadAttention, build_attention
+from .encoders import FeedForward, PositionalEncoding
+
+__all__ = ["RNNDecoder", "TransformerDecoder", "RNNDecoderState", "TransformerDecoderState", "build_decoder"]
+
+
+def _select(value, index: Tensor):
+    """Index the batch axis of every tensor in ``value`` (tensors, tuples, lists, None)."""
+    if isinstance(value, Tensor):
+        return value.index_select(0, index)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_select(v, index) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class RNNDecoderState:
+    keys: Tensor                        # [B, S, *] attention-ready memory keys
+    values: Tensor                      # [B, S, M]
+    mask: Tensor | None                 # [B, S]
+    hidden: Tensor | tuple[Tensor, Tensor]  # [L, B, H] (LSTM: (h, c)); batch on axis 1
+
+    def select(self, index: Tensor) -> "RNNDecoderState":
+        hidden = (tuple(h.index_select(1, index) for h in self.hidden) if isinstance(self.hidden, tuple)
+                  else self.hidden.index_select(1, index))
+        return RNNDecoderState(_select(self.keys, index), _select(self.values, index),
+                               _select(self.mask, index), hidden)
+
+
+class RNNDecoder(nn.Module):
+    """GRU/LSTM decoder with attention after the RNN (Luong), so teacher forcing runs in one call.
+
+    Per step: ``h_t = RNN(y_{t-1}, h_{t-1})``; ``c_t = attention(h_t, memory, mask)``;
+    ``output_t = tanh(W [h_t; c_t])``.  The initial state is a projection of the mean of the real
+    (unpadded) memory positions.
+    """
+
+    def __init__(self, input_size: int, memory_size: int, config: DecoderConfig):
+        super().__init__()
+        rnn = nn.GRU if config.cell == "gru" else nn.LSTM
+        self.layers, self.is_lstm = config.layers, config.cell == "lstm"
+        self.rnn = rnn(input_size, config.hidden_size, num_layers=config.layers, batch_first=True,
+                       dropout=config.dropout if config.layers > 1 else 0.0)
+        self.bridge = nn.Linear(memory_size, config.hidden_size)
+        self.attention = build_attention(config.attention, config.hidden_size, memory_size, config.heads)
+        self.combine = nn.Linear(config.hidden_size + self.attention.output_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_size = config.hidden_size
+
+    def start(self, memory: Tensor, lengths: Tensor, mask: Tensor | None) -> RNNDecoderState:
+        real = lengths_to_mask(lengths, memory.size(1)).to(memory.device)  # pooling always skips padding
+        pooled = memory.masked_fill(~real.unsqueeze(-1), 0.0).sum(1) / lengths.to(memory.device, memory.dtype)[:, None]
+        hidden = torch.tanh(self.bridge(pooled)).unsqueeze(0).repeat(self.layers, 1, 1)  # [L, B, H]
+        if self.is_lstm:
+            hidden = (hidden, torch.zeros_like(hidden))
+        keys, values = self.attention.precompute(memory, memory)
+        return RNNDecoderState(keys, values, mask, hidden)
+
+    def forward(self, embedded: Tensor, state: RNNDecoderState,
+                need_weights: bool = True) -> tuple[Tensor, Tensor, RNNDecoderState]:
+        outputs, hidden = self.rnn(embedded, state.hidden)  # [B, T, H]
+        context, weights = self.attention(outputs, state.keys, state.values, state.mask)  # [B, T, M], [B, T, S]
+        combined = self.dropout(torch.tanh(self.combine(torch.cat([outputs, context], dim=-1))))
+        return combined, weights, dataclasses.replace(state, hidden=hidden)
+
+
+@dataclass(frozen=True)
+class TransformerDecoderState:
+    cross: tuple[tuple[Tensor, Tensor], ...]        # per layer: memory keys, values [B, h, S, d]
+    mask: Tensor | None                             # [B, S]
+    cache: tuple[tuple[Tensor, Tensor], ...] | None  # per layer: keys, values of the steps so far
+    length: int                                     # positions decoded so far
+
+    def select(self, index: Tensor) -> "TransformerDecoderState":
+        return TransformerDecoderState(_select(self.cross, index), _select(self.mask, index),
+                                       _select(self.cache, index), self.length)
+
+
+class TransformerDecoderLayer(nn.Module):
+    """Pre-LayerNorm: causal self-attention, masked cross-attention, feed-forward; each residual."""
+
+    def __init__(self, size: int, heads: int, ff_size: int, dropout: float):
+        super().__init__()
+        self.self_norm, self.cross_norm, self.feed_forward_norm = (nn.LayerNorm(size) for _ in range(3))
+        self.self_attention = MultiHeadAttention(size, size, heads)
+        self.cross_attention = MultiHeadAttention(size, size, heads)
+        self.feed_forward = FeedForward(size, ff_size, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, cross: tuple[Tensor, Tensor], mask: Tensor | None,
+                cache: tuple[Tensor, Tensor] | None, need_weights: bool):
+        normed = self.self_norm(x)
+        keys, values = self.self_attention.precompute(normed, normed)  # [B, h, T, d]
+        if cache is not None:
+            keys, values = torch.cat([cache[0], keys], dim=2), torch.cat([cache[1], values], dim=2)
+        attended, _ = self.self_attention(normed, keys, values, None, causal=True, need_weights=False)
+        x = x + self.dropout(attended)
+        context, weights = self.cross_attention(self.cross_norm(x), *cross, mask, need_weights=need_weights)
+        x = x + self.dropout(context)
+        x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+        return x, weights, (keys, values)
+
+
+class TransformerDecoder(nn.Module):
+    def __init__(self, input_size: int, memory_size: int, config: DecoderConfig):
+        super().__init__()
+        size = config.hidden_size
+        self.input_projection = nn.Linear(input_size, size) if input_size != size else nn.Identity()
+        self.memory_projection = nn.Linear(memory_size, size) if memory_size != size else nn.Identity()
+        self.scale = math.sqrt(size)
+        self.positions = PositionalEncoding(size)
+        self.layers = nn.ModuleList(TransformerDecoderLayer(size, config.heads, config.ff_size, config.dropout)
+                                    for _ in range(config.layers))
+        self.final_norm = nn.LayerNorm(size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_size = size
+
+    def start(self, memory: Tensor, lengths: Tensor, mask: Tensor | None) -> TransformerDecoderState:
+        memory = self.memory_projection(memory)
+        cross = tuple(layer.cross_attention.precompute(memory, memory) for layer in self.layers)
+        return TransformerDecoderState(cross, mask, None, 0)
+
+    def forward(self, embedded: Tensor, state: TransformerDecoderState,
+                need_weights: bool = True) -> tuple[Tensor, Tensor | None, TransformerDecoderState]:
+        x = self.dropout(self.positions(self.input_projection(embedded) * self.scale, offset=state.length))
+        caches, weights = [], None
+        for i, layer in enumerate(self.layers):
+            last = i == len(self.layers) - 1
+            cache = None if state.cache is None else state.cache[i]
+            x, layer_weights, new_cache = layer(x, state.cross[i], state.mask, cache, need_weights and last)
+            caches.append(new_cache)
+            weights = layer_weights if last else weights
+        new_state = dataclasses.replace(state, cache=tuple(caches), length=state.length + embedded.size(1))
+        return self.final_norm(x), weights, new_state
+
+
+def build_decoder(input_size: int, memory_size: int, config: DecoderConfig) -> nn.Module:
+    return (RNNDecoder if config.type == "rnn" else TransformerDecoder)(input_size, memory_size, config)

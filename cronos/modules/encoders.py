@@ -1,0 +1,108 @@
+"""Encoders: ``forward(embedded [B, S, E], lengths [B], mask [B, S] | None) -> memory [B, S, M]``.
+
+``lengths`` say how much of each row is real; ``mask`` is the attention mask (``None`` only in the
+unmasked ablation).  Positions past a row's length hold finite values that no one may read:
+attention mutes them and pooling skips them.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..config import EncoderConfig
+from .attention import MultiHeadAttention
+
+__all__ = ["RNNEncoder", "TransformerEncoder", "TransformerLayer", "PositionalEncoding", "FeedForward",
+           "build_encoder"]
+
+
+class RNNEncoder(nn.Module):
+    """GRU/LSTM over packed sequences, so padding never enters the recurrence."""
+
+    def __init__(self, input_size: int, config: EncoderConfig):
+        super().__init__()
+        rnn = nn.GRU if config.cell == "gru" else nn.LSTM
+        self.rnn = rnn(input_size, config.hidden_size, num_layers=config.layers, batch_first=True,
+                       bidirectional=config.bidirectional, dropout=config.dropout if config.layers > 1 else 0.0)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_size = config.hidden_size * (2 if config.bidirectional else 1)
+
+    def forward(self, embedded: Tensor, lengths: Tensor, mask: Tensor | None) -> Tensor:
+        # pack_padded_sequence wants CPU lengths; enforce_sorted=False keeps the batch order.
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, _ = self.rnn(packed)
+        memory, _ = pad_packed_sequence(outputs, batch_first=True, total_length=embedded.size(1))  # [B, S, M]
+        return self.dropout(memory)
+
+
+class PositionalEncoding(nn.Module):
+    """Sinusoidal positions (Vaswani et al.), added to ``x [B, T, D]`` from position ``offset`` on."""
+
+    def __init__(self, size: int, max_len: int = 4096):
+        super().__init__()
+        position = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)
+        frequency = torch.exp(torch.arange(0, size, 2, dtype=torch.float64) * (-math.log(10000.0) / size))
+        table = torch.zeros(max_len, size, dtype=torch.float64)
+        table[:, 0::2] = torch.sin(position * frequency)
+        table[:, 1::2] = torch.cos(position * frequency[: size // 2])
+        self.register_buffer("table", table.float(), persistent=False)
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        if offset + x.size(1) > self.table.size(0):
+            raise ValueError(f"sequence of {offset + x.size(1)} positions exceeds the {self.table.size(0)} supported")
+        return x + self.table[offset: offset + x.size(1)].to(x.dtype)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, size: int, inner_size: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(size, inner_size), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(inner_size, size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class TransformerLayer(nn.Module):
+    """Pre-LayerNorm encoder layer: ``x + SelfAttn(LN(x), mask)``, then ``x + FF(LN(x))``."""
+
+    def __init__(self, size: int, heads: int, ff_size: int, dropout: float):
+        super().__init__()
+        self.attention_norm, self.feed_forward_norm = nn.LayerNorm(size), nn.LayerNorm(size)
+        self.attention = MultiHeadAttention(size, size, heads)
+        self.feed_forward = FeedForward(size, ff_size, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        normed = self.attention_norm(x)
+        keys, values = self.attention.precompute(normed, normed)
+        attended, _ = self.attention(normed, keys, values, mask, need_weights=False)
+        x = x + self.dropout(attended)
+        return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+
+
+class TransformerEncoder(nn.Module):
+    def __init__(self, input_size: int, config: EncoderConfig):
+        super().__init__()
+        size = config.hidden_size
+        self.input_projection = nn.Linear(input_size, size) if input_size != size else nn.Identity()
+        self.scale = math.sqrt(size)
+        self.positions = PositionalEncoding(size)
+        self.layers = nn.ModuleList(TransformerLayer(size, config.heads, config.ff_size, config.dropout)
+                                    for _ in range(config.layers))
+        self.final_norm = nn.LayerNorm(size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_size = size
+
+    def forward(self, embedded: Tensor, lengths: Tensor, mask: Tensor | None) -> Tensor:
+        x = self.dropout(self.positions(self.input_projection(embedded) * self.scale))  # [B, S, D]
+        for layer in self.layers:
+            x = layer(x, mask)
+        return self.final_norm(x)
+
+
+def build_encoder(input_size: int, config: EncoderConfig) -> nn.Module:
+    return (RNNEncoder if config.type == "rnn" else TransformerEncoder)(input_size, config)

@@ -1,0 +1,73 @@
+"""Shapes of every module, and the mask's single definition."""
+import pytest
+import torch
+
+from cronos.config import DecoderConfig, EncoderConfig
+from cronos.masking import check_lengths, lengths_to_mask, masked_softmax
+from cronos.modules import (AdditiveAttention, DotAttention, GeneralAttention, MultiHeadAttention, RNNDecoder,
+                            RNNEncoder, TransformerDecoder, TransformerEncoder)
+
+B, S, T = 3, 5, 4
+LENGTHS = torch.tensor([5, 2, 1])
+
+
+def test_lengths_to_mask_is_true_on_real_tokens():
+    mask = lengths_to_mask(LENGTHS)
+    assert mask.dtype == torch.bool and mask.shape == (3, 5)
+    assert mask.tolist()[1] == [True, True, False, False, False]
+    assert lengths_to_mask(torch.tensor([2]), max_len=4).tolist() == [[True, True, False, False]]
+    with pytest.raises(ValueError, match="exceeds max_len"):
+        lengths_to_mask(torch.tensor([5]), max_len=3)
+
+
+def test_masked_softmax_zeroes_pads_and_never_returns_nan():
+    scores = torch.randn(2, 3, 4)
+    weights = masked_softmax(scores, torch.tensor([[True, True, False, False], [False] * 4]))
+    assert torch.all(weights[0, :, 2:] == 0) and torch.allclose(weights[0].sum(-1), torch.ones(3))
+    assert torch.all(weights[1] == 0) and not torch.isnan(weights).any()  # an all-pad row: 0, not NaN
+    torch.testing.assert_close(weights[0, :, :2], torch.softmax(scores[0, :, :2], -1))
+
+
+def test_check_lengths_rejects_zero():
+    check_lengths(LENGTHS)
+    with pytest.raises(ValueError, match=r"position\(s\) \[0\] have length 0"):
+        check_lengths(torch.tensor([0, 3]))
+
+
+@pytest.mark.parametrize("attention", [AdditiveAttention(6, 10), DotAttention(10, 10), GeneralAttention(6, 10),
+                                       MultiHeadAttention(6, 10, heads=2)])
+def test_attention_shapes_and_mask(attention):
+    query_size = 10 if isinstance(attention, DotAttention) and not isinstance(attention, GeneralAttention) else 6
+    memory = torch.randn(B, S, 10)
+    keys, values = attention.precompute(memory, memory)
+    context, weights = attention(torch.randn(B, T, query_size), keys, values, lengths_to_mask(LENGTHS))
+    assert context.shape == (B, T, attention.output_size) and weights.shape == (B, T, S)
+    assert torch.all(weights[2, :, 1:] == 0)
+
+
+def test_encoder_shapes():
+    embedded = torch.randn(B, S, 8)
+    rnn = RNNEncoder(8, EncoderConfig(hidden_size=6, bidirectional=True, cell="lstm", layers=2))
+    assert rnn(embedded, LENGTHS, lengths_to_mask(LENGTHS)).shape == (B, S, 12) and rnn.output_size == 12
+    transformer = TransformerEncoder(8, EncoderConfig(type="transformer", hidden_size=12, heads=3, layers=2))
+    assert transformer(embedded, LENGTHS, lengths_to_mask(LENGTHS)).shape == (B, S, 12)
+
+
+@pytest.mark.parametrize("decoder", [RNNDecoder(8, 12, DecoderConfig(hidden_size=6, attention="general")),
+                                     TransformerDecoder(8, 12, DecoderConfig(type="transformer", hidden_size=6,
+                                                                             heads=2, layers=2))])
+def test_decoder_shapes_whole_target_and_step_by_step(decoder):
+    decoder.eval()
+    memory, mask = torch.randn(B, S, 12), lengths_to_mask(LENGTHS)
+    state = decoder.start(memory, LENGTHS, mask)
+    embedded = torch.randn(B, T, 8)
+    output, weights, _ = decoder(embedded, state)
+    assert output.shape == (B, T, 6) and weights.shape == (B, T, S)
+    steps = []
+    for t in range(T):  # one step at a time gives the same outputs as teacher forcing
+        step_output, step_weights, state = decoder(embedded[:, t: t + 1], state)
+        steps.append(step_output)
+        assert step_weights.shape == (B, 1, S)
+    torch.testing.assert_close(torch.cat(steps, 1), output, atol=1e-5, rtol=1e-5)
+    reordered = state.select(torch.tensor([2, 2, 0]))  # beam search reorders the batch
+    assert reordered.mask.tolist()[0] == mask.tolist()[2]
