@@ -1,8 +1,19 @@
-"""cronos: sequence-to-sequence models with attention, where padding is inert."""
+"""cronos: sequence-to-sequence models with attention, where padding is inert.
+
+    import cronos
+    model = cronos.fit("configs/dates.yaml", **{"training.epochs": 2})
+    model.translate(["Thu 26 Nov 2026"])            # ['2026-11-26']
+    cronos.explain(model, ["Thu 26 Nov 2026"])[0].plot("attention.png")
+"""
+from .api import evaluate, explain, fit, translate
+from .checkpoint import CheckpointError
 from .config import Config, ConfigError, load_config
 from .data import DataError
+from .explain import Explanation
 from .masking import lengths_to_mask
 from .model import Cronos
+from .training import TrainingError
 
 __version__ = "0.1.0"
-__all__ = ["Config", "ConfigError", "Cronos", "DataError", "lengths_to_mask", "load_config", "__version__"]
+__all__ = ["CheckpointError", "Config", "ConfigError", "Cronos", "DataError", "Explanation", "TrainingError",
+           "evaluate", "explain", "fit", "lengths_to_mask", "load_config", "translate", "__version__"]

@@ -1,14 +1,22 @@
 """``cronos prepare|train|evaluate|translate|explain``: the command line over the Python API.
 
+    cronos train configs/dates.yaml --set training.epochs=2
+    cronos evaluate runs/dates/best.pt --data test
+    echo "Thu 26 Nov 2026" | cronos translate runs/dates/best.pt --beam 5
+    cronos explain runs/dates/best.pt "Thu 26 Nov 2026" --out runs/dates/explanations
+
+
 Exit codes: 0 success, 2 usage or config error (one line), 1 runtime error (one line);
 ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Iterator, Sequence
 
 from .config import ConfigError, load_config, parse_override
 
@@ -44,7 +52,46 @@ def _parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="read the data, build vocabularies, print statistics")
     _add_config_args(prepare)
     prepare.set_defaults(run=_prepare)
+
+    train = commands.add_parser("train", help="train a model from a config")
+    _add_config_args(train)
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint: loss, ppl, accuracies, BLEU, chrF")
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("--data", default="test", help="split name (train/valid/test) or a TSV file [test]")
+    evaluate.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
+    evaluate.add_argument("--out", type=Path, default=None, help="also write the scores to this JSON file")
+    evaluate.set_defaults(run=_evaluate)
+
+    translate = commands.add_parser("translate", help="translate stdin to stdout, one sentence per line")
+    translate.add_argument("checkpoint")
+    translate.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
+    translate.add_argument("--batch-size", type=_positive, default=None, help="sentences per batch")
+    translate.set_defaults(run=_translate)
+
+    explain = commands.add_parser("explain", help="attention explanations as JSON and PNG heatmaps")
+    explain.add_argument("checkpoint")
+    explain.add_argument("texts", nargs="+", metavar="TEXT", help="source sentences")
+    explain.add_argument("--target", dest="targets", action="append", default=None, metavar="TEXT",
+                         help="force this output instead of decoding (once per TEXT, in order)")
+    explain.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
+    explain.add_argument("--out", type=Path, default=None,
+                         help="output folder [explanations/ beside the checkpoint]")
+    explain.set_defaults(run=_explain)
+    for command in (evaluate, translate, explain):
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -76,4 +123,77 @@ def _prepare(args: argparse.Namespace) -> int:
     print(f"target length (+eos): min {min(tgt)}, mean {sum(tgt) / len(tgt):.1f}, max {max(tgt)}")
     print(f"padded share, epoch 0: bucketed {padded_share(bucketed.batches(0), src, tgt):.2%} "
           f"({len(bucketed)} batches), random {padded_share(random_.batches(0), src, tgt):.2%}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .model import Cronos
+
+    config = _load(args)
+    model = Cronos.from_config(config)
+    history = model.fit()
+    best = Path(config.output_dir) / "best.pt"
+    if history:
+        last = history[-1]
+        summary = ", ".join(f"{k} {last[k]:.4g}" for k in ("train_loss", "valid_loss", "valid_sequence_accuracy",
+                                                           "valid_bleu") if k in last)
+        print(f"trained {last['epoch']} epochs, {last['step']} steps: {summary}")
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .model import Cronos
+
+    model = Cronos.load(args.checkpoint)
+    scores = model.evaluate(args.data, beam_size=args.beam)
+    text = json.dumps(scores, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from .model import Cronos
+
+    model = Cronos.load(args.checkpoint)
+    batch_size = args.batch_size or model.config.evaluation.batch_size
+    for first_line, chunk in _chunks(sys.stdin, batch_size):
+        for offset, text in enumerate(chunk):
+            if not model.tokenizer.tokenize(text):
+                raise ValueError(f"stdin line {first_line + offset}: empty input; every line needs a sentence")
+        for output in model.translate(chunk, beam_size=args.beam, batch_size=batch_size):
+            print(output)
+        sys.stdout.flush()
+    return 0
+
+
+def _chunks(lines, size: int) -> Iterator[tuple[int, list[str]]]:
+    chunk, first = [], 1
+    for number, line in enumerate(lines, start=1):
+        chunk.append(line.rstrip("\n").rstrip("\r"))
+        if len(chunk) == size:
+            yield first, chunk
+            chunk, first = [], number + 1
+    if chunk:
+        yield first, chunk
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .model import Cronos
+
+    if args.targets is not None and len(args.targets) != len(args.texts):
+        raise ConfigError("--target", "", f"give one --target per TEXT ({len(args.texts)}), got {len(args.targets)}")
+    model = Cronos.load(args.checkpoint)
+    out = args.out or Path(args.checkpoint).resolve().parent / "explanations"
+    out.mkdir(parents=True, exist_ok=True)
+    explanations = model.explain(args.texts, args.targets, beam_size=args.beam)
+    for number, explanation in enumerate(explanations, start=1):
+        stem = out / f"explanation_{number}"
+        stem.with_suffix(".json").write_text(json.dumps(explanation.to_dict(), ensure_ascii=False, indent=1) + "\n",
+                                             encoding="utf-8")
+        explanation.plot(stem.with_suffix(".png"))
+        print(f"{explanation.source}\t{explanation.output}\t{stem}.json\t{stem}.png")
     return 0

@@ -135,6 +135,8 @@ class TrainingConfig:
     plateau_factor: float = _key(0.5, "`plateau`: multiply the lr by this", minimum=0.0)
     plateau_patience: int = _key(1, "`plateau`: validations without improvement before decaying", minimum=0)
     min_lr: float = _key(0.0, "floor for scheduled learning rates", minimum=0.0)
+    max_steps: int | None = _key(None, "stop after this many optimiser steps in all (null: train all epochs)",
+                                 minimum=1)
     validate_every: int | None = _key(None, "validate every N steps (null: once per epoch)", minimum=1)
     early_stopping_metric: Literal["valid_loss", "sequence_accuracy", "token_accuracy", "bleu", "chrf"] = _key(
         "valid_loss", "metric that picks the best checkpoint and drives early stopping and `plateau`")

@@ -7,15 +7,21 @@ threads it through the encoder, the decoder and every attention class.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .config import Config
-from .data import Batch, Vocabulary, collate, encode_sources, tokenizer_for
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import Config, ConfigError, config_from_dict, config_to_dict, load_config
+from .data import (Batch, EvalSplit, TrainingData, Vocabulary, collate, encode_sources, load_eval_split,
+                   load_training_data, tokenizer_for)
 from .data.vocab import PAD_INDEX
+from .evaluation import decode_examples, evaluate_split
+from .explain import Explanation
 from .loss import token_cross_entropy
 from .masking import check_lengths, lengths_to_mask
 from .modules.decoders import build_decoder
@@ -44,6 +50,7 @@ class Cronos(nn.Module):
     def __init__(self, config: Config, src_vocab: Vocabulary, tgt_vocab: Vocabulary):
         super().__init__()
         self.config, self.src_vocab, self.tgt_vocab = config, src_vocab, tgt_vocab
+        self._training_data: TrainingData | None = None
         self.tokenizer = tokenizer_for(config.data)
         model = config.model
         self.mask_padding, self.freeze_pad_embedding = model.mask_padding, model.freeze_pad_embedding
@@ -127,3 +134,121 @@ class Cronos(nn.Module):
         """
         examples = encode_sources(sources, self.tokenizer, self.src_vocab, targets, self.tgt_vocab)
         return collate(examples).to(self.device)
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        return self.tokenizer.detokenize(self.tgt_vocab.decode(token_ids))
+
+    # --- the high-level API: build, fit, evaluate, translate, explain, save, load ------------------
+
+    @classmethod
+    def from_config(cls, config: Config | str | os.PathLike) -> "Cronos":
+        """Read the training data, build the vocabularies, and build the model (seeded by ``config.seed``)."""
+        config = config if isinstance(config, Config) else load_config(config)
+        data = load_training_data(config.data)
+        torch.manual_seed(config.seed)
+        model = cls(config, data.src_vocab, data.tgt_vocab)
+        model._training_data = data
+        return model
+
+    def fit(self) -> list[dict]:
+        """Train per ``config.training``; return one dict per epoch (train_loss, valid_* metrics, lr, seconds).
+
+        Afterwards the model holds the weights of the best validation (``output_dir/best.pt``).
+        """
+        from .training import Trainer  # training imports the model's collaborators, not the model
+
+        data = self._training_data or load_training_data(self.config.data, (self.src_vocab, self.tgt_vocab))
+        valid = self._split("valid") if self.config.data.valid is not None else None
+        history = Trainer(self, data, valid).run()
+        best = load_checkpoint(Path(self.config.output_dir) / "best.pt")
+        self.load_state_dict(best["model"])
+        return history
+
+    def evaluate(self, data: str | Sequence[tuple[str, str]] = "test", beam_size: int | None = None) -> dict:
+        """Loss, ppl, token_accuracy, sequence_accuracy, BLEU and chrF (with sacrebleu signatures).
+
+        ``data``: a split name (``train``, ``valid``, ``test``), a TSV path, or (source, target) pairs.
+        """
+        return evaluate_split(self, self._split(data), beam_size)
+
+    def translate(self, sources: Sequence[str], beam_size: int | None = None,
+                  batch_size: int | None = None) -> list[str]:
+        """Decode ``sources`` (greedy for ``beam_size=1``); an output never depends on its batch mates."""
+        evaluation = self.config.evaluation
+        examples = encode_sources(sources, self.tokenizer, self.src_vocab)
+        hypotheses = decode_examples(self, examples, beam_size or evaluation.beam_size, evaluation.length_penalty,
+                                     batch_size or evaluation.batch_size)
+        return [self.detokenize(h.tokens) for h in hypotheses]
+
+    def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,
+                beam_size: int | None = None) -> list[Explanation]:
+        """Attention of each output token over the source tokens, trimmed to true lengths.
+
+        Without ``targets`` the outputs are decoded (``beam_size``: attention of the returned
+        hypothesis); with ``targets`` they are forced to those.
+        """
+        from .explain import explain_decoded, explain_forced
+
+        if targets is None:
+            return explain_decoded(self, sources, beam_size or self.config.evaluation.beam_size)
+        return explain_forced(self, sources, targets)
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {"config": config_to_dict(self.config), "src_vocab": self.src_vocab.to_list(),
+                "tgt_vocab": self.tgt_vocab.to_list(), "model": self.state_dict()}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write config, vocabularies and weights to one file, atomically."""
+        return save_checkpoint(path, self.checkpoint_payload())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "Cronos":
+        """Rebuild a model from a file written by ``save`` (or a run's best.pt/last.pt)."""
+        payload = load_checkpoint(path)
+        try:
+            config = config_from_dict(payload["config"], source=f"{path} (config)")
+            model = cls(config, Vocabulary(payload["src_vocab"]), Vocabulary(payload["tgt_vocab"]))
+        except (ConfigError, ValueError, TypeError) as error:
+            raise CheckpointError(f"{path}: incompatible checkpoint: {error}") from None
+        try:
+            model.load_state_dict(payload["model"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{path}: weights do not fit the model its config describes: "
+                                  f"{str(error).splitlines()[0]}") from None
+        return model.to(map_location).eval()
+
+    def check_compatible(self, payload: dict[str, Any], path: str | os.PathLike) -> None:
+        """Raise ``CheckpointError`` naming what differs when ``payload`` was made for another model."""
+        for side, key, vocab in (("source", "src_vocab", self.src_vocab), ("target", "tgt_vocab", self.tgt_vocab)):
+            theirs = payload[key]
+            if theirs != vocab.to_list():
+                raise CheckpointError(
+                    f"{path}: the {side} vocabulary differs from the one built from this config's data "
+                    f"(checkpoint {len(theirs)} tokens, config {len(vocab)}); use the data the checkpoint "
+                    "was trained on")
+        ours, theirs = config_to_dict(self.config)["model"], payload["config"].get("model", {})
+        differing = sorted(_differences(ours, theirs, "model"))
+        if differing:
+            raise CheckpointError(f"{path}: architecture differs from this config at {', '.join(differing)}")
+
+    def _split(self, data: str | Sequence[tuple[str, str]] | EvalSplit) -> EvalSplit:
+        if isinstance(data, EvalSplit):
+            return data
+        if isinstance(data, str) and data in ("train", "valid", "test"):
+            files = getattr(self.config.data, data)
+            if files is None:
+                raise ValueError(f"data.{data} is not set in the config; pass a file or (source, target) pairs")
+            return load_eval_split(files, self.config.data, self.src_vocab, self.tgt_vocab)
+        if isinstance(data, (str, os.PathLike)):
+            return load_eval_split(str(data), self.config.data, self.src_vocab, self.tgt_vocab)
+        pairs = list(data)
+        sources, targets = [p[0] for p in pairs], [p[1] for p in pairs]
+        examples = encode_sources(sources, self.tokenizer, self.src_vocab, targets, self.tgt_vocab)
+        return EvalSplit(sources, targets, examples)
+
+
+def _differences(ours: Any, theirs: Any, prefix: str) -> list[str]:
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        keys = set(ours) | set(theirs)
+        return [d for k in keys for d in _differences(ours.get(k), theirs.get(k), f"{prefix}.{k}")]
+    return [] if ours == theirs else [f"{prefix} (checkpoint {theirs!r}, config {ours!r})"]

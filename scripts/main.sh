@@ -1,5 +1,12 @@
 #!/usr/bin/env bash
-# The main job: installs what it needs into .venv, then prepares the embedded dates data.
+# The main job: install into .venv, train configs/dates.yaml, evaluate on the test split, and write
+# attention explanations (JSON + PNG heatmaps) for a few test sources into the run's output_dir.
+# Extra arguments go to `cronos train` (e.g. --set training.epochs=2).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
-exec "$VENV/bin/cronos" prepare configs/dates.yaml "$@"
+RUN="$ROOT/runs/dates"     # configs/dates.yaml: output_dir ../runs/dates
+"$VENV/bin/cronos" train configs/dates.yaml "$@"
+"$VENV/bin/cronos" evaluate "$RUN/best.pt" --data test --out "$RUN/test_metrics.json"
+mapfile -t SOURCES < <(head -n 4 data/dates/test.tsv | cut -f1)
+"$VENV/bin/cronos" explain "$RUN/best.pt" "Thu 26 Nov 2026" "${SOURCES[@]}" --out "$RUN/explanations"
+echo "done: $RUN/{best.pt,last.pt,metrics.jsonl,test_metrics.json,explanations/}"

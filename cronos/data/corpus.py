@@ -21,6 +21,7 @@ class TrainingData:
     src_vocab: Vocabulary
     tgt_vocab: Vocabulary
     examples: list[Example]
+    origins: list[str]  # "file:line" of each example, for messages
     stats: PreprocessStats = field(default_factory=PreprocessStats)
 
 
@@ -37,8 +38,10 @@ def tokenizer_for(config: DataConfig) -> Tokenizer:
     return build_tokenizer(config.tokenizer, lowercase=config.lowercase)
 
 
-def load_training_data(config: DataConfig) -> TrainingData:
-    """Read ``data.train``, apply the empty and length policies, build both vocabularies."""
+def load_training_data(config: DataConfig,
+                       vocabularies: tuple[Vocabulary, Vocabulary] | None = None) -> TrainingData:
+    """Read ``data.train``, apply the empty and length policies, and build both vocabularies
+    (or use the given ``(source, target)`` vocabularies, e.g. a loaded model's)."""
     if config.train is None:
         raise DataError("data.train is not set: give a TSV path or {src: PATH, tgt: PATH}")
     tokenizer = tokenizer_for(config)
@@ -47,11 +50,15 @@ def load_training_data(config: DataConfig) -> TrainingData:
     pairs = limit_lengths(pairs, config.max_length, config.long_policy, stats)
     if not pairs:
         raise DataError(f"{_describe(config.train)}: no training examples left after preprocessing")
-    src_vocab = Vocabulary.build((p.source for p in pairs), config.min_freq, config.max_vocab_size)
-    tgt_vocab = Vocabulary.build((p.target for p in pairs), config.min_freq, config.max_vocab_size)
+    if vocabularies is None:
+        src_vocab = Vocabulary.build((p.source for p in pairs), config.min_freq, config.max_vocab_size)
+        tgt_vocab = Vocabulary.build((p.target for p in pairs), config.min_freq, config.max_vocab_size)
+    else:
+        src_vocab, tgt_vocab = vocabularies
     logger.info("training data: %d examples, vocabularies %d (source) and %d (target)",
                 len(pairs), len(src_vocab), len(tgt_vocab))
-    return TrainingData(tokenizer, src_vocab, tgt_vocab, to_examples(pairs, src_vocab, tgt_vocab), stats)
+    return TrainingData(tokenizer, src_vocab, tgt_vocab, to_examples(pairs, src_vocab, tgt_vocab),
+                        [p.origin for p in pairs], stats)
 
 
 def load_eval_split(files: DataFiles, config: DataConfig, src_vocab: Vocabulary,

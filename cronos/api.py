@@ -1,0 +1,45 @@
+"""Module-level API: ``cronos.fit``, ``cronos.evaluate``, ``cronos.explain``, ``cronos.translate``."""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from .config import Config, config_to_dict, load_config
+from .explain import Explanation
+from .model import Cronos
+
+__all__ = ["fit", "evaluate", "explain", "translate"]
+
+ModelOrCheckpoint = Cronos | str | os.PathLike
+
+
+def fit(config_or_path: Config | str | os.PathLike, **overrides: Any) -> Cronos:
+    """Build a model from a config and train it; returns it holding the best validation weights.
+
+    Overrides are dotted keys (``**{"training.epochs": 2}``) or the same with ``__`` for the dots
+    (``training__epochs=2``).
+    """
+    dotted = {key.replace("__", "."): value for key, value in overrides.items()}
+    source = config_to_dict(config_or_path) if isinstance(config_or_path, Config) else config_or_path
+    config = load_config(source, overrides=dotted)
+    model = Cronos.from_config(config)
+    model.fit()
+    return model
+
+
+def _model(model_or_checkpoint: ModelOrCheckpoint) -> Cronos:
+    return model_or_checkpoint if isinstance(model_or_checkpoint, Cronos) else Cronos.load(model_or_checkpoint)
+
+
+def evaluate(model_or_checkpoint: ModelOrCheckpoint, data: str | Sequence[tuple[str, str]] = "test",
+             beam_size: int | None = None) -> dict:
+    return _model(model_or_checkpoint).evaluate(data, beam_size)
+
+
+def explain(model_or_checkpoint: ModelOrCheckpoint, sources: Sequence[str], targets: Sequence[str] | None = None,
+            beam_size: int | None = None) -> list[Explanation]:
+    return _model(model_or_checkpoint).explain(sources, targets, beam_size)
+
+
+def translate(model_or_checkpoint: ModelOrCheckpoint, sources: Sequence[str], beam_size: int | None = None) -> list[str]:
+    return _model(model_or_checkpoint).translate(sources, beam_size)

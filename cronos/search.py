@@ -1,0 +1,158 @@
+"""Greedy and beam search: batched, masked, and independent of batch mates.
+
+The encoder runs once per batch; the decoder state carries the memory projections and the source
+mask, so every step attends with the mask.  Inputs that finish leave the batch, so they stop
+costing compute.  Each input gets at most ``ceil(max_length_ratio * source_length) +
+max_length_offset`` output tokens.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .data.vocab import BOS_INDEX, EOS_INDEX
+
+__all__ = ["Hypothesis", "greedy_search", "beam_search", "search", "max_output_lengths"]
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    tokens: list[int]          # output token ids, without <eos>
+    score: float               # sum of log-probs (beam: divided by length ** length_penalty)
+    attention: Tensor | None   # [len(tokens), S] over the batch's padded source, pad columns exactly 0
+
+
+def max_output_lengths(src_lengths: Tensor, ratio: float, offset: int) -> Tensor:
+    """Most output tokens (``<eos>`` included) per input: ``ceil(ratio * length) + offset``, at least 1."""
+    return torch.clamp(torch.ceil(src_lengths.double() * ratio).long() + offset, min=1)
+
+
+def search(model, src: Tensor, src_lengths: Tensor, beam_size: int = 1, length_penalty: float = 1.0,
+           max_lengths: Tensor | None = None, need_attention: bool = False) -> list[Hypothesis]:
+    """Greedy search for ``beam_size == 1``, beam search otherwise; one hypothesis per input."""
+    if max_lengths is None:
+        evaluation = model.config.evaluation
+        max_lengths = max_output_lengths(src_lengths, evaluation.max_length_ratio, evaluation.max_length_offset)
+    if beam_size == 1:
+        return greedy_search(model, src, src_lengths, max_lengths, need_attention)
+    return beam_search(model, src, src_lengths, max_lengths, beam_size, length_penalty, need_attention)
+
+
+@torch.no_grad()
+def greedy_search(model, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
+                  need_attention: bool = False) -> list[Hypothesis]:
+    batch = src.size(0)
+    state = model.start_decoding(model.encode(src, src_lengths))
+    alive = torch.arange(batch)                      # input index of each row still decoding
+    previous = torch.full((batch,), BOS_INDEX, dtype=torch.long, device=src.device)
+    tokens: list[list[int]] = [[] for _ in range(batch)]
+    attentions: list[list[Tensor]] = [[] for _ in range(batch)]
+    scores = [0.0] * batch
+    for step in range(int(max_lengths.max())):
+        logits, attention, state = model.decode(previous[:, None], state, need_attention)
+        log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)  # [b, V]
+        best_scores, best = log_probs.max(dim=-1)
+        for row, (index, token, score) in enumerate(zip(alive.tolist(), best.tolist(), best_scores.tolist())):
+            scores[index] += score
+            if token != EOS_INDEX:
+                tokens[index].append(token)
+                if need_attention:
+                    attentions[index].append(attention[row, 0].float().cpu())
+        done = (best == EOS_INDEX).cpu() | (max_lengths[alive] <= step + 1)
+        if done.all():
+            break
+        if done.any():
+            keep = (~done).nonzero().flatten()
+            alive, state = alive[keep], state.select(keep.to(src.device))
+            best = best[keep.to(src.device)]
+        previous = best
+    return [Hypothesis(tokens[i], scores[i], _stack(attentions[i], src.size(1)) if need_attention else None)
+            for i in range(batch)]
+
+
+@torch.no_grad()
+def beam_search(model, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, beam_size: int,
+                length_penalty: float = 1.0, need_attention: bool = False) -> list[Hypothesis]:
+    """Beam search with ``beam_size`` beams per input.
+
+    Each step takes the best ``2 * beam_size`` continuations of an input: ``<eos>`` ones within the
+    top ``beam_size`` become finished hypotheses (score divided by ``length ** length_penalty``,
+    ``<eos>`` counted), the best ``beam_size`` others continue.  An input is done once it has
+    ``beam_size`` finished hypotheses or reaches its length limit (its open beams are then finished).
+    """
+    batch, k, device = src.size(0), beam_size, src.device
+    source_length = src.size(1)
+    state = model.start_decoding(model.encode(src, src_lengths))
+    state = state.select(torch.arange(batch, device=device).repeat_interleave(k))
+    alive = torch.arange(batch)                                          # input index per beam group
+    beam_scores = torch.full((batch, k), float("-inf"), device=device)
+    beam_scores[:, 0] = 0.0
+    history = torch.empty(batch * k, 0, dtype=torch.long, device=device)  # [b*k, t]
+    attention_history = torch.empty(batch * k, 0, source_length, device=device)
+    previous = torch.full((batch * k,), BOS_INDEX, dtype=torch.long, device=device)
+    finished: list[list[tuple[float, list[int], Tensor | None]]] = [[] for _ in range(batch)]
+
+    for step in range(int(max_lengths.max())):
+        groups = alive.numel()
+        logits, attention, state = model.decode(previous[:, None], state, need_attention)
+        log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)              # [b*k, V]
+        vocab = log_probs.size(-1)
+        totals = (beam_scores.view(-1, 1) + log_probs).view(groups, k * vocab)
+        top_scores, top_index = totals.topk(min(2 * k, k * vocab), dim=1)       # [b, 2k]
+        origin = torch.div(top_index, vocab, rounding_mode="floor")
+        token = top_index % vocab
+        parent = origin + torch.arange(groups, device=device)[:, None] * k    # flat row of the parent
+        is_eos = (token == EOS_INDEX) & torch.isfinite(top_scores)
+        if need_attention:
+            step_attention = attention[:, 0].float()                            # [b*k, S]
+
+        # <eos> among the top k: a finished hypothesis
+        ranks = torch.arange(top_scores.size(1), device=device)
+        for g, j in (is_eos & (ranks < k)).nonzero().tolist():
+            row = int(parent[g, j])
+            finished[int(alive[g])].append((float(top_scores[g, j]) / (step + 1) ** length_penalty,
+                                            history[row].tolist(), attention_history[row] if need_attention else None))
+        # the best k that are not <eos> continue (there are always k: each beam adds at most one <eos>)
+        continuing = (~is_eos) & (torch.cumsum((~is_eos).long(), dim=1) <= k)
+        select = continuing.nonzero()[:, 1].view(groups, k)                    # [b, k] candidate columns
+        rows = parent.gather(1, select).flatten()
+        beam_scores = top_scores.gather(1, select)
+        previous = token.gather(1, select).flatten()
+        history = torch.cat([history[rows], previous[:, None]], dim=1)
+        if need_attention:
+            attention_history = torch.cat([attention_history[rows], step_attention[rows][:, None]], dim=1)
+        state = state.select(rows)
+
+        # inputs at their length limit: open beams become finished as they are
+        at_limit = (max_lengths[alive] <= step + 1).tolist()
+        for g, limited in enumerate(at_limit):
+            if limited:
+                for b in range(k):
+                    row = g * k + b
+                    if math.isfinite(float(beam_scores[g, b])):
+                        finished[int(alive[g])].append(
+                            (float(beam_scores[g, b]) / (step + 1) ** length_penalty, history[row].tolist(),
+                             attention_history[row] if need_attention else None))
+        done = torch.tensor([limited or len(finished[int(i)]) >= k for i, limited in zip(alive, at_limit)])
+        if done.all():
+            break
+        if done.any():
+            keep_groups = (~done).nonzero().flatten()
+            keep_rows = (keep_groups[:, None] * k + torch.arange(k)).flatten().to(device)
+            alive, beam_scores = alive[keep_groups], beam_scores[keep_groups.to(device)]
+            history, previous, state = history[keep_rows], previous[keep_rows], state.select(keep_rows)
+            if need_attention:
+                attention_history = attention_history[keep_rows]
+
+    results = []
+    for options in finished:
+        score, tokens, attn = max(options, key=lambda option: option[0])
+        results.append(Hypothesis(tokens, score, attn.cpu() if attn is not None else None))
+    return results
+
+
+def _stack(rows: list[Tensor], width: int) -> Tensor:
+    return torch.stack(rows) if rows else torch.zeros(0, width)

@@ -1,0 +1,291 @@
+"""The fit loop: optimiser and schedule, validation, early stopping, checkpoints, resume, signals.
+
+A run writes into ``output_dir``: ``last.pt`` (resumable: weights, optimiser, scheduler, sampler
+position and RNG state), ``best.pt`` (weights of the best validation), and ``metrics.jsonl`` (one
+JSON line per validation).  Given the seed, a run on the CPU is deterministic, and a resumed run
+continues the same run: it ends with the weights an uninterrupted run ends with.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import Config
+from .data import BucketBatchSampler, EvalSplit, TrainingData, collate, padded_share
+from .evaluation import evaluate_split
+
+__all__ = ["Trainer", "TrainingError", "TrainingProgress"]
+
+logger = logging.getLogger("cronos")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss or gradient under ``nan_policy: error``)."""
+
+
+@dataclass
+class TrainingProgress:
+    """Where a run stands; saved in ``last.pt`` so a resumed run picks up exactly here."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_done: int = 0            # batches of ``epoch`` already trained on
+    best_score: float | None = None  # of ``training.early_stopping_metric``
+    best_step: int | None = None
+    bad_validations: int = 0
+    skipped_batches: int = 0
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, model, data: TrainingData, valid: EvalSplit | None, config: Config | None = None):
+        self.model, self.data, self.valid = model, data, valid
+        self.config = config or model.config
+        self.training = self.config.training
+        self.output_dir = Path(self.config.output_dir)
+        self.sampler = BucketBatchSampler([e.src_length for e in data.examples], [e.tgt_length for e in data.examples],
+                                          batch_size=self.training.batch_size,
+                                          batch_tokens=self.training.batch_tokens, seed=self.config.seed)
+        self.optimizer = self._optimizer()
+        self.scheduler = self._scheduler()
+        self.progress = TrainingProgress()
+        self._stop_requested: str | None = None
+
+    # --- set-up ---------------------------------------------------------------------------------
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        kind = torch.optim.AdamW if self.training.optimizer == "adamw" else torch.optim.Adam
+        return kind(self.model.parameters(), lr=self.training.lr, weight_decay=self.training.weight_decay)
+
+    def _scheduler(self):
+        training = self.training
+        if training.scheduler == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min" if self._lower_is_better else "max", factor=training.plateau_factor,
+                patience=training.plateau_patience, min_lr=training.min_lr)
+        if training.scheduler == "warmup_inverse_sqrt":
+            warmup, floor = training.warmup_steps, training.min_lr / training.lr if training.lr else 0.0
+            return torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda step: max(floor, min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))))
+        return None
+
+    @property
+    def _lower_is_better(self) -> bool:
+        return self.training.early_stopping_metric == "valid_loss"
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> list[dict]:
+        """Train until ``training.epochs`` (or ``max_steps``, early stopping, or a signal); return the history."""
+        if self.training.num_threads:
+            torch.set_num_threads(self.training.num_threads)
+        torch.manual_seed(self.config.seed)
+        self._prepare_output_dir()
+        self._maybe_resume()
+        with self._stop_on_signals():
+            while self.progress.epoch < self.training.epochs and not self._finished():
+                self._train_epoch()
+                if self._stop_requested:
+                    break
+        if self._stop_requested:
+            self.save_last()
+            logger.info("stopped by %s at step %d; %s/last.pt holds the run: continue it with "
+                        "--set training.resume=auto", self._stop_requested, self.progress.step, self.output_dir)
+        elif not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
+            self.save_last()
+        self._ensure_best()
+        return self.progress.history
+
+    def _prepare_output_dir(self) -> None:
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.output_dir / ".cronos-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise CheckpointError(f"output_dir {self.output_dir} is not writable: {error.strerror or error}") from None
+        if self.training.resume is None:  # a new run starts a new metrics log
+            (self.output_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+    def _finished(self) -> bool:
+        max_steps = self.training.max_steps
+        return self.progress.stopped_early or (max_steps is not None and self.progress.step >= max_steps)
+
+    def _train_epoch(self) -> None:
+        progress, epoch = self.progress, self.progress.epoch
+        batches = self.sampler.batches(epoch)
+        lengths = ([e.src_length for e in self.data.examples], [e.tgt_length for e in self.data.examples])
+        share = padded_share(batches, *lengths)
+        started, loss_sum, tokens = time.perf_counter(), 0.0, 0
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.training.epochs}", unit="batch",
+                   initial=progress.batches_done, total=len(batches),
+                   disable=None if self.training.progress else True,  # None: off when not a terminal
+                   dynamic_ncols=True, leave=False)
+        for indices in batches[progress.batches_done:]:
+            bar.update(1)
+            batch_loss, batch_tokens = self._train_step(indices)
+            loss_sum, tokens = loss_sum + batch_loss, tokens + batch_tokens
+            progress.batches_done += 1
+            bar.set_postfix(loss=f"{loss_sum / max(tokens, 1):.4f}", lr=f"{self.lr:.2e}", refresh=False)
+            if self._validation_due():
+                self._validate(loss_sum / max(tokens, 1), time.perf_counter() - started, share, epoch + 1, False)
+            elif self.training.checkpoint_every and progress.step % self.training.checkpoint_every == 0:
+                self.save_last()
+            if self._stop_requested or self._finished():
+                bar.close()
+                if self._finished() and not self._stop_requested:  # max_steps reached inside the epoch
+                    self._validate(loss_sum / max(tokens, 1), time.perf_counter() - started, share, epoch + 1, True)
+                return
+        bar.close()
+        progress.epoch, progress.batches_done = epoch + 1, 0
+        self._validate(loss_sum / max(tokens, 1), time.perf_counter() - started, share, epoch + 1, True)
+
+    def _validation_due(self) -> bool:
+        every = self.training.validate_every
+        return every is not None and self.progress.step % every == 0
+
+    def _train_step(self, indices: list[int]) -> tuple[float, int]:
+        self.model.train()
+        batch = collate([self.data.examples[i] for i in indices]).to(self.model.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, count = self.model.loss(batch)
+        (loss_sum / count).backward()
+        max_norm = self.training.clip_grad_norm if self.training.clip_grad_norm is not None else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if not (torch.isfinite(loss_sum) and torch.isfinite(grad_norm)):
+            return self._non_finite(batch, float(loss_sum), float(grad_norm))
+        self.optimizer.step()
+        self.progress.step += 1
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
+            self.scheduler.step()
+        return float(loss_sum.detach()), count
+
+    def _non_finite(self, batch, loss: float, grad_norm: float) -> tuple[float, int]:
+        origins = [self.data.origins[i] for i in batch.indices[:10]]
+        more = f" and {len(batch.indices) - 10} more" if len(batch.indices) > 10 else ""
+        where = (f"epoch {self.progress.epoch + 1}, step {self.progress.step + 1}: loss {loss}, gradient norm "
+                 f"{grad_norm}; batch examples {', '.join(origins)}{more}")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.training.nan_policy == "error":
+            raise TrainingError(f"non-finite loss or gradient at {where}. Lower training.lr, check these "
+                                "examples, or set training.nan_policy: skip")
+        self.progress.skipped_batches += 1
+        logger.warning("skipped a batch with a non-finite loss or gradient at %s", where)
+        return 0.0, 0
+
+    # --- validation, early stopping, checkpoints --------------------------------------------------
+
+    def _validate(self, train_loss: float, seconds: float, share: float, epoch: int, epoch_end: bool) -> None:
+        """Score the validation split, log a metrics.jsonl line, track the best, write last.pt."""
+        progress = self.progress
+        record = {"epoch": epoch, "step": progress.step,
+                  "train_loss": train_loss, "lr": self.lr, "seconds": round(seconds, 3), "padded_share": share,
+                  "skipped_batches": progress.skipped_batches}
+        if self.valid is not None:
+            scores = evaluate_split(self.model, self.valid)
+            record.update({f"valid_{k}" if not k.startswith("valid") else k: v for k, v in scores.items()
+                           if k in ("loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf")})
+            self._track_best(record)
+        with open(self.output_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+        if epoch_end:
+            progress.history.append(record)
+        logger.info("epoch %d step %d: %s", record["epoch"], record["step"],
+                    ", ".join(f"{k} {v:.4g}" for k, v in record.items()
+                              if k.startswith(("train_loss", "valid_")) and isinstance(v, float)))
+        self.save_last()
+
+    def _track_best(self, record: dict) -> None:
+        metric = self.training.early_stopping_metric
+        score = record[metric if metric == "valid_loss" else f"valid_{metric}"]
+        progress = self.progress
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(score)
+        better = progress.best_score is None or (score < progress.best_score if self._lower_is_better
+                                                 else score > progress.best_score)
+        if better:
+            progress.best_score, progress.best_step, progress.bad_validations = score, progress.step, 0
+            self.model.save(self.output_dir / "best.pt")
+        else:
+            progress.bad_validations += 1
+            if self.training.patience is not None and progress.bad_validations >= self.training.patience:
+                progress.stopped_early = True
+                logger.info("early stopping: %s has not improved for %d validations (best %.4g at step %d)",
+                            metric, progress.bad_validations, progress.best_score, progress.best_step)
+
+    def _ensure_best(self) -> None:
+        if not (self.output_dir / "best.pt").exists():  # no validation data: the last weights are the best
+            self.model.save(self.output_dir / "best.pt")
+
+    def save_last(self) -> Path:
+        state = {
+            "progress": asdict(self.progress),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": torch.get_rng_state(),
+        }
+        return save_checkpoint(self.output_dir / "last.pt", {**self.model.checkpoint_payload(), "training": state})
+
+    def _maybe_resume(self) -> None:
+        resume = self.training.resume
+        if resume is None:
+            return
+        path = self.output_dir / "last.pt" if resume == "auto" else Path(resume)
+        if resume == "auto" and not path.exists():
+            logger.info("training.resume=auto: no %s yet, starting a new run", path)
+            return
+        payload = load_checkpoint(path)
+        if "training" not in payload:
+            raise CheckpointError(f"{path}: holds weights only (a best.pt?); resume from a last.pt")
+        self.model.check_compatible(payload, path)
+        self.model.load_state_dict(payload["model"])
+        state = payload["training"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        self.progress = TrainingProgress(**state["progress"])
+        logger.info("resumed from %s at epoch %d, step %d", path, self.progress.epoch + 1, self.progress.step)
+
+    # --- signals --------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        """Stop after the current step: write last.pt and return (what SIGINT and SIGTERM do)."""
+        self._stop_requested = reason
+        logger.warning("%s: finishing the current step, then writing a checkpoint", reason)
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM: finish the current step, write last.pt, return. A second SIGINT aborts."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_signal(signum, frame):
+            if self._stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.request_stop(signal.Signals(signum).name)
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
