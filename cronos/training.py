@@ -26,7 +26,9 @@ from .config import Config
 from .data import BucketBatchSampler, EvalSplit, TrainingData, collate, padded_share
 from .evaluation import evaluate_split
 
-__all__ = ["Trainer", "TrainingError", "TrainingProgress"]
+__all__ = ["Trainer", "TrainingError", "TrainingProgress", "VALID_METRICS"]
+
+VALID_METRICS = ("loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf")
 
 logger = logging.getLogger("cronos")
 
@@ -63,6 +65,7 @@ class Trainer:
         self.scheduler = self._scheduler()
         self.progress = TrainingProgress()
         self._stop_requested: str | None = None
+        self._last_record: dict | None = None
 
     # --- set-up ---------------------------------------------------------------------------------
 
@@ -144,18 +147,18 @@ class Trainer:
             loss_sum, tokens = loss_sum + batch_loss, tokens + batch_tokens
             progress.batches_done += 1
             bar.set_postfix(loss=f"{loss_sum / max(tokens, 1):.4f}", lr=f"{self.lr:.2e}", refresh=False)
-            if self._validation_due():
-                self._validate(loss_sum / max(tokens, 1), time.perf_counter() - started, share, epoch + 1, False)
+            reached_max_steps = self._finished() and not self._stop_requested
+            if reached_max_steps or self._validation_due():
+                self._validate(loss_sum / max(tokens, 1), time.perf_counter() - started, share, epoch + 1,
+                               in_history=reached_max_steps)
             elif self.training.checkpoint_every and progress.step % self.training.checkpoint_every == 0:
                 self.save_last()
-            if self._stop_requested or self._finished():
+            if self._stop_requested or reached_max_steps:
                 bar.close()
-                if self._finished() and not self._stop_requested:  # max_steps reached inside the epoch
-                    self._validate(loss_sum / max(tokens, 1), time.perf_counter() - started, share, epoch + 1, True)
                 return
         bar.close()
         progress.epoch, progress.batches_done = epoch + 1, 0
-        self._validate(loss_sum / max(tokens, 1), time.perf_counter() - started, share, epoch + 1, True)
+        self._validate(loss_sum / max(tokens, 1), time.perf_counter() - started, share, epoch + 1, in_history=True)
 
     def _validation_due(self) -> bool:
         every = self.training.validate_every
@@ -192,29 +195,34 @@ class Trainer:
 
     # --- validation, early stopping, checkpoints --------------------------------------------------
 
-    def _validate(self, train_loss: float, seconds: float, share: float, epoch: int, epoch_end: bool) -> None:
-        """Score the validation split, log a metrics.jsonl line, track the best, write last.pt."""
+    def _validate(self, train_loss: float, seconds: float, share: float, epoch: int, in_history: bool) -> None:
+        """Score the validation split, log a metrics.jsonl line, track the best, write last.pt.
+
+        Once per step: a second call at the same step (an epoch ending on a ``validate_every``
+        step) only records the result in the history.
+        """
         progress = self.progress
-        record = {"epoch": epoch, "step": progress.step,
-                  "train_loss": train_loss, "lr": self.lr, "seconds": round(seconds, 3), "padded_share": share,
-                  "skipped_batches": progress.skipped_batches}
-        if self.valid is not None:
-            scores = evaluate_split(self.model, self.valid)
-            record.update({f"valid_{k}" if not k.startswith("valid") else k: v for k, v in scores.items()
-                           if k in ("loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf")})
-            self._track_best(record)
-        with open(self.output_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
-        if epoch_end:
+        record = self._last_record
+        if record is None or record["step"] != progress.step:
+            record = {"epoch": epoch, "step": progress.step, "train_loss": train_loss, "lr": self.lr,
+                      "seconds": round(seconds, 3), "padded_share": share, "skipped_batches": progress.skipped_batches}
+            if self.valid is not None:
+                scores = evaluate_split(self.model, self.valid)
+                record.update({f"valid_{k}": scores[k] for k in VALID_METRICS})
+                self._track_best(record)
+            with open(self.output_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
+                file.write(json.dumps(record) + "\n")
+            logger.info("epoch %d step %d: %s", epoch, progress.step,
+                        ", ".join(f"{k} {v:.4g}" for k, v in record.items()
+                                  if k.startswith(("train_loss", "valid_")) and isinstance(v, float)))
+            self._last_record = record
+            self.save_last()
+        if in_history:
             progress.history.append(record)
-        logger.info("epoch %d step %d: %s", record["epoch"], record["step"],
-                    ", ".join(f"{k} {v:.4g}" for k, v in record.items()
-                              if k.startswith(("train_loss", "valid_")) and isinstance(v, float)))
-        self.save_last()
 
     def _track_best(self, record: dict) -> None:
         metric = self.training.early_stopping_metric
-        score = record[metric if metric == "valid_loss" else f"valid_{metric}"]
+        score = record[metric if metric.startswith("valid_") else f"valid_{metric}"]
         progress = self.progress
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(score)

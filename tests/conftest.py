@@ -22,3 +22,26 @@ def write(tmp_path):
             path.write_text(content, encoding="utf-8")
         return path
     return _write
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory):
+    """One tiny RNN (additive attention) and one tiny Transformer, trained once per session on a
+    slice of the dates data; keyed by family."""
+    import cronos
+    from helpers import tiny_config
+
+    models = {}
+    families = {
+        "rnn": {},
+        "transformer": {"model": {"embedding_size": 32,
+                                  "encoder": {"type": "transformer", "hidden_size": 32, "layers": 1, "heads": 4,
+                                              "ff_size": 64, "dropout": 0.1},
+                                  "decoder": {"type": "transformer", "hidden_size": 32, "layers": 1, "heads": 4,
+                                              "ff_size": 64, "dropout": 0.1}},
+                        "training": {"epochs": 3, "batch_size": 32, "lr": 0.003, "progress": False}},
+    }
+    for family, sections in families.items():
+        folder = tmp_path_factory.mktemp(family)
+        models[family] = cronos.fit(cronos.load_config(tiny_config(folder, **sections)))
+    return models

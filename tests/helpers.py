@@ -1,0 +1,43 @@
+"""Tiny configs over a slice of the dates data, shared by the end-to-end tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DATES = ROOT / "data" / "dates"
+
+
+def write_slices(folder: Path, train: int = 800, valid: int = 100, test: int = 100) -> dict[str, str]:
+    """The first lines of each dates split, written into ``folder``; returns the data section."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, count in (("train", train), ("valid", valid), ("test", test)):
+        lines = (DATES / f"{split}.tsv").read_text(encoding="utf-8").splitlines(keepends=True)[:count]
+        path = folder / f"{split}.tsv"
+        path.write_text("".join(lines), encoding="utf-8")
+        paths[split] = str(path)
+    return paths
+
+
+def tiny_config(folder: Path, **sections) -> dict:
+    """A small, fast dates config (a plain dict) writing into ``folder / 'run'``."""
+    config = {
+        "name": "tiny", "seed": 7, "output_dir": str(folder / "run"),
+        "data": {**write_slices(folder / "data"), "tokenizer": "char"},
+        "model": {"embedding_size": 16,
+                  "encoder": {"type": "rnn", "cell": "gru", "hidden_size": 32, "dropout": 0.1},
+                  "decoder": {"type": "rnn", "cell": "gru", "hidden_size": 64, "attention": "additive",
+                              "dropout": 0.1}},
+        "training": {"epochs": 2, "batch_size": 32, "lr": 0.005, "progress": False},
+        "evaluation": {"batch_size": 64},
+    }
+    for section, values in sections.items():
+        config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values
+    return config
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path

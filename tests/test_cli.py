@@ -1,0 +1,84 @@
+"""The command line, end to end in subprocesses on a tiny config."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import tiny_config, write_config
+
+
+def cronos(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cronos", *args], input=stdin, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    config = write_config(folder / "tiny.yaml", tiny_config(folder))
+    result = cronos("train", str(config), "--set", "training.epochs=1")
+    assert result.returncode == 0, result.stderr
+    return folder, config, result
+
+
+def test_train_writes_checkpoints_and_reports(trained_run):
+    folder, _, result = trained_run
+    assert "best checkpoint:" in result.stdout and "trained 1 epochs" in result.stdout
+    assert (folder / "run" / "best.pt").exists() and (folder / "run" / "metrics.jsonl").exists()
+
+
+def test_evaluate(trained_run, tmp_path):
+    folder, _, _ = trained_run
+    result = cronos("evaluate", str(folder / "run" / "best.pt"), "--data", "valid", "--out", str(tmp_path / "s.json"))
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert {"loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf"} <= set(scores)
+    assert json.loads((tmp_path / "s.json").read_text()) == scores
+
+
+def test_translate_reads_stdin_in_batches(trained_run):
+    folder, _, _ = trained_run
+    lines = ["Thu 26 Nov 2026", "1/2/07", "the 21st of June 1950"]
+    result = cronos("translate", str(folder / "run" / "best.pt"), "--beam", "3", "--batch-size", "2",
+                    stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3
+
+
+def test_explain_writes_json_and_png(trained_run, tmp_path):
+    folder, _, _ = trained_run
+    result = cronos("explain", str(folder / "run" / "best.pt"), "Thu 26 Nov 2026", "1/2/07", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "explanation_2.json").read_text())
+    assert data["source_tokens"] == list("1/2/07") and (tmp_path / "explanation_1.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (("train", "{config}", "--set", "training.epcohs=2"), 2, "did you mean 'training.epochs'?"),
+    (("train", "{config}", "--set", "training.epochs"), 2, "expected KEY=VALUE"),
+    (("train", "missing.yaml"), 2, "config file not found"),
+    (("evaluate", "missing.pt"), 1, "missing.pt: no such checkpoint"),
+    (("translate", "{best}", "--beam", "0"), 2, "expected a positive integer"),
+    (("explain", "{best}", "a", "--target", "x", "--target", "y"), 2, "give one --target per TEXT"),
+    (("frobnicate",), 2, "invalid choice"),
+])
+def test_errors_are_one_line_with_the_right_exit_code(trained_run, args, code, message):
+    folder, config, _ = trained_run
+    filled = [a.format(config=config, best=folder / "run" / "best.pt") for a in args]
+    result = cronos(*filled)
+    assert result.returncode == code
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_empty_stdin_line_is_an_error_naming_the_line(trained_run):
+    folder, _, _ = trained_run
+    result = cronos("translate", str(folder / "run" / "best.pt"), stdin="1/2/07\n\n")
+    assert result.returncode == 1 and "stdin line 2: empty input" in result.stderr
+
+
+def test_debug_shows_the_traceback(trained_run):
+    result = cronos("--debug", "evaluate", "missing.pt")
+    assert result.returncode != 0 and "Traceback" in result.stderr
