@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -164,7 +165,7 @@ class EvaluationConfig:
 @dataclass(frozen=True)
 class Config:
     name: str = _key("cronos", "run name")
-    seed: int = _key(1234, "seed for initialisation, shuffling and dropout")
+    seed: int = _key(1234, "seed for initialisation, shuffling and dropout (0 to 2**31 - 1)", minimum=0)
     output_dir: str = _key("runs/cronos", "where checkpoints, metrics.jsonl and explanations go", path=True)
     data: DataConfig = _key(DataConfig(), "data section")
     model: ModelConfig = _key(ModelConfig(), "model section")
@@ -177,6 +178,8 @@ class Config:
 
 def _check_consistency(cfg: Config) -> None:
     source = "config"
+    if cfg.seed >= 2 ** 31:
+        raise ConfigError(source, "seed", f"expected a value below 2**31, got {cfg.seed}")
     if cfg.training.batch_size is not None and cfg.training.batch_tokens is not None:
         raise ConfigError(source, "training.batch_tokens",
                           "set either training.batch_size or training.batch_tokens, not both")
@@ -366,6 +369,8 @@ def _convert(hint: Any, value: Any, dotted: str, source: str) -> Any:
         return _build(hint, value, dotted + ".", source)
     if not _accepts(hint, value):
         _raise(source, dotted, f"expected {_describe(hint)}, got {_type_name(value)}")
+    if hint is float and not math.isfinite(float(value)):
+        _raise(source, dotted, f"expected a finite number, got {value!r}")
     return float(value) if hint is float else value
 
 
@@ -431,8 +436,11 @@ def _resolve_paths(obj: Any, base: Path, root: Path | None = None) -> Any:
 def _absolute(path: str | None, base: Path) -> str | None:
     if path is None:
         return None
-    expanded = Path(os.path.expanduser(os.path.expandvars(path)))
-    return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
+    try:
+        expanded = Path(os.path.expanduser(os.path.expandvars(path)))
+        return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
+    except (ValueError, OSError) as error:  # e.g. an embedded NUL byte
+        raise ConfigError("config", "", f"invalid path {path!r}: {error}") from None
 
 
 def _plain(obj: Any) -> Any:

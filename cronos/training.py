@@ -124,6 +124,9 @@ class Trainer:
             probe.unlink()
         except OSError as error:
             raise CheckpointError(f"output_dir {self.output_dir} is not writable: {error.strerror or error}") from None
+        for stale in self.output_dir.glob(".*.pt.*.tmp"):  # left by a process killed mid-write
+            logger.info("removing %s, an unfinished checkpoint write", stale)
+            stale.unlink(missing_ok=True)
         if self.training.resume is None:  # a new run starts a new metrics log
             (self.output_dir / "metrics.jsonl").unlink(missing_ok=True)
 
@@ -173,7 +176,7 @@ class Trainer:
         max_norm = self.training.clip_grad_norm if self.training.clip_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         if not (torch.isfinite(loss_sum) and torch.isfinite(grad_norm)):
-            return self._non_finite(batch, float(loss_sum), float(grad_norm))
+            return self._non_finite(batch, float(loss_sum.detach()), float(grad_norm))
         self.optimizer.step()
         self.progress.step += 1
         if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):

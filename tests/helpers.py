@@ -41,3 +41,10 @@ def tiny_config(folder: Path, **sections) -> dict:
 def write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+def cronos_command(*args: str) -> list[str]:
+    """The argv that runs the cronos CLI with this interpreter."""
+    import sys
+
+    return [sys.executable, "-m", "cronos", *args]

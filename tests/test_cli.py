@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
-from helpers import tiny_config, write_config
+from helpers import cronos_command, tiny_config, write_config
 
 
 def cronos(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cronos", *args], input=stdin, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(cronos_command(*args), input=stdin, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

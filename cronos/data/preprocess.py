@@ -52,10 +52,10 @@ def tokenize_pairs(pairs: Sequence[RawPair], tokenizer: Tokenizer, empty_policy:
     stats.read += len(pairs)
     for pair in pairs:
         source, target = tokenizer.tokenize(pair.source), tokenizer.tokenize(pair.target)
-        if not source or not target:
-            side = "source" if not source else "target"
+        if not (source and pair.source.strip()) or not (target and pair.target.strip()):
+            side = "source" if not (source and pair.source.strip()) else "target"
             if empty_policy == "error":
-                raise DataError(f"{pair.origin}: empty {side} (no tokens after tokenising); "
+                raise DataError(f"{pair.origin}: empty {side} or only white space); "
                                 "fix the line or set data.empty_policy: skip")
             stats.skipped_empty += 1
             continue
@@ -105,13 +105,15 @@ def encode_sources(sources: Sequence[str], tokenizer: Tokenizer, src_vocab: Voca
         if not isinstance(text, str):
             raise TypeError(f"input {i}: expected a string, got {type(text).__name__}")
         tokens = tokenizer.tokenize(text)[:max_length]
-        if not tokens:
-            raise ValueError(f"input {i}: empty source {text!r} (no tokens after tokenising); "
+        if not tokens or not text.strip():
+            raise ValueError(f"input {i}: empty source {text!r} (empty or only white space); "
                              "a source needs at least one token")
         tgt, tgt_length = None, 0
         if targets is not None:
+            if not isinstance(targets[i], str):
+                raise TypeError(f"target {i}: expected a string, got {type(targets[i]).__name__}")
             target_tokens = tokenizer.tokenize(targets[i])
-            if not target_tokens:
+            if not target_tokens or not targets[i].strip():
                 raise ValueError(f"input {i}: empty target {targets[i]!r}")
             tgt, tgt_length = tuple(tgt_vocab.encode(target_tokens)), len(target_tokens) + 1
         examples.append(Example(i, tuple(src_vocab.encode(tokens)), tgt, len(tokens), tgt_length))
