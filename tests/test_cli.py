@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from cronos.cli import main
 from helpers import cronos_command, tiny_config, write_config
 
 
@@ -63,12 +64,23 @@ def test_explain_writes_json_and_png(trained_run, tmp_path):
     (("explain", "{best}", "a", "--target", "x", "--target", "y"), 2, "give one --target per TEXT"),
     (("frobnicate",), 2, "invalid choice"),
 ])
-def test_errors_are_one_line_with_the_right_exit_code(trained_run, args, code, message):
+def test_errors_are_one_line_with_the_right_exit_code(trained_run, args, code, message, capsys):
     folder, config, _ = trained_run
     filled = [a.format(config=config, best=folder / "run" / "best.pt") for a in args]
-    result = cronos(*filled)
-    assert result.returncode == code
-    assert message in result.stderr and "Traceback" not in result.stderr
+    try:
+        returned = main(filled)
+    except SystemExit as exit_:  # argparse's usage errors
+        returned = exit_.code
+    stderr = capsys.readouterr().err
+    assert returned == code
+    assert message in stderr and "Traceback" not in stderr
+
+
+def test_the_installed_entry_point_returns_the_exit_code(trained_run):
+    _, config, _ = trained_run
+    result = cronos("train", str(config), "--set", "training.epcohs=2")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "did you mean 'training.epochs'?" in result.stderr
 
 
 def test_empty_stdin_line_is_an_error_naming_the_line(trained_run):
