@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -69,7 +70,7 @@ class DataConfig:
     root: str | None = _key(
         None,
         "folder that relative data paths resolve against (default: the config file's folder); "
-        "`$VARS` are expanded, e.g. `${MULTI30K_ROOT}`", path=True)
+        "variables are expanded, with defaults: `${MULTI30K_ROOT:-../data/multi30k}`", path=True)
     tokenizer: Literal["char", "whitespace", "word"] = _key(
         "char", "`char`, `whitespace`, or `word` (regex split of words and punctuation)")
     lowercase: bool = _key(False, "lowercase text before tokenising")
@@ -412,7 +413,7 @@ def _raise(source: str, dotted: str, problem: str) -> Any:
 def _resolve_paths(obj: Any, base: Path, root: Path | None = None) -> Any:
     """Return ``obj`` with every path field made absolute (data files against ``data.root``)."""
     if isinstance(obj, Config):
-        data_root = Path(os.path.expandvars(obj.data.root)) if obj.data.root else None
+        data_root = Path(expand_path(obj.data.root)) if obj.data.root else None
         if data_root is not None and not data_root.is_absolute():
             data_root = base / data_root
         data = _resolve_paths(obj.data, base, data_root)
@@ -433,11 +434,20 @@ def _resolve_paths(obj: Any, base: Path, root: Path | None = None) -> Any:
     return dataclasses.replace(obj, **changes)
 
 
+_VARIABLE = re.compile(r"\$\{(\w+):-([^}]*)\}")
+
+
+def expand_path(path: str) -> str:
+    """Expand ``~``, ``$VAR``/``${VAR}``, and ``${VAR:-default}`` (the default when VAR is unset or empty)."""
+    path = _VARIABLE.sub(lambda m: os.environ.get(m.group(1)) or m.group(2), path)
+    return os.path.expanduser(os.path.expandvars(path))
+
+
 def _absolute(path: str | None, base: Path) -> str | None:
     if path is None:
         return None
     try:
-        expanded = Path(os.path.expanduser(os.path.expandvars(path)))
+        expanded = Path(expand_path(path))
         return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
     except (ValueError, OSError) as error:  # e.g. an embedded NUL byte
         raise ConfigError("config", "", f"invalid path {path!r}: {error}") from None

@@ -10,7 +10,7 @@ __all__ = ["token_cross_entropy"]
 
 
 def token_cross_entropy(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> tuple[Tensor, int]:
-    """``logits [B, T, V]``, ``targets [B, T]`` -> (summed loss over real tokens, number of real tokens).
+    """``logits [..., V]``, ``targets [...]`` -> (summed loss over real tokens, number of real tokens).
 
     Positions whose target is ``<pad>`` are ignored (``ignore_index``), in the smoothing term too.
     Divide the sum by the count for the per-token mean that training optimises.

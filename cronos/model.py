@@ -116,10 +116,17 @@ class Cronos(nn.Module):
         return logits, attention
 
     def loss(self, batch: Batch, label_smoothing: float | None = None) -> tuple[Tensor, int]:
-        """Summed cross-entropy over ``batch``'s real target tokens, and their count."""
+        """Summed cross-entropy over ``batch``'s real target tokens, and their count.
+
+        The output projection and softmax run on real target positions only: padding costs no
+        compute in the largest matrix product of the model.
+        """
         smoothing = self.config.training.label_smoothing if label_smoothing is None else label_smoothing
-        logits, _ = self(batch.src, batch.src_lengths, batch.tgt_in, need_attention=False)
-        return token_cross_entropy(logits, batch.tgt_out, smoothing)
+        state = self.start_decoding(self.encode(batch.src, batch.src_lengths))
+        outputs, _, _ = self.decoder(self.tgt_dropout(self.tgt_embedding(batch.tgt_in)), state, False)  # [B, T, H]
+        real = batch.tgt_out != PAD_INDEX  # [B, T]
+        logits = self.output_projection(outputs[real])  # [N, V], N = real target tokens
+        return token_cross_entropy(logits, batch.tgt_out[real], smoothing)
 
     # --- strings -> tensors ---------------------------------------------------------------------
 

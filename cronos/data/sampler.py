@@ -1,6 +1,7 @@
 """Batch samplers over examples' lengths, and the padded share they cause.
 
-``BucketBatchSampler`` sorts by length with random tie-breaking, packs neighbours into batches
+``BucketBatchSampler`` sorts by length (source, then target in a boustrophedon) with random
+tie-breaking, packs neighbours into batches
 (``batch_size`` sentences, or a ``batch_tokens`` budget counted as batch size x longest side,
 padding included), then shuffles the batch order.  The result is a pure function of
 ``(seed, epoch)``: every example exactly once per epoch, the same batches on a resumed run.
@@ -49,11 +50,15 @@ class BucketBatchSampler(Sampler[list[int]]):
         return len(self.batches(self.epoch))
 
     def _order(self, generator: torch.Generator) -> list[int]:
-        """Examples sorted by (source, target) length; ties in a random order when shuffling."""
+        """Examples sorted by source length, then by target length ascending for even source lengths
+        and descending for odd ones (a boustrophedon), so a batch that straddles two source lengths
+        joins their neighbouring target lengths; ties in a random order when shuffling."""
         n = len(self.src_lengths)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
-        key = self.src_lengths[order] * ((int(self.tgt_lengths.max()) if len(self.tgt_lengths) else 0) + 1) + self.tgt_lengths[order]
-        return order[torch.sort(key, stable=True).indices].tolist()
+        src, tgt = self.src_lengths[order], self.tgt_lengths[order]
+        span = (int(self.tgt_lengths.max()) if n else 0) + 1
+        snake = torch.where(src % 2 == 0, tgt, span - 1 - tgt)
+        return order[torch.sort(src * span + snake, stable=True).indices].tolist()
 
     def _pack(self, order: list[int]) -> list[list[int]]:
         batches, current, longest = [], [], 0
