@@ -138,7 +138,8 @@ def _train(args: argparse.Namespace) -> int:
         summary = ", ".join(f"{k} {last[k]:.4g}" for k in ("train_loss", "valid_loss", "valid_sequence_accuracy",
                                                            "valid_bleu") if k in last)
         print(f"trained {last['epoch']} epochs, {last['step']} steps: {summary}")
-    print(f"best checkpoint: {best}")
+    print(f"best checkpoint: {best}" if best.exists() else
+          f"no validation yet, so no best checkpoint; the run is in {best.parent / 'last.pt'}")
     return 0
 
 

@@ -160,15 +160,17 @@ class Cronos(nn.Module):
     def fit(self) -> list[dict]:
         """Train per ``config.training``; return one dict per epoch (train_loss, valid_* metrics, lr, seconds).
 
-        Afterwards the model holds the weights of the best validation (``output_dir/best.pt``).
+        Afterwards the model holds the weights of the best validation (``output_dir/best.pt``), or
+        its last weights when it was stopped before its first validation.
         """
         from .training import Trainer  # training imports the model's collaborators, not the model
 
         data = self._training_data or load_training_data(self.config.data, (self.src_vocab, self.tgt_vocab))
         valid = self._split("valid") if self.config.data.valid is not None else None
         history = Trainer(self, data, valid).run()
-        best = load_checkpoint(Path(self.config.output_dir) / "best.pt")
-        self.load_state_dict(best["model"])
+        best = Path(self.config.output_dir) / "best.pt"
+        if best.exists():  # not yet there when a run is stopped before its first validation
+            self.load_state_dict(load_checkpoint(best)["model"])
         return history
 
     def evaluate(self, data: str | Sequence[tuple[str, str]] = "test", beam_size: int | None = None) -> dict:

@@ -251,7 +251,7 @@ class Trainer:
                             metric, progress.bad_validations, progress.best_score, progress.best_step)
 
     def _ensure_best(self) -> None:
-        if not (self.output_dir / "best.pt").exists():  # no validation data: the last weights are the best
+        if self.valid is None:  # no validation data: the last weights are the best
             self.model.save(self.output_dir / "best.pt")
 
     def save_last(self) -> Path:

@@ -17,7 +17,7 @@ EXPLANATION_FIELDS = {"source", "source_tokens", "output", "output_tokens", "att
 METRICS_FIELDS = {"epoch", "step", "train_loss", "lr", "seconds", "padded_share", "skipped_batches", "valid_loss",
                   "valid_ppl", "valid_token_accuracy", "valid_sequence_accuracy", "valid_bleu", "valid_chrf"}
 EVALUATE_FIELDS = {"loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf", "bleu_signature",
-                   "chrf_signature", "beam_size", "examples"}
+                   "chrf_signature", "bleu_tokenized", "bleu_tokenized_signature", "beam_size", "examples"}
 
 
 def test_explanation_to_dict_field_names(regression_runs):

@@ -1,0 +1,89 @@
+"""Smoke tests that keep the scripts under scripts/ working (a few steps each, not the real runs)."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT, tiny_config, write_config
+
+SCRIPTS = ROOT / "scripts"
+MULTI30K = Path(os.environ.get("MULTI30K_ROOT", ROOT.parent / "shared" / "data" / "multi30k"))
+needs_multi30k = pytest.mark.skipif(not (MULTI30K / "train.de").exists(), reason=f"no Multi30k at {MULTI30K}")
+
+
+def script(name: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPTS / name), *args], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
+def test_benchmark_runs_and_reports_every_measure(tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path))
+    out = tmp_path / "bench.json"
+    result = script("benchmark.py", str(config), "--warmup", "1", "--steps", "2", "--mask-pairs", "1",
+                    "--decode", "10", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    for key in ("train_target_tokens_per_s", "train_source_tokens_per_s", "achieved_flops", "matmul_peak_flops",
+                "share_of_matmul_peak", "padded_share_bucketed", "padded_share_random", "mask_overhead_ratio",
+                "decode_beam1_sentences_per_s", "decode_beam5_sentences_per_s", "peak_rss_mib"):
+        assert report[key] > 0, key
+    assert report["padded_share_bucketed"] < report["padded_share_random"]
+    assert "| training target tokens/s |" in result.stdout
+
+
+def test_ablation_runs_every_setting(tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path, training={"epochs": 1, "max_steps": 5}))
+    out = tmp_path / "ablation.md"
+    result = script("ablation.py", str(config), "--seeds", "1", "--probe", "8", "--work", str(tmp_path / "w"),
+                    "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = out.read_text().splitlines()[2:]
+    assert [row.split("|")[1:3] for row in rows] == [[" on ", " on "], [" on ", " off "], [" off ", " on "],
+                                                    [" off ", " off "]]
+    results = json.loads(out.with_suffix(".json").read_text())
+    masked = [r for r in results if r["mask_padding"]]
+    assert all(r["padding_attention_share"] == 0.0 and r["outputs_changed"] == 0.0 for r in masked)
+
+
+def test_make_dates_reproduces_the_committed_files(tmp_path):
+    result = script("make_dates.py", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    for split in ("train", "valid", "test"):
+        assert (tmp_path / f"{split}.tsv").read_bytes() == (ROOT / "data" / "dates" / f"{split}.tsv").read_bytes()
+
+
+def test_padding_report_runs(tmp_path):
+    result = script("padding_report.py", "--batches", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n| ") >= 15 and "largest:" in result.stdout
+
+
+@needs_multi30k
+def test_download_multi30k_checks_what_it_fetches(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for path in MULTI30K.glob("*.[de][en]"):
+        (mirror / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    result = script("download_multi30k.py", "--out", str(tmp_path / "data"), "--base-url", mirror.as_uri())
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "val.en").read_bytes() == (MULTI30K / "val.en").read_bytes()
+    (mirror / "val.de.gz").write_bytes(gzip.compress(b"tampered\n"))
+    (tmp_path / "data" / "val.de").unlink()
+    bad = script("download_multi30k.py", "--out", str(tmp_path / "data"), "--base-url", mirror.as_uri())
+    assert bad.returncode != 0 and "checksum mismatch" in bad.stderr and not (tmp_path / "data" / "val.de").exists()
+
+
+@needs_multi30k
+@pytest.mark.parametrize("name", ["multi30k_gru", "multi30k_transformer"])
+def test_multi30k_configs_read_the_data_from_the_environment(name):
+    env = {**os.environ, "MULTI30K_ROOT": str(MULTI30K)}
+    result = subprocess.run([sys.executable, "-m", "cronos", "prepare", str(ROOT / "configs" / f"{name}.yaml")],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "examples: 29000" in result.stdout
