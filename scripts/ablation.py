@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 
 import cronos
-from cronos.config import config_to_dict, load_config, parse_override
-from cronos.data import collate
+from cronos.config import load_config, parse_override
 from cronos.search import search
 
 SETTINGS = list(itertools.product((True, False), (True, False)))  # (mask_padding, freeze_pad_embedding)

@@ -10,7 +10,6 @@ averaged over heads).  ``state.select(index)`` reorders or repeats the batch (be
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 from ..config import DecoderConfig
 from ..masking import lengths_to_mask
 from .attention import MultiHeadAttention, build_attention
-from .encoders import FeedForward, PositionalEncoding
+from .encoders import FeedForward, TransformerInput
 
 __all__ = ["RNNDecoder", "TransformerDecoder", "RNNDecoderState", "TransformerDecoderState", "build_decoder"]
 
@@ -125,14 +124,11 @@ class TransformerDecoder(nn.Module):
     def __init__(self, input_size: int, memory_size: int, config: DecoderConfig):
         super().__init__()
         size = config.hidden_size
-        self.input_projection = nn.Linear(input_size, size) if input_size != size else nn.Identity()
+        self.input = TransformerInput(input_size, size, config.dropout)
         self.memory_projection = nn.Linear(memory_size, size) if memory_size != size else nn.Identity()
-        self.scale = math.sqrt(size)
-        self.positions = PositionalEncoding(size)
         self.layers = nn.ModuleList(TransformerDecoderLayer(size, config.heads, config.ff_size, config.dropout)
                                     for _ in range(config.layers))
         self.final_norm = nn.LayerNorm(size)
-        self.dropout = nn.Dropout(config.dropout)
         self.output_size = size
 
     def start(self, memory: Tensor, lengths: Tensor, mask: Tensor | None) -> TransformerDecoderState:
@@ -142,7 +138,7 @@ class TransformerDecoder(nn.Module):
 
     def forward(self, embedded: Tensor, state: TransformerDecoderState,
                 need_weights: bool = True) -> tuple[Tensor, Tensor | None, TransformerDecoderState]:
-        x = self.dropout(self.positions(self.input_projection(embedded) * self.scale, offset=state.length))
+        x = self.input(embedded, offset=state.length)  # [B, T, D]
         caches, weights = [], None
         for i, layer in enumerate(self.layers):
             last = i == len(self.layers) - 1

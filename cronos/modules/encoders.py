@@ -15,8 +15,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..config import EncoderConfig
 from .attention import MultiHeadAttention
 
-__all__ = ["RNNEncoder", "TransformerEncoder", "TransformerLayer", "PositionalEncoding", "FeedForward",
-           "build_encoder"]
+__all__ = ["RNNEncoder", "TransformerEncoder", "TransformerLayer", "TransformerInput", "PositionalEncoding",
+           "FeedForward", "build_encoder"]
 
 
 class RNNEncoder(nn.Module):
@@ -58,6 +58,21 @@ class PositionalEncoding(nn.Module):
         return x + self.table[offset: offset + x.size(1)].to(x.dtype)
 
 
+class TransformerInput(nn.Module):
+    """Embeddings -> model size (projected when they differ), scaled by sqrt(size), plus sinusoidal
+    positions from ``offset`` on, then dropout: the input of both transformer stacks."""
+
+    def __init__(self, input_size: int, size: int, dropout: float):
+        super().__init__()
+        self.projection = nn.Linear(input_size, size) if input_size != size else nn.Identity()
+        self.scale = math.sqrt(size)
+        self.positions = PositionalEncoding(size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, embedded: Tensor, offset: int = 0) -> Tensor:
+        return self.dropout(self.positions(self.projection(embedded) * self.scale, offset))  # [B, T, D]
+
+
 class FeedForward(nn.Module):
     def __init__(self, size: int, inner_size: int, dropout: float):
         super().__init__()
@@ -90,17 +105,14 @@ class TransformerEncoder(nn.Module):
     def __init__(self, input_size: int, config: EncoderConfig):
         super().__init__()
         size = config.hidden_size
-        self.input_projection = nn.Linear(input_size, size) if input_size != size else nn.Identity()
-        self.scale = math.sqrt(size)
-        self.positions = PositionalEncoding(size)
+        self.input = TransformerInput(input_size, size, config.dropout)
         self.layers = nn.ModuleList(TransformerLayer(size, config.heads, config.ff_size, config.dropout)
                                     for _ in range(config.layers))
         self.final_norm = nn.LayerNorm(size)
-        self.dropout = nn.Dropout(config.dropout)
         self.output_size = size
 
     def forward(self, embedded: Tensor, lengths: Tensor, mask: Tensor | None) -> Tensor:
-        x = self.dropout(self.positions(self.input_projection(embedded) * self.scale))  # [B, S, D]
+        x = self.input(embedded)  # [B, S, D]
         for layer in self.layers:
             x = layer(x, mask)
         return self.final_norm(x)

@@ -3,7 +3,6 @@ Each test fails if the handling it pins is removed."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import torch
 
 import cronos
 from cronos.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from cronos.training import Trainer, TrainingError
+from cronos.training import TrainingError
 from helpers import cronos_command, tiny_config, write_config
 
 STEPS_PER_EPOCH = 25  # 800 training examples in batches of 32
