@@ -21,11 +21,12 @@ from .data import (Batch, EvalSplit, TrainingData, Vocabulary, collate, encode_s
                    load_training_data, tokenizer_for)
 from .data.vocab import PAD_INDEX
 from .evaluation import decode_examples, evaluate_split
-from .explain import Explanation
+from .explain import Explanation, explain_decoded, explain_forced
 from .loss import token_cross_entropy
 from .masking import check_lengths, lengths_to_mask
 from .modules.decoders import build_decoder
 from .modules.encoders import build_encoder
+from .training import Trainer
 
 __all__ = ["Cronos", "Encoded"]
 
@@ -163,8 +164,6 @@ class Cronos(nn.Module):
         Afterwards the model holds the weights of the best validation (``output_dir/best.pt``), or
         its last weights when it was stopped before its first validation.
         """
-        from .training import Trainer  # training imports the model's collaborators, not the model
-
         data = self._training_data or load_training_data(self.config.data, (self.src_vocab, self.tgt_vocab))
         valid = self._split("valid") if self.config.data.valid is not None else None
         history = Trainer(self, data, valid).run()
@@ -196,8 +195,6 @@ class Cronos(nn.Module):
         Without ``targets`` the outputs are decoded (``beam_size``: attention of the returned
         hypothesis); with ``targets`` they are forced to those.
         """
-        from .explain import explain_decoded, explain_forced
-
         if targets is None:
             return explain_decoded(self, sources, beam_size or self.config.evaluation.beam_size)
         return explain_forced(self, sources, targets)

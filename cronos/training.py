@@ -24,11 +24,9 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, TrainingConfig
 from .data import BucketBatchSampler, EvalSplit, TrainingData, collate, padded_share
-from .evaluation import evaluate_split
+from .evaluation import METRICS, evaluate_split
 
-__all__ = ["Trainer", "TrainingError", "TrainingProgress", "VALID_METRICS", "build_optimizer"]
-
-VALID_METRICS = ("loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf")
+__all__ = ["Trainer", "TrainingError", "TrainingProgress", "build_optimizer"]
 
 logger = logging.getLogger("cronos")
 
@@ -63,24 +61,21 @@ class TrainingProgress:
 
 
 class Trainer:
-    def __init__(self, model, data: TrainingData, valid: EvalSplit | None, config: Config | None = None):
+    def __init__(self, model, data: TrainingData, valid: EvalSplit | None):
         self.model, self.data, self.valid = model, data, valid
-        self.config = config or model.config
+        self.config: Config = model.config
         self.training = self.config.training
         self.output_dir = Path(self.config.output_dir)
-        self.sampler = BucketBatchSampler([e.src_length for e in data.examples], [e.tgt_length for e in data.examples],
-                                          batch_size=self.training.batch_size,
+        self.lengths = ([e.src_length for e in data.examples], [e.tgt_length for e in data.examples])
+        self.sampler = BucketBatchSampler(*self.lengths, batch_size=self.training.batch_size,
                                           batch_tokens=self.training.batch_tokens, seed=self.config.seed)
-        self.optimizer = self._optimizer()
+        self.optimizer = build_optimizer(model, self.training)
         self.scheduler = self._scheduler()
         self.progress = TrainingProgress()
         self._stop_requested: str | None = None
         self._last_record: dict | None = None
 
     # --- set-up ---------------------------------------------------------------------------------
-
-    def _optimizer(self) -> torch.optim.Optimizer:
-        return build_optimizer(self.model, self.training)
 
     def _scheduler(self):
         training = self.training
@@ -146,8 +141,7 @@ class Trainer:
     def _train_epoch(self) -> None:
         progress, epoch = self.progress, self.progress.epoch
         batches = self.sampler.batches(epoch)
-        lengths = ([e.src_length for e in self.data.examples], [e.tgt_length for e in self.data.examples])
-        share = padded_share(batches, *lengths)
+        share = padded_share(batches, *self.lengths)
         started, loss_sum, tokens = time.perf_counter(), 0.0, 0
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.training.epochs}", unit="batch",
                    initial=progress.batches_done, total=len(batches),
@@ -220,7 +214,7 @@ class Trainer:
                       "seconds": round(seconds, 3), "padded_share": share, "skipped_batches": progress.skipped_batches}
             if self.valid is not None:
                 scores = evaluate_split(self.model, self.valid)
-                record.update({f"valid_{k}": scores[k] for k in VALID_METRICS})
+                record.update({f"valid_{k}": scores[k] for k in METRICS})
                 self._track_best(record)
             with open(self.output_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
                 file.write(json.dumps(record) + "\n")
