@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="output folder [explanations/ beside the checkpoint]")
     explain.set_defaults(run=_explain)
     for command in (evaluate, translate, explain):
+        command.add_argument("--device", default="auto",
+                             help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N [auto]")
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
@@ -143,10 +145,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _load_model(args: argparse.Namespace):
+    from .device import resolve_device
     from .model import Cronos
 
-    model = Cronos.load(args.checkpoint)
+    return Cronos.load(args.checkpoint, resolve_device(args.device, "--device", ""))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    model = _load_model(args)
     scores = model.evaluate(args.data, beam_size=args.beam)
     text = json.dumps(scores, indent=2)
     print(text)
@@ -157,9 +164,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from .model import Cronos
-
-    model = Cronos.load(args.checkpoint)
+    model = _load_model(args)
     batch_size = args.batch_size or model.config.evaluation.batch_size
     for first_line, chunk in _chunks(sys.stdin, batch_size):
         for offset, text in enumerate(chunk):
@@ -183,11 +188,9 @@ def _chunks(lines, size: int) -> Iterator[tuple[int, list[str]]]:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .model import Cronos
-
     if args.targets is not None and len(args.targets) != len(args.texts):
         raise ConfigError("--target", "", f"give one --target per TEXT ({len(args.texts)}), got {len(args.targets)}")
-    model = Cronos.load(args.checkpoint)
+    model = _load_model(args)
     out = args.out or Path(args.checkpoint).resolve().parent / "explanations"
     out.mkdir(parents=True, exist_ok=True)
     explanations = model.explain(args.texts, args.targets, beam_size=args.beam)

@@ -25,8 +25,11 @@ import yaml
 __all__ = [
     "Config", "ConfigError", "DataConfig", "ModelConfig", "EncoderConfig", "DecoderConfig",
     "TrainingConfig", "EvaluationConfig", "ParallelFiles", "load_config", "parse_override",
-    "config_from_dict", "config_to_dict", "all_keys",
+    "config_from_dict", "config_to_dict", "all_keys", "DEVICE_NAMES",
 ]
+
+
+DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")  # torch devices a run may name
 
 
 class ConfigError(ValueError):
@@ -152,6 +155,7 @@ class TrainingConfig:
         "error", "NaN/Inf loss or gradient: `error` stops naming the batch, `skip` drops the batch and counts it")
     progress: bool = _key(True, "show tqdm progress bars")
     num_threads: int | None = _key(None, "torch CPU threads (null: torch's default)", minimum=1)
+    device: str = _key("auto", "`auto` (a CUDA GPU when torch sees one, else the CPU), `cpu`, `cuda` or `cuda:N`")
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,9 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(source, "model.decoder.attention",
                           f"`dot` needs model.decoder.hidden_size ({decoder.hidden_size}) equal to the encoder's "
                           f"output size ({memory_size}); change a size or use `general`")
+    if not DEVICE_NAMES.fullmatch(cfg.training.device):
+        raise ConfigError(source, "training.device",
+                          f"expected `auto`, `cpu`, `cuda` or `cuda:N`, got {cfg.training.device!r}")
     if not 0.0 <= cfg.training.label_smoothing < 1.0:
         raise ConfigError(source, "training.label_smoothing",
                           f"expected a value in [0, 1), got {cfg.training.label_smoothing}")

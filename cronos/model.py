@@ -20,6 +20,7 @@ from .config import Config, ConfigError, config_from_dict, config_to_dict, load_
 from .data import (Batch, EvalSplit, TrainingData, Vocabulary, collate, encode_sources, load_eval_split,
                    load_training_data, tokenizer_for)
 from .data.vocab import PAD_INDEX
+from .device import resolve_device
 from .evaluation import decode_examples, evaluate_split
 from .explain import Explanation, explain_decoded, explain_forced
 from .loss import token_cross_entropy
@@ -208,8 +209,13 @@ class Cronos(nn.Module):
         return save_checkpoint(path, self.checkpoint_payload())
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "Cronos":
-        """Rebuild a model from a file written by ``save`` (or a run's best.pt/last.pt)."""
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> "Cronos":
+        """Rebuild a model from a file written by ``save`` (or a run's best.pt/last.pt), in eval mode.
+
+        ``device``: ``auto`` (a CUDA GPU when torch sees one, else the CPU), ``cpu``, ``cuda[:N]``
+        or a ``torch.device``.
+        """
+        device = device if isinstance(device, torch.device) else resolve_device(device, "Cronos.load", "device")
         payload = load_checkpoint(path)
         try:
             config = config_from_dict(payload["config"], source=f"{path} (config)")
@@ -221,7 +227,7 @@ class Cronos(nn.Module):
         except RuntimeError as error:
             raise CheckpointError(f"{path}: weights do not fit the model its config describes: "
                                   f"{str(error).splitlines()[0]}") from None
-        return model.to(map_location).eval()
+        return model.to(device).eval()
 
     def check_compatible(self, payload: dict[str, Any], path: str | os.PathLike) -> None:
         """Raise ``CheckpointError`` naming what differs when ``payload`` was made for another model."""

@@ -2,8 +2,10 @@
 
 A run writes into ``output_dir``: ``last.pt`` (resumable: weights, optimiser, scheduler, sampler
 position and RNG state), ``best.pt`` (weights of the best validation), and ``metrics.jsonl`` (one
-JSON line per validation).  Given the seed, a run on the CPU is deterministic, and a resumed run
-continues the same run: it ends with the weights an uninterrupted run ends with.
+JSON line per validation).  The run trains on ``training.device`` (a GPU when there is one, by
+default).  Given the seed, a run on the CPU is deterministic, and a resumed run continues the same
+run: it ends with the weights an uninterrupted run ends with (on a GPU, up to the nondeterminism of
+its kernels).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, TrainingConfig
 from .data import BucketBatchSampler, EvalSplit, TrainingData, collate, padded_share
+from .device import resolve_device
 from .evaluation import METRICS, evaluate_split
 
 __all__ = ["Trainer", "TrainingError", "TrainingProgress", "build_optimizer"]
@@ -65,6 +68,7 @@ class Trainer:
         self.model, self.data, self.valid = model, data, valid
         self.config: Config = model.config
         self.training = self.config.training
+        model.to(resolve_device(self.training.device))  # before the optimiser: its state follows the weights
         self.output_dir = Path(self.config.output_dir)
         self.lengths = ([e.src_length for e in data.examples], [e.tgt_length for e in data.examples])
         self.sampler = BucketBatchSampler(*self.lengths, batch_size=self.training.batch_size,
@@ -254,6 +258,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all(),  # [] without a GPU; dropout on a GPU draws from these
         }
         return save_checkpoint(self.output_dir / "last.pt", {**self.model.checkpoint_payload(), "training": state})
 
@@ -275,6 +280,8 @@ class Trainer:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
+        if state.get("cuda_rng") and torch.cuda.is_available():  # older checkpoints lack it
+            torch.cuda.set_rng_state_all(state["cuda_rng"][:torch.cuda.device_count()])
         self.progress = TrainingProgress(**state["progress"])
         logger.info("resumed from %s at epoch %d, step %d", path, self.progress.epoch + 1, self.progress.step)
 

@@ -5,6 +5,7 @@ that falls on padded positions when evaluating in batches of mixed lengths, and 
 unmasked model's output depends on its batch (the same input alone vs inside a padded batch).
 
     python scripts/ablation.py configs/dates.yaml --seeds 1 2 3 --set training.epochs=2 --out docs/ablation_dates.md
+    python scripts/ablation.py --merge seed1.json seed2.json --out table.md   # runs made in several processes
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def run(config_path: str, overrides: dict, mask: bool, freeze: bool, seed: int, 
                                                  "output_dir": str(folder / f"mask{int(mask)}_freeze{int(freeze)}_seed{seed}")})
     started = time.perf_counter()
     model = cronos.Cronos.from_config(config)
-    pad_row_before = model.src_embedding.weight[0].clone()
+    pad_row_before = model.src_embedding.weight[0].detach().cpu().clone()  # fit may move the model to a GPU
     model.fit()
     valid = model._split("valid")
     scores = model.evaluate(valid)
@@ -67,7 +68,7 @@ def run(config_path: str, overrides: dict, mask: bool, freeze: bool, seed: int, 
     return {"mask_padding": mask, "freeze_pad_embedding": freeze, "seed": seed,
             "valid_loss": scores["loss"], "exact_match": scores["sequence_accuracy"], "bleu": scores["bleu"],
             "padding_attention_share": padding_attention_share(model, sources, targets),
-            "pad_row_changed": not torch.equal(model.src_embedding.weight[0], pad_row_before),
+            "pad_row_changed": not torch.equal(model.src_embedding.weight[0].detach().cpu(), pad_row_before),
             **batch_dependence(model, sources, targets), "seconds": time.perf_counter() - started}
 
 
@@ -93,21 +94,37 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def read_results(path: Path) -> list[dict]:
+    """Results from a ``--out`` .json file (a list) or from a log of the JSON lines a run prints."""
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config")
+    parser.add_argument("config", nargs="?", help="YAML config (not with --merge)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--probe", type=int, default=300, help="validation inputs for the padding probes")
     parser.add_argument("--work", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--out", type=Path, default=None, help="write the markdown table (and .json) here")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="train nothing: tabulate the results that earlier runs wrote (their --out .json "
+                             "files, or their printed JSON lines)")
     args = parser.parse_args()
-    overrides = dict(parse_override(o) for o in args.overrides)
-    results = []
-    for seed in args.seeds:
-        for mask, freeze in SETTINGS:
-            results.append(run(args.config, overrides, mask, freeze, seed, args.work, args.probe))
-            print(json.dumps(results[-1]), flush=True)
+    if (args.config is None) == (args.merge is None):
+        parser.error("give a config to train, or --merge JSON files, not both")
+    if args.merge is not None:
+        results = [result for path in args.merge for result in read_results(path)]
+    else:
+        overrides = dict(parse_override(o) for o in args.overrides)
+        results = []
+        for seed in args.seeds:
+            for mask, freeze in SETTINGS:
+                results.append(run(args.config, overrides, mask, freeze, seed, args.work, args.probe))
+                print(json.dumps(results[-1]), flush=True)
     text = table(results)
     print(text)
     if args.out:

@@ -4,6 +4,7 @@ example run inside a padded batch with random batch mates and the same example r
 encoder x decoder/attention combination, in float64 and float32.
 
     python scripts/padding_report.py --batches 50
+    python scripts/padding_report.py --device cuda     # the same on a GPU
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from cronos.config import load_config
 from cronos.data import Vocabulary, collate
 from cronos.data.preprocess import Example
+from cronos.device import resolve_device
 from cronos.loss import token_cross_entropy
 from cronos.model import Cronos
 
@@ -25,21 +27,23 @@ DECODERS = {f"rnn-{a}": {"type": "rnn", "attention": a} for a in ("additive", "d
 DECODERS["transformer"] = {"type": "transformer", "layers": 2}
 
 
-def build(encoder: str, decoder: str, dtype: torch.dtype) -> Cronos:
-    enc = {"hidden_size": 16, "heads": 4, "ff_size": 64, **ENCODERS[encoder]}
-    dec = {"hidden_size": 32, "heads": 4, "ff_size": 64, **DECODERS[decoder]}
+def build(encoder: str, decoder: str, dtype: torch.dtype, device: torch.device) -> Cronos:
+    enc = {"hidden_size": 16, "heads": 4, "ff_size": 64, "dropout": 0.0, **ENCODERS[encoder]}
+    dec = {"hidden_size": 32, "heads": 4, "ff_size": 64, "dropout": 0.0, **DECODERS[decoder]}
     if enc["type"] == dec["type"] == "rnn":
         dec["cell"] = enc["cell"]
     torch.manual_seed(0)
     config = load_config({"model": {"embedding_size": 16, "encoder": enc, "decoder": dec}})
-    return Cronos(config, VOCAB, VOCAB).to(dtype).eval()
+    # training mode with no dropout computes what eval mode does, and cuDNN's RNN backward needs it
+    return Cronos(config, VOCAB, VOCAB).to(device=device, dtype=dtype).train()
 
 
-def batch_of(pairs, extra: int):
+def batch_of(pairs, extra: int, device: torch.device):
     batch = collate([Example(i, tuple(s), tuple(t), len(s), len(t) + 1) for i, (s, t) in enumerate(pairs)])
     pad = lambda x: torch.nn.functional.pad(x, (0, extra))  # noqa: E731
-    return batch.__class__(pad(batch.src), batch.src_lengths, pad(batch.tgt_in), pad(batch.tgt_out),
-                           batch.tgt_lengths, batch.indices)
+    padded = batch.__class__(pad(batch.src), batch.src_lengths, pad(batch.tgt_in), pad(batch.tgt_out),
+                             batch.tgt_lengths, batch.indices)
+    return padded.to(device)
 
 
 def grads(model: Cronos, batch) -> dict[str, torch.Tensor]:
@@ -50,16 +54,17 @@ def grads(model: Cronos, batch) -> dict[str, torch.Tensor]:
 
 
 def gaps(model: Cronos, pairs, extra: int) -> tuple[float, float]:
-    batch = batch_of(pairs, extra)
+    device = model.device
+    batch = batch_of(pairs, extra, device)
     with torch.no_grad():
         batched = torch.log_softmax(model(batch.src, batch.src_lengths, batch.tgt_in)[0], -1)
         p1 = 0.0
         for i, pair in enumerate(pairs):
-            alone_batch = batch_of([pair], 0)
+            alone_batch = batch_of([pair], 0, device)
             alone = torch.log_softmax(model(alone_batch.src, alone_batch.src_lengths, alone_batch.tgt_in)[0], -1)
             p1 = max(p1, (batched[i, : len(pair[1]) + 1] - alone[0]).abs().max().item())
     together = grads(model, batch)
-    singles = [grads(model, batch_of([pair], 0)) for pair in pairs]
+    singles = [grads(model, batch_of([pair], 0, device)) for pair in pairs]
     p6 = max((g - sum(s[n] for s in singles if n in s)).abs().max().item() for n, g in together.items())
     return p1, p6
 
@@ -68,7 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N [cpu]")
     args = parser.parse_args()
+    device = resolve_device(args.device, "--device", "")
     rng = random.Random(args.seed)
     draws = []
     for _ in range(args.batches):
@@ -81,7 +88,7 @@ def main() -> None:
         for decoder in DECODERS:
             row = []
             for dtype in (torch.float64, torch.float32):
-                model = build(encoder, decoder, dtype)
+                model = build(encoder, decoder, dtype, device)
                 p1, p6 = (max(values) for values in zip(*(gaps(model, pairs, extra) for pairs, extra in draws)))
                 row.append((p1, p6))
                 for name, value in ((f"P1 {dtype}", p1), (f"P6 {dtype}", p6)):

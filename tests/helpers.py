@@ -30,7 +30,7 @@ def tiny_config(folder: Path, **sections) -> dict:
                   "encoder": {"type": "rnn", "cell": "gru", "hidden_size": 32, "dropout": 0.1},
                   "decoder": {"type": "rnn", "cell": "gru", "hidden_size": 64, "attention": "additive",
                               "dropout": 0.1}},
-        "training": {"epochs": 2, "batch_size": 32, "lr": 0.005, "progress": False},
+        "training": {"epochs": 2, "batch_size": 32, "lr": 0.005, "progress": False, "device": "cpu"},
         "evaluation": {"batch_size": 64},
     }
     for section, values in sections.items():

@@ -62,6 +62,7 @@ def test_explain_writes_json_and_png(trained_run, tmp_path):
     (("evaluate", "missing.pt"), 1, "missing.pt: no such checkpoint"),
     (("translate", "{best}", "--beam", "0"), 2, "expected a positive integer"),
     (("explain", "{best}", "a", "--target", "x", "--target", "y"), 2, "give one --target per TEXT"),
+    (("translate", "{best}", "--device", "gpu"), 2, "--device: expected `auto`, `cpu`, `cuda` or `cuda:N`"),
     (("frobnicate",), 2, "invalid choice"),
 ])
 def test_errors_are_one_line_with_the_right_exit_code(trained_run, args, code, message, capsys):

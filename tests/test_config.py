@@ -73,6 +73,7 @@ def test_errors_name_the_file_key_expected_and_got(write):
     ({"training": {"lr": "fast"}}, "training.lr: expected a number, got str 'fast'"),
     ({"model": {"mask_padding": "yes"}}, "model.mask_padding: expected true/false, got str 'yes'"),
     ({"training": {"batch_size": 8, "batch_tokens": 100}}, "not both"),
+    ({"training": {"device": "gpu"}}, "training.device: expected `auto`, `cpu`, `cuda` or `cuda:N`, got 'gpu'"),
     ({"training": 3}, "training: expected a mapping of keys, got int 3"),
     ({"data": {"train": {"src": "a.de"}}}, "data.train.tgt: missing"),
     ({"data": {"train": 5}}, "data.train: expected a string or a mapping"),

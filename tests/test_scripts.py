@@ -49,6 +49,13 @@ def test_ablation_runs_every_setting(tmp_path):
     results = json.loads(out.with_suffix(".json").read_text())
     masked = [r for r in results if r["mask_padding"]]
     assert all(r["padding_attention_share"] == 0.0 and r["outputs_changed"] == 0.0 for r in masked)
+    # runs made in separate processes (one seed each, say) are tabulated from their printed JSON lines
+    log = tmp_path / "seed1.log"
+    log.write_text(result.stdout + result.stderr)
+    merged = script("ablation.py", "--merge", str(log), "--out", str(tmp_path / "merged.md"))
+    assert merged.returncode == 0, merged.stderr
+    assert (tmp_path / "merged.md").read_text() == out.read_text()
+    assert script("ablation.py").returncode == 2  # neither a config nor --merge
 
 
 def test_make_dates_reproduces_the_committed_files(tmp_path):

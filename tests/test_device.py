@@ -1,0 +1,73 @@
+"""Where a run computes: ``training.device``, ``Cronos.load(device=...)`` and the CLI's ``--device``.
+
+The GPU tests run only where torch sees a CUDA GPU (``scripts/gpu_check.sh`` runs them on one);
+everywhere else the errors for asking one are what is pinned.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cronos
+from cronos.config import ConfigError
+from cronos.data.vocab import PAD_INDEX
+from cronos.device import resolve_device
+from helpers import tiny_config
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+SOURCES = ["Thu 26 Nov 2026", "1/2/07", "Mittwoch, 3. März 1999", "the 21st of June 1950"]
+
+
+def test_auto_takes_a_gpu_only_where_torch_sees_one():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["gpu", "CUDA", "cuda:", "cuda:x", "mps", ""])
+def test_unknown_device_names_are_config_errors_with_the_choices(name):
+    with pytest.raises(ConfigError, match="training.device: expected `auto`, `cpu`, `cuda` or `cuda:N`"):
+        cronos.load_config({"training": {"device": name}})
+
+
+def test_a_gpu_index_torch_cannot_see_is_an_error_naming_the_key():
+    with pytest.raises(ConfigError, match="training.device: 'cuda:99' asked for, but torch"):
+        resolve_device("cuda:99")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_training_on_cuda_without_a_gpu_stops_before_training(tmp_path):
+    config = cronos.load_config(tiny_config(tmp_path, training={"device": "cuda"}))
+    with pytest.raises(ConfigError, match="sees no CUDA GPU; use `cpu`, or `auto`"):
+        cronos.fit(config)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_load_puts_the_model_on_the_device_asked_for(trained_models, tmp_path):
+    path = trained_models["rnn"].save(tmp_path / "model.pt")
+    assert cronos.Cronos.load(path, device="cpu").device == torch.device("cpu")
+    with pytest.raises(ConfigError, match="Cronos.load: device: expected `auto`"):
+        cronos.Cronos.load(path, device="gpu")
+
+
+@needs_gpu
+@pytest.mark.parametrize("family", ["rnn", "transformer"])
+def test_a_run_on_the_gpu_trains_resumes_and_keeps_padding_inert(tmp_path, family):
+    sections = {"training": {"device": "cuda", "epochs": 1}}
+    if family == "transformer":
+        layer = {"type": "transformer", "hidden_size": 32, "layers": 1, "heads": 4, "ff_size": 64, "dropout": 0.1}
+        sections["model"] = {"embedding_size": 32, "encoder": layer, "decoder": layer}
+    config = cronos.load_config(tiny_config(tmp_path, **sections))
+    model = cronos.fit(config)
+    assert model.device.type == "cuda"
+    assert not model.src_embedding.weight[PAD_INDEX].any() and not model.tgt_embedding.weight[PAD_INDEX].any()
+    together = model.translate(SOURCES)
+    assert together == [model.translate([s])[0] for s in SOURCES]
+    for explanation in model.explain(SOURCES):
+        assert explanation.padding_attention == 0.0
+    # the checkpoint a GPU run writes loads on the CPU and scores the same within float tolerance
+    on_cpu = cronos.Cronos.load(tmp_path / "run" / "best.pt", device="cpu")
+    gpu_loss, cpu_loss = model.evaluate("valid", beam_size=1)["loss"], on_cpu.evaluate("valid", beam_size=1)["loss"]
+    assert gpu_loss == pytest.approx(cpu_loss, rel=1e-3)
+    # and a GPU run resumes from its last.pt, CUDA random state included
+    resumed = cronos.fit(config, **{"training.epochs": 2, "training.resume": "auto"})
+    assert resumed.device.type == "cuda"
