@@ -13,7 +13,7 @@ import random
 
 import torch
 
-from cronos.config import load_config
+from cronos.config import ConfigError, load_config
 from cronos.data import Vocabulary, collate
 from cronos.data.preprocess import Example
 from cronos.device import resolve_device
@@ -75,7 +75,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N [cpu]")
     args = parser.parse_args()
-    device = resolve_device(args.device, "--device", "")
+    try:
+        device = resolve_device(args.device, "--device", "")
+    except ConfigError as error:
+        parser.error(str(error))
     rng = random.Random(args.seed)
     draws = []
     for _ in range(args.batches):
