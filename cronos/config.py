@@ -220,7 +220,9 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any],
     """Read a YAML file (or take a mapping), apply dotted ``overrides`` and validate.
 
     Relative paths resolve against the config file's folder (the working directory for a
-    mapping), or against ``data.root`` for data files when it is set.
+    mapping), or against ``data.root`` for data files when it is set.  Paths given as
+    ``overrides`` (``--set data.root=...``) resolve against the working directory, as paths on a
+    command line do.
     """
     if isinstance(path_or_dict, Mapping):
         raw, source, base = _deep_copy(path_or_dict), "config", Path.cwd()
@@ -229,8 +231,26 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any],
         source, base = str(path), path.resolve().parent
         raw = _read_yaml(path)
     for key, value in (overrides or {}).items():
+        if isinstance(value, str) and value != "auto" and _is_path_key(key):
+            value = _absolute(value, Path.cwd())
         _set_dotted(raw, key, value, source="override")
     return config_from_dict(raw, source=source, base_dir=base)
+
+
+def _is_path_key(dotted: str) -> bool:
+    """Whether ``dotted`` names a path field (``output_dir``, ``data.root``, ``data.train.src``, ...)."""
+    *sections, name = dotted.split(".")
+    owner: Any = Config
+    for section in sections:
+        hint = typing.get_type_hints(owner).get(section)
+        if hint == DataFiles:  # data.train.src / data.train.tgt
+            owner = ParallelFiles
+        elif dataclasses.is_dataclass(hint):
+            owner = hint
+        else:
+            return False
+    field_ = {f.name: f for f in fields(owner)}.get(name)
+    return bool(field_ and field_.metadata.get("path"))
 
 
 def config_from_dict(raw: Any, source: str = "config", base_dir: Path | None = None) -> Config:

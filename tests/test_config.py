@@ -26,6 +26,17 @@ def test_overrides_apply_dotted_keys(root):
     assert cfg.training.epochs == 2 and cfg.model.encoder.cell == "lstm"
 
 
+def test_override_paths_resolve_against_the_working_directory_like_command_line_paths(root, tmp_path,
+                                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(root / "configs" / "multi30k_gru.yaml",
+                      overrides={"data.root": "corpus", "output_dir": "runs/x", "data.test.src": "t.de",
+                                 "training.resume": "auto"})
+    assert cfg.data.root == str(tmp_path / "corpus") and cfg.output_dir == str(tmp_path / "runs" / "x")
+    assert cfg.data.train.src == str(tmp_path / "corpus" / "train.de")  # the file's own paths follow the root
+    assert cfg.data.test.src == str(tmp_path / "t.de") and cfg.training.resume == "auto"
+
+
 @pytest.mark.parametrize("text, expected", [
     ("training.epochs=2", ("training.epochs", 2)),
     ("training.lr=0.5", ("training.lr", 0.5)),
