@@ -104,8 +104,12 @@ class Cronos(nn.Module):
 
     def decode(self, tgt_in: Tensor, state, need_attention: bool = True):
         """``tgt_in [B, T]`` (one step or the whole target) -> ``logits [B, T, V]``, ``attention [B, T, S]``, state."""
-        outputs, attention, state = self.decoder(self.tgt_dropout(self.tgt_embedding(tgt_in)), state, need_attention)
+        outputs, attention, state = self._decoder_outputs(tgt_in, state, need_attention)
         return self.output_projection(outputs), attention, state
+
+    def _decoder_outputs(self, tgt_in: Tensor, state, need_attention: bool):
+        """``tgt_in [B, T]`` -> decoder outputs ``[B, T, H]`` before the vocabulary projection, attention, state."""
+        return self.decoder(self.tgt_dropout(self.tgt_embedding(tgt_in)), state, need_attention)
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
                 need_attention: bool = True) -> tuple[Tensor, Tensor | None]:
@@ -125,7 +129,7 @@ class Cronos(nn.Module):
         """
         smoothing = self.config.training.label_smoothing if label_smoothing is None else label_smoothing
         state = self.start_decoding(self.encode(batch.src, batch.src_lengths))
-        outputs, _, _ = self.decoder(self.tgt_dropout(self.tgt_embedding(batch.tgt_in)), state, False)  # [B, T, H]
+        outputs, _, _ = self._decoder_outputs(batch.tgt_in, state, need_attention=False)  # [B, T, H]
         real = batch.tgt_out != PAD_INDEX  # [B, T]
         logits = self.output_projection(outputs[real])  # [N, V], N = real target tokens
         return token_cross_entropy(logits, batch.tgt_out[real], smoothing)
