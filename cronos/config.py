@@ -25,11 +25,11 @@ import yaml
 __all__ = [
     "Config", "ConfigError", "DataConfig", "ModelConfig", "EncoderConfig", "DecoderConfig",
     "TrainingConfig", "EvaluationConfig", "ParallelFiles", "load_config", "parse_override",
-    "config_from_dict", "config_to_dict", "all_keys", "DEVICE_NAMES",
+    "config_from_dict", "config_to_dict", "all_keys", "check_device_name",
 ]
 
 
-DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")  # torch devices a run may name
+_DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")  # torch devices a run may name
 
 
 class ConfigError(ValueError):
@@ -181,6 +181,12 @@ class Config:
         _check_consistency(self)
 
 
+def check_device_name(name: str, source: str, key: str) -> None:
+    """Raise a ``ConfigError`` naming ``key`` unless ``name`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not _DEVICE_NAMES.fullmatch(name):
+        raise ConfigError(source, key, f"expected `auto`, `cpu`, `cuda` or `cuda:N`, got {name!r}")
+
+
 def _check_consistency(cfg: Config) -> None:
     source = "config"
     if cfg.seed >= 2 ** 31:
@@ -203,9 +209,7 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(source, "model.decoder.attention",
                           f"`dot` needs model.decoder.hidden_size ({decoder.hidden_size}) equal to the encoder's "
                           f"output size ({memory_size}); change a size or use `general`")
-    if not DEVICE_NAMES.fullmatch(cfg.training.device):
-        raise ConfigError(source, "training.device",
-                          f"expected `auto`, `cpu`, `cuda` or `cuda:N`, got {cfg.training.device!r}")
+    check_device_name(cfg.training.device, source, "training.device")
     if not 0.0 <= cfg.training.label_smoothing < 1.0:
         raise ConfigError(source, "training.label_smoothing",
                           f"expected a value in [0, 1), got {cfg.training.label_smoothing}")

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from .config import DEVICE_NAMES, ConfigError
+from .config import ConfigError, check_device_name
 
 __all__ = ["resolve_device"]
 
 
 def resolve_device(name: str, source: str = "config", key: str = "training.device") -> torch.device:
     """``name`` -> the device to use; a GPU that torch cannot see is a ``ConfigError`` naming ``key``."""
-    if not DEVICE_NAMES.fullmatch(name):
-        raise ConfigError(source, key, f"expected `auto`, `cpu`, `cuda` or `cuda:N`, got {name!r}")
+    check_device_name(name, source, key)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
