@@ -1,20 +1,25 @@
 """One-file checkpoints: config, vocabularies, weights, optional training state, and a format version.
 
 Writes are atomic (a temporary file in the same folder, flushed to disk, then renamed over the
-target), so a crash or a full disk mid-write leaves the previous checkpoint intact.  Reading checks
-everything a model needs and says which file and what is wrong.
+target), so a crash or a full disk mid-write leaves the previous checkpoint intact.  Reading treats
+the file as untrusted: it is read with ``torch.load(weights_only=True)`` (tensors and plain data,
+never code), every entry is checked for its type, and ``check_weights`` compares the stored weights
+with the shapes a model needs before anything is built from them.  Errors say which file, which
+entry and what is wrong.
 """
 from __future__ import annotations
 
 import io
 import os
+import pickle
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
-__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "check_weights"]
 
 FORMAT = "cronos-checkpoint"
 FORMAT_VERSION = 1
@@ -50,17 +55,29 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read and check a checkpoint written by ``save_checkpoint``."""
+    """Read and check a checkpoint written by ``save_checkpoint``: its format and the type of each entry."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: is a device or a pipe, not a checkpoint file")
+    with open(path, "rb") as file:
+        if file.read(4) != ZIP_MAGIC:
+            raise CheckpointError(f"{path}: not a checkpoint (cronos checkpoints are the zip files torch.save "
+                                  "writes)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about a foreign file's pickle protocol
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch.load raises many types on damaged bytes
+        text = str(error)
+        if isinstance(error, pickle.UnpicklingError) and "weights_only" in text:
+            raise CheckpointError(f"{path}: not a cronos checkpoint: it holds Python objects other than tensors and "
+                                  "plain data, which cronos never loads (loading them could run code)") from None
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
-                              f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+                              f"{text.splitlines()[0] if text else type(error).__name__}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a cronos checkpoint")
     version = payload.get("format_version")
@@ -70,4 +87,44 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [key for key in REQUIRED if key not in payload]
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
+    _check_entries(payload, path)
     return payload
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _check_entries(payload: dict[str, Any], path: Path) -> None:
+    if not isinstance(payload["config"], dict):
+        raise CheckpointError(f"{path}: config: expected a mapping, got {type(payload['config']).__name__}")
+    for key in ("src_vocab", "tgt_vocab"):
+        tokens = payload[key]
+        if not isinstance(tokens, list):
+            raise CheckpointError(f"{path}: {key}: expected a list of tokens, got {type(tokens).__name__}")
+        for index, token in enumerate(tokens):
+            if not isinstance(token, str):
+                raise CheckpointError(f"{path}: {key}[{index}]: expected a token string, got {type(token).__name__}")
+    weights = payload["model"]
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path}: model: expected a mapping of weight names to tensors, "
+                              f"got {type(weights).__name__}")
+    for name, value in weights.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: model[{str(name)[:80]!r}]: expected a tensor under a name, "
+                                  f"got {type(value).__name__}")
+    if "training" in payload and not isinstance(payload["training"], dict):
+        raise CheckpointError(f"{path}: training: expected a mapping, got {type(payload['training']).__name__}")
+
+
+def check_weights(stored: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size], path: str | Path) -> None:
+    """Raise ``CheckpointError`` naming the first entries where ``stored`` weights differ from the
+    ``expected`` names and shapes (``expected`` may come from a model on the meta device, which
+    allocates nothing)."""
+    problems = [f"model[{name!r}] is missing" for name in expected if name not in stored]
+    problems += [f"model[{name[:80]!r}] belongs to no part of the model" for name in stored if name not in expected]
+    problems += [f"model[{name!r}] has shape {list(stored[name].shape)}, the config needs {list(shape)}"
+                 for name, shape in expected.items() if name in stored and stored[name].shape != shape]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError(f"{path}: weights do not fit the model its config describes: "
+                              f"{'; '.join(problems[:3])}{more}")

@@ -7,26 +7,60 @@
 
 
 Exit codes: 0 success, 2 usage or config error (one line), 1 runtime error (one line);
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead.  Warnings go to stderr as ``cronos: warning: ...``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import torch
+
+from . import __version__
 from .config import ConfigError, load_config, parse_override
+from .data.preprocess import is_empty
+from .data.readers import BOM, MAX_LINE_BYTES
 
 __all__ = ["main"]
+
+logger = logging.getLogger("cronos")
+
+
+class _Format(logging.Formatter):
+    """Progress and results as they are; warnings marked, as the CLI's errors are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"cronos: warning: {text}" if record.levelno >= logging.WARNING else text
+
+
+class _OncePerKind(logging.Filter):
+    """Let each kind of warning (its message template) through once: ``translate`` warns per batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        first = record.msg not in self.seen
+        self.seen.add(record.msg)
+        return first
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format("%(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     try:
         return args.run(args) or 0
     except ConfigError as error:
@@ -47,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cronos", description="Sequence-to-sequence models where padding is inert.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"cronos {__version__} (torch {torch.__version__})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     prepare = commands.add_parser("prepare", help="read the data, build vocabularies, print statistics")
@@ -104,7 +139,8 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    return load_config(args.config, overrides=dict(parse_override(item) for item in args.overrides))
+    return load_config(args.config, overrides=dict(parse_override(item) for item in args.overrides),
+                       overrides_source="--set")
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -130,18 +166,24 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .model import Cronos
+    from .run_folder import RunFolder
 
     config = _load(args)
     model = Cronos.from_config(config)
     history = model.fit()
-    best = Path(config.output_dir) / "best.pt"
-    if history:
-        last = history[-1]
+    folder = RunFolder(Path(config.output_dir))
+    if history.stopped_by:
+        print(f"stopped by {history.stopped_by} at step {history.step} ({history.epochs_completed} epochs "
+              f"completed); continue with --set training.resume=auto")
+    else:
+        print(f"trained {history.epochs_completed} epochs, {history.step} steps")
+    last = history.last_validation
+    if last is not None:
         summary = ", ".join(f"{k} {last[k]:.4g}" for k in ("train_loss", "valid_loss", "valid_sequence_accuracy",
                                                            "valid_bleu") if k in last)
-        print(f"trained {last['epoch']} epochs, {last['step']} steps: {summary}")
-    print(f"best checkpoint: {best}" if best.exists() else
-          f"no validation yet, so no best checkpoint; the run is in {best.parent / 'last.pt'}")
+        print(f"last validation (step {last['step']}): {summary}")
+    print(f"best checkpoint: {folder.best}" if folder.best.exists() else
+          f"no validation yet, so no best checkpoint; the run is in {folder.last}")
     return 0
 
 
@@ -152,7 +194,19 @@ def _load_model(args: argparse.Namespace):
     return Cronos.load(args.checkpoint, resolve_device(args.device, "--device", ""))
 
 
+def _refuse_to_overwrite_a_checkpoint(output: Path, checkpoint: str, flag: str) -> None:
+    """An output flag never replaces the checkpoint being read, nor any other checkpoint."""
+    if not output.exists():
+        return
+    if os.path.samefile(output, checkpoint):
+        raise ConfigError(flag, "", f"{output} is the checkpoint being read; write the output elsewhere")
+    if output.is_file() and zipfile.is_zipfile(output):  # what torch.save writes
+        raise ConfigError(flag, "", f"{output} holds a checkpoint (or another archive); write the output elsewhere")
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        _refuse_to_overwrite_a_checkpoint(args.out, args.checkpoint, "--out")
     model = _load_model(args)
     scores = model.evaluate(args.data, beam_size=args.beam)
     text = json.dumps(scores, indent=2)
@@ -164,25 +218,60 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
+    """stdin -> stdout, line for line: an empty input line gives an empty output line."""
     model = _load_model(args)
     batch_size = args.batch_size or model.config.evaluation.batch_size
-    for first_line, chunk in _chunks(sys.stdin, batch_size):
-        for offset, text in enumerate(chunk):
-            if not model.tokenizer.tokenize(text):
-                raise ValueError(f"stdin line {first_line + offset}: empty input; every line needs a sentence")
-        for output in model.translate(chunk, beam_size=args.beam, batch_size=batch_size):
-            print(output)
-        sys.stdout.flush()
+    once = _OncePerKind()
+    logger.addFilter(once)
+    empty_lines: list[int] = []
+    try:
+        for first_line, chunk in _chunks(_stdin_lines(), batch_size):
+            real = [i for i, text in enumerate(chunk) if not is_empty(text, model.tokenizer.tokenize(text))]
+            texts = [chunk[i] for i in real]
+            translated = dict(zip(real, model.translate(texts, beam_size=args.beam, batch_size=batch_size)
+                                  if texts else []))
+            for i in range(len(chunk)):
+                print(translated.get(i, ""))
+            empty_lines.extend(first_line + i for i in range(len(chunk)) if i not in translated)
+            sys.stdout.flush()
+    finally:
+        logger.removeFilter(once)
+    if empty_lines:
+        shown = ", ".join(map(str, empty_lines[:10])) + (f" and {len(empty_lines) - 10} more" if len(empty_lines) > 10
+                                                         else "")
+        logger.warning("%d empty input line(s) gave empty output lines: line(s) %s", len(empty_lines), shown)
     return 0
 
 
-def _chunks(lines, size: int) -> Iterator[tuple[int, list[str]]]:
+def _stdin_lines() -> Iterator[str]:
+    """Lines of stdin (UTF-8, a leading byte order mark dropped), each at most ``MAX_LINE_BYTES``."""
+    number = 0
+    while raw := sys.stdin.buffer.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise ValueError(f"stdin line {number}: longer than {MAX_LINE_BYTES // (1 << 20)} MiB without a line end")
+        if number == 1:
+            raw = raw.removeprefix(BOM)
+        try:
+            yield raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"stdin line {number}: not valid UTF-8 (at column {error.start + 1})") from None
+
+
+def _chunks(lines: Iterator[str], size: int) -> Iterator[tuple[int, list[str]]]:
+    """``(first line number, lines)`` in chunks of ``size``; a bad line ends the input after the
+    lines before it have been handed out."""
     chunk, first = [], 1
-    for number, line in enumerate(lines, start=1):
-        chunk.append(line.rstrip("\n").rstrip("\r"))
-        if len(chunk) == size:
+    try:
+        for number, line in enumerate(lines, start=1):
+            chunk.append(line)
+            if len(chunk) == size:
+                yield first, chunk
+                chunk, first = [], number + 1
+    except ValueError:
+        if chunk:
             yield first, chunk
-            chunk, first = [], number + 1
+        raise
     if chunk:
         yield first, chunk
 
@@ -190,8 +279,13 @@ def _chunks(lines, size: int) -> Iterator[tuple[int, list[str]]]:
 def _explain(args: argparse.Namespace) -> int:
     if args.targets is not None and len(args.targets) != len(args.texts):
         raise ConfigError("--target", "", f"give one --target per TEXT ({len(args.texts)}), got {len(args.targets)}")
-    model = _load_model(args)
     out = args.out or Path(args.checkpoint).resolve().parent / "explanations"
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", "", f"{out} is a file; --out names a folder for the explanations")
+    for number in range(1, len(args.texts) + 1):
+        for suffix in (".json", ".png"):
+            _refuse_to_overwrite_a_checkpoint(out / f"explanation_{number}{suffix}", args.checkpoint, "--out")
+    model = _load_model(args)
     out.mkdir(parents=True, exist_ok=True)
     explanations = model.explain(args.texts, args.targets, beam_size=args.beam)
     for number, explanation in enumerate(explanations, start=1):

@@ -14,6 +14,7 @@ import difflib
 import math
 import os
 import re
+import stat
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,12 @@ __all__ = [
 
 _DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")  # torch devices a run may name
 
+# A config is a few dozen values four levels deep; anything far larger is refused before it is
+# looked at (YAML aliases can make a few hundred bytes stand for billions of values).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 10_000
+MAX_CONFIG_DEPTH = 32
+
 
 class ConfigError(ValueError):
     """A config problem: the message names the source, the dotted key and a hint."""
@@ -41,9 +48,11 @@ class ConfigError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
-def _key(default: Any, doc: str, *, minimum: float | None = None, path: bool = False) -> Any:
-    """A config field with its doc line, an optional numeric minimum, and whether it is a path."""
-    meta = {"doc": doc, "minimum": minimum, "path": path}
+def _key(default: Any, doc: str, *, minimum: float | None = None, above: float | None = None,
+         below: float | None = None, path: bool = False) -> Any:
+    """A config field with its doc line, its numeric range (``minimum`` inclusive, ``above`` and
+    ``below`` exclusive), and whether it is a path."""
+    meta = {"doc": doc, "minimum": minimum, "above": above, "below": below, "path": path}
     if isinstance(default, (dict, list)) or dataclasses.is_dataclass(default):
         return field(default_factory=lambda: default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -95,7 +104,7 @@ class EncoderConfig:
     bidirectional: bool = _key(True, "`rnn` only: read the source in both directions")
     heads: int = _key(4, "`transformer` only: attention heads", minimum=1)
     ff_size: int = _key(256, "`transformer` only: feed-forward inner size", minimum=1)
-    dropout: float = _key(0.1, "dropout probability", minimum=0.0)
+    dropout: float = _key(0.1, "dropout probability", minimum=0.0, below=1.0)
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,7 @@ class DecoderConfig:
         "additive", "`rnn` only: `additive` (Bahdanau), `dot`/`general` (Luong) or `multihead`")
     heads: int = _key(4, "heads of `multihead` attention and of the transformer", minimum=1)
     ff_size: int = _key(256, "`transformer` only: feed-forward inner size", minimum=1)
-    dropout: float = _key(0.1, "dropout probability", minimum=0.0)
+    dropout: float = _key(0.1, "dropout probability", minimum=0.0, below=1.0)
 
 
 @dataclass(frozen=True)
@@ -132,28 +141,36 @@ class TrainingConfig:
     lr: float = _key(1e-3, "peak learning rate", minimum=0.0)
     weight_decay: float = _key(0.0, "weight decay (decoupled for adamw)", minimum=0.0)
     clip_grad_norm: float | None = _key(1.0, "clip the gradient's global norm to this (null: no clipping)",
-                                        minimum=0.0)
-    label_smoothing: float = _key(0.0, "label smoothing of the cross-entropy", minimum=0.0)
+                                        above=0.0)
+    label_smoothing: float = _key(0.0, "label smoothing of the cross-entropy", minimum=0.0, below=1.0)
     scheduler: Literal["none", "plateau", "warmup_inverse_sqrt"] = _key(
         "none", "`none`, `plateau` (decay on a flat validation metric) or `warmup_inverse_sqrt`")
     warmup_steps: int = _key(1000, "`warmup_inverse_sqrt`: steps of linear warm-up", minimum=1)
-    plateau_factor: float = _key(0.5, "`plateau`: multiply the lr by this", minimum=0.0)
+    plateau_factor: float = _key(0.5, "`plateau`: multiply the lr by this", above=0.0, below=1.0)
     plateau_patience: int = _key(1, "`plateau`: validations without improvement before decaying", minimum=0)
     min_lr: float = _key(0.0, "floor for scheduled learning rates", minimum=0.0)
     max_steps: int | None = _key(None, "stop after this many optimiser steps in all (null: train all epochs)",
                                  minimum=1)
     validate_every: int | None = _key(None, "validate every N steps (null: once per epoch)", minimum=1)
-    early_stopping_metric: Literal["valid_loss", "sequence_accuracy", "token_accuracy", "bleu", "chrf"] = _key(
-        "valid_loss", "metric that picks the best checkpoint and drives early stopping and `plateau`")
+    early_stopping_metric: Literal[
+        "valid_loss", "valid_ppl", "valid_token_accuracy", "valid_sequence_accuracy", "valid_bleu", "valid_chrf",
+        "loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf"] = _key(
+        "valid_loss", "metric that picks the best checkpoint and drives early stopping and `plateau`: a name "
+                      "metrics.jsonl writes (`valid_loss`, `valid_ppl`, `valid_token_accuracy`, "
+                      "`valid_sequence_accuracy`, `valid_bleu`, `valid_chrf`); the `valid_` prefix may be left out")
     patience: int | None = _key(None, "stop after this many validations without improvement (null: never)",
                                 minimum=1)
     checkpoint_every: int | None = _key(
         None, "also write a resumable checkpoint every N steps (null: at each validation)", minimum=1)
     resume: str | None = _key(None, "`auto` (the run's own last checkpoint, if any) or a checkpoint path",
                               path=True)
+    overwrite: bool = _key(False, "start a new run in an output_dir that holds one, removing its best.pt, "
+                                  "last.pt and metrics.jsonl (otherwise that is refused)")
     nan_policy: Literal["error", "skip"] = _key(
         "error", "NaN/Inf loss or gradient: `error` stops naming the batch, `skip` drops the batch and counts it")
-    progress: bool = _key(True, "show tqdm progress bars")
+    progress: bool = _key(True, "show a tqdm progress bar when stderr is a terminal (elsewhere, log lines)")
+    log_every: int | None = _key(100, "without a bar, log step, loss, tokens/s, lr and time left every N steps "
+                                      "(null: never)", minimum=1)
     num_threads: int | None = _key(None, "torch CPU threads (null: torch's default)", minimum=1)
     device: str = _key("auto", "`auto` (a CUDA GPU when torch sees one, else the CPU), `cpu`, `cuda` or `cuda:N`")
 
@@ -194,9 +211,6 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.training.batch_size is not None and cfg.training.batch_tokens is not None:
         raise ConfigError(source, "training.batch_tokens",
                           "set either training.batch_size or training.batch_tokens, not both")
-    for section in (cfg.model.encoder, cfg.model.decoder):
-        if not 0.0 <= section.dropout < 1.0:
-            raise ConfigError(source, "model.*.dropout", f"expected a probability in [0, 1), got {section.dropout}")
     encoder, decoder = cfg.model.encoder, cfg.model.decoder
     if encoder.type == "transformer" and encoder.hidden_size % encoder.heads:
         raise ConfigError(source, "model.encoder.heads",
@@ -210,9 +224,9 @@ def _check_consistency(cfg: Config) -> None:
                           f"`dot` needs model.decoder.hidden_size ({decoder.hidden_size}) equal to the encoder's "
                           f"output size ({memory_size}); change a size or use `general`")
     check_device_name(cfg.training.device, source, "training.device")
-    if not 0.0 <= cfg.training.label_smoothing < 1.0:
-        raise ConfigError(source, "training.label_smoothing",
-                          f"expected a value in [0, 1), got {cfg.training.label_smoothing}")
+    if cfg.training.overwrite and cfg.training.resume is not None:
+        raise ConfigError(source, "training.overwrite",
+                          "training.overwrite starts a new run and training.resume continues one: set only one")
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,25 +234,34 @@ def _check_consistency(cfg: Config) -> None:
 
 
 def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any],
-                overrides: Mapping[str, Any] | None = None) -> Config:
+                overrides: Mapping[str, Any] | None = None, overrides_source: str = "overrides") -> Config:
     """Read a YAML file (or take a mapping), apply dotted ``overrides`` and validate.
 
     Relative paths resolve against the config file's folder (the working directory for a
     mapping), or against ``data.root`` for data files when it is set.  Paths given as
     ``overrides`` (``--set data.root=...``) resolve against the working directory, as paths on a
-    command line do.
+    command line do.  An error in an overridden key names ``overrides_source`` (the CLI: ``--set``),
+    not the file.
     """
+    overrides = overrides or {}
     if isinstance(path_or_dict, Mapping):
+        check_size(path_or_dict, "config")
         raw, source, base = _deep_copy(path_or_dict), "config", Path.cwd()
     else:
         path = Path(path_or_dict)
         source, base = str(path), path.resolve().parent
         raw = _read_yaml(path)
-    for key, value in (overrides or {}).items():
+    for key, value in overrides.items():
+        check_size(value, overrides_source)
         if isinstance(value, str) and value != "auto" and _is_path_key(key):
             value = _absolute(value, Path.cwd())
-        _set_dotted(raw, key, value, source="override")
-    return config_from_dict(raw, source=source, base_dir=base)
+        _set_dotted(raw, key, value, source=overrides_source)
+    try:
+        return config_from_dict(raw, source=source, base_dir=base)
+    except ConfigError as error:
+        if any(error.key == key or error.key.startswith(key + ".") for key in overrides):
+            raise ConfigError(overrides_source, error.key, error.problem) from None
+        raise
 
 
 def _is_path_key(dotted: str) -> bool:
@@ -259,6 +282,7 @@ def _is_path_key(dotted: str) -> bool:
 
 def config_from_dict(raw: Any, source: str = "config", base_dir: Path | None = None) -> Config:
     """Validate a plain mapping into a ``Config``; paths resolve against ``base_dir``."""
+    check_size(raw, source)
     try:
         config = _build(Config, raw, "", source)
     except ConfigError as error:
@@ -276,11 +300,27 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError("--set", text, "expected KEY=VALUE, e.g. --set training.epochs=2")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as error:
-        raise ConfigError("--set", key.strip(), f"value is not valid YAML: {error}") from None
+    parsed = _parse_yaml(value, "--set", key.strip()) if value.strip() else None
+    check_size(parsed, "--set")
     return key.strip(), parsed
+
+
+def check_size(raw: Any, source: str) -> None:
+    """Refuse a value that would expand to more than ``MAX_CONFIG_VALUES`` values (YAML aliases
+    repeat one object many times over) or nest deeper than ``MAX_CONFIG_DEPTH``, without recursing."""
+    stack, count = [(raw, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(source, "", f"expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases that "
+                                          "repeat each other?); a config holds a few dozen")
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(source, "", f"nests more than {MAX_CONFIG_DEPTH} levels deep; a config has four")
+        if isinstance(value, Mapping):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, depth + 1) for item in value)
 
 
 def all_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str]]:
@@ -299,16 +339,59 @@ def all_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str]]
 
 def _read_yaml(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        if not (path.is_file() or stat.S_ISFIFO(path.stat().st_mode)):
+            raise ConfigError(str(path), "", "is not a file; a config is a YAML file")
+        with open(path, "rb") as file:  # a bounded read: the path may be /dev/zero or a pipe
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(str(path), "", f"larger than {MAX_CONFIG_BYTES // (1 << 20)} MiB; a config is a few "
+                                             "kilobytes of YAML")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(str(path), "", "config file not found") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(str(path), "", f"cannot read config: {error}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(str(path), "", f"not valid YAML: {error}") from None
+    raw = _parse_yaml(text, str(path), "")
     return {} if raw is None else raw
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
+    keeps the last silently); keys brought in by a ``<<`` merge may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_lines: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            line, ident = key_node.start_mark.line + 1, (key_node.tag, key_node.value)
+            if ident in first_lines:
+                raise _DuplicateKey(f"line {line}: key {key_node.value!r} appears twice in one mapping "
+                                    f"(first on line {first_lines[ident]}); keep one")
+            first_lines[ident] = line
+        return super().construct_mapping(node, deep)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+def _parse_yaml(text: str, source: str, key: str) -> Any:
+    """YAML text -> Python values (safe: no Python objects); every failure is one ``ConfigError`` line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+    except _DuplicateKey as error:
+        raise ConfigError(source, key, str(error)) from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(source, key, f"not valid YAML{where}: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(source, key, f"not valid YAML: {' '.join(str(error).split())}") from None
+    except RecursionError:
+        raise ConfigError(source, key, "nested too deeply to read; a config has four levels") from None
+    except (ValueError, OverflowError) as error:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(source, key, f"a value cannot be read: {str(error).split(':')[0]}") from None
 
 
 def _deep_copy(value: Any) -> Any:
@@ -368,13 +451,21 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     for name, value in raw.items():
         dotted = f"{prefix}{name}"
         values[name] = _convert(hints[name], value, dotted, source)
-        minimum = known[name].metadata.get("minimum")
-        if minimum is not None and isinstance(values[name], (int, float)) and values[name] < minimum:
-            raise ConfigError(source, dotted, f"expected a value >= {minimum}, got {values[name]!r}")
+        _check_range(values[name], known[name].metadata, dotted, source)
     try:
         return cls(**values)
     except ConfigError as error:  # raised by a __post_init__ with a key relative to this section
         raise ConfigError(source, prefix + error.key, error.problem) from None
+
+
+def _check_range(value: Any, meta: Mapping[str, Any], dotted: str, source: str) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    for bound, outside, relation in (("minimum", lambda v, b: v < b, ">="), ("above", lambda v, b: v <= b, ">"),
+                                     ("below", lambda v, b: v >= b, "<")):
+        limit = meta.get(bound)
+        if limit is not None and outside(value, limit):
+            raise ConfigError(source, dotted, f"expected a value {relation} {limit:g}, got {value!r}")
 
 
 def _convert(hint: Any, value: Any, dotted: str, source: str) -> Any:

@@ -73,7 +73,7 @@ def explain_decoded(model, sources: Sequence[str], beam_size: int) -> list[Expla
     """Decode ``sources`` and explain each returned hypothesis."""
     from .evaluation import decode_examples
 
-    examples = encode_sources(sources, model.tokenizer, model.src_vocab)
+    examples = encode_sources(sources, model.tokenizer, model.src_vocab, max_length=model.config.data.max_length)
     evaluation = model.config.evaluation
     hypotheses = decode_examples(model, examples, beam_size, evaluation.length_penalty, evaluation.batch_size,
                                  need_attention=True)
@@ -85,7 +85,8 @@ def explain_decoded(model, sources: Sequence[str], beam_size: int) -> list[Expla
 @torch.no_grad()
 def explain_forced(model, sources: Sequence[str], targets: Sequence[str]) -> list[Explanation]:
     """Teacher-force ``targets`` and explain each of their tokens."""
-    examples = encode_sources(sources, model.tokenizer, model.src_vocab, targets, model.tgt_vocab)
+    examples = encode_sources(sources, model.tokenizer, model.src_vocab, targets, model.tgt_vocab,
+                              model.config.data.max_length)
     was_training = model.training
     model.eval()
     results: list[Explanation | None] = [None] * len(examples)
@@ -95,7 +96,7 @@ def explain_forced(model, sources: Sequence[str], targets: Sequence[str]) -> lis
         batch = collate(chunk).to(model.device)
         _, attention = model(batch.src, batch.src_lengths, batch.tgt_in)  # [B, T, S]
         for row, example in enumerate(chunk):
-            output_tokens = model.tokenizer.tokenize(targets[example.index])
+            output_tokens = model.tokenizer.tokenize(targets[example.index])[: example.tgt_length - 1]  # as read
             rows = attention[row, : len(output_tokens)].float().cpu()  # the <eos> row is not an output token
             results[example.index] = _explanation(model, sources[example.index], example.src_length, output_tokens,
                                                   targets[example.index], rows, None, forced=True)
@@ -105,7 +106,7 @@ def explain_forced(model, sources: Sequence[str], targets: Sequence[str]) -> lis
 
 def _explanation(model, source: str, source_length: int, output_tokens: list[str], output: str,
                  attention: torch.Tensor, score: float | None, forced: bool) -> Explanation:
-    source_tokens = model.tokenizer.tokenize(source)
+    source_tokens = model.tokenizer.tokenize(source)[:source_length]  # as the model read it: cut to max_length
     return Explanation(source=source, source_tokens=source_tokens, output=output, output_tokens=output_tokens,
                        attention=attention[:, :source_length].clone(), score=score,
                        padding_attention=float(attention[:, source_length:].sum()), forced=forced)

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, check_weights, load_checkpoint, save_checkpoint
 from .config import Config, ConfigError, config_from_dict, config_to_dict, load_config
 from .data import (Batch, EvalSplit, TrainingData, Vocabulary, collate, encode_sources, load_eval_split,
                    load_training_data, tokenizer_for)
@@ -27,9 +27,11 @@ from .loss import token_cross_entropy
 from .masking import check_lengths, lengths_to_mask
 from .modules.decoders import build_decoder
 from .modules.encoders import build_encoder
-from .training import Trainer
+from .training import Trainer, TrainingHistory
 
 __all__ = ["Cronos", "Encoded"]
+
+SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,11 @@ class Cronos(nn.Module):
     def prepare(self, sources: Sequence[str], targets: Sequence[str] | None = None) -> Batch:
         """Tokenise, numericalise, measure and collate ``sources`` (and ``targets``) into a ``Batch``.
 
-        An empty or whitespace-only source raises ``ValueError``; unknown tokens become ``<unk>``.
+        An empty or whitespace-only source raises ``ValueError``; unknown tokens become ``<unk>``;
+        texts longer than ``data.max_length`` tokens are cut to it (with a warning).
         """
-        examples = encode_sources(sources, self.tokenizer, self.src_vocab, targets, self.tgt_vocab)
+        examples = encode_sources(sources, self.tokenizer, self.src_vocab, targets, self.tgt_vocab,
+                                  self.config.data.max_length)
         return collate(examples).to(self.device)
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
@@ -163,18 +167,21 @@ class Cronos(nn.Module):
         model._training_data = data
         return model
 
-    def fit(self) -> list[dict]:
-        """Train per ``config.training``; return one dict per epoch (train_loss, valid_* metrics, lr, seconds).
+    def fit(self) -> TrainingHistory:
+        """Train per ``config.training``; return one dict per epoch (train_loss, valid_* metrics, lr, seconds),
+        a list that also says where the run ended (``TrainingHistory``).
 
-        Afterwards the model holds the weights of the best validation (``output_dir/best.pt``), or
-        its last weights when it was stopped before its first validation.
+        An ``output_dir`` that holds an earlier run is refused unless ``training.resume`` continues
+        it or ``training.overwrite`` replaces it.  Afterwards the model holds the weights of this
+        run's best validation (``output_dir/best.pt``), or its last weights when it was stopped
+        before its first validation.
         """
         data = self._training_data or load_training_data(self.config.data, (self.src_vocab, self.tgt_vocab))
         valid = self._split("valid") if self.config.data.valid is not None else None
-        history = Trainer(self, data, valid).run()
-        best = Path(self.config.output_dir) / "best.pt"
-        if best.exists():  # not yet there when a run is stopped before its first validation
-            self.load_state_dict(load_checkpoint(best)["model"])
+        trainer = Trainer(self, data, valid)
+        history = trainer.run()
+        if history.best_step is not None:  # best.pt holds this run's best validation
+            self.load_state_dict(load_checkpoint(trainer.folder.best)["model"])
         return history
 
     def evaluate(self, data: str | Sequence[tuple[str, str]] = "test", beam_size: int | None = None) -> dict:
@@ -186,9 +193,12 @@ class Cronos(nn.Module):
 
     def translate(self, sources: Sequence[str], beam_size: int | None = None,
                   batch_size: int | None = None) -> list[str]:
-        """Decode ``sources`` (greedy for ``beam_size=1``); an output never depends on its batch mates."""
+        """Decode ``sources`` (greedy for ``beam_size=1``); an output never depends on its batch mates.
+
+        Sources longer than ``data.max_length`` tokens are cut to it, with a warning that counts them.
+        """
         evaluation = self.config.evaluation
-        examples = encode_sources(sources, self.tokenizer, self.src_vocab)
+        examples = encode_sources(sources, self.tokenizer, self.src_vocab, max_length=self.config.data.max_length)
         hypotheses = decode_examples(self, examples, beam_size or evaluation.beam_size, evaluation.length_penalty,
                                      batch_size or evaluation.batch_size)
         return [self.detokenize(h.tokens) for h in hypotheses]
@@ -223,14 +233,22 @@ class Cronos(nn.Module):
         payload = load_checkpoint(path)
         try:
             config = config_from_dict(payload["config"], source=f"{path} (config)")
-            model = cls(config, Vocabulary(payload["src_vocab"]), Vocabulary(payload["tgt_vocab"]))
+            vocabularies = Vocabulary(payload["src_vocab"]), Vocabulary(payload["tgt_vocab"])
         except (ConfigError, ValueError, TypeError) as error:
             raise CheckpointError(f"{path}: incompatible checkpoint: {error}") from None
-        try:
-            model.load_state_dict(payload["model"])
-        except RuntimeError as error:
-            raise CheckpointError(f"{path}: weights do not fit the model its config describes: "
-                                  f"{str(error).splitlines()[0]}") from None
+        # The file is untrusted: its config must describe exactly the weights it stores before
+        # a model is allocated from that config (a few KB could otherwise ask for gigabytes).
+        weights = payload["model"]
+        for section in ("encoder", "decoder"):
+            layers = getattr(config.model, section).layers
+            if layers > len(weights):  # every layer has weights of its own
+                raise CheckpointError(f"{path}: weights do not fit the model its config describes: "
+                                      f"model.{section}.layers is {layers}, but the file holds {len(weights)} tensors")
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            skeleton = cls(config, *vocabularies)
+        check_weights(weights, {name: t.shape for name, t in skeleton.state_dict().items()}, path)
+        model = cls(config, *vocabularies)
+        model.load_state_dict(weights)
         return model.to(device).eval()
 
     def check_compatible(self, payload: dict[str, Any], path: str | os.PathLike) -> None:
@@ -250,16 +268,21 @@ class Cronos(nn.Module):
     def _split(self, data: str | Sequence[tuple[str, str]] | EvalSplit) -> EvalSplit:
         if isinstance(data, EvalSplit):
             return data
-        if isinstance(data, str) and data in ("train", "valid", "test"):
+        if isinstance(data, str) and data in SPLITS:
             files = getattr(self.config.data, data)
             if files is None:
                 raise ValueError(f"data.{data} is not set in the config; pass a file or (source, target) pairs")
-            return load_eval_split(files, self.config.data, self.src_vocab, self.tgt_vocab)
+            # a split's paths come from the config, which a checkpoint from anywhere may carry:
+            # messages about those files never quote what they hold
+            return load_eval_split(files, self.config.data, self.src_vocab, self.tgt_vocab, quote=False)
         if isinstance(data, (str, os.PathLike)):
+            if not os.path.exists(data):
+                raise ValueError(f"{str(data)!r} is neither a split name ({', '.join(SPLITS)}) nor an existing file")
             return load_eval_split(str(data), self.config.data, self.src_vocab, self.tgt_vocab)
         pairs = list(data)
         sources, targets = [p[0] for p in pairs], [p[1] for p in pairs]
-        examples = encode_sources(sources, self.tokenizer, self.src_vocab, targets, self.tgt_vocab)
+        examples = encode_sources(sources, self.tokenizer, self.src_vocab, targets, self.tgt_vocab,
+                                  self.config.data.max_length)
         return EvalSplit(sources, targets, examples)
 
 

@@ -1,11 +1,14 @@
 """The fit loop: optimiser and schedule, validation, early stopping, checkpoints, resume, signals.
 
-A run writes into ``output_dir``: ``last.pt`` (resumable: weights, optimiser, scheduler, sampler
-position and RNG state), ``best.pt`` (weights of the best validation), and ``metrics.jsonl`` (one
-JSON line per validation).  The run trains on ``training.device`` (a GPU when there is one, by
-default).  Given the seed, a run on the CPU is deterministic, and a resumed run continues the same
-run: it ends with the weights an uninterrupted run ends with (on a GPU, up to the nondeterminism of
-its kernels).
+A run writes into ``output_dir`` (``run_folder`` names the files and holds the folder for one run
+at a time): ``last.pt`` (resumable: weights, optimiser, scheduler, sampler position, the epoch's
+running loss and time, RNG state), ``best.pt`` (weights of the best validation), and
+``metrics.jsonl`` (one JSON line per validation).  A folder that holds an earlier run is refused
+unless the run continues it (``training.resume``) or replaces it (``training.overwrite``).  The
+run trains on ``training.device`` (a GPU when there is one, by default).  Given the seed, a run on
+the CPU is deterministic, and a resumed run continues the same run: it ends with the weights an
+uninterrupted run ends with (on a GPU, up to the nondeterminism of its kernels), and its
+``metrics.jsonl`` lines are those of the uninterrupted run, up to ``seconds``.
 """
 from __future__ import annotations
 
@@ -21,15 +24,16 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, check_weights, load_checkpoint, save_checkpoint
 from .config import Config, TrainingConfig
 from .data import BucketBatchSampler, EvalSplit, TrainingData, collate, padded_share
 from .device import resolve_device
 from .evaluation import METRICS, evaluate_split
+from .progress import ProgressReport, report_to_stderr_unless_configured
+from .run_folder import RunFolder, claim
 
-__all__ = ["Trainer", "TrainingError", "TrainingProgress", "build_optimizer"]
+__all__ = ["Trainer", "TrainingError", "TrainingHistory", "TrainingProgress", "build_optimizer"]
 
 logger = logging.getLogger("cronos")
 
@@ -55,6 +59,9 @@ class TrainingProgress:
     step: int = 0
     epoch: int = 0
     batches_done: int = 0            # batches of ``epoch`` already trained on
+    epoch_loss_sum: float = 0.0      # summed loss over those batches' real target tokens
+    epoch_tokens: int = 0            # and their number: a resumed epoch reports the whole epoch
+    epoch_seconds: float = 0.0       # seconds spent in ``epoch`` so far, in every process that trained it
     best_score: float | None = None  # of ``training.early_stopping_metric``
     best_step: int | None = None
     bad_validations: int = 0
@@ -63,13 +70,28 @@ class TrainingProgress:
     history: list[dict] = field(default_factory=list)
 
 
+class TrainingHistory(list):
+    """What a run returns: one metrics dict per epoch (a list, as ever), and where the run ended.
+
+    ``step``: the optimiser step it stopped at; ``epochs_completed``; ``stopped_by``: the signal
+    that stopped it (``"SIGINT"``, ``"SIGTERM"``) or None; ``best_step``: the step whose weights
+    ``best.pt`` holds, None when no validation has chosen any yet; ``last_validation``: the last
+    metrics.jsonl record (None before the first validation).
+    """
+
+    def __init__(self, progress: TrainingProgress, stopped_by: str | None, last_validation: dict | None):
+        super().__init__(progress.history)
+        self.step, self.epochs_completed, self.best_step = progress.step, progress.epoch, progress.best_step
+        self.stopped_by, self.last_validation = stopped_by, last_validation
+
+
 class Trainer:
     def __init__(self, model, data: TrainingData, valid: EvalSplit | None):
         self.model, self.data, self.valid = model, data, valid
         self.config: Config = model.config
         self.training = self.config.training
         model.to(resolve_device(self.training.device))  # before the optimiser: its state follows the weights
-        self.output_dir = Path(self.config.output_dir)
+        self.folder = RunFolder(Path(self.config.output_dir))
         self.lengths = ([e.src_length for e in data.examples], [e.tgt_length for e in data.examples])
         self.sampler = BucketBatchSampler(*self.lengths, batch_size=self.training.batch_size,
                                           batch_tokens=self.training.batch_tokens, seed=self.config.seed)
@@ -78,6 +100,7 @@ class Trainer:
         self.progress = TrainingProgress()
         self._stop_requested: str | None = None
         self._last_record: dict | None = None
+        self._clock = time.perf_counter()  # epoch_seconds counts up to here
 
     # --- set-up ---------------------------------------------------------------------------------
 
@@ -95,7 +118,13 @@ class Trainer:
 
     @property
     def _lower_is_better(self) -> bool:
-        return self.training.early_stopping_metric == "valid_loss"
+        return self._metric in ("valid_loss", "valid_ppl")
+
+    @property
+    def _metric(self) -> str:
+        """``training.early_stopping_metric`` as metrics.jsonl names it."""
+        metric = self.training.early_stopping_metric
+        return metric if metric.startswith("valid_") else f"valid_{metric}"
 
     @property
     def lr(self) -> float:
@@ -103,72 +132,74 @@ class Trainer:
 
     # --- the loop -------------------------------------------------------------------------------
 
-    def run(self) -> list[dict]:
+    def run(self) -> TrainingHistory:
         """Train until ``training.epochs`` (or ``max_steps``, early stopping, or a signal); return the history."""
         if self.training.num_threads:
             torch.set_num_threads(self.training.num_threads)
         torch.manual_seed(self.config.seed)
-        self._prepare_output_dir()
-        self._maybe_resume()
-        with self._stop_on_signals():
-            while self.progress.epoch < self.training.epochs and not self._finished():
-                self._train_epoch()
-                if self._stop_requested:
-                    break
-        if self._stop_requested:
-            self.save_last()
-            logger.info("stopped by %s at step %d; %s/last.pt holds the run: continue it with "
-                        "--set training.resume=auto", self._stop_requested, self.progress.step, self.output_dir)
-        elif not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
-            self.save_last()
-        self._ensure_best()
-        return self.progress.history
-
-    def _prepare_output_dir(self) -> None:
-        try:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.output_dir / ".cronos-write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as error:
-            raise CheckpointError(f"output_dir {self.output_dir} is not writable: {error.strerror or error}") from None
-        for stale in self.output_dir.glob(".*.pt.*.tmp"):  # left by a process killed mid-write
-            logger.info("removing %s, an unfinished checkpoint write", stale)
-            stale.unlink(missing_ok=True)
-        if self.training.resume is None:  # a new run starts a new metrics log
-            (self.output_dir / "metrics.jsonl").unlink(missing_ok=True)
+        with report_to_stderr_unless_configured(), claim(self.folder, self.training.resume, self.training.overwrite):
+            self._maybe_resume()
+            report = ProgressReport(self.progress.step, self.progress.epoch + 1, self._planned_steps(),
+                                    self.training.epochs, bar=self.training.progress, log_every=self.training.log_every)
+            with self._stop_on_signals(), report:
+                self._clock = time.perf_counter()
+                while not self._done():
+                    self._train_epoch(report)
+                    if self._stop_requested:
+                        break
+            if self._stop_requested:
+                self.save_last()
+                logger.info("stopped by %s at step %d; %s holds the run: continue it with "
+                            "--set training.resume=auto", self._stop_requested, self.progress.step, self.folder.last)
+            elif not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
+                self.save_last()
+            self._ensure_best()
+        return TrainingHistory(self.progress, self._stop_requested, self._last_record)
 
     def _finished(self) -> bool:
         max_steps = self.training.max_steps
         return self.progress.stopped_early or (max_steps is not None and self.progress.step >= max_steps)
 
-    def _train_epoch(self) -> None:
+    def _done(self) -> bool:
+        return self.progress.epoch >= self.training.epochs or self._finished()
+
+    def _planned_steps(self) -> int:
+        """The run's last step, if it trains every planned batch (``max_steps`` when that comes first)."""
+        progress, training = self.progress, self.training
+        per_epoch = len(self.sampler.batches(progress.epoch))  # epochs differ by a batch at most
+        total = progress.step + per_epoch - progress.batches_done + (training.epochs - progress.epoch - 1) * per_epoch
+        return min(total, training.max_steps) if training.max_steps else max(total, progress.step)
+
+    def _train_epoch(self, report: ProgressReport) -> None:
         progress, epoch = self.progress, self.progress.epoch
         batches = self.sampler.batches(epoch)
         share = padded_share(batches, *self.lengths)
-        started, loss_sum, tokens = time.perf_counter(), 0.0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.training.epochs}", unit="batch",
-                   initial=progress.batches_done, total=len(batches),
-                   disable=None if self.training.progress else True,  # None: off when not a terminal
-                   dynamic_ncols=True, leave=False)
+        if progress.batches_done == 0:
+            progress.epoch_loss_sum, progress.epoch_tokens, progress.epoch_seconds = 0.0, 0, 0.0
+            self._clock = time.perf_counter()
         for indices in batches[progress.batches_done:]:
-            bar.update(1)
+            started = time.perf_counter()
             batch_loss, batch_tokens = self._train_step(indices)
-            loss_sum, tokens = loss_sum + batch_loss, tokens + batch_tokens
+            progress.epoch_loss_sum += batch_loss
+            progress.epoch_tokens += batch_tokens
             progress.batches_done += 1
-            bar.set_postfix(loss=f"{loss_sum / max(tokens, 1):.4f}", lr=f"{self.lr:.2e}", refresh=False)
+            if batch_tokens:  # not a skipped batch
+                report.step(progress.step, epoch + 1, batch_loss, batch_tokens, time.perf_counter() - started, self.lr)
             reached_max_steps = self._finished() and not self._stop_requested
             if reached_max_steps or self._validation_due():
-                self._validate(loss_sum / max(tokens, 1), time.perf_counter() - started, share, epoch + 1,
-                               in_history=reached_max_steps)
+                self._validate(share, epoch + 1, in_history=reached_max_steps)
             elif self.training.checkpoint_every and progress.step % self.training.checkpoint_every == 0:
                 self.save_last()
             if self._stop_requested or reached_max_steps:
-                bar.close()
                 return
-        bar.close()
         progress.epoch, progress.batches_done = epoch + 1, 0
-        self._validate(loss_sum / max(tokens, 1), time.perf_counter() - started, share, epoch + 1, in_history=True)
+        self._validate(share, epoch + 1, in_history=True)
+
+    def _tick(self) -> None:
+        """Add the time since the last tick to the epoch's seconds."""
+        now = time.perf_counter()
+        self.progress.epoch_seconds += now - self._clock
+        self._clock = now
 
     def _validation_due(self) -> bool:
         every = self.training.validate_every
@@ -205,34 +236,40 @@ class Trainer:
 
     # --- validation, early stopping, checkpoints --------------------------------------------------
 
-    def _validate(self, train_loss: float, seconds: float, share: float, epoch: int, in_history: bool) -> None:
+    def _validate(self, share: float, epoch: int, in_history: bool) -> None:
         """Score the validation split, log a metrics.jsonl line, track the best, write last.pt.
 
         Once per step: a second call at the same step (an epoch ending on a ``validate_every``
-        step) only records the result in the history.
+        step) only records the result in the history.  The history is complete before last.pt
+        is written, so a resumed run has every epoch's record.
         """
         progress = self.progress
         record = self._last_record
-        if record is None or record["step"] != progress.step:
-            record = {"epoch": epoch, "step": progress.step, "train_loss": train_loss, "lr": self.lr,
-                      "seconds": round(seconds, 3), "padded_share": share, "skipped_batches": progress.skipped_batches}
+        fresh = record is None or record["step"] != progress.step
+        if fresh:
+            self._tick()
+            record = {"epoch": epoch, "step": progress.step,
+                      "train_loss": progress.epoch_loss_sum / max(progress.epoch_tokens, 1), "lr": self.lr,
+                      "seconds": round(progress.epoch_seconds, 3), "padded_share": share,
+                      "skipped_batches": progress.skipped_batches}
             if self.valid is not None:
                 scores = evaluate_split(self.model, self.valid)
                 record.update({f"valid_{k}": scores[k] for k in METRICS})
                 self._track_best(record)
-            with open(self.output_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
+            with open(self.folder.metrics, "a", encoding="utf-8") as file:
                 file.write(json.dumps(record) + "\n")
             logger.info("epoch %d step %d: %s", epoch, progress.step,
                         ", ".join(f"{k} {v:.4g}" for k, v in record.items()
                                   if k.startswith(("train_loss", "valid_")) and isinstance(v, float)))
             self._last_record = record
-            self.save_last()
         if in_history:
             progress.history.append(record)
+        if fresh or in_history:
+            self.save_last()
 
     def _track_best(self, record: dict) -> None:
-        metric = self.training.early_stopping_metric
-        score = record[metric if metric.startswith("valid_") else f"valid_{metric}"]
+        metric = self._metric
+        score = record[metric]
         progress = self.progress
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(score)
@@ -240,7 +277,7 @@ class Trainer:
                                                  else score > progress.best_score)
         if better:
             progress.best_score, progress.best_step, progress.bad_validations = score, progress.step, 0
-            self.model.save(self.output_dir / "best.pt")
+            self.model.save(self.folder.best)
         else:
             progress.bad_validations += 1
             if self.training.patience is not None and progress.bad_validations >= self.training.patience:
@@ -250,9 +287,10 @@ class Trainer:
 
     def _ensure_best(self) -> None:
         if self.valid is None:  # no validation data: the last weights are the best
-            self.model.save(self.output_dir / "best.pt")
+            self.model.save(self.folder.best)
 
     def save_last(self) -> Path:
+        self._tick()
         state = {
             "progress": asdict(self.progress),
             "optimizer": self.optimizer.state_dict(),
@@ -260,13 +298,13 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all(),  # [] without a GPU; dropout on a GPU draws from these
         }
-        return save_checkpoint(self.output_dir / "last.pt", {**self.model.checkpoint_payload(), "training": state})
+        return save_checkpoint(self.folder.last, {**self.model.checkpoint_payload(), "training": state})
 
     def _maybe_resume(self) -> None:
         resume = self.training.resume
         if resume is None:
             return
-        path = self.output_dir / "last.pt" if resume == "auto" else Path(resume)
+        path = self.folder.last if resume == "auto" else Path(resume)
         if resume == "auto" and not path.exists():
             logger.info("training.resume=auto: no %s yet, starting a new run", path)
             return
@@ -274,16 +312,31 @@ class Trainer:
         if "training" not in payload:
             raise CheckpointError(f"{path}: holds weights only (a best.pt?); resume from a last.pt")
         self.model.check_compatible(payload, path)
+        check_weights(payload["model"], {name: t.shape for name, t in self.model.state_dict().items()}, path)
         self.model.load_state_dict(payload["model"])
-        state = payload["training"]
+        try:
+            self._restore(payload["training"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a damaged or foreign training state
+            raise CheckpointError(f"{path}: its training state does not fit this run: {type(error).__name__}: "
+                                  f"{str(error).splitlines()[0] if str(error) else ''}") from None
+        if self.progress.history:
+            self._last_record = self.progress.history[-1]
+        if self._done():
+            logger.info("%s holds a finished run (epoch %d, step %d): nothing left to train; raise training.epochs "
+                        "or training.max_steps to train on, or set training.overwrite=true to start over", path,
+                        self.progress.epoch, self.progress.step)
+        else:
+            logger.info("resumed from %s at epoch %d, step %d", path, self.progress.epoch + 1, self.progress.step)
+
+    def _restore(self, state: dict) -> None:
+        """Optimiser, scheduler, RNG and progress from a last.pt's ``training`` entry."""
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         if state.get("cuda_rng") and torch.cuda.is_available():  # older checkpoints lack it
             torch.cuda.set_rng_state_all(state["cuda_rng"][:torch.cuda.device_count()])
-        self.progress = TrainingProgress(**state["progress"])
-        logger.info("resumed from %s at epoch %d, step %d", path, self.progress.epoch + 1, self.progress.step)
+        self.progress = TrainingProgress(**state["progress"])  # checkpoints before epoch_* fields: their defaults
 
     # --- signals --------------------------------------------------------------------------------
 

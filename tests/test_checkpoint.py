@@ -32,7 +32,7 @@ def test_truncated_file(good, tmp_path):
 def test_corrupt_file(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"this is not a checkpoint at all" * 10)
-    with pytest.raises(CheckpointError, match=r"junk\.pt: not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match=r"junk\.pt: not a checkpoint \(cronos checkpoints are the zip files"):
         cronos.Cronos.load(junk)
 
 
@@ -81,3 +81,84 @@ def test_unwritable_destination_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(CheckpointError, match="cannot write checkpoint"):
         save_checkpoint(blocker / "sub" / "model.pt", {"config": {}, "src_vocab": [], "tgt_vocab": [], "model": {}})
+
+
+# --- a checkpoint is untrusted input ----------------------------------------------------------------
+
+def tampered(good, tmp_path, change) -> str:
+    payload = load_checkpoint(good)
+    change(payload)
+    path = tmp_path / "tampered.pt"
+    torch.save(payload, path)
+    return str(path)
+
+
+def set_model(section, key, value):
+    return lambda payload: payload["config"]["model"][section].__setitem__(key, value)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p["config"]["model"].__setitem__("embedding_size", 10 ** 9),
+     r"model\['src_embedding.weight'\] has shape \[\d+, 16\], the config needs \[\d+, 1000000000\]"),
+    (set_model("encoder", "layers", 100000), r"model.encoder.layers is 100000, but the file holds \d+ tensors"),
+    (set_model("decoder", "hidden_size", 10 ** 6), r"model\['decoder\..*'\] has shape"),
+    (lambda p: p["model"].pop("output_projection.bias"), r"model\['output_projection.bias'\] is missing"),
+    (lambda p: p["model"].__setitem__("extra.weight", torch.zeros(1)),
+     r"model\['extra.weight'\] belongs to no part of the model"),
+    (lambda p: p["model"].__setitem__("output_projection.bias", torch.zeros(3)),
+     r"model\['output_projection.bias'\] has shape \[3\], the config needs \[\d+\]"),
+    (lambda p: p.__setitem__("model", [1, 2, 3]), r"model: expected a mapping of weight names to tensors, got list"),
+    (lambda p: p["model"].__setitem__("output_projection.bias", [0.0]),
+     r"model\['output_projection.bias'\]: expected a tensor under a name, got list"),
+    (lambda p: p["src_vocab"].__setitem__(5, 7), r"src_vocab\[5\]: expected a token string, got int"),
+    (lambda p: p.__setitem__("config", "rm -rf /"), r"config: expected a mapping, got str"),
+])
+def test_hostile_checkpoints_are_refused_naming_the_entry_before_a_model_is_built(good, tmp_path, change, message):
+    import time
+
+    path = tampered(good, tmp_path, change)
+    started = time.monotonic()
+    with pytest.raises(CheckpointError, match=message) as caught:
+        cronos.Cronos.load(path, device="cpu")
+    assert str(caught.value).startswith(path) and "\n" not in str(caught.value)
+    assert time.monotonic() - started < 10  # refused from the file's own sizes, not after allocating
+
+
+def test_a_file_that_is_not_a_checkpoint_says_so_and_never_advises_unsafe_loading(tmp_path):
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, ("echo this would run",)
+
+    torch.save({"format": "cronos-checkpoint", "model": Payload()}, tmp_path / "code.pt")
+    with open(tmp_path / "plain.pkl", "wb") as file:
+        pickle.dump({"a": 1}, file)
+    for name, message in (("code.pt", "holds Python objects other than tensors and plain data, which cronos never "
+                                      "loads"),
+                          ("plain.pkl", "not a checkpoint (cronos checkpoints are the zip files torch.save writes)")):
+        with pytest.raises(CheckpointError) as caught:
+            cronos.Cronos.load(tmp_path / name)
+        assert message in str(caught.value) and "weights_only" not in str(caught.value), name
+    with pytest.raises(CheckpointError, match="/dev/zero: is a device or a pipe, not a checkpoint file"):
+        cronos.Cronos.load("/dev/zero")
+
+
+def test_resuming_from_a_tampered_last_pt_names_what_does_not_fit(tmp_path):
+    from helpers import tiny_config
+
+    config = tiny_config(tmp_path, training={"epochs": 1})
+    cronos.fit(cronos.load_config(config))
+    last = tmp_path / "run" / "last.pt"
+    payload = load_checkpoint(last)
+    payload["model"]["output_projection.bias"] = torch.zeros(2)
+    torch.save(payload, last)
+    config["training"].update(epochs=2, resume="auto")
+    with pytest.raises(CheckpointError, match=r"model\['output_projection.bias'\] has shape \[2\]"):
+        cronos.fit(cronos.load_config(config))
+    payload = load_checkpoint(tmp_path / "run" / "best.pt")
+    payload["training"] = {"optimizer": {"state": "nonsense"}, "scheduler": None, "rng": 3, "progress": {}}
+    torch.save(payload, last)
+    with pytest.raises(CheckpointError, match="its training state does not fit this run"):
+        cronos.fit(cronos.load_config(config))

@@ -56,7 +56,10 @@ def test_explain_writes_json_and_png(trained_run, tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (("train", "{config}", "--set", "training.epcohs=2"), 2, "did you mean 'training.epochs'?"),
+    (("train", "{config}", "--set", "training.epcohs=2"), 2,
+     "cronos: error: --set: training.epcohs: unknown key; did you mean 'training.epochs'?"),
+    (("train", "{config}", "--set", "training.epochs=many"), 2, "--set: training.epochs: expected an integer"),
+    (("evaluate", "{best}", "--data", "tset"), 1, "'tset' is neither a split name (train, valid, test) nor"),
     (("train", "{config}", "--set", "training.epochs"), 2, "expected KEY=VALUE"),
     (("train", "missing.yaml"), 2, "config file not found"),
     (("evaluate", "missing.pt"), 1, "missing.pt: no such checkpoint"),
@@ -84,10 +87,51 @@ def test_the_installed_entry_point_returns_the_exit_code(trained_run):
     assert "did you mean 'training.epochs'?" in result.stderr
 
 
-def test_empty_stdin_line_is_an_error_naming_the_line(trained_run):
-    folder, _, _ = trained_run
-    result = cronos("translate", str(folder / "run" / "best.pt"), stdin="1/2/07\n\n")
-    assert result.returncode == 1 and "stdin line 2: empty input" in result.stderr
+def test_translate_keeps_line_alignment_empty_lines_give_empty_lines_and_one_warning(trained_run):
+    best = str(trained_run[0] / "run" / "best.pt")
+    lines = ["1/2/07", "", "Thu 26 Nov 2026", "   ", "\t", "2000 01 01"]
+    result = cronos("translate", best, "--batch-size", "2", stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    outputs = result.stdout.split("\n")[:-1]
+    alone = cronos("translate", best, stdin="1/2/07\nThu 26 Nov 2026\n2000 01 01\n").stdout.splitlines()
+    assert outputs == [alone[0], "", alone[1], "", "", alone[2]]
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == ["cronos: warning: 3 empty input line(s) gave empty output lines: line(s) 2, 4, 5"]
+
+
+def test_translate_drops_a_byte_order_mark_and_reports_bad_bytes_by_line(trained_run):
+    best = str(trained_run[0] / "run" / "best.pt")
+    plain = cronos("translate", best, stdin="1/2/07\n")
+    marked = subprocess.run(cronos_command("translate", best), input=b"\xef\xbb\xbf1/2/07\n", capture_output=True,
+                            timeout=300)
+    assert marked.returncode == 0 and marked.stdout.decode() == plain.stdout
+    bad = subprocess.run(cronos_command("translate", best), input=b"1/2/07\n\xff\xfe\n", capture_output=True,
+                         timeout=300)
+    assert bad.returncode == 1 and b"stdin line 2: not valid UTF-8 (at column 1)" in bad.stderr
+    assert bad.stdout.decode() == plain.stdout  # the lines before it were written
+
+
+def test_version(capsys):
+    import cronos as package
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith(f"cronos {package.__version__} (torch ")
+
+
+@pytest.mark.parametrize("out", ["best.pt", "last.pt"])
+def test_evaluate_out_never_overwrites_a_checkpoint(trained_run, out, capsys):
+    run = trained_run[0] / "run"
+    before = (run / out).read_bytes()
+    assert main(["evaluate", str(run / "best.pt"), "--out", str(run / out)]) == 2
+    assert "cronos: error: --out: " in capsys.readouterr().err
+    assert (run / out).read_bytes() == before
+
+
+def test_explain_out_must_be_a_folder(trained_run, capsys):
+    run = trained_run[0] / "run"
+    assert main(["explain", str(run / "best.pt"), "1/2/07", "--out", str(run / "best.pt")]) == 2
+    assert "--out names a folder" in capsys.readouterr().err
 
 
 def test_debug_shows_the_traceback(trained_run):

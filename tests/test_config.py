@@ -125,3 +125,91 @@ def test_every_key_is_documented_in_the_readme(root):
     readme = (root / "README.md").read_text(encoding="utf-8")
     missing = [key for key, _, _ in all_keys(Config) if f"`{key}`" not in readme]
     assert not missing, f"README config reference lacks {missing}"
+
+
+def test_overrides_errors_name_their_source_not_the_file(root):
+    path = root / "configs" / "dates.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, overrides={"training.epcohs": 2}, overrides_source="--set")
+    assert str(caught.value) == "--set: training.epcohs: unknown key; did you mean 'training.epochs'?"
+    with pytest.raises(ConfigError, match=r"^overrides: training.lr: expected a number"):
+        load_config(path, overrides={"training.lr": "fast"})
+
+
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]\n" for previous, name in zip("abcdefgh", "bcdefghi")
+) + "name: *i\n"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (ALIAS_BOMB, "expands to more than 10,000 values (YAML aliases that repeat each other?)"),
+    ("name: " + "[" * 20000 + "]" * 20000 + "\n", "nested too deeply to read"),
+    ("name: " + "[" * 40 + "]" * 40 + "\n", "nests more than 32 levels deep"),
+    ("training:\n  epochs: 2\n  lr: 0.1\n  epochs: 3\n",
+     "line 4: key 'epochs' appears twice in one mapping (first on line 2); keep one"),
+    ("training: {epochs: 2, epochs: 3}\n", "key 'epochs' appears twice"),
+    ("training:\n  epochs: [1,\n", "not valid YAML at line 3, column 1: "),
+    ("seed: " + "9" * 5000 + "\n", "a value cannot be read"),
+])
+def test_hostile_yaml_is_one_config_error_line_quickly(write, text, fragment):
+    path = write("hostile.yaml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and fragment in message and "\n" not in message
+    assert len(message) < 300
+
+
+def test_merge_keys_may_still_be_overridden(write):
+    path = write("merge.yaml", "training:\n  <<: {epochs: 2, lr: 0.1}\n  epochs: 3\n")
+    config = load_config(path)
+    assert config.training.epochs == 3 and config.training.lr == 0.1
+
+
+def test_devices_and_huge_files_are_not_read_as_configs(tmp_path):
+    with pytest.raises(ConfigError, match="/dev/zero: is not a file"):
+        load_config("/dev/zero")
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        load_config(big)
+
+
+def test_hostile_override_values_and_mappings_are_bounded():
+    with pytest.raises(ConfigError, match=r"^--set: .*nest"):
+        parse_override("name=" + "[" * 20000 + "]" * 20000)
+    deep: dict = {}
+    node = deep
+    for _ in range(2000):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(ConfigError, match="nests more than 32 levels deep"):
+        load_config(deep)
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"training": {"clip_grad_norm": 0}}, "training.clip_grad_norm: expected a value > 0, got 0"),
+    ({"training": {"plateau_factor": 1.0}}, "training.plateau_factor: expected a value < 1, got 1.0"),
+    ({"training": {"plateau_factor": 0}}, "training.plateau_factor: expected a value > 0, got 0"),
+    ({"model": {"decoder": {"dropout": 1.0}}}, "model.decoder.dropout: expected a value < 1, got 1.0"),
+    ({"training": {"label_smoothing": 1}}, "training.label_smoothing: expected a value < 1, got 1"),
+])
+def test_values_that_make_no_sense_are_refused_naming_the_key(raw, fragment):
+    with pytest.raises(ConfigError) as caught:
+        load_config(raw)
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("metric, lower_is_better", [
+    ("valid_loss", True), ("valid_ppl", True), ("ppl", True), ("valid_token_accuracy", False),
+    ("valid_sequence_accuracy", False), ("sequence_accuracy", False), ("valid_bleu", False), ("bleu", False),
+    ("valid_chrf", False), ("chrf", False)])
+def test_early_stopping_metric_takes_the_names_metrics_jsonl_writes(metric, lower_is_better, tmp_path):
+    import cronos
+    from cronos.training import Trainer
+    from helpers import tiny_config
+
+    config = load_config(tiny_config(tmp_path, training={"early_stopping_metric": metric}))
+    model = cronos.Cronos.from_config(config)
+    trainer = Trainer(model, model._training_data, None)
+    assert trainer._lower_is_better is lower_is_better and trainer._metric.startswith("valid_")

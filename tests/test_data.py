@@ -172,3 +172,79 @@ def test_eval_split_keeps_texts_aligned_with_examples(write):
     split = load_eval_split(str(write("v.tsv", "ba\tyx\nq\tz\n")), data_config(train), data.src_vocab, data.tgt_vocab)
     assert split.sources == ["ba", "q"] and split.targets == ["yx", "z"]
     assert split.examples[1].src == (UNK_INDEX,) and split.examples[0].tgt_length == 3
+
+
+# --- untrusted data --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("literal", ["<pad>", "<eos>", "<bos>", "<unk>"])
+def test_a_literal_special_in_the_text_never_becomes_a_special_id(write, literal):
+    train = write("train.tsv", f"a {literal} b\tx {literal} y\nb a\ty x\n")
+    data = load_training_data(data_config(train, tokenizer="whitespace"))
+    for example in data.examples:
+        assert PAD_INDEX not in example.src[:example.src_length] and PAD_INDEX not in example.tgt
+        assert not {BOS_INDEX, EOS_INDEX} & set(example.src + example.tgt)
+    assert data.examples[0].src == (data.src_vocab.stoi["a"], UNK_INDEX, data.src_vocab.stoi["b"])
+    assert literal not in data.src_vocab.itos[4:]  # never a word of the vocabulary either
+    batch = collate(data.examples)
+    assert batch.src_lengths.tolist() == [3, 2] and (batch.src[0] != PAD_INDEX).all()
+
+
+def test_a_byte_order_mark_is_not_a_token(write):
+    tsv = write("bom.tsv", b"\xef\xbb\xbfeins\tone\nzwei\ttwo\n")
+    src, tgt = write("bom.de", b"\xef\xbb\xbfeins\n"), write("bom.en", b"\xef\xbb\xbfone\n")
+    assert read_pairs(str(tsv))[0].source == "eins"
+    assert [(p.source, p.target) for p in read_pairs(ParallelFiles(str(src), str(tgt)))] == [("eins", "one")]
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/urandom", "/dev/null"])
+def test_a_device_is_refused_before_reading(path):
+    with pytest.raises(DataError, match=f"{path}: is a device or a socket, not a text file"):
+        read_pairs(path)
+
+
+def test_a_pipe_says_it_waits_for_a_writer_then_reads_it(tmp_path, caplog):
+    import os
+    import threading
+    import time
+
+    fifo = tmp_path / "train.fifo"
+    os.mkfifo(fifo)
+    result = {}
+    reader = threading.Thread(target=lambda: result.update(pairs=read_pairs(str(fifo))), daemon=True)
+    with caplog.at_level("WARNING", logger="cronos"):
+        reader.start()
+        deadline = time.monotonic() + 30
+        while f"{fifo} is a pipe: waiting for a program to write into it" not in caplog.text:
+            assert time.monotonic() < deadline, "no message while waiting for a writer"
+            time.sleep(0.01)
+    fifo.write_text("eins\tone\nzwei\ttwo\n")  # the writer comes; the read goes on
+    reader.join(timeout=30)
+    assert [(p.source, p.target) for p in result["pairs"]] == [("eins", "one"), ("zwei", "two")]
+
+
+def test_a_pipe_without_line_ends_stops_with_a_clear_error(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "zeros.fifo"
+    os.mkfifo(fifo)
+
+    def endless_line():
+        try:
+            with open(fifo, "wb") as pipe:
+                while True:
+                    pipe.write(b"\0" * 65536)
+        except BrokenPipeError:  # the reader gave up, as it should
+            pass
+
+    threading.Thread(target=endless_line, daemon=True).start()
+    with pytest.raises(DataError, match=r"zeros\.fifo:1: a line longer than 1 MiB without a line end"):
+        read_pairs(str(fifo))
+
+
+def test_messages_about_split_files_can_keep_their_contents_out(write):
+    secret = write("secret.tsv", "root:x:0:0:the-password\n")
+    with pytest.raises(DataError) as caught:
+        read_pairs(str(secret), quote=False)
+    assert "found no tab" in str(caught.value) and "password" not in str(caught.value)
+    assert "password" in str(pytest.raises(DataError, read_pairs, str(secret)).value)  # a user's own file: quoted

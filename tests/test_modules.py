@@ -71,3 +71,14 @@ def test_decoder_shapes_whole_target_and_step_by_step(decoder):
     torch.testing.assert_close(torch.cat(steps, 1), output, atol=1e-5, rtol=1e-5)
     reordered = state.select(torch.tensor([2, 2, 0]))  # beam search reorders the batch
     assert reordered.mask.tolist()[0] == mask.tolist()[2]
+
+
+def test_positions_have_no_length_limit():
+    from cronos.modules.encoders import PositionalEncoding, sinusoids
+
+    encoding = PositionalEncoding(8, cached=16)
+    expected = sinusoids(0, 40, 8).float()  # [40, 8]
+    torch.testing.assert_close(encoding(torch.zeros(1, 40, 8))[0], expected, atol=0, rtol=0)  # past the table
+    torch.testing.assert_close(encoding(torch.zeros(1, 10, 8))[0], expected[:10], atol=0, rtol=0)  # inside it
+    torch.testing.assert_close(encoding(torch.zeros(1, 1, 8), offset=30)[0, 0], expected[30], atol=0, rtol=0)
+    assert expected[3, 0] == torch.sin(torch.tensor(3.0)) and expected[3, 1] == torch.cos(torch.tensor(3.0))

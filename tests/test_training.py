@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -135,12 +136,23 @@ def test_resume_after_a_stop_mid_run_ends_with_the_same_weights(tmp_path, monkey
     stopped = torch.load(tmp_path / "resumed" / "run" / "last.pt", weights_only=True)
     assert stopped["training"]["progress"]["step"] == stop_at
 
-    cronos.fit(cronos.load_config(interrupted), **{"training.resume": "auto"})
+    resumed_model = cronos.fit(cronos.load_config(interrupted), **{"training.resume": "auto"})
     resumed = torch.load(tmp_path / "resumed" / "run" / "last.pt", weights_only=True)
     assert resumed["training"]["progress"]["step"] == 50
     for name, tensor in expected.items():
         assert torch.equal(resumed["model"][name], tensor), name
-    assert straight is not None
+    for name, tensor in straight.state_dict().items():  # both hold the same run's best weights
+        assert torch.equal(resumed_model.state_dict()[name], tensor), name
+    # metrics.jsonl after a resume reports whole epochs: the same lines as the straight run, and the
+    # resumed epoch's seconds include the time trained before the stop
+    straight_lines, resumed_lines = (metrics(tmp_path / name / "run") for name in ("straight", "resumed"))
+    without_seconds = lambda lines: [{k: v for k, v in line.items() if k != "seconds"} for line in lines]  # noqa: E731
+    assert without_seconds(resumed_lines) == without_seconds(straight_lines)
+    assert resumed_lines[0]["seconds"] > stopped["training"]["progress"]["epoch_seconds"] > 0
+
+
+def metrics(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_validate_every_and_max_steps(tmp_path):
@@ -170,3 +182,32 @@ def test_warmup_inverse_sqrt_schedule(tmp_path):
         trainer.scheduler.step()
     assert lrs[0] == pytest.approx(0.001) and lrs[9] == pytest.approx(0.01)
     assert lrs[19] == pytest.approx(0.01 * (10 / 20) ** 0.5)
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_inputs_longer_than_max_length_are_cut_to_it_with_one_warning(trained_models, caplog, beam):
+    import time
+
+    model = trained_models["transformer"]
+    limit = model.config.data.max_length
+    long = "Thu 26 Nov 2026 " * 1250  # 20,000 characters
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="cronos"):
+        outputs = model.translate([long, "1/2/07"], beam_size=beam)
+    assert time.monotonic() - started < 30
+    assert caplog.text.count(f"1 of 2 inputs were longer than data.max_length ({limit} tokens) and were cut") == 1
+    assert outputs[0] == model.translate([long[:limit]], beam_size=beam)[0]
+    explanation = model.explain([long], beam_size=beam)[0]
+    assert explanation.source_tokens == list(long[:limit]) and explanation.attention.shape[1] == limit
+    scores = model.evaluate([(long, "2026-11-26"), ("1/2/07", "2007-02-01")], beam_size=beam)
+    assert scores["examples"] == 2 and math.isfinite(scores["loss"])
+
+
+def test_mostly_unknown_input_is_reported(trained_models, caplog):
+    model = trained_models["rnn"]
+    with caplog.at_level("WARNING", logger="cronos"):
+        model.translate(["1/2/07"])
+    assert "unknown to the model's vocabulary" not in caplog.text
+    with caplog.at_level("WARNING", logger="cronos"):
+        model.translate(["日本語の文章です", "1/2/07"])
+    assert "57% of the 14 source tokens are unknown to the model's vocabulary (<unk>)" in caplog.text

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ..config import DataConfig, DataFiles
-from .preprocess import Example, PreprocessStats, limit_lengths, to_examples, tokenize_pairs
+from .preprocess import Example, PreprocessStats, limit_lengths, to_examples, tokenize_pairs, warn_if_mostly_unknown
 from .readers import DataError, read_pairs
 from .tokenizers import Tokenizer, build_tokenizer
 from .vocab import Vocabulary
@@ -62,15 +62,24 @@ def load_training_data(config: DataConfig,
 
 
 def load_eval_split(files: DataFiles, config: DataConfig, src_vocab: Vocabulary,
-                    tgt_vocab: Vocabulary) -> EvalSplit:
-    """Read an evaluation split; no length filtering, so every reference is scored."""
+                    tgt_vocab: Vocabulary, quote: bool = True) -> EvalSplit:
+    """Read an evaluation split.  Every example is scored: none is filtered for length, but the
+    model reads sources and references cut to ``data.max_length`` tokens (a warning counts them);
+    BLEU and chrF compare with the whole references.  ``quote=False`` keeps the files' contents
+    out of error messages."""
     tokenizer = tokenizer_for(config)
-    raw = read_pairs(files)
+    raw = read_pairs(files, quote)
     stats = PreprocessStats()
     pairs = tokenize_pairs(raw, tokenizer, config.empty_policy, stats)
     kept = {p.origin for p in pairs}
     raw = [r for r in raw if r.origin in kept]
-    return EvalSplit([r.source for r in raw], [r.target for r in raw], to_examples(pairs, src_vocab, tgt_vocab))
+    pairs = limit_lengths(pairs, config.max_length, "truncate", stats)
+    if stats.truncated:
+        logger.warning("%d of %d examples were longer than data.max_length (%d tokens); the model reads them cut "
+                       "to it", stats.truncated, len(pairs), config.max_length)
+    examples = to_examples(pairs, src_vocab, tgt_vocab)
+    warn_if_mostly_unknown(examples)
+    return EvalSplit([r.source for r in raw], [r.target for r in raw], examples)
 
 
 def _describe(files: DataFiles) -> str:

@@ -12,12 +12,19 @@ from typing import Sequence
 
 from .readers import DataError, RawPair
 from .tokenizers import Tokenizer
-from .vocab import Vocabulary
+from .vocab import UNK_INDEX, Vocabulary
 
 __all__ = ["Example", "TokenizedPair", "PreprocessStats", "tokenize_pairs", "limit_lengths", "to_examples",
-           "encode_sources"]
+           "encode_sources", "is_empty", "warn_if_mostly_unknown", "MOSTLY_UNKNOWN"]
 
 logger = logging.getLogger("cronos")
+
+MOSTLY_UNKNOWN = 0.5  # warn when more than this share of the input tokens are <unk>
+
+
+def is_empty(text: str, tokens: Sequence[str]) -> bool:
+    """A text with no tokens, or only white space: nothing for a model to read."""
+    return not tokens or not text.strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +59,8 @@ def tokenize_pairs(pairs: Sequence[RawPair], tokenizer: Tokenizer, empty_policy:
     stats.read += len(pairs)
     for pair in pairs:
         source, target = tokenizer.tokenize(pair.source), tokenizer.tokenize(pair.target)
-        if not (source and pair.source.strip()) or not (target and pair.target.strip()):
-            side = "source" if not (source and pair.source.strip()) else "target"
+        if is_empty(pair.source, source) or is_empty(pair.target, target):
+            side = "source" if is_empty(pair.source, source) else "target"
             if empty_policy == "error":
                 raise DataError(f"{pair.origin}: empty {side} or only white space); "
                                 "fix the line or set data.empty_policy: skip")
@@ -94,27 +101,47 @@ def encode_sources(sources: Sequence[str], tokenizer: Tokenizer, src_vocab: Voca
                    max_length: int | None = None) -> list[Example]:
     """User strings -> examples; an empty source (or target) raises ``ValueError`` naming its position.
 
-    Sources longer than ``max_length`` tokens are cut to it (the model's positions end there).
+    Sources (and targets) longer than ``max_length`` tokens are cut to it, with one warning that
+    counts them: a model trained on ``data.max_length`` tokens has never seen more, and an input
+    of any length would cost time without bound.  A warning also says when most source tokens are
+    unknown to the vocabulary.
     """
     if isinstance(sources, str):
         raise TypeError("expected a list of strings, got a single string; wrap it: [text]")
     if targets is not None and len(targets) != len(sources):
         raise ValueError(f"got {len(sources)} sources but {len(targets)} targets")
-    examples = []
+    examples, cut = [], 0
     for i, text in enumerate(sources):
         if not isinstance(text, str):
             raise TypeError(f"input {i}: expected a string, got {type(text).__name__}")
-        tokens = tokenizer.tokenize(text)[:max_length]
-        if not tokens or not text.strip():
+        tokens = tokenizer.tokenize(text)
+        if is_empty(text, tokens):
             raise ValueError(f"input {i}: empty source {text!r} (empty or only white space); "
                              "a source needs at least one token")
+        cut += max_length is not None and len(tokens) > max_length
+        tokens = tokens[:max_length]
         tgt, tgt_length = None, 0
         if targets is not None:
             if not isinstance(targets[i], str):
                 raise TypeError(f"target {i}: expected a string, got {type(targets[i]).__name__}")
             target_tokens = tokenizer.tokenize(targets[i])
-            if not target_tokens or not targets[i].strip():
+            if is_empty(targets[i], target_tokens):
                 raise ValueError(f"input {i}: empty target {targets[i]!r}")
+            target_tokens = target_tokens[:max_length]
             tgt, tgt_length = tuple(tgt_vocab.encode(target_tokens)), len(target_tokens) + 1
         examples.append(Example(i, tuple(src_vocab.encode(tokens)), tgt, len(tokens), tgt_length))
+    if cut:
+        logger.warning("%d of %d inputs were longer than data.max_length (%d tokens) and were cut to it",
+                       cut, len(examples), max_length)
+    warn_if_mostly_unknown(examples)
     return examples
+
+
+def warn_if_mostly_unknown(examples: Sequence[Example]) -> None:
+    """Warn when most source tokens are ``<unk>``: input in another language, script or case than
+    the model was trained on gives outputs that mean little, and nothing else would say so."""
+    total = sum(e.src_length for e in examples)
+    unknown = sum(e.src.count(UNK_INDEX) for e in examples)
+    if total and unknown / total > MOSTLY_UNKNOWN:
+        logger.warning("%.0f%% of the %d source tokens are unknown to the model's vocabulary (<unk>): is the input "
+                       "in the language, script and case the model was trained on?", 100 * unknown / total, total)

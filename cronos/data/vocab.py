@@ -20,12 +20,17 @@ class Vocabulary:
 
     def __init__(self, tokens: Sequence[str]):
         tokens = list(tokens)
+        for index, token in enumerate(tokens):
+            if not isinstance(token, str):
+                raise ValueError(f"vocabulary token {index} is {type(token).__name__} {token!r:.40}, not a string")
         if tuple(tokens[: len(SPECIALS)]) != SPECIALS:
             raise ValueError(f"a vocabulary must start with the specials {SPECIALS}")
         if len(set(tokens)) != len(tokens):
             raise ValueError("a vocabulary's tokens must be unique")
         self.itos = tokens
         self.stoi = {token: index for index, token in enumerate(tokens)}
+        # what text may map to: every entry but the specials (``build`` never counts them as words)
+        self._text_ids = {token: index for index, token in enumerate(tokens) if index >= len(SPECIALS)}
 
     @classmethod
     def build(cls, sequences: Iterable[Sequence[str]], min_freq: int = 1,
@@ -47,8 +52,12 @@ class Vocabulary:
         return token in self.stoi
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
-        """Token strings -> indices; unknown tokens map to ``<unk>``."""
-        return [self.stoi.get(token, UNK_INDEX) for token in tokens]
+        """Token strings -> indices; unknown tokens map to ``<unk>``.
+
+        Text never becomes ``<pad>``, ``<bos>`` or ``<eos>``: a literal ``"<pad>"`` in a sentence
+        is an unknown token like any other, so it cannot end, start or pad a real sequence.
+        """
+        return [self._text_ids.get(token, UNK_INDEX) for token in tokens]
 
     def decode(self, indices: Iterable[int], strip_specials: bool = True) -> list[str]:
         """Indices -> tokens, stopping at the first ``<eos>``; ``<pad>``/``<bos>`` dropped."""

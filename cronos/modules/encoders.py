@@ -16,7 +16,7 @@ from ..config import EncoderConfig
 from .attention import MultiHeadAttention
 
 __all__ = ["RNNEncoder", "TransformerEncoder", "TransformerLayer", "TransformerInput", "PositionalEncoding",
-           "FeedForward", "build_encoder"]
+           "FeedForward", "build_encoder", "sinusoids"]
 
 
 class RNNEncoder(nn.Module):
@@ -40,22 +40,32 @@ class RNNEncoder(nn.Module):
         return self.dropout(memory)
 
 
-class PositionalEncoding(nn.Module):
-    """Sinusoidal positions (Vaswani et al.), added to ``x [B, T, D]`` from position ``offset`` on."""
+def sinusoids(start: int, end: int, size: int, device: torch.device | None = None) -> Tensor:
+    """Sinusoidal encodings (Vaswani et al.) of positions ``start .. end - 1``: ``[end - start, size]``, float64."""
+    position = torch.arange(start, end, dtype=torch.float64, device=device).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, size, 2, dtype=torch.float64, device=device) * (-math.log(10000.0) / size))
+    table = torch.zeros(end - start, size, dtype=torch.float64, device=device)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: size // 2])
+    return table
 
-    def __init__(self, size: int, max_len: int = 4096):
+
+class PositionalEncoding(nn.Module):
+    """Sinusoidal positions, added to ``x [B, T, D]`` from position ``offset`` on.
+
+    Sinusoids have no length limit: the first ``cached`` positions come from a table, later ones
+    are computed when a sequence reaches them (so no ``data.max_length`` is too long for a model).
+    """
+
+    def __init__(self, size: int, cached: int = 4096):
         super().__init__()
-        position = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)
-        frequency = torch.exp(torch.arange(0, size, 2, dtype=torch.float64) * (-math.log(10000.0) / size))
-        table = torch.zeros(max_len, size, dtype=torch.float64)
-        table[:, 0::2] = torch.sin(position * frequency)
-        table[:, 1::2] = torch.cos(position * frequency[: size // 2])
-        self.register_buffer("table", table.float(), persistent=False)
+        self.size = size
+        self.register_buffer("table", sinusoids(0, cached, size).float(), persistent=False)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        if offset + x.size(1) > self.table.size(0):
-            raise ValueError(f"sequence of {offset + x.size(1)} positions exceeds the {self.table.size(0)} supported")
-        return x + self.table[offset: offset + x.size(1)].to(x.dtype)
+        end = offset + x.size(1)
+        table = self.table[offset:end] if end <= self.table.size(0) else sinusoids(offset, end, self.size, x.device)
+        return x + table.to(x.dtype)
 
 
 class TransformerInput(nn.Module):

@@ -50,8 +50,10 @@ def test_p1_p2_forward_alone_in_a_mixed_batch_and_with_extra_padding(regression_
             alone = model.prepare([source], [target])
             logits, _ = model(alone.src, alone.src_lengths, alone.tgt_in)
             steps = logits.size(1)
+            # fp32: a batch of another shape sums in another order; log-probs of a confident model
+            # reach -20, so the check is relative as well (a leak from padding moves them by >1e-3)
             torch.testing.assert_close(torch.log_softmax(padded_logits[i, :steps], -1),
-                                       torch.log_softmax(logits[0], -1), atol=1e-5, rtol=0)
+                                       torch.log_softmax(logits[0], -1), atol=1e-5, rtol=1e-5)
             assert torch.all(attention[i, :, len(source):] == 0.0)
 
 

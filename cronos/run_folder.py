@@ -1,0 +1,137 @@
+"""A training run's folder: the names of the files a run writes (defined here, once), the lock that
+keeps one run per folder at a time, and the rule that a new run never replaces an earlier one by
+surprise.
+
+    folder = RunFolder(Path("runs/dates"))
+    with claim(folder, resume=None, overwrite=False):   # RunFolderError if it holds a run or is in use
+        ...                                             # train; write folder.last, folder.best, folder.metrics
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .checkpoint import CheckpointError
+from .config import ConfigError
+
+try:  # POSIX; where there is no fcntl (Windows) runs are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - not on the machines cronos is tested on
+    fcntl = None
+
+__all__ = ["RunFolder", "RunFolderError", "claim", "BEST", "LAST", "METRICS"]
+
+logger = logging.getLogger("cronos")
+
+BEST, LAST, METRICS = "best.pt", "last.pt", "metrics.jsonl"
+RUN_FILES = (LAST, BEST, METRICS)   # what a run writes, and what ``training.overwrite`` removes
+LOCK = ".cronos.lock"
+WAYS_ON = ("continue it with training.resume=auto, replace it with training.overwrite=true, "
+           "or choose another output_dir")
+
+
+class RunFolderError(ConfigError):
+    """``output_dir`` cannot take this run: it holds another run, or another process trains in it."""
+
+    def __init__(self, folder: Path, problem: str):
+        super().__init__(str(folder), "", problem)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    @property
+    def best(self) -> Path:
+        """Weights of the best validation."""
+        return self.path / BEST
+
+    @property
+    def last(self) -> Path:
+        """The resumable checkpoint: weights, optimiser, scheduler, sampler position, RNG state."""
+        return self.path / LAST
+
+    @property
+    def metrics(self) -> Path:
+        """One JSON line per validation."""
+        return self.path / METRICS
+
+    def existing_run_files(self) -> list[str]:
+        return [name for name in RUN_FILES if (self.path / name).exists()]
+
+
+@contextmanager
+def claim(folder: RunFolder, resume: str | None, overwrite: bool) -> Iterator[None]:
+    """Hold ``folder`` for one run: writable, locked against other runs, and free of an earlier run
+    unless this run continues it (``resume``) or replaces it (``overwrite``).
+
+    The lock is an ``flock`` on ``.cronos.lock``: the kernel releases it when the process ends in
+    any way (``kill -9`` included), so a killed run never leaves the folder stuck.
+    """
+    _make_writable(folder.path)
+    with _locked(folder.path):
+        for stale in folder.path.glob(".*.pt.*.tmp"):  # left by a process killed mid-write
+            logger.info("removing %s, an unfinished checkpoint write", stale)
+            stale.unlink(missing_ok=True)
+        _check_earlier_run(folder, resume, overwrite)
+        yield
+
+
+def _make_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".cronos-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        # a CheckpointError, as every other failure to write a run's files
+        raise CheckpointError(f"output_dir {path} is not writable: {error.strerror or error}") from None
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    descriptor = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(descriptor, 200).decode("utf-8", "replace")
+            holder = "".join(c for c in holder if c.isprintable()).strip() or "another process"
+            raise RunFolderError(path, f"another training run is using this folder ({holder}); wait for it "
+                                       "to end, or choose another output_dir") from None
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}, since "
+                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        yield
+    finally:
+        os.close(descriptor)  # closing the descriptor releases the lock
+
+
+def _check_earlier_run(folder: RunFolder, resume: str | None, overwrite: bool) -> None:
+    existing = folder.existing_run_files()
+    if not existing:
+        return
+    if overwrite:
+        for name in existing:
+            (folder.path / name).unlink()
+        logger.warning("training.overwrite=true: removed the earlier run's %s from %s", ", ".join(existing),
+                       folder.path)
+        return
+    # resuming from a checkpoint inside this folder continues (or tries to continue) this folder's run
+    continues = resume == "auto" or (resume is not None and Path(resume).resolve().parent == folder.path.resolve())
+    if continues and LAST in existing:
+        return
+    if continues:
+        raise RunFolderError(folder.path, f"holds files of a run ({', '.join(existing)}) but no {LAST} to continue "
+                                          "from; replace them with training.overwrite=true, or choose another "
+                                          "output_dir")
+    raise RunFolderError(folder.path, f"holds a run ({', '.join(existing)}); {WAYS_ON}")
