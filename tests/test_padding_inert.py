@@ -89,7 +89,7 @@ def test_p1_p2_outputs_do_not_depend_on_padding_or_batch_mates(encoder, decoder,
             torch.testing.assert_close(batched[i, :real], alone[0], atol=TOLERANCE[dtype], rtol=0)
             # P2: padded keys get exactly zero weight, real keys all of it
             assert torch.all(attention[i, :, len(src):] == 0.0)
-    assert torch.isfinite(attention).all() and torch.isfinite(batched[:, :1]).all()
+    assert torch.isfinite(attention).all() and torch.isfinite(batched).all()  # every position, padded or not
     torch.testing.assert_close(attention.sum(-1), torch.ones_like(attention.sum(-1)), atol=1e-6, rtol=0)
 
 
@@ -138,10 +138,13 @@ def test_p4_p5_p6_losses_and_gradients_are_per_example_sums(encoder, decoder, da
         torch.testing.assert_close(grad, expected, atol=1e-10, rtol=0, msg=lambda m: f"{name}: {m}")
 
 
+@pytest.mark.parametrize("mask_padding", [True, False], ids=["masked", "unmasked"])
 @pytest.mark.parametrize("encoder, decoder", [("gru", "rnn-additive"), ("transformer", "transformer")])
-def test_p4_pad_rows_stay_bit_identical_under_adamw_with_weight_decay(encoder, decoder):
+def test_p4_pad_rows_stay_bit_identical_under_adamw_with_weight_decay(encoder, decoder, mask_padding):
+    """Methodology B holds on its own: with the mask off, attention reads padded positions, and the
+    frozen <pad> rows must still not move."""
     torch.manual_seed(0)
-    model = Cronos(tiny_config(encoder, decoder), VOCAB, VOCAB).double().train()
+    model = Cronos(tiny_config(encoder, decoder, mask_padding=mask_padding), VOCAB, VOCAB).double().train()
     before = (model.src_embedding.weight[0].clone(), model.tgt_embedding.weight[0].clone())
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.01)
     batch = make_batch([([4, 5, 6], [7, 8]), ([9], [10, 11, 12])], extra_padding=2)
@@ -166,6 +169,22 @@ def test_without_freeze_the_pad_row_is_not_protected():
     loss.backward()
     optimizer.step()
     assert not torch.equal(model.tgt_embedding.weight[0], before)
+
+
+def test_with_the_mask_off_an_unfrozen_pad_row_is_read_and_drifts():
+    """The control for the test above: without methodology B, the unmasked Transformer's <pad>
+    row gets gradient (no weight decay here) and moves, so a row left unfrozen is caught."""
+    torch.manual_seed(0)
+    config = tiny_config("transformer", "transformer", mask_padding=False, freeze_pad_embedding=False)
+    model = Cronos(config, VOCAB, VOCAB).double().train()
+    before = model.src_embedding.weight[0].clone()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    batch = make_batch([([4, 5, 6], [7, 8]), ([9], [10, 11, 12])], extra_padding=2)
+    loss, count = token_cross_entropy(model(*_inputs(batch))[0], batch.tgt_out)
+    (loss / count).backward()
+    assert model.src_embedding.weight.grad[0].abs().sum() > 0
+    optimizer.step()
+    assert not torch.equal(model.src_embedding.weight[0], before)
 
 
 def test_reset_parameters_keeps_the_pad_rows_zero():

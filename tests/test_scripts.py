@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +38,11 @@ def test_benchmark_runs_and_reports_every_measure(tmp_path):
     assert "| training target tokens/s |" in result.stdout
 
 
-def test_ablation_runs_every_setting(tmp_path):
-    config = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path, training={"epochs": 1, "max_steps": 5}))
+def test_ablation_runs_every_setting_and_measures_what_the_mask_and_the_freeze_do(tmp_path):
+    transformer = {"type": "transformer", "hidden_size": 16, "heads": 2, "ff_size": 32, "dropout": 0.0}
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(
+        tmp_path, training={"epochs": 1, "max_steps": 5},
+        model={"embedding_size": 16, "encoder": transformer, "decoder": transformer}))
     out = tmp_path / "ablation.md"
     result = script("ablation.py", str(config), "--seeds", "1", "--probe", "8", "--work", str(tmp_path / "w"),
                     "--out", str(out))
@@ -49,6 +53,11 @@ def test_ablation_runs_every_setting(tmp_path):
     results = json.loads(out.with_suffix(".json").read_text())
     masked = [r for r in results if r["mask_padding"]]
     assert all(r["padding_attention_share"] == 0.0 and r["outputs_changed"] == 0.0 for r in masked)
+    assert all(r["padding_attention_share"] > 0.0 and r["max_log_prob_gap"] > 1e-6
+               for r in results if not r["mask_padding"])
+    # the <pad> row moves only when it is read (mask off) and not frozen
+    assert {(r["mask_padding"], r["freeze_pad_embedding"]): r["pad_row_changed"] for r in results} == {
+        (True, True): False, (True, False): False, (False, True): False, (False, False): True}
     # runs made in separate processes (one seed each, say) are tabulated from their printed JSON lines
     log = tmp_path / "seed1.log"
     log.write_text(result.stdout + result.stderr)
@@ -65,10 +74,16 @@ def test_make_dates_reproduces_the_committed_files(tmp_path):
         assert (tmp_path / f"{split}.tsv").read_bytes() == (ROOT / "data" / "dates" / f"{split}.tsv").read_bytes()
 
 
-def test_padding_report_runs(tmp_path):
+def test_padding_report_measures_inert_padding_in_every_combination(tmp_path):
     result = script("padding_report.py", "--batches", "1")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("\n| ") >= 15 and "largest:" in result.stdout
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "e-" in line]
+    assert len(rows) == 15  # every encoder x decoder/attention combination
+    for encoder, decoder, p1_64, p1_32, p6_64, p6_32 in rows:
+        assert float(p1_64) < 1e-12 and float(p6_64) < 1e-12, (encoder, decoder)  # float64: rounding only
+        assert float(p1_32) < 1e-4 and float(p6_32) < 1e-3, (encoder, decoder)  # float32: rounding only
+    largest = dict(re.findall(r"(P[16] torch\.float\d\d) ([\d.e+-]+)", result.stdout.split("largest:")[1]))
+    assert max(float(largest["P1 torch.float64"]), float(largest["P6 torch.float64"])) < 1e-12
 
 
 @needs_multi30k

@@ -211,3 +211,38 @@ def test_mostly_unknown_input_is_reported(trained_models, caplog):
     with caplog.at_level("WARNING", logger="cronos"):
         model.translate(["日本語の文章です", "1/2/07"])
     assert "57% of the 14 source tokens are unknown to the model's vocabulary (<unk>)" in caplog.text
+
+
+def test_the_training_step_divides_the_summed_loss_by_the_real_target_tokens(tmp_path):
+    """The loss training optimises, through the function training calls (not the loss helper):
+    its gradient is the sum of each example's summed cross-entropy, computed alone and unpadded,
+    divided by the batch's real target tokens."""
+    import copy
+
+    words = ["ab", "banana", "cd", "dates are fun", "e", "padding is inert", "xyz", "seq2seq"]
+    (tmp_path / "reverse.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in words), encoding="utf-8")
+    no_dropout = {"dropout": 0.0}
+    config = cronos.load_config(tiny_config(tmp_path, training={"clip_grad_norm": None},
+                                            data={"train": str(tmp_path / "reverse.tsv")},
+                                            model={"encoder": {"type": "rnn", "hidden_size": 32, **no_dropout},
+                                                   "decoder": {"type": "rnn", "hidden_size": 64, **no_dropout}}))
+    model = cronos.Cronos.from_config(config)
+    data = model._training_data
+    indices = list(range(len(words)))
+    lengths = [data.examples[i].tgt_length for i in indices]
+    assert len(set(lengths)) > 1  # the batch has padded target positions
+    reference = copy.deepcopy(model)
+    trainer = Trainer(model, data, None)
+    loss_sum, count = trainer._train_step(indices)
+    assert count == sum(lengths)
+
+    summed = 0.0
+    for i in indices:
+        example = data.examples[i]
+        alone = cronos.data.collate([example])
+        logits, _ = reference(alone.src, alone.src_lengths, alone.tgt_in)
+        summed = summed + torch.nn.functional.cross_entropy(logits[0], alone.tgt_out[0], reduction="sum")
+    (summed / sum(lengths)).backward()
+    assert loss_sum == pytest.approx(summed.item(), rel=1e-5)
+    for (name, trained), (_, expected) in zip(model.named_parameters(), reference.named_parameters()):
+        torch.testing.assert_close(trained.grad, expected.grad, atol=1e-7, rtol=1e-4, msg=lambda m: f"{name}: {m}")

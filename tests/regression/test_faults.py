@@ -56,11 +56,13 @@ def test_a_signal_finishes_the_step_writes_a_checkpoint_and_exits_0(long_run, si
     process = start_training(config, "training.checkpoint_every=5")
     wait_for_checkpoint(run / "last.pt", process, min_step=5)
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=120)
+    stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     assert "training.resume=auto" in stderr and signal.Signals(signum).name in stderr
     stopped = last_step(run)
     assert 5 <= stopped < 400 * STEPS_PER_EPOCH
+    # the summary gives the step the run stopped at, not the last validation's
+    assert stdout.startswith(f"stopped by {signal.Signals(signum).name} at step {stopped} "), stdout
 
     resumed = subprocess.run(cronos_command("train", str(config), "--set", "training.resume=auto",
                                             "--set", f"training.max_steps={stopped + 3}"),
@@ -103,6 +105,52 @@ def test_a_write_that_dies_midway_keeps_the_previous_checkpoint(tmp_path, monkey
                                               "the previous checkpoint, if any, is unchanged"):
         save_checkpoint(path, {"config": {}, "src_vocab": [], "tgt_vocab": [], "model": {"w": torch.zeros(3)}})
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def payload_of(value: float) -> dict:
+    return {"config": {}, "src_vocab": [], "tgt_vocab": [], "model": {"w": torch.full((1000,), value)}}
+
+
+def test_a_reader_of_the_old_checkpoint_keeps_reading_it_whole_while_a_new_one_is_written(tmp_path):
+    """A write replaces the file by renaming a complete new one over it; writing into the old
+    file in place (truncating, copying over it) would change what the open reader sees."""
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, payload_of(1.0))
+    old_bytes = path.read_bytes()
+    with open(path, "rb") as reader:
+        save_checkpoint(path, payload_of(2.0))
+        assert reader.read() == old_bytes
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.full((1000,), 2.0))
+
+
+def test_a_crash_half_way_through_a_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, payload_of(1.0))
+    real_fdopen = os.fdopen
+
+    class HalfWriter:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            self.file.write(bytes(data)[: len(data) // 2])
+            raise OSError(errno.EIO, "Input/output error")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.file.close()
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *args, **kwargs: HalfWriter(real_fdopen(fd, *args, **kwargs)))
+    with pytest.raises(CheckpointError, match="Input/output error"):
+        save_checkpoint(path, payload_of(2.0))
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.full((1000,), 1.0))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 

@@ -103,3 +103,20 @@ def test_explain_alone_and_in_a_batch_agree(regression_runs, family, beam):
     forced = model.explain(SOURCES, TARGETS)
     for explanation, target in zip(forced, TARGETS):
         assert explanation.attention.shape[0] == len(target) and explanation.padding_attention == 0.0
+
+
+def test_bleu_and_chrf_are_sacrebleu_on_the_detokenised_outputs(regression_runs):
+    import sacrebleu
+
+    from cronos.data import read_pairs
+
+    model, scores = regression_runs["rnn-general"]
+    pairs = read_pairs(model.config.data.test)
+    outputs, references = model.translate([p.source for p in pairs]), [p.target for p in pairs]
+    detokenised = sacrebleu.corpus_bleu(outputs, [references]).score
+    assert scores["bleu"] == pytest.approx(detokenised, abs=1e-9)
+    assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(outputs, [references]).score, abs=1e-9)
+    assert scores["sequence_accuracy"] == pytest.approx(sum(o == r for o, r in zip(outputs, references)) / len(pairs))
+    # on these characters, BLEU over tokens is another number: the check above tells them apart
+    tokenised = sacrebleu.corpus_bleu([" ".join(o) for o in outputs], [[" ".join(r) for r in references]]).score
+    assert abs(tokenised - detokenised) > 1.0

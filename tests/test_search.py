@@ -1,0 +1,115 @@
+"""Greedy and beam search against independent references on a tiny vocabulary.
+
+The reference enumerates every output up to the length limit and scores each with a teacher-forced
+forward pass (no decoder state, no incremental steps): the exact best hypothesis under the length
+penalty.  A beam wide enough to keep every candidate must return exactly that; greedy search must
+follow the argmax of the same forward passes.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cronos.config import load_config
+from cronos.data import Vocabulary
+from cronos.data.vocab import BOS_INDEX, EOS_INDEX
+from cronos.model import Cronos
+from cronos.search import beam_search, greedy_search
+
+VOCAB = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"])
+V = len(VOCAB)
+LIMIT = 4  # output tokens at most, <eos> included
+WIDE = (V - 1) ** (LIMIT - 1) * V  # a beam that keeps every candidate of every step
+DECODERS = {"rnn": {"type": "rnn", "attention": "additive"}, "transformer": {"type": "transformer", "layers": 1}}
+
+
+def random_model(seed: int, decoder: str) -> Cronos:
+    torch.manual_seed(seed)
+    config = load_config({"seed": seed, "model": {
+        "embedding_size": 8, "encoder": {"type": "rnn", "hidden_size": 8, "dropout": 0.0},
+        "decoder": {"hidden_size": 16, "heads": 2, "ff_size": 16, "dropout": 0.0, **DECODERS[decoder]}}})
+    model = Cronos(config, VOCAB, VOCAB).double().eval()
+    with torch.no_grad():  # peaked, varied next-token distributions, <eos> more or less likely by seed:
+        model.output_projection.weight.mul_(4.0)  # optimal outputs of every length
+        model.output_projection.bias.normal_(0.0, 2.0)
+        model.output_projection.bias[EOS_INDEX] = torch.empty(()).uniform_(-2.0, 4.0)
+    return model
+
+
+@torch.no_grad()
+def next_log_probs(model: Cronos, src: torch.Tensor, prefixes: list[tuple[int, ...]]) -> torch.Tensor:
+    """Teacher-forced log-probs of the token after each prefix: ``[len(prefixes), V]``."""
+    tgt_in = torch.tensor([[BOS_INDEX, *prefix] for prefix in prefixes])
+    logits, _ = model(src.expand(len(prefixes), -1), torch.full((len(prefixes),), src.size(1)), tgt_in)
+    return torch.log_softmax(logits[:, -1], dim=-1)
+
+
+def exhaustive_best(model: Cronos, src: torch.Tensor, length_penalty: float) -> tuple[tuple[int, ...], float]:
+    """Every hypothesis: ended by <eos> within LIMIT tokens (counted with its <eos>), or LIMIT tokens
+    long without one; score = summed log-prob / length ** length_penalty."""
+    candidates, frontier = [], [((), 0.0)]
+    for step in range(LIMIT):
+        log_probs = next_log_probs(model, src, [prefix for prefix, _ in frontier])
+        grown = []
+        for (prefix, score), row in zip(frontier, log_probs.tolist()):
+            candidates.append(((score + row[EOS_INDEX]) / (step + 1) ** length_penalty, prefix))
+            grown += [(prefix + (token,), score + row[token]) for token in range(V) if token != EOS_INDEX]
+        frontier = grown
+    candidates += [(score / LIMIT ** length_penalty, prefix) for prefix, score in frontier]
+    score, prefix = max(candidates)
+    return prefix, score
+
+
+def sources() -> list[torch.Tensor]:
+    return [torch.tensor([[4, 5, 4]]), torch.tensor([[5]]), torch.tensor([[5, 5, 4, 4, 5]])]
+
+
+@pytest.mark.parametrize("decoder", list(DECODERS))
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_a_wide_beam_finds_the_exact_best_hypothesis(decoder, length_penalty):
+    lengths = set()
+    for seed in range(4):
+        model = random_model(seed, decoder)
+        for src in sources():
+            expected, expected_score = exhaustive_best(model, src, length_penalty)
+            found = beam_search(model, src, torch.tensor([src.size(1)]), torch.tensor([LIMIT]), WIDE,
+                                length_penalty)[0]
+            assert tuple(found.tokens) == expected, (seed, src.tolist())
+            assert found.score == pytest.approx(expected_score, rel=1e-5)  # search scores in float32
+            lengths.add(len(expected))
+    assert len(lengths) >= 2, lengths  # the best outputs differ in length, so length handling is tested
+
+
+@pytest.mark.parametrize("decoder", list(DECODERS))
+def test_the_length_penalty_changes_the_choice_as_the_reference_does(decoder):
+    changed = 0
+    for seed in range(8):
+        model = random_model(seed, decoder)
+        for src in sources():
+            plain, normalised = (exhaustive_best(model, src, penalty)[0] for penalty in (0.0, 1.0))
+            changed += plain != normalised
+    assert changed > 0  # the cases above include some where dividing by length picks another output
+
+
+@pytest.mark.parametrize("decoder", list(DECODERS))
+def test_a_wide_beam_over_a_padded_batch_gives_each_input_its_best(decoder):
+    model = random_model(11, decoder)
+    batch = torch.tensor([[4, 5, 4, 0, 0], [5, 0, 0, 0, 0], [5, 5, 4, 4, 5]])
+    found = beam_search(model, batch, torch.tensor([3, 1, 5]), torch.tensor([LIMIT] * 3), WIDE, 1.0)
+    for hypothesis, src in zip(found, sources()):
+        assert tuple(hypothesis.tokens) == exhaustive_best(model, src, 1.0)[0]
+
+
+@pytest.mark.parametrize("decoder", list(DECODERS))
+def test_greedy_follows_the_argmax_of_teacher_forced_passes(decoder):
+    for seed in range(4):
+        model = random_model(seed, decoder)
+        for src in sources():
+            prefix: tuple[int, ...] = ()
+            while len(prefix) < LIMIT:
+                token = int(next_log_probs(model, src, [prefix])[0].argmax())
+                if token == EOS_INDEX:
+                    break
+                prefix += (token,)
+            found = greedy_search(model, src, torch.tensor([src.size(1)]), torch.tensor([LIMIT]))[0]
+            assert tuple(found.tokens) == prefix
