@@ -12,8 +12,10 @@ from .data import DataError
 from .explain import Explanation
 from .masking import lengths_to_mask
 from .model import Cronos
-from .training import TrainingError
+from .run_folder import RunFolderError
+from .training import TrainingError, TrainingHistory
 
 __version__ = "0.1.0"
-__all__ = ["CheckpointError", "Config", "ConfigError", "Cronos", "DataError", "Explanation", "TrainingError",
-           "evaluate", "explain", "fit", "lengths_to_mask", "load_config", "translate", "__version__"]
+__all__ = ["CheckpointError", "Config", "ConfigError", "Cronos", "DataError", "Explanation", "RunFolderError",
+           "TrainingError", "TrainingHistory", "evaluate", "explain", "fit", "lengths_to_mask", "load_config",
+           "translate", "__version__"]
