@@ -323,8 +323,8 @@ class Trainer:
             self._last_record = self.progress.history[-1]
         if self._done():
             logger.info("%s holds a finished run (epoch %d, step %d): nothing left to train; raise training.epochs "
-                        "or training.max_steps to train on, or set training.overwrite=true to start over", path,
-                        self.progress.epoch, self.progress.step)
+                        "or training.max_steps to train on, or start over with training.overwrite=true in place of "
+                        "training.resume", path, self.progress.epoch, self.progress.step)
         else:
             logger.info("resumed from %s at epoch %d, step %d", path, self.progress.epoch + 1, self.progress.step)
 
