@@ -198,7 +198,7 @@ def _refuse_to_overwrite_a_checkpoint(output: Path, checkpoint: str, flag: str) 
     """An output flag never replaces the checkpoint being read, nor any other checkpoint."""
     if not output.exists():
         return
-    if os.path.samefile(output, checkpoint):
+    if os.path.exists(checkpoint) and os.path.samefile(output, checkpoint):
         raise ConfigError(flag, "", f"{output} is the checkpoint being read; write the output elsewhere")
     if output.is_file() and zipfile.is_zipfile(output):  # what torch.save writes
         raise ConfigError(flag, "", f"{output} holds a checkpoint (or another archive); write the output elsewhere")

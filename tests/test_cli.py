@@ -63,6 +63,7 @@ def test_explain_writes_json_and_png(trained_run, tmp_path):
     (("train", "{config}", "--set", "training.epochs"), 2, "expected KEY=VALUE"),
     (("train", "missing.yaml"), 2, "config file not found"),
     (("evaluate", "missing.pt"), 1, "missing.pt: no such checkpoint"),
+    (("evaluate", "missing.pt", "--out", "{config}"), 1, "missing.pt: no such checkpoint"),
     (("translate", "{best}", "--beam", "0"), 2, "expected a positive integer"),
     (("explain", "{best}", "a", "--target", "x", "--target", "y"), 2, "give one --target per TEXT"),
     (("translate", "{best}", "--device", "gpu"), 2, "--device: expected `auto`, `cpu`, `cuda` or `cuda:N`"),

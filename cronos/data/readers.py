@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import ParallelFiles
 
-__all__ = ["DataError", "RawPair", "read_pairs", "read_tsv", "read_parallel", "MAX_LINE_BYTES"]
+__all__ = ["DataError", "RawPair", "read_pairs", "read_tsv", "read_parallel", "MAX_LINE_BYTES", "BOM"]
 
 logger = logging.getLogger("cronos")
 
