@@ -71,3 +71,18 @@ def test_a_run_on_the_gpu_trains_resumes_and_keeps_padding_inert(tmp_path, famil
     # and a GPU run resumes from its last.pt, CUDA random state included
     resumed = cronos.fit(config, **{"training.epochs": 2, "training.resume": "auto"})
     assert resumed.device.type == "cuda"
+    # a checkpoint goes onto the GPU through the same checks; an over-long input is cut there too
+    on_gpu = cronos.Cronos.load(tmp_path / "run" / "best.pt", device="cuda")
+    assert on_gpu.device.type == "cuda" and on_gpu.translate(SOURCES) == on_cpu.translate(SOURCES)
+    long = "Thu 26 Nov 2026 " * 1250
+    assert on_gpu.translate([long], beam_size=5) == on_gpu.translate([long[:config.data.max_length]], beam_size=5)
+
+
+@needs_gpu
+def test_positions_past_the_cached_table_on_the_gpu():
+    from cronos.modules.encoders import PositionalEncoding, sinusoids
+
+    encoding = PositionalEncoding(8, cached=16).to("cuda")
+    out = encoding(torch.zeros(1, 40, 8, device="cuda"))
+    assert out.device.type == "cuda"
+    torch.testing.assert_close(out[0].cpu(), sinusoids(0, 40, 8).float(), atol=1e-6, rtol=0)
