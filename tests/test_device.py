@@ -73,6 +73,7 @@ def test_a_run_on_the_gpu_trains_resumes_and_keeps_padding_inert(tmp_path, famil
     assert resumed.device.type == "cuda"
     # a checkpoint goes onto the GPU through the same checks; an over-long input is cut there too
     on_gpu = cronos.Cronos.load(tmp_path / "run" / "best.pt", device="cuda")
+    on_cpu = cronos.Cronos.load(tmp_path / "run" / "best.pt", device="cpu")  # the resumed run's best
     assert on_gpu.device.type == "cuda" and on_gpu.translate(SOURCES) == on_cpu.translate(SOURCES)
     long = "Thu 26 Nov 2026 " * 1250
     assert on_gpu.translate([long], beam_size=5) == on_gpu.translate([long[:config.data.max_length]], beam_size=5)
