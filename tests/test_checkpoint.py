@@ -162,3 +162,14 @@ def test_resuming_from_a_tampered_last_pt_names_what_does_not_fit(tmp_path):
     torch.save(payload, last)
     with pytest.raises(CheckpointError, match="its training state does not fit this run"):
         cronos.fit(cronos.load_config(config))
+
+
+def test_files_a_checkpoints_config_names_are_never_quoted_in_messages(good, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("admin:SECRET-HASH-7f3a9:19000:0:99999:7:::\n", encoding="utf-8")
+    path = tampered(good, tmp_path, lambda p: p["config"]["data"].__setitem__("test", str(secret)))
+    model = cronos.Cronos.load(path, device="cpu")
+    with pytest.raises(cronos.DataError) as caught:
+        model.evaluate("test")
+    assert "secret.txt:1: expected 'source<TAB>target', found no tab" in str(caught.value)
+    assert "SECRET" not in str(caught.value) and "admin" not in str(caught.value)
