@@ -57,6 +57,7 @@ def batch_dependence(model: cronos.Cronos, sources: list[str], targets: list[str
 def run(config_path: str, overrides: dict, mask: bool, freeze: bool, seed: int, folder: Path, probe: int) -> dict:
     config = load_config(config_path, overrides={**overrides, "seed": seed, "model.mask_padding": mask,
                                                  "model.freeze_pad_embedding": freeze, "training.progress": False,
+                                                 "training.overwrite": True,  # the script owns these folders
                                                  "output_dir": str(folder / f"mask{int(mask)}_freeze{int(freeze)}_seed{seed}")})
     started = time.perf_counter()
     model = cronos.Cronos.from_config(config)

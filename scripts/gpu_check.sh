@@ -23,7 +23,7 @@ train_and_test() {  # $1: config name (gru | transformer)
     local name=multi30k_$1 log="$out/$1.log" started
     started=$(date +%s)
     timeout -s TERM "$train_seconds" python3 -m cronos train "configs/$name.yaml" --set "data.root=$root" \
-        --set "output_dir=$runs/$name" --set training.progress=false >"$log" 2>&1
+        --set "output_dir=$runs/$name" --set training.overwrite=true --set training.progress=false >"$log" 2>&1
     echo "train exit $? after $(( $(date +%s) - started )) s" >>"$log"
     started=$(date +%s)
     python3 -m cronos evaluate "$runs/$name/best.pt" --data test --out "$out/$1_test.json" >>"$log" 2>&1

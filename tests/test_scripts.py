@@ -65,6 +65,12 @@ def test_ablation_runs_every_setting_and_measures_what_the_mask_and_the_freeze_d
     assert merged.returncode == 0, merged.stderr
     assert (tmp_path / "merged.md").read_text() == out.read_text()
     assert script("ablation.py").returncode == 2  # neither a config nor --merge
+    # run again into the same --work folder: it replaces its own runs and measures the same
+    again = script("ablation.py", str(config), "--seeds", "1", "--probe", "8", "--work", str(tmp_path / "w"),
+                   "--out", str(tmp_path / "again.md"))
+    assert again.returncode == 0, again.stderr
+    assert [r["valid_loss"] for r in json.loads((tmp_path / "again.json").read_text())] == [
+        r["valid_loss"] for r in results]
 
 
 def test_make_dates_reproduces_the_committed_files(tmp_path):
