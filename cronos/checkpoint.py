@@ -116,10 +116,11 @@ def _check_entries(payload: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path}: training: expected a mapping, got {type(payload['training']).__name__}")
 
 
-def check_weights(stored: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size], path: str | Path) -> None:
+def check_weights(stored: Mapping[str, torch.Tensor], model: torch.nn.Module, path: str | Path) -> None:
     """Raise ``CheckpointError`` naming the first entries where ``stored`` weights differ from the
-    ``expected`` names and shapes (``expected`` may come from a model on the meta device, which
+    names and shapes of ``model``'s state dict (``model`` may live on the meta device, which
     allocates nothing)."""
+    expected = {name: tensor.shape for name, tensor in model.state_dict().items()}
     problems = [f"model[{name!r}] is missing" for name in expected if name not in stored]
     problems += [f"model[{name[:80]!r}] belongs to no part of the model" for name in stored if name not in expected]
     problems += [f"model[{name!r}] has shape {list(stored[name].shape)}, the config needs {list(shape)}"

@@ -246,7 +246,7 @@ class Cronos(nn.Module):
                                       f"model.{section}.layers is {layers}, but the file holds {len(weights)} tensors")
         with torch.device("meta"):  # shapes only: nothing is allocated
             skeleton = cls(config, *vocabularies)
-        check_weights(weights, {name: t.shape for name, t in skeleton.state_dict().items()}, path)
+        check_weights(weights, skeleton, path)
         model = cls(config, *vocabularies)
         model.load_state_dict(weights)
         return model.to(device).eval()

@@ -312,7 +312,7 @@ class Trainer:
         if "training" not in payload:
             raise CheckpointError(f"{path}: holds weights only (a best.pt?); resume from a last.pt")
         self.model.check_compatible(payload, path)
-        check_weights(payload["model"], {name: t.shape for name, t in self.model.state_dict().items()}, path)
+        check_weights(payload["model"], self.model, path)
         self.model.load_state_dict(payload["model"])
         try:
             self._restore(payload["training"])
