@@ -300,9 +300,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError("--set", text, "expected KEY=VALUE, e.g. --set training.epochs=2")
-    parsed = _parse_yaml(value, "--set", key.strip()) if value.strip() else None
-    check_size(parsed, "--set")
-    return key.strip(), parsed
+    return key.strip(), _parse_yaml(value, "--set", key.strip()) if value.strip() else None
 
 
 def check_size(raw: Any, source: str) -> None:
