@@ -14,12 +14,17 @@ import os
 import pickle
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "check_weights"]
+from .config import Config, ConfigError, config_from_dict, config_to_dict, without_inapplicable_keys
+from .data import Vocabulary
+
+__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "StoredModel", "check_same_model", "check_weights",
+           "load_checkpoint", "model_payload", "read_model", "save_checkpoint"]
 
 FORMAT = "cronos-checkpoint"
 FORMAT_VERSION = 1
@@ -28,6 +33,57 @@ REQUIRED = ("config", "src_vocab", "tgt_vocab", "model")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, or does not fit; the message names the file."""
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """What a checkpoint holds, checked: the model's config, vocabularies and weights, and a run's
+    training state (``last.pt`` only, else None)."""
+
+    config: Config
+    src_vocab: Vocabulary
+    tgt_vocab: Vocabulary
+    weights: dict[str, torch.Tensor]
+    training: dict[str, Any] | None
+
+
+def model_payload(config: Config, src_vocab: Vocabulary, tgt_vocab: Vocabulary,
+                  weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The entries every checkpoint holds (a run's ``last.pt`` adds ``training``)."""
+    return {"config": config_to_dict(config), "src_vocab": src_vocab.to_list(), "tgt_vocab": tgt_vocab.to_list(),
+            "model": dict(weights)}
+
+
+def read_model(path: str | Path) -> StoredModel:
+    """``load_checkpoint``, then the config and vocabularies it stores parsed and validated."""
+    payload = load_checkpoint(path)
+    try:
+        # checkpoints of cronos 0.1 stored every key, those of the other encoder/decoder type too
+        config = config_from_dict(without_inapplicable_keys(payload["config"]), source=f"{path} (config)")
+        vocabularies = Vocabulary(payload["src_vocab"]), Vocabulary(payload["tgt_vocab"])
+    except (ConfigError, ValueError, TypeError) as error:
+        raise CheckpointError(f"{path}: incompatible checkpoint: {error}") from None
+    return StoredModel(config, *vocabularies, payload["model"], payload.get("training"))
+
+
+def check_same_model(stored: StoredModel, config: Config, src_vocab: Vocabulary, tgt_vocab: Vocabulary,
+                     path: str | Path) -> None:
+    """Raise ``CheckpointError`` naming what differs when ``stored`` was made for another model."""
+    for side, theirs, ours in (("source", stored.src_vocab, src_vocab), ("target", stored.tgt_vocab, tgt_vocab)):
+        if theirs != ours:
+            raise CheckpointError(
+                f"{path}: the {side} vocabulary differs from the one built from this config's data "
+                f"(checkpoint {len(theirs)} tokens, config {len(ours)}); use the data the checkpoint was trained on")
+    differing = sorted(_differences(config_to_dict(config)["model"], config_to_dict(stored.config)["model"], "model"))
+    if differing:
+        raise CheckpointError(f"{path}: architecture differs from this config at {', '.join(differing)}")
+
+
+def _differences(ours: Any, theirs: Any, prefix: str) -> list[str]:
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        keys = set(ours) | set(theirs)
+        return [d for k in keys for d in _differences(ours.get(k), theirs.get(k), f"{prefix}.{k}")]
+    return [] if ours == theirs else [f"{prefix} (checkpoint {theirs!r}, config {ours!r})"]
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:

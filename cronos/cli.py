@@ -24,6 +24,7 @@ import torch
 
 from . import __version__
 from .config import ConfigError, load_config, parse_override
+from .data import chunks
 from .data.preprocess import is_empty
 from .data.readers import BOM, MAX_LINE_BYTES
 
@@ -223,16 +224,17 @@ def _translate(args: argparse.Namespace) -> int:
     batch_size = args.batch_size or model.config.evaluation.batch_size
     once = _OncePerKind()
     logger.addFilter(once)
+    stdin = _StdinLines()
     empty_lines: list[int] = []
     try:
-        for first_line, chunk in _chunks(_stdin_lines(), batch_size):
-            real = [i for i, text in enumerate(chunk) if not is_empty(text, model.tokenizer.tokenize(text))]
-            texts = [chunk[i] for i in real]
+        for chunk in chunks(stdin, batch_size):  # a stream: translated as it comes
+            real = [i for i, (_, text) in enumerate(chunk) if not is_empty(text, model.codec.tokenize(text))]
+            texts = [chunk[i][1] for i in real]
             translated = dict(zip(real, model.translate(texts, beam_size=args.beam, batch_size=batch_size)
                                   if texts else []))
             for i in range(len(chunk)):
                 print(translated.get(i, ""))
-            empty_lines.extend(first_line + i for i in range(len(chunk)) if i not in translated)
+            empty_lines.extend(number for i, (number, _) in enumerate(chunk) if i not in translated)
             sys.stdout.flush()
     finally:
         logger.removeFilter(once)
@@ -240,40 +242,34 @@ def _translate(args: argparse.Namespace) -> int:
         shown = ", ".join(map(str, empty_lines[:10])) + (f" and {len(empty_lines) - 10} more" if len(empty_lines) > 10
                                                          else "")
         logger.warning("%d empty input line(s) gave empty output lines: line(s) %s", len(empty_lines), shown)
+    if stdin.error is not None:  # raised after the lines before the bad one were translated
+        raise stdin.error
     return 0
 
 
-def _stdin_lines() -> Iterator[str]:
-    """Lines of stdin (UTF-8, a leading byte order mark dropped), each at most ``MAX_LINE_BYTES``."""
-    number = 0
-    while raw := sys.stdin.buffer.readline(MAX_LINE_BYTES + 1):
-        number += 1
-        if len(raw) > MAX_LINE_BYTES:
-            raise ValueError(f"stdin line {number}: longer than {MAX_LINE_BYTES // (1 << 20)} MiB without a line end")
-        if number == 1:
-            raw = raw.removeprefix(BOM)
-        try:
-            yield raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
-        except UnicodeDecodeError as error:
-            raise ValueError(f"stdin line {number}: not valid UTF-8 (at column {error.start + 1})") from None
+class _StdinLines:
+    """``(line number, text)`` for each line of stdin (UTF-8, a leading byte order mark dropped,
+    each at most ``MAX_LINE_BYTES``).  A bad line ends the iteration and is kept in ``error``, so
+    that the lines before it are still handed out."""
 
+    def __init__(self):
+        self.error: ValueError | None = None
 
-def _chunks(lines: Iterator[str], size: int) -> Iterator[tuple[int, list[str]]]:
-    """``(first line number, lines)`` in chunks of ``size``; a bad line ends the input after the
-    lines before it have been handed out."""
-    chunk, first = [], 1
-    try:
-        for number, line in enumerate(lines, start=1):
-            chunk.append(line)
-            if len(chunk) == size:
-                yield first, chunk
-                chunk, first = [], number + 1
-    except ValueError:
-        if chunk:
-            yield first, chunk
-        raise
-    if chunk:
-        yield first, chunk
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        number = 0
+        while raw := sys.stdin.buffer.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES:
+                self.error = ValueError(f"stdin line {number}: longer than {MAX_LINE_BYTES // (1 << 20)} MiB "
+                                        "without a line end")
+                return
+            if number == 1:
+                raw = raw.removeprefix(BOM)
+            try:
+                yield number, raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+            except UnicodeDecodeError as error:
+                self.error = ValueError(f"stdin line {number}: not valid UTF-8 (at column {error.start + 1})")
+                return
 
 
 def _explain(args: argparse.Namespace) -> int:

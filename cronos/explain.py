@@ -7,7 +7,10 @@ from typing import Any, Sequence
 
 import torch
 
-from .data import collate, encode_sources
+from .config import EvaluationConfig
+from .data import TextCodec, collate, length_batches
+from .network import Seq2Seq, evaluating
+from .search import decode_examples
 
 __all__ = ["Explanation", "PlotDependencyError", "explain_decoded", "explain_forced"]
 
@@ -69,44 +72,36 @@ class Explanation:
         return path
 
 
-def explain_decoded(model, sources: Sequence[str], beam_size: int) -> list[Explanation]:
+def explain_decoded(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], options: EvaluationConfig,
+                    beam_size: int | None = None) -> list[Explanation]:
     """Decode ``sources`` and explain each returned hypothesis."""
-    from .evaluation import decode_examples
-
-    examples = encode_sources(sources, model.tokenizer, model.src_vocab, max_length=model.config.data.max_length)
-    evaluation = model.config.evaluation
-    hypotheses = decode_examples(model, examples, beam_size, evaluation.length_penalty, evaluation.batch_size,
-                                 need_attention=True)
-    return [_explanation(model, source, example.src_length, [model.tgt_vocab.itos[t] for t in h.tokens],
-                         model.detokenize(h.tokens), h.attention, h.score, forced=False)
+    examples = codec.encode(sources)
+    hypotheses = decode_examples(network, examples, options, beam_size, need_weights=True)
+    return [_explanation(codec, source, example.src_length, codec.output_tokens(h.tokens), codec.decode(h.tokens),
+                         h.attention, h.score, forced=False)
             for source, example, h in zip(sources, examples, hypotheses)]
 
 
-@torch.no_grad()
-def explain_forced(model, sources: Sequence[str], targets: Sequence[str]) -> list[Explanation]:
+def explain_forced(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], targets: Sequence[str],
+                   batch_size: int) -> list[Explanation]:
     """Teacher-force ``targets`` and explain each of their tokens."""
-    examples = encode_sources(sources, model.tokenizer, model.src_vocab, targets, model.tgt_vocab,
-                              model.config.data.max_length)
-    was_training = model.training
-    model.eval()
+    examples = codec.encode(sources, targets)
     results: list[Explanation | None] = [None] * len(examples)
-    batch_size = model.config.evaluation.batch_size
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start: start + batch_size]
-        batch = collate(chunk).to(model.device)
-        _, attention = model(batch.src, batch.src_lengths, batch.tgt_in)  # [B, T, S]
-        for row, example in enumerate(chunk):
-            output_tokens = model.tokenizer.tokenize(targets[example.index])[: example.tgt_length - 1]  # as read
-            rows = attention[row, : len(output_tokens)].float().cpu()  # the <eos> row is not an output token
-            results[example.index] = _explanation(model, sources[example.index], example.src_length, output_tokens,
-                                                  targets[example.index], rows, None, forced=True)
-    model.train(was_training)
+    with evaluating(network):
+        for positions in length_batches(examples, batch_size):
+            batch = collate([examples[i] for i in positions]).to(network.device)
+            _, attention = network(batch.src, batch.src_lengths, batch.tgt_in)  # [B, T, S]
+            for row, i in enumerate(positions):
+                output_tokens = codec.read_tokens(targets[i])  # as the model read them
+                rows = attention[row, : len(output_tokens)].float().cpu()  # the <eos> row is not an output token
+                results[i] = _explanation(codec, sources[i], examples[i].src_length, output_tokens, targets[i],
+                                          rows, None, forced=True)
     return results
 
 
-def _explanation(model, source: str, source_length: int, output_tokens: list[str], output: str,
+def _explanation(codec: TextCodec, source: str, source_length: int, output_tokens: list[str], output: str,
                  attention: torch.Tensor, score: float | None, forced: bool) -> Explanation:
-    source_tokens = model.tokenizer.tokenize(source)[:source_length]  # as the model read it: cut to max_length
+    source_tokens = codec.read_tokens(source)  # as the model read it: cut to max_length
     return Explanation(source=source, source_tokens=source_tokens, output=output, output_tokens=output_tokens,
                        attention=attention[:, :source_length].clone(), score=score,
                        padding_attention=float(attention[:, source_length:].sum()), forced=forced)

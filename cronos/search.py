@@ -1,5 +1,8 @@
 """Greedy and beam search: batched, masked, and independent of batch mates.
 
+    hypotheses = decode_examples(network, codec.encode(sources), config.evaluation)   # input order
+    hypotheses = search(network, batch.src, batch.src_lengths, config.evaluation)     # one batch
+
 The encoder runs once per batch; the decoder state carries the memory projections and the source
 mask, so every step attends with the mask.  Inputs that finish leave the batch, so they stop
 costing compute.  Each input gets at most ``ceil(max_length_ratio * source_length) +
@@ -9,13 +12,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
+from .config import EvaluationConfig
+from .data import Example, collate, length_batches
 from .data.vocab import BOS_INDEX, EOS_INDEX
+from .network import Seq2Seq, evaluating
 
-__all__ = ["Hypothesis", "greedy_search", "beam_search", "search", "max_output_lengths"]
+__all__ = ["Hypothesis", "decode_examples", "greedy_search", "beam_search", "search", "max_output_lengths"]
 
 
 @dataclass(frozen=True)
@@ -30,36 +37,54 @@ def max_output_lengths(src_lengths: Tensor, ratio: float, offset: int) -> Tensor
     return torch.clamp(torch.ceil(src_lengths.double() * ratio).long() + offset, min=1)
 
 
-def search(model, src: Tensor, src_lengths: Tensor, beam_size: int = 1, length_penalty: float = 1.0,
-           max_lengths: Tensor | None = None, need_attention: bool = False) -> list[Hypothesis]:
-    """Greedy search for ``beam_size == 1``, beam search otherwise; one hypothesis per input."""
-    if max_lengths is None:
-        evaluation = model.config.evaluation
-        max_lengths = max_output_lengths(src_lengths, evaluation.max_length_ratio, evaluation.max_length_offset)
+def decode_examples(network: Seq2Seq, examples: Sequence[Example], options: EvaluationConfig,
+                    beam_size: int | None = None, batch_size: int | None = None,
+                    need_weights: bool = False) -> list[Hypothesis]:
+    """Search every example (in eval mode, in batches of similar length); results in input order.
+
+    ``options``: beam size, length penalty, output length limits and batch size, each of which
+    ``beam_size`` and ``batch_size`` may override.
+    """
+    results: list[Hypothesis | None] = [None] * len(examples)
+    with evaluating(network):
+        for positions in length_batches(examples, batch_size or options.batch_size):
+            batch = collate([examples[i] for i in positions]).to(network.device)
+            hypotheses = search(network, batch.src, batch.src_lengths, options, beam_size, need_weights)
+            for position, hypothesis in zip(positions, hypotheses):
+                results[position] = hypothesis
+    return results
+
+
+def search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, options: EvaluationConfig,
+           beam_size: int | None = None, need_weights: bool = False) -> list[Hypothesis]:
+    """Greedy search for a beam of 1, beam search otherwise (``beam_size``, default
+    ``options.beam_size``); one hypothesis per input, its length limited per ``options``."""
+    beam_size = beam_size or options.beam_size
+    max_lengths = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_offset)
     if beam_size == 1:
-        return greedy_search(model, src, src_lengths, max_lengths, need_attention)
-    return beam_search(model, src, src_lengths, max_lengths, beam_size, length_penalty, need_attention)
+        return greedy_search(network, src, src_lengths, max_lengths, need_weights)
+    return beam_search(network, src, src_lengths, max_lengths, beam_size, options.length_penalty, need_weights)
 
 
 @torch.no_grad()
-def greedy_search(model, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
-                  need_attention: bool = False) -> list[Hypothesis]:
+def greedy_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
+                  need_weights: bool = False) -> list[Hypothesis]:
     batch = src.size(0)
-    state = model.start_decoding(model.encode(src, src_lengths))
+    state = network.start_decoding(network.encode(src, src_lengths))
     alive = torch.arange(batch)                      # input index of each row still decoding
     previous = torch.full((batch,), BOS_INDEX, dtype=torch.long, device=src.device)
     tokens: list[list[int]] = [[] for _ in range(batch)]
     attentions: list[list[Tensor]] = [[] for _ in range(batch)]
     scores = [0.0] * batch
     for step in range(int(max_lengths.max())):
-        logits, attention, state = model.decode(previous[:, None], state, need_attention)
+        logits, attention, state = network.decode(previous[:, None], state, need_weights)
         log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)  # [b, V]
         best_scores, best = log_probs.max(dim=-1)
         for row, (index, token, score) in enumerate(zip(alive.tolist(), best.tolist(), best_scores.tolist())):
             scores[index] += score
             if token != EOS_INDEX:
                 tokens[index].append(token)
-                if need_attention:
+                if need_weights:
                     attentions[index].append(attention[row, 0].float().cpu())
         done = (best == EOS_INDEX).cpu() | (max_lengths[alive] <= step + 1)
         if done.all():
@@ -69,13 +94,13 @@ def greedy_search(model, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
             alive, state = alive[keep], state.select(keep.to(src.device))
             best = best[keep.to(src.device)]
         previous = best
-    return [Hypothesis(tokens[i], scores[i], _stack(attentions[i], src.size(1)) if need_attention else None)
+    return [Hypothesis(tokens[i], scores[i], _stack(attentions[i], src.size(1)) if need_weights else None)
             for i in range(batch)]
 
 
 @torch.no_grad()
-def beam_search(model, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, beam_size: int,
-                length_penalty: float = 1.0, need_attention: bool = False) -> list[Hypothesis]:
+def beam_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, beam_size: int,
+                length_penalty: float = 1.0, need_weights: bool = False) -> list[Hypothesis]:
     """Beam search with ``beam_size`` beams per input.
 
     Each step takes the best ``2 * beam_size`` continuations of an input: ``<eos>`` ones within the
@@ -85,7 +110,7 @@ def beam_search(model, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, be
     """
     batch, k, device = src.size(0), beam_size, src.device
     source_length = src.size(1)
-    state = model.start_decoding(model.encode(src, src_lengths))
+    state = network.start_decoding(network.encode(src, src_lengths))
     state = state.select(torch.arange(batch, device=device).repeat_interleave(k))
     alive = torch.arange(batch)                                          # input index per beam group
     beam_scores = torch.full((batch, k), float("-inf"), device=device)
@@ -97,7 +122,7 @@ def beam_search(model, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, be
 
     for step in range(int(max_lengths.max())):
         groups = alive.numel()
-        logits, attention, state = model.decode(previous[:, None], state, need_attention)
+        logits, attention, state = network.decode(previous[:, None], state, need_weights)
         log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)              # [b*k, V]
         vocab = log_probs.size(-1)
         totals = (beam_scores.view(-1, 1) + log_probs).view(groups, k * vocab)
@@ -106,7 +131,7 @@ def beam_search(model, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, be
         token = top_index % vocab
         parent = origin + torch.arange(groups, device=device)[:, None] * k    # flat row of the parent
         is_eos = (token == EOS_INDEX) & torch.isfinite(top_scores)
-        if need_attention:
+        if need_weights:
             step_attention = attention[:, 0].float()                            # [b*k, S]
 
         # <eos> among the top k: a finished hypothesis
@@ -114,7 +139,7 @@ def beam_search(model, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, be
         for g, j in (is_eos & (ranks < k)).nonzero().tolist():
             row = int(parent[g, j])
             finished[int(alive[g])].append((float(top_scores[g, j]) / (step + 1) ** length_penalty,
-                                            history[row].tolist(), attention_history[row] if need_attention else None))
+                                            history[row].tolist(), attention_history[row] if need_weights else None))
         # the best k that are not <eos> continue (there are always k: each beam adds at most one <eos>)
         continuing = (~is_eos) & (torch.cumsum((~is_eos).long(), dim=1) <= k)
         select = continuing.nonzero()[:, 1].view(groups, k)                    # [b, k] candidate columns
@@ -122,7 +147,7 @@ def beam_search(model, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, be
         beam_scores = top_scores.gather(1, select)
         previous = token.gather(1, select).flatten()
         history = torch.cat([history[rows], previous[:, None]], dim=1)
-        if need_attention:
+        if need_weights:
             attention_history = torch.cat([attention_history[rows], step_attention[rows][:, None]], dim=1)
         state = state.select(rows)
 
@@ -135,7 +160,7 @@ def beam_search(model, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, be
                     if math.isfinite(float(beam_scores[g, b])):
                         finished[int(alive[g])].append(
                             (float(beam_scores[g, b]) / (step + 1) ** length_penalty, history[row].tolist(),
-                             attention_history[row] if need_attention else None))
+                             attention_history[row] if need_weights else None))
         done = torch.tensor([limited or len(finished[int(i)]) >= k for i, limited in zip(alive, at_limit)])
         if done.all():
             break
@@ -144,7 +169,7 @@ def beam_search(model, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, be
             keep_rows = (keep_groups[:, None] * k + torch.arange(k)).flatten().to(device)
             alive, beam_scores = alive[keep_groups], beam_scores[keep_groups.to(device)]
             history, previous, state = history[keep_rows], previous[keep_rows], state.select(keep_rows)
-            if need_attention:
+            if need_weights:
                 attention_history = attention_history[keep_rows]
 
     results = []

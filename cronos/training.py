@@ -1,6 +1,9 @@
 """The fit loop: optimiser and schedule, validation, early stopping, checkpoints, resume, signals.
 
-A run writes into ``output_dir`` (``run_folder`` names the files and holds the folder for one run
+    history = Trainer(network, codec, config, data, valid).run()   # the network ends on its best weights
+
+Each step is one call of the network's ``forward`` (which returns the batch's loss), so anything
+that wraps the network sees every step.  A run writes into ``output_dir`` (``run_folder`` names the files and holds the folder for one run
 at a time): ``last.pt`` (resumable: weights, optimiser, scheduler, sampler position, the epoch's
 running loss and time, RNG state), ``best.pt`` (weights of the best validation), and
 ``metrics.jsonl`` (one JSON line per validation).  A folder that holds an earlier run is refused
@@ -25,11 +28,13 @@ from typing import Iterator
 
 import torch
 
-from .checkpoint import CheckpointError, check_weights, load_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, check_same_model, check_weights, load_checkpoint, model_payload, read_model,
+                         save_checkpoint)
 from .config import Config, TrainingConfig
-from .data import BucketBatchSampler, EvalSplit, TrainingData, collate, padded_share
+from .data import BucketBatchSampler, EvalSplit, TextCodec, TrainingData, collate, padded_share
 from .device import resolve_device
 from .evaluation import METRICS, evaluate_split
+from .network import Seq2Seq
 from .progress import ProgressReport, report_to_stderr_unless_configured
 from .run_folder import RunFolder, claim
 
@@ -42,14 +47,14 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss or gradient under ``nan_policy: error``)."""
 
 
-def build_optimizer(model: torch.nn.Module, training: TrainingConfig) -> torch.optim.Optimizer:
+def build_optimizer(network: torch.nn.Module, training: TrainingConfig) -> torch.optim.Optimizer:
     """Adam or AdamW per ``training``; the fused kernel when torch has it (~4x faster on the CPU)."""
     kind = torch.optim.AdamW if training.optimizer == "adamw" else torch.optim.Adam
     options = dict(lr=training.lr, weight_decay=training.weight_decay)
     try:
-        return kind(model.parameters(), fused=True, **options)
+        return kind(network.parameters(), fused=True, **options)
     except (RuntimeError, TypeError, ValueError):  # torch < 2.4 has no fused CPU kernel
-        return kind(model.parameters(), **options)
+        return kind(network.parameters(), **options)
 
 
 @dataclass
@@ -86,16 +91,23 @@ class TrainingHistory(list):
 
 
 class Trainer:
-    def __init__(self, model, data: TrainingData, valid: EvalSplit | None):
-        self.model, self.data, self.valid = model, data, valid
-        self.config: Config = model.config
-        self.training = self.config.training
-        model.to(resolve_device(self.training.device))  # before the optimiser: its state follows the weights
-        self.folder = RunFolder(Path(self.config.output_dir))
+    """Trains ``network`` on ``data`` per ``config.training``, validating on ``valid`` (scored with
+    ``codec`` per ``config.evaluation``), into ``config.output_dir``.
+
+    It receives the whole ``config`` because every checkpoint it writes stores it (with the
+    codec's vocabularies), so that the checkpoint alone rebuilds the model.
+    """
+
+    def __init__(self, network: Seq2Seq, codec: TextCodec, config: Config, data: TrainingData,
+                 valid: EvalSplit | None):
+        self.network, self.codec, self.config, self.data, self.valid = network, codec, config, data, valid
+        self.training = config.training
+        network.to(resolve_device(self.training.device))  # before the optimiser: its state follows the weights
+        self.folder = RunFolder(Path(config.output_dir))
         self.lengths = ([e.src_length for e in data.examples], [e.tgt_length for e in data.examples])
         self.sampler = BucketBatchSampler(*self.lengths, batch_size=self.training.batch_size,
                                           batch_tokens=self.training.batch_tokens, seed=self.config.seed)
-        self.optimizer = build_optimizer(model, self.training)
+        self.optimizer = build_optimizer(network, self.training)
         self.scheduler = self._scheduler()
         self.progress = TrainingProgress()
         self._stop_requested: str | None = None
@@ -108,7 +120,7 @@ class Trainer:
         training = self.training
         if training.scheduler == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="min" if self._lower_is_better else "max", factor=training.plateau_factor,
+                self.optimizer, mode="min" if training.lower_is_better else "max", factor=training.plateau_factor,
                 patience=training.plateau_patience, min_lr=training.min_lr)
         if training.scheduler == "warmup_inverse_sqrt":
             warmup, floor = training.warmup_steps, training.min_lr / training.lr if training.lr else 0.0
@@ -117,23 +129,17 @@ class Trainer:
         return None
 
     @property
-    def _lower_is_better(self) -> bool:
-        return self._metric in ("valid_loss", "valid_ppl")
-
-    @property
-    def _metric(self) -> str:
-        """``training.early_stopping_metric`` as metrics.jsonl names it."""
-        metric = self.training.early_stopping_metric
-        return metric if metric.startswith("valid_") else f"valid_{metric}"
-
-    @property
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
     # --- the loop -------------------------------------------------------------------------------
 
     def run(self) -> TrainingHistory:
-        """Train until ``training.epochs`` (or ``max_steps``, early stopping, or a signal); return the history."""
+        """Train until ``training.epochs`` (or ``max_steps``, early stopping, or a signal); return the history.
+
+        The network ends holding the weights of this run's best validation (``best.pt``), or its
+        last weights when the run was stopped before its first validation.
+        """
         if self.training.num_threads:
             torch.set_num_threads(self.training.num_threads)
         torch.manual_seed(self.config.seed)
@@ -154,6 +160,8 @@ class Trainer:
             elif not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
                 self.save_last()
             self._ensure_best()
+        if self.progress.best_step is not None:  # best.pt holds this run's best validation
+            self.network.load_state_dict(load_checkpoint(self.folder.best)["model"])
         return TrainingHistory(self.progress, self._stop_requested, self._last_record)
 
     def _finished(self) -> bool:
@@ -206,13 +214,14 @@ class Trainer:
         return every is not None and self.progress.step % every == 0
 
     def _train_step(self, indices: list[int]) -> tuple[float, int]:
-        self.model.train()
-        batch = collate([self.data.examples[i] for i in indices]).to(self.model.device)
+        self.network.train()
+        batch = collate([self.data.examples[i] for i in indices]).to(self.network.device)
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum, count = self.model.loss(batch)
+        loss_sum, count = self.network(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
+                                       label_smoothing=self.training.label_smoothing)
         (loss_sum / count).backward()
         max_norm = self.training.clip_grad_norm if self.training.clip_grad_norm is not None else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm)
         if not (torch.isfinite(loss_sum) and torch.isfinite(grad_norm)):
             return self._non_finite(batch, float(loss_sum.detach()), float(grad_norm))
         self.optimizer.step()
@@ -253,7 +262,7 @@ class Trainer:
                       "seconds": round(progress.epoch_seconds, 3), "padded_share": share,
                       "skipped_batches": progress.skipped_batches}
             if self.valid is not None:
-                scores = evaluate_split(self.model, self.valid)
+                scores = evaluate_split(self.network, self.codec, self.valid, self.config.evaluation)
                 record.update({f"valid_{k}": scores[k] for k in METRICS})
                 self._track_best(record)
             with open(self.folder.metrics, "a", encoding="utf-8") as file:
@@ -268,16 +277,16 @@ class Trainer:
             self.save_last()
 
     def _track_best(self, record: dict) -> None:
-        metric = self._metric
+        metric = self.training.metric
         score = record[metric]
         progress = self.progress
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(score)
-        better = progress.best_score is None or (score < progress.best_score if self._lower_is_better
+        better = progress.best_score is None or (score < progress.best_score if self.training.lower_is_better
                                                  else score > progress.best_score)
         if better:
             progress.best_score, progress.best_step, progress.bad_validations = score, progress.step, 0
-            self.model.save(self.folder.best)
+            save_checkpoint(self.folder.best, self._model_payload())
         else:
             progress.bad_validations += 1
             if self.training.patience is not None and progress.bad_validations >= self.training.patience:
@@ -287,7 +296,10 @@ class Trainer:
 
     def _ensure_best(self) -> None:
         if self.valid is None:  # no validation data: the last weights are the best
-            self.model.save(self.folder.best)
+            save_checkpoint(self.folder.best, self._model_payload())
+
+    def _model_payload(self) -> dict:
+        return model_payload(self.config, self.codec.src_vocab, self.codec.tgt_vocab, self.network.state_dict())
 
     def save_last(self) -> Path:
         self._tick()
@@ -298,7 +310,7 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all(),  # [] without a GPU; dropout on a GPU draws from these
         }
-        return save_checkpoint(self.folder.last, {**self.model.checkpoint_payload(), "training": state})
+        return save_checkpoint(self.folder.last, {**self._model_payload(), "training": state})
 
     def _maybe_resume(self) -> None:
         resume = self.training.resume
@@ -308,14 +320,14 @@ class Trainer:
         if resume == "auto" and not path.exists():
             logger.info("training.resume=auto: no %s yet, starting a new run", path)
             return
-        payload = load_checkpoint(path)
-        if "training" not in payload:
+        stored = read_model(path)
+        if stored.training is None:
             raise CheckpointError(f"{path}: holds weights only (a best.pt?); resume from a last.pt")
-        self.model.check_compatible(payload, path)
-        check_weights(payload["model"], self.model, path)
-        self.model.load_state_dict(payload["model"])
+        check_same_model(stored, self.config, self.codec.src_vocab, self.codec.tgt_vocab, path)
+        check_weights(stored.weights, self.network, path)
+        self.network.load_state_dict(stored.weights)
         try:
-            self._restore(payload["training"])
+            self._restore(stored.training)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a damaged or foreign training state
             raise CheckpointError(f"{path}: its training state does not fit this run: {type(error).__name__}: "
                                   f"{str(error).splitlines()[0] if str(error) else ''}") from None

@@ -20,6 +20,8 @@ import torch
 
 import cronos
 from cronos.config import load_config, parse_override
+from cronos.data import load_split
+from cronos.evaluation import evaluate_split
 from cronos.search import search
 
 SETTINGS = list(itertools.product((True, False), (True, False)))  # (mask_padding, freeze_pad_embedding)
@@ -41,11 +43,11 @@ def batch_dependence(model: cronos.Cronos, sources: list[str], targets: list[str
     for start in range(0, len(sources), batch_size):
         chunk_s, chunk_t = sources[start: start + batch_size], targets[start: start + batch_size]
         batch = model.prepare(chunk_s, chunk_t)
-        together = search(model, batch.src, batch.src_lengths)
+        together = search(model.network, batch.src, batch.src_lengths, model.config.evaluation)
         logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
         for i, (source, target) in enumerate(zip(chunk_s, chunk_t)):
             alone = model.prepare([source], [target])
-            single = search(model, alone.src, alone.src_lengths)[0]
+            single = search(model.network, alone.src, alone.src_lengths, model.config.evaluation)[0]
             changed += single.tokens != together[i].tokens
             alone_logits, _ = model(alone.src, alone.src_lengths, alone.tgt_in)
             steps = alone_logits.size(1)
@@ -61,15 +63,15 @@ def run(config_path: str, overrides: dict, mask: bool, freeze: bool, seed: int, 
                                                  "output_dir": str(folder / f"mask{int(mask)}_freeze{int(freeze)}_seed{seed}")})
     started = time.perf_counter()
     model = cronos.Cronos.from_config(config)
-    pad_row_before = model.src_embedding.weight[0].detach().cpu().clone()  # fit may move the model to a GPU
+    pad_row_before = model.network.src_embedding.weight[0].detach().cpu().clone()  # fit may move the model to a GPU
     model.fit()
-    valid = model._split("valid")
-    scores = model.evaluate(valid)
+    valid = load_split("valid", config.data, model.codec)
+    scores = evaluate_split(model.network, model.codec, valid, config.evaluation)
     sources, targets = valid.sources[:probe], valid.targets[:probe]
     return {"mask_padding": mask, "freeze_pad_embedding": freeze, "seed": seed,
             "valid_loss": scores["loss"], "exact_match": scores["sequence_accuracy"], "bleu": scores["bleu"],
             "padding_attention_share": padding_attention_share(model, sources, targets),
-            "pad_row_changed": not torch.equal(model.src_embedding.weight[0].detach().cpu(), pad_row_before),
+            "pad_row_changed": not torch.equal(model.network.src_embedding.weight[0].detach().cpu(), pad_row_before),
             **batch_dependence(model, sources, targets), "seconds": time.perf_counter() - started}
 
 

@@ -24,8 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cronos.config import TrainingConfig, load_config, parse_override
 from cronos.data import BucketBatchSampler, RandomBatchSampler, collate, load_eval_split, load_training_data, padded_share
-from cronos.evaluation import decode_examples
-from cronos.model import Cronos
+from cronos.network import Seq2Seq
+from cronos.search import decode_examples
 from cronos.training import build_optimizer
 
 
@@ -43,31 +43,35 @@ def matmul_peak(size: int = 2048, repeats: int = 20) -> float:
 
 
 class StepRunner:
-    """One optimiser step on a batch; ``flops`` counts a step's forward + backward FLOPs once."""
+    """One optimiser step on a batch, through the network's forward as training takes it;
+    ``flops`` counts a step's forward + backward FLOPs once."""
 
-    def __init__(self, model: Cronos, examples, training: TrainingConfig):
-        self.model, self.examples = model, examples
-        self.optimizer = build_optimizer(model, training)  # what fit uses
-        self.clip = training.clip_grad_norm
+    def __init__(self, network: Seq2Seq, examples, training: TrainingConfig):
+        self.network, self.examples = network, examples
+        self.optimizer = build_optimizer(network, training)  # what fit uses
+        self.clip, self.label_smoothing = training.clip_grad_norm, training.label_smoothing
 
     def batch(self, indices):
         return collate([self.examples[i] for i in indices])
 
+    def loss(self, batch) -> torch.Tensor:
+        total, tokens = self.network(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
+                                     label_smoothing=self.label_smoothing)
+        return total / tokens
+
     def step(self, batch) -> None:
-        self.model.train()
+        self.network.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss, count = self.model.loss(batch)
-        (loss / count).backward()
+        self.loss(batch).backward()
         if self.clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.clip)
         self.optimizer.step()
 
     def flops(self, batch) -> int:
-        self.model.train()
+        self.network.train()
         self.optimizer.zero_grad(set_to_none=True)
         with FlopCounterMode(display=False) as counter:
-            loss, count = self.model.loss(batch)
-            (loss / count).backward()
+            self.loss(batch).backward()
         self.optimizer.zero_grad(set_to_none=True)
         return counter.get_total_flops()
 
@@ -89,7 +93,7 @@ def main() -> None:
     config = load_config(args.config, overrides=dict(parse_override(o) for o in args.overrides))
     torch.manual_seed(config.seed)
     data = load_training_data(config.data)
-    model = Cronos(config, data.src_vocab, data.tgt_vocab)
+    network = Seq2Seq(config.model, len(data.src_vocab), len(data.tgt_vocab))
     src = [e.src_length for e in data.examples]
     tgt = [e.tgt_length for e in data.examples]
     batching = dict(batch_size=config.training.batch_size, batch_tokens=config.training.batch_tokens, seed=config.seed)
@@ -98,13 +102,13 @@ def main() -> None:
     results = {
         "config": args.config, "overrides": args.overrides, "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in network.parameters()),
         "padded_share_bucketed": padded_share(bucketed, src, tgt),
         "padded_share_random": padded_share(random_batches, src, tgt),
         "matmul_peak_flops": matmul_peak(),
     }
 
-    runner = StepRunner(model, data.examples, config.training)
+    runner = StepRunner(network, data.examples, config.training)
     needed = args.warmup + args.steps + 2 * args.mask_pairs
     plan = (bucketed * (needed // len(bucketed) + 1))[:needed]
     for indices in plan[: args.warmup]:
@@ -131,11 +135,11 @@ def main() -> None:
     for i in range(args.mask_pairs):
         for mask_on, times in ((True, masked_times), (False, unmasked_times)):
             batch = runner.batch(pairs[2 * i])
-            model.mask_padding = mask_on
+            network.mask_padding = mask_on
             start = time.perf_counter()
             runner.step(batch)
             times.append(time.perf_counter() - start)
-    model.mask_padding = config.model.mask_padding
+    network.mask_padding = config.model.mask_padding
     results.update(masked_step_median_s=statistics.median(masked_times),
                    unmasked_step_median_s=statistics.median(unmasked_times))
     results["mask_overhead_ratio"] = results["masked_step_median_s"] / results["unmasked_step_median_s"]
@@ -145,7 +149,7 @@ def main() -> None:
         examples = split.examples[: args.decode]
         for beam in (1, 5):
             start = time.perf_counter()
-            decode_examples(model, examples, beam, config.evaluation.length_penalty, config.evaluation.batch_size)
+            decode_examples(network, examples, config.evaluation, beam)
             results[f"decode_beam{beam}_sentences_per_s"] = len(examples) / (time.perf_counter() - start)
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -205,11 +205,7 @@ def test_values_that_make_no_sense_are_refused_naming_the_key(raw, fragment):
     ("valid_sequence_accuracy", False), ("sequence_accuracy", False), ("valid_bleu", False), ("bleu", False),
     ("valid_chrf", False), ("chrf", False)])
 def test_early_stopping_metric_takes_the_names_metrics_jsonl_writes(metric, lower_is_better, tmp_path):
-    import cronos
-    from cronos.training import Trainer
     from helpers import tiny_config
 
-    config = load_config(tiny_config(tmp_path, training={"early_stopping_metric": metric}))
-    model = cronos.Cronos.from_config(config)
-    trainer = Trainer(model, model._training_data, None)
-    assert trainer._lower_is_better is lower_is_better and trainer._metric.startswith("valid_")
+    training = load_config(tiny_config(tmp_path, training={"early_stopping_metric": metric})).training
+    assert training.lower_is_better is lower_is_better and training.metric.startswith("valid_")

@@ -59,7 +59,8 @@ def test_a_run_on_the_gpu_trains_resumes_and_keeps_padding_inert(tmp_path, famil
     config = cronos.load_config(tiny_config(tmp_path, **sections))
     model = cronos.fit(config)
     assert model.device.type == "cuda"
-    assert not model.src_embedding.weight[PAD_INDEX].any() and not model.tgt_embedding.weight[PAD_INDEX].any()
+    network = model.network
+    assert not network.src_embedding.weight[PAD_INDEX].any() and not network.tgt_embedding.weight[PAD_INDEX].any()
     together = model.translate(SOURCES)
     assert together == [model.translate([s])[0] for s in SOURCES]
     for explanation in model.explain(SOURCES):

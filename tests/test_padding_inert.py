@@ -22,25 +22,25 @@ from cronos.config import load_config
 from cronos.data import Vocabulary
 from cronos.data.batch import collate
 from cronos.data.preprocess import Example
-from cronos.loss import token_cross_entropy
 from cronos.model import Cronos
 
 VOCAB = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>"] + [chr(c) for c in range(ord("a"), ord("a") + 12)])
 
-ENCODERS = {"gru": {"type": "rnn", "cell": "gru"}, "lstm": {"type": "rnn", "cell": "lstm"},
-            "transformer": {"type": "transformer", "layers": 2, "hidden_size": 16}}
+ENCODERS = {"gru": {"type": "rnn", "cell": "gru", "bidirectional": True},
+            "lstm": {"type": "rnn", "cell": "lstm", "bidirectional": True},
+            "transformer": {"type": "transformer", "layers": 2, "hidden_size": 16, "heads": 2, "ff_size": 16}}
 DECODERS = {"rnn-additive": {"type": "rnn", "attention": "additive"},
             "rnn-dot": {"type": "rnn", "attention": "dot"},
             "rnn-general": {"type": "rnn", "attention": "general"},
-            "rnn-multihead": {"type": "rnn", "attention": "multihead"},
-            "transformer": {"type": "transformer", "layers": 2, "hidden_size": 16}}
+            "rnn-multihead": {"type": "rnn", "attention": "multihead", "heads": 2},
+            "transformer": {"type": "transformer", "layers": 2, "hidden_size": 16, "heads": 2, "ff_size": 16}}
 COMBINATIONS = [(e, d) for e in ENCODERS for d in DECODERS]
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
 def tiny_config(encoder: str, decoder: str, **model):
-    enc = {"hidden_size": 8, "heads": 2, "ff_size": 16, "dropout": 0.1, "bidirectional": True, **ENCODERS[encoder]}
-    dec = {"hidden_size": 16, "heads": 2, "ff_size": 16, "dropout": 0.1, **DECODERS[decoder]}
+    enc = {"hidden_size": 8, "dropout": 0.1, **ENCODERS[encoder]}
+    dec = {"hidden_size": 16, "dropout": 0.1, **DECODERS[decoder]}
     if enc["type"] == "rnn" and dec["type"] == "rnn":
         dec["cell"] = enc["cell"]
     return load_config({"seed": 0, "model": {"embedding_size": 8, "encoder": enc, "decoder": dec, **model}})
@@ -94,13 +94,13 @@ def test_p1_p2_outputs_do_not_depend_on_padding_or_batch_mates(encoder, decoder,
 
 
 def summed_loss(model, pairs, extra=0):
-    loss, count = token_cross_entropy(model(*_inputs(make_batch(pairs, extra)))[0],
-                                      make_batch(pairs, extra).tgt_out)
-    return loss, count
+    """The training step's loss, through forward: summed over real target tokens, and their count."""
+    batch = make_batch(pairs, extra)
+    return model(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
 
 
 def _inputs(batch):
-    return batch.src, batch.src_lengths, batch.tgt_in
+    return batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out
 
 
 def gradients(model) -> dict[str, torch.Tensor]:
@@ -118,7 +118,7 @@ def test_p4_p5_p6_losses_and_gradients_are_per_example_sums(encoder, decoder, da
     loss.backward()
     batched = gradients(model)
     # P4: the pad rows receive exactly zero gradient
-    assert torch.all(model.src_embedding.weight.grad[0] == 0) and torch.all(model.tgt_embedding.weight.grad[0] == 0)
+    assert torch.all(model.network.src_embedding.weight.grad[0] == 0) and torch.all(model.network.tgt_embedding.weight.grad[0] == 0)
 
     per_example, per_example_grads = [], []
     for pair in pairs:
@@ -145,30 +145,30 @@ def test_p4_pad_rows_stay_bit_identical_under_adamw_with_weight_decay(encoder, d
     frozen <pad> rows must still not move."""
     torch.manual_seed(0)
     model = Cronos(tiny_config(encoder, decoder, mask_padding=mask_padding), VOCAB, VOCAB).double().train()
-    before = (model.src_embedding.weight[0].clone(), model.tgt_embedding.weight[0].clone())
+    before = (model.network.src_embedding.weight[0].clone(), model.network.tgt_embedding.weight[0].clone())
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.01)
     batch = make_batch([([4, 5, 6], [7, 8]), ([9], [10, 11, 12])], extra_padding=2)
     for _ in range(3):
         optimizer.zero_grad()
-        loss, count = token_cross_entropy(model(*_inputs(batch))[0], batch.tgt_out)
+        loss, count = model(*_inputs(batch))
         (loss / count).backward()
         optimizer.step()
-    assert torch.equal(model.src_embedding.weight[0], before[0]) and torch.equal(before[0], torch.zeros(8).double())
-    assert torch.equal(model.tgt_embedding.weight[0], before[1])
-    assert not torch.equal(model.src_embedding.weight[4], torch.zeros(8).double())  # the others did train
+    assert torch.equal(model.network.src_embedding.weight[0], before[0]) and torch.equal(before[0], torch.zeros(8).double())
+    assert torch.equal(model.network.tgt_embedding.weight[0], before[1])
+    assert not torch.equal(model.network.src_embedding.weight[4], torch.zeros(8).double())  # the others did train
 
 
 def test_without_freeze_the_pad_row_is_not_protected():
     torch.manual_seed(0)
     model = Cronos(tiny_config("gru", "rnn-additive", freeze_pad_embedding=False), VOCAB, VOCAB).double()
-    before = model.tgt_embedding.weight[0].clone()
+    before = model.network.tgt_embedding.weight[0].clone()
     assert not torch.equal(before, torch.zeros_like(before))
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.01)
     batch = make_batch([([4, 5, 6], [7, 8]), ([9], [10, 11, 12])])
-    loss, count = token_cross_entropy(model(*_inputs(batch))[0], batch.tgt_out)
+    loss, count = model(*_inputs(batch))
     loss.backward()
     optimizer.step()
-    assert not torch.equal(model.tgt_embedding.weight[0], before)
+    assert not torch.equal(model.network.tgt_embedding.weight[0], before)
 
 
 def test_with_the_mask_off_an_unfrozen_pad_row_is_read_and_drifts():
@@ -177,23 +177,23 @@ def test_with_the_mask_off_an_unfrozen_pad_row_is_read_and_drifts():
     torch.manual_seed(0)
     config = tiny_config("transformer", "transformer", mask_padding=False, freeze_pad_embedding=False)
     model = Cronos(config, VOCAB, VOCAB).double().train()
-    before = model.src_embedding.weight[0].clone()
+    before = model.network.src_embedding.weight[0].clone()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
     batch = make_batch([([4, 5, 6], [7, 8]), ([9], [10, 11, 12])], extra_padding=2)
-    loss, count = token_cross_entropy(model(*_inputs(batch))[0], batch.tgt_out)
+    loss, count = model(*_inputs(batch))
     (loss / count).backward()
-    assert model.src_embedding.weight.grad[0].abs().sum() > 0
+    assert model.network.src_embedding.weight.grad[0].abs().sum() > 0
     optimizer.step()
-    assert not torch.equal(model.src_embedding.weight[0], before)
+    assert not torch.equal(model.network.src_embedding.weight[0], before)
 
 
 def test_reset_parameters_keeps_the_pad_rows_zero():
     model = tiny_model("transformer", "transformer")
     fresh = Cronos(model.config, VOCAB, VOCAB)
     with torch.no_grad():
-        fresh.src_embedding.weight.fill_(1.0)
-    fresh.reset_parameters()
-    assert torch.all(fresh.src_embedding.weight[0] == 0) and torch.all(fresh.tgt_embedding.weight[0] == 0)
+        fresh.network.src_embedding.weight.fill_(1.0)
+    fresh.network.reset_parameters()
+    assert torch.all(fresh.network.src_embedding.weight[0] == 0) and torch.all(fresh.network.tgt_embedding.weight[0] == 0)
 
 
 @pytest.mark.parametrize("encoder, decoder", COMBINATIONS)

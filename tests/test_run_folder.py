@@ -61,7 +61,7 @@ def test_resume_auto_on_a_finished_run_keeps_it_and_returns_its_best_weights(fin
     assert snapshot(run) == before
     assert [h["step"] for h in history] == [25] and history.step == 25 and history.stopped_by is None
     for name, tensor in load_checkpoint(run / "best.pt")["model"].items():
-        assert torch.equal(model.state_dict()[name], tensor), name
+        assert torch.equal(model.network.state_dict()[name], tensor), name
 
 
 def test_overwrite_replaces_the_earlier_run(finished_run):
@@ -107,7 +107,7 @@ def test_fit_stopped_before_its_first_validation_returns_its_own_weights(finishe
     assert history.stopped_by == "test" and history.step == 3 and history.best_step is None and list(history) == []
     assert not (run / "best.pt").exists()
     for name, tensor in load_checkpoint(run / "last.pt")["model"].items():
-        assert torch.equal(model.state_dict()[name], tensor), name
+        assert torch.equal(model.network.state_dict()[name], tensor), name
 
 
 def test_cli_refuses_a_second_run_with_one_line_and_exit_code_2(finished_run, tmp_path):

@@ -20,19 +20,20 @@ VOCAB = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"])
 V = len(VOCAB)
 LIMIT = 4  # output tokens at most, <eos> included
 WIDE = (V - 1) ** (LIMIT - 1) * V  # a beam that keeps every candidate of every step
-DECODERS = {"rnn": {"type": "rnn", "attention": "additive"}, "transformer": {"type": "transformer", "layers": 1}}
+DECODERS = {"rnn": {"type": "rnn", "attention": "additive"},
+            "transformer": {"type": "transformer", "layers": 1, "heads": 2, "ff_size": 16}}
 
 
 def random_model(seed: int, decoder: str) -> Cronos:
     torch.manual_seed(seed)
     config = load_config({"seed": seed, "model": {
         "embedding_size": 8, "encoder": {"type": "rnn", "hidden_size": 8, "dropout": 0.0},
-        "decoder": {"hidden_size": 16, "heads": 2, "ff_size": 16, "dropout": 0.0, **DECODERS[decoder]}}})
+        "decoder": {"hidden_size": 16, "dropout": 0.0, **DECODERS[decoder]}}})
     model = Cronos(config, VOCAB, VOCAB).double().eval()
     with torch.no_grad():  # peaked, varied next-token distributions, <eos> more or less likely by seed:
-        model.output_projection.weight.mul_(4.0)  # optimal outputs of every length
-        model.output_projection.bias.normal_(0.0, 2.0)
-        model.output_projection.bias[EOS_INDEX] = torch.empty(()).uniform_(-2.0, 4.0)
+        model.network.output_projection.weight.mul_(4.0)  # optimal outputs of every length
+        model.network.output_projection.bias.normal_(0.0, 2.0)
+        model.network.output_projection.bias[EOS_INDEX] = torch.empty(()).uniform_(-2.0, 4.0)
     return model
 
 
@@ -72,7 +73,7 @@ def test_a_wide_beam_finds_the_exact_best_hypothesis(decoder, length_penalty):
         model = random_model(seed, decoder)
         for src in sources():
             expected, expected_score = exhaustive_best(model, src, length_penalty)
-            found = beam_search(model, src, torch.tensor([src.size(1)]), torch.tensor([LIMIT]), WIDE,
+            found = beam_search(model.network, src, torch.tensor([src.size(1)]), torch.tensor([LIMIT]), WIDE,
                                 length_penalty)[0]
             assert tuple(found.tokens) == expected, (seed, src.tolist())
             assert found.score == pytest.approx(expected_score, rel=1e-5)  # search scores in float32
@@ -95,7 +96,7 @@ def test_the_length_penalty_changes_the_choice_as_the_reference_does(decoder):
 def test_a_wide_beam_over_a_padded_batch_gives_each_input_its_best(decoder):
     model = random_model(11, decoder)
     batch = torch.tensor([[4, 5, 4, 0, 0], [5, 0, 0, 0, 0], [5, 5, 4, 4, 5]])
-    found = beam_search(model, batch, torch.tensor([3, 1, 5]), torch.tensor([LIMIT] * 3), WIDE, 1.0)
+    found = beam_search(model.network, batch, torch.tensor([3, 1, 5]), torch.tensor([LIMIT] * 3), WIDE, 1.0)
     for hypothesis, src in zip(found, sources()):
         assert tuple(hypothesis.tokens) == exhaustive_best(model, src, 1.0)[0]
 
@@ -111,5 +112,5 @@ def test_greedy_follows_the_argmax_of_teacher_forced_passes(decoder):
                 if token == EOS_INDEX:
                     break
                 prefix += (token,)
-            found = greedy_search(model, src, torch.tensor([src.size(1)]), torch.tensor([LIMIT]))[0]
+            found = greedy_search(model.network, src, torch.tensor([src.size(1)]), torch.tensor([LIMIT]))[0]
             assert tuple(found.tokens) == prefix

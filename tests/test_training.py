@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import cronos
+from cronos.data import load_training_data
 from cronos.training import Trainer
 from helpers import tiny_config
 
@@ -141,8 +142,8 @@ def test_resume_after_a_stop_mid_run_ends_with_the_same_weights(tmp_path, monkey
     assert resumed["training"]["progress"]["step"] == 50
     for name, tensor in expected.items():
         assert torch.equal(resumed["model"][name], tensor), name
-    for name, tensor in straight.state_dict().items():  # both hold the same run's best weights
-        assert torch.equal(resumed_model.state_dict()[name], tensor), name
+    for name, tensor in straight.network.state_dict().items():  # both hold the same run's best weights
+        assert torch.equal(resumed_model.network.state_dict()[name], tensor), name
     # metrics.jsonl after a resume reports whole epochs: the same lines as the straight run, and the
     # resumed epoch's seconds include the time trained before the stop
     straight_lines, resumed_lines = (metrics(tmp_path / name / "run") for name in ("straight", "resumed"))
@@ -173,8 +174,9 @@ def test_early_stopping_after_patience_runs_out(tmp_path):
 def test_warmup_inverse_sqrt_schedule(tmp_path):
     config = tiny_config(tmp_path, training={"epochs": 1, "scheduler": "warmup_inverse_sqrt", "warmup_steps": 10,
                                              "lr": 0.01})
-    model = cronos.Cronos.from_config(cronos.load_config(config))
-    trainer = Trainer(model, model._training_data, None)
+    config = cronos.load_config(config)
+    model = cronos.Cronos.from_config(config)
+    trainer = Trainer(model.network, model.codec, config, load_training_data(config.data), None)
     lrs = []
     for _ in range(20):
         lrs.append(trainer.lr)
@@ -227,12 +229,12 @@ def test_the_training_step_divides_the_summed_loss_by_the_real_target_tokens(tmp
                                             model={"encoder": {"type": "rnn", "hidden_size": 32, **no_dropout},
                                                    "decoder": {"type": "rnn", "hidden_size": 64, **no_dropout}}))
     model = cronos.Cronos.from_config(config)
-    data = model._training_data
+    data = load_training_data(config.data)
     indices = list(range(len(words)))
     lengths = [data.examples[i].tgt_length for i in indices]
     assert len(set(lengths)) > 1  # the batch has padded target positions
     reference = copy.deepcopy(model)
-    trainer = Trainer(model, data, None)
+    trainer = Trainer(model.network, model.codec, config, data, None)
     loss_sum, count = trainer._train_step(indices)
     assert count == sum(lengths)
 

@@ -1,6 +1,7 @@
 """Data pipeline: read -> tokenise -> vocabulary -> examples with lengths -> batches of (tokens, lengths)."""
-from .batch import Batch, collate
-from .corpus import EvalSplit, TrainingData, load_eval_split, load_training_data, tokenizer_for
+from .batch import Batch, chunks, collate, length_batches
+from .codec import TextCodec, tokenizer_for
+from .corpus import SPLITS, EvalSplit, TrainingData, load_eval_split, load_split, load_training_data
 from .preprocess import Example, PreprocessStats, encode_sources
 from .readers import DataError, read_pairs
 from .sampler import BucketBatchSampler, RandomBatchSampler, padded_share
@@ -8,7 +9,8 @@ from .tokenizers import Tokenizer, build_tokenizer
 from .vocab import BOS_INDEX, EOS_INDEX, PAD_INDEX, UNK_INDEX, Vocabulary
 
 __all__ = [
-    "Batch", "collate", "EvalSplit", "TrainingData", "load_eval_split", "load_training_data", "tokenizer_for",
+    "Batch", "chunks", "collate", "length_batches", "TextCodec", "tokenizer_for", "SPLITS", "EvalSplit",
+    "TrainingData", "load_eval_split", "load_split", "load_training_data",
     "Example", "PreprocessStats", "encode_sources", "DataError", "read_pairs", "BucketBatchSampler",
     "RandomBatchSampler", "padded_share", "Tokenizer", "build_tokenizer", "Vocabulary", "PAD_INDEX",
     "UNK_INDEX", "BOS_INDEX", "EOS_INDEX",

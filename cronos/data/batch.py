@@ -1,15 +1,18 @@
 """``collate``: examples -> a right-padded ``Batch`` of ``(tokens, lengths)``."""
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence, TypeVar
 
 import torch
 
 from .preprocess import Example
 from .vocab import BOS_INDEX, EOS_INDEX, PAD_INDEX
 
-__all__ = ["Batch", "collate"]
+__all__ = ["Batch", "chunks", "collate", "length_batches"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,3 +65,16 @@ def _pad(rows: list[list[int]], width: int) -> torch.Tensor:
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
     return out
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last may be shorter), read lazily: a stream works too."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def length_batches(examples: Sequence[Example], batch_size: int) -> Iterator[list[int]]:
+    """Positions of ``examples`` in batches of ``batch_size`` similar source lengths (little padding),
+    for inference: every example once, in a fixed order."""
+    return chunks(sorted(range(len(examples)), key=lambda i: (examples[i].src_length, i)), batch_size)

@@ -2,22 +2,25 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from ..config import DataConfig, DataFiles
+from .codec import TextCodec, tokenizer_for
 from .preprocess import Example, PreprocessStats, limit_lengths, to_examples, tokenize_pairs, warn_if_mostly_unknown
 from .readers import DataError, read_pairs
-from .tokenizers import Tokenizer, build_tokenizer
 from .vocab import Vocabulary
 
-__all__ = ["TrainingData", "EvalSplit", "load_training_data", "load_eval_split", "tokenizer_for"]
+__all__ = ["TrainingData", "EvalSplit", "SPLITS", "load_training_data", "load_eval_split", "load_split"]
+
+SPLITS = ("train", "valid", "test")  # the splits a config names under ``data``
 
 logger = logging.getLogger("cronos")
 
 
 @dataclass
 class TrainingData:
-    tokenizer: Tokenizer
     src_vocab: Vocabulary
     tgt_vocab: Vocabulary
     examples: list[Example]
@@ -32,10 +35,6 @@ class EvalSplit:
     sources: list[str]
     targets: list[str]
     examples: list[Example]
-
-
-def tokenizer_for(config: DataConfig) -> Tokenizer:
-    return build_tokenizer(config.tokenizer, lowercase=config.lowercase)
 
 
 def load_training_data(config: DataConfig,
@@ -57,7 +56,7 @@ def load_training_data(config: DataConfig,
         src_vocab, tgt_vocab = vocabularies
     logger.info("training data: %d examples, vocabularies %d (source) and %d (target)",
                 len(pairs), len(src_vocab), len(tgt_vocab))
-    return TrainingData(tokenizer, src_vocab, tgt_vocab, to_examples(pairs, src_vocab, tgt_vocab),
+    return TrainingData(src_vocab, tgt_vocab, to_examples(pairs, src_vocab, tgt_vocab),
                         [p.origin for p in pairs], stats)
 
 
@@ -80,6 +79,26 @@ def load_eval_split(files: DataFiles, config: DataConfig, src_vocab: Vocabulary,
     examples = to_examples(pairs, src_vocab, tgt_vocab)
     warn_if_mostly_unknown(examples)
     return EvalSplit([r.source for r in raw], [r.target for r in raw], examples)
+
+
+def load_split(data: str | os.PathLike | Sequence[tuple[str, str]], config: DataConfig,
+               codec: TextCodec) -> EvalSplit:
+    """An evaluation split from a split name (``train``, ``valid``, ``test``: the config's files),
+    a TSV path, or ``(source, target)`` pairs."""
+    if isinstance(data, str) and data in SPLITS:
+        files = getattr(config, data)
+        if files is None:
+            raise ValueError(f"data.{data} is not set in the config; pass a file or (source, target) pairs")
+        # a split's paths come from the config, which a checkpoint from anywhere may carry:
+        # messages about those files never quote what they hold
+        return load_eval_split(files, config, codec.src_vocab, codec.tgt_vocab, quote=False)
+    if isinstance(data, (str, os.PathLike)):
+        if not os.path.exists(data):
+            raise ValueError(f"{str(data)!r} is neither a split name ({', '.join(SPLITS)}) nor an existing file")
+        return load_eval_split(str(data), config, codec.src_vocab, codec.tgt_vocab)
+    pairs = list(data)
+    sources, targets = [p[0] for p in pairs], [p[1] for p in pairs]
+    return EvalSplit(sources, targets, codec.encode(sources, targets))
 
 
 def _describe(files: DataFiles) -> str:

@@ -7,7 +7,7 @@ BOS/EOS on the source); ``tgt_length`` counts the target tokens plus one (the ``
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 from .readers import DataError, RawPair
@@ -49,7 +49,6 @@ class PreprocessStats:
     skipped_empty: int = 0
     filtered_long: int = 0
     truncated: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def tokenize_pairs(pairs: Sequence[RawPair], tokenizer: Tokenizer, empty_policy: str,

@@ -101,34 +101,33 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None,
                 causal: bool = False, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
-        """``keys, values [B, h, S, d]`` from ``precompute``; ``causal`` masks future keys (self-attention)."""
+        """``keys, values [B, h, S, d]`` from ``precompute``; ``causal`` masks future keys (self-attention).
+
+        Weights are for cross-attention (what explanations show): ``causal`` with ``need_weights``
+        is refused.
+        """
+        if causal and need_weights:
+            raise ValueError("attention weights are computed for cross-attention only; pass need_weights=False")
         q = self._split(self.query_projection(query))  # [B, h, T, d]
-        attn_mask = self._sdpa_mask(mask, causal, q.size(2), keys.size(2), q.device)
         # SDPA's boolean attn_mask means True = takes part: the same polarity as cronos's mask.
+        attn_mask = self._causal(q.size(2), keys.size(2), q.device) if causal else None  # [T, S]
+        if mask is not None:
+            attn_mask = mask[:, None, None, :] if attn_mask is None else attn_mask & mask[:, None, None, :]  # [B,1,T|1,S]
         context = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask)  # [B, h, T, d]
         batch, _, length, _ = context.shape
         output = self.output_projection(context.transpose(1, 2).reshape(batch, length, -1))
-        weights = self._weights(q, keys, attn_mask) if need_weights else None
-        return output, weights
+        return output, self._weights(q, keys, mask) if need_weights else None
 
     @staticmethod
-    def _sdpa_mask(mask: Tensor | None, causal: bool, queries: int, keys: int, device) -> Tensor | None:
-        allowed = None if mask is None else mask[:, None, None, :]  # [B, 1, 1, S]
-        if causal:
-            past = keys - queries  # earlier positions already cached
-            order = torch.ones(queries, keys, dtype=torch.bool, device=device).tril(diagonal=past)  # [T, S]
-            allowed = order if allowed is None else allowed & order
-        return allowed
+    def _causal(queries: int, keys: int, device: torch.device) -> Tensor:
+        """``[T, S]``: query ``t`` may see keys up to its own position; earlier keys come from the cache."""
+        past = keys - queries
+        return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(diagonal=past)
 
-    def _weights(self, q: Tensor, keys: Tensor, attn_mask: Tensor | None) -> Tensor:
+    def _weights(self, q: Tensor, keys: Tensor, mask: Tensor | None) -> Tensor:
+        """The head-averaged probabilities SDPA used, by an explicit softmax: ``[B, T, S]``."""
         scores = torch.matmul(q, keys.transpose(-1, -2)) / math.sqrt(self.head_size)  # [B, h, T, S]
-        if attn_mask is None:
-            weights = torch.softmax(scores, dim=-1)
-        elif attn_mask.dim() == 4 and attn_mask.size(2) == 1:
-            weights = masked_softmax(scores, attn_mask[:, 0, 0, :])
-        else:  # causal (self-attention): never a padded *key* row, so -inf filling is enough
-            weights = torch.softmax(scores.masked_fill(~attn_mask, float("-inf")), dim=-1)
-        return weights.mean(dim=1)  # [B, T, S]
+        return masked_softmax(scores, mask).mean(dim=1)
 
 
 def build_attention(kind: str, query_size: int, memory_size: int, heads: int) -> nn.Module:

@@ -36,7 +36,7 @@ def test_unknown_symbols_map_to_unk(trained_models, text):
     model = trained_models["rnn"]
     batch = model.prepare([text])
     for char, index in zip(text, batch.src[0].tolist()):
-        assert index == (model.src_vocab.stoi[char] if char in model.src_vocab else UNK_INDEX)
+        assert index == (model.codec.src_vocab.stoi[char] if char in model.codec.src_vocab else UNK_INDEX)
 
 
 @pytest.mark.parametrize("text", ["", " ", "\t\n", "\u3000"])
@@ -88,7 +88,7 @@ def test_non_utf8_config_is_a_config_error(tmp_path):
     ({"training": {"lr": float("inf")}}, "training.lr: expected a finite number"),
     ({"training": {"lr": "1e400"}}, "training.lr: expected a finite number"),
     ({"seed": -1}, "seed: expected a value >= 0"),
-    ({"seed": 2 ** 40}, "seed: expected a value below 2**31"),
+    ({"seed": 2 ** 40}, "seed: expected a value <= 2,147,483,647"),
     ({"output_dir": "a\0b"}, "invalid path"),
 ])
 def test_values_that_would_break_training_later_are_config_errors(raw, fragment):

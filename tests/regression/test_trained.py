@@ -34,8 +34,8 @@ def test_trained_models_stay_above_their_floors(regression_runs, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_pad_embedding_rows_are_still_exactly_zero_after_training(regression_runs, family):
     model, _ = regression_runs[family]
-    assert torch.count_nonzero(model.src_embedding.weight[0]) == 0
-    assert torch.count_nonzero(model.tgt_embedding.weight[0]) == 0
+    assert torch.count_nonzero(model.network.src_embedding.weight[0]) == 0
+    assert torch.count_nonzero(model.network.tgt_embedding.weight[0]) == 0
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -66,8 +66,8 @@ def test_translate_alone_mixed_batch_and_extra_padding(regression_runs, family, 
     assert batched == model.translate(SOURCES, beam_size=beam, batch_size=3)
     batch = model.prepare(SOURCES)
     extra = torch.nn.functional.pad(batch.src, (0, 7))  # 7 more all-pad columns
-    hypotheses = search(model, extra, batch.src_lengths, beam_size=beam)
-    assert [model.detokenize(h.tokens) for h in hypotheses] == batched
+    hypotheses = search(model.network, extra, batch.src_lengths, model.config.evaluation, beam_size=beam)
+    assert [model.codec.decode(h.tokens) for h in hypotheses] == batched
 
 
 @pytest.mark.parametrize("family", FAMILIES)

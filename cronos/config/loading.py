@@ -1,8 +1,11 @@
-"""YAML -> validated, frozen dataclasses.
+"""Loading a config: YAML (or a mapping) -> a validated ``Config`` with absolute paths.
 
-Every key has a default, a type and a one-line doc (``_key``).  Validation is strict: an unknown
-key is an error that suggests the nearest valid key, a wrong type names the key, what was expected
-and what was found, and every message starts with the file it came from.
+The schema (``schema.py``) declares each key; this module reads and checks.  Validation is strict:
+an unknown key is an error that suggests the nearest valid key, a wrong type or a value outside
+the key's range names the key, what was expected and what was found, a key given where its
+section's type gives it no meaning (``model.decoder.attention`` for a transformer decoder) is an
+error, and every message starts with the file it came from.  Untrusted input is bounded: size,
+expansion (YAML aliases), depth, duplicate keys.
 
     cfg = load_config("configs/dates.yaml", overrides={"training.epochs": 2})
     key, value = parse_override("training.lr=3e-4")      # CLI --set key=value
@@ -17,220 +20,22 @@ import re
 import stat
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal, Mapping, Union
 
 import yaml
 
-__all__ = [
-    "Config", "ConfigError", "DataConfig", "ModelConfig", "EncoderConfig", "DecoderConfig",
-    "TrainingConfig", "EvaluationConfig", "ParallelFiles", "load_config", "parse_override",
-    "config_from_dict", "config_to_dict", "all_keys", "check_device_name",
-]
+from .schema import Config, ConfigError, DataFiles, ParallelFiles, all_keys, applies
 
-
-_DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")  # torch devices a run may name
+__all__ = ["load_config", "parse_override", "config_from_dict", "config_to_dict", "without_inapplicable_keys",
+           "check_size", "expand_path", "MAX_CONFIG_BYTES", "MAX_CONFIG_VALUES", "MAX_CONFIG_DEPTH"]
 
 # A config is a few dozen values four levels deep; anything far larger is refused before it is
 # looked at (YAML aliases can make a few hundred bytes stand for billions of values).
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_VALUES = 10_000
 MAX_CONFIG_DEPTH = 32
-
-
-class ConfigError(ValueError):
-    """A config problem: the message names the source, the dotted key and a hint."""
-
-    def __init__(self, source: str, key: str, problem: str):
-        self.source, self.key, self.problem = source, key, problem
-        where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {problem}")
-
-
-def _key(default: Any, doc: str, *, minimum: float | None = None, above: float | None = None,
-         below: float | None = None, path: bool = False) -> Any:
-    """A config field with its doc line, its numeric range (``minimum`` inclusive, ``above`` and
-    ``below`` exclusive), and whether it is a path."""
-    meta = {"doc": doc, "minimum": minimum, "above": above, "below": below, "path": path}
-    if isinstance(default, (dict, list)) or dataclasses.is_dataclass(default):
-        return field(default_factory=lambda: default, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-@dataclass(frozen=True)
-class ParallelFiles:
-    """Two line-aligned text files: line i of ``src`` translates to line i of ``tgt``."""
-
-    src: str = _key(None, "source-side text file", path=True)
-    tgt: str = _key(None, "target-side text file", path=True)
-
-    def __post_init__(self) -> None:
-        for side in ("src", "tgt"):
-            if getattr(self, side) is None:
-                raise ConfigError("config", side, "missing: parallel files need both `src` and `tgt` paths")
-
-
-DataFiles = Union[str, ParallelFiles, None]
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    train: DataFiles = _key(None, "training data: a TSV path or {src: PATH, tgt: PATH}", path=True)
-    valid: DataFiles = _key(None, "validation data, same forms as data.train", path=True)
-    test: DataFiles = _key(None, "test data, same forms as data.train", path=True)
-    root: str | None = _key(
-        None,
-        "folder that relative data paths resolve against (default: the config file's folder); "
-        "variables are expanded, with defaults: `${MULTI30K_ROOT:-../data/multi30k}`", path=True)
-    tokenizer: Literal["char", "whitespace", "word"] = _key(
-        "char", "`char`, `whitespace`, or `word` (regex split of words and punctuation)")
-    lowercase: bool = _key(False, "lowercase text before tokenising")
-    max_length: int = _key(100, "longest source or target, in tokens", minimum=1)
-    long_policy: Literal["filter", "truncate"] = _key(
-        "filter", "what happens to longer training examples: `filter` drops them, `truncate` cuts them")
-    empty_policy: Literal["error", "skip"] = _key(
-        "error", "an empty source or target: `error` stops with file and line, `skip` drops and counts it")
-    min_freq: int = _key(1, "tokens seen fewer times in training become <unk>", minimum=1)
-    max_vocab_size: int | None = _key(None, "most tokens per vocabulary, specials excluded", minimum=1)
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    type: Literal["rnn", "transformer"] = _key("rnn", "`rnn` or `transformer`")
-    cell: Literal["gru", "lstm"] = _key("gru", "recurrent cell for `rnn`: `gru` or `lstm`")
-    hidden_size: int = _key(128, "RNN hidden size per direction, or transformer model size", minimum=1)
-    layers: int = _key(1, "number of layers", minimum=1)
-    bidirectional: bool = _key(True, "`rnn` only: read the source in both directions")
-    heads: int = _key(4, "`transformer` only: attention heads", minimum=1)
-    ff_size: int = _key(256, "`transformer` only: feed-forward inner size", minimum=1)
-    dropout: float = _key(0.1, "dropout probability", minimum=0.0, below=1.0)
-
-
-@dataclass(frozen=True)
-class DecoderConfig:
-    type: Literal["rnn", "transformer"] = _key("rnn", "`rnn` or `transformer`")
-    cell: Literal["gru", "lstm"] = _key("gru", "recurrent cell for `rnn`: `gru` or `lstm`")
-    hidden_size: int = _key(128, "RNN hidden size, or transformer model size", minimum=1)
-    layers: int = _key(1, "number of layers", minimum=1)
-    attention: Literal["additive", "dot", "general", "multihead"] = _key(
-        "additive", "`rnn` only: `additive` (Bahdanau), `dot`/`general` (Luong) or `multihead`")
-    heads: int = _key(4, "heads of `multihead` attention and of the transformer", minimum=1)
-    ff_size: int = _key(256, "`transformer` only: feed-forward inner size", minimum=1)
-    dropout: float = _key(0.1, "dropout probability", minimum=0.0, below=1.0)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    embedding_size: int = _key(64, "source and target embedding size", minimum=1)
-    encoder: EncoderConfig = _key(EncoderConfig(), "encoder section")
-    decoder: DecoderConfig = _key(DecoderConfig(), "decoder section")
-    mask_padding: bool = _key(True, "methodology A: attention never sees padded keys (off only for ablations)")
-    freeze_pad_embedding: bool = _key(
-        True, "methodology B: the <pad> embedding row is zero and never changes (off only for ablations)")
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    epochs: int = _key(10, "passes over the training data", minimum=1)
-    batch_size: int | None = _key(
-        None, "sentences per batch (default 64 when neither this nor batch_tokens is set)", minimum=1)
-    batch_tokens: int | None = _key(
-        None, "token budget per batch: batch size x longest side, padding included", minimum=1)
-    optimizer: Literal["adam", "adamw"] = _key("adam", "`adam` or `adamw`")
-    lr: float = _key(1e-3, "peak learning rate", minimum=0.0)
-    weight_decay: float = _key(0.0, "weight decay (decoupled for adamw)", minimum=0.0)
-    clip_grad_norm: float | None = _key(1.0, "clip the gradient's global norm to this (null: no clipping)",
-                                        above=0.0)
-    label_smoothing: float = _key(0.0, "label smoothing of the cross-entropy", minimum=0.0, below=1.0)
-    scheduler: Literal["none", "plateau", "warmup_inverse_sqrt"] = _key(
-        "none", "`none`, `plateau` (decay on a flat validation metric) or `warmup_inverse_sqrt`")
-    warmup_steps: int = _key(1000, "`warmup_inverse_sqrt`: steps of linear warm-up", minimum=1)
-    plateau_factor: float = _key(0.5, "`plateau`: multiply the lr by this", above=0.0, below=1.0)
-    plateau_patience: int = _key(1, "`plateau`: validations without improvement before decaying", minimum=0)
-    min_lr: float = _key(0.0, "floor for scheduled learning rates", minimum=0.0)
-    max_steps: int | None = _key(None, "stop after this many optimiser steps in all (null: train all epochs)",
-                                 minimum=1)
-    validate_every: int | None = _key(None, "validate every N steps (null: once per epoch)", minimum=1)
-    early_stopping_metric: Literal[
-        "valid_loss", "valid_ppl", "valid_token_accuracy", "valid_sequence_accuracy", "valid_bleu", "valid_chrf",
-        "loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf"] = _key(
-        "valid_loss", "metric that picks the best checkpoint and drives early stopping and `plateau`: a name "
-                      "metrics.jsonl writes (`valid_loss`, `valid_ppl`, `valid_token_accuracy`, "
-                      "`valid_sequence_accuracy`, `valid_bleu`, `valid_chrf`); the `valid_` prefix may be left out")
-    patience: int | None = _key(None, "stop after this many validations without improvement (null: never)",
-                                minimum=1)
-    checkpoint_every: int | None = _key(
-        None, "also write a resumable checkpoint every N steps (null: at each validation)", minimum=1)
-    resume: str | None = _key(None, "`auto` (the run's own last checkpoint, if any) or a checkpoint path",
-                              path=True)
-    overwrite: bool = _key(False, "start a new run in an output_dir that holds one, removing its best.pt, "
-                                  "last.pt and metrics.jsonl (otherwise that is refused)")
-    nan_policy: Literal["error", "skip"] = _key(
-        "error", "NaN/Inf loss or gradient: `error` stops naming the batch, `skip` drops the batch and counts it")
-    progress: bool = _key(True, "show a tqdm progress bar when stderr is a terminal (elsewhere, log lines)")
-    log_every: int | None = _key(100, "without a bar, log step, loss, tokens/s, lr and time left every N steps "
-                                      "(null: never)", minimum=1)
-    num_threads: int | None = _key(None, "torch CPU threads (null: torch's default)", minimum=1)
-    device: str = _key("auto", "`auto` (a CUDA GPU when torch sees one, else the CPU), `cpu`, `cuda` or `cuda:N`")
-
-
-@dataclass(frozen=True)
-class EvaluationConfig:
-    beam_size: int = _key(1, "1 is greedy search", minimum=1)
-    length_penalty: float = _key(1.0, "beam: scores are divided by length ** this", minimum=0.0)
-    max_length_ratio: float = _key(1.5, "outputs stop at ratio x source length + offset tokens", minimum=0.0)
-    max_length_offset: int = _key(10, "see max_length_ratio", minimum=0)
-    batch_size: int = _key(128, "sentences per decoding batch", minimum=1)
-
-
-@dataclass(frozen=True)
-class Config:
-    name: str = _key("cronos", "run name")
-    seed: int = _key(1234, "seed for initialisation, shuffling and dropout (0 to 2**31 - 1)", minimum=0)
-    output_dir: str = _key("runs/cronos", "where checkpoints, metrics.jsonl and explanations go", path=True)
-    data: DataConfig = _key(DataConfig(), "data section")
-    model: ModelConfig = _key(ModelConfig(), "model section")
-    training: TrainingConfig = _key(TrainingConfig(), "training section")
-    evaluation: EvaluationConfig = _key(EvaluationConfig(), "evaluation section")
-
-    def __post_init__(self) -> None:
-        _check_consistency(self)
-
-
-def check_device_name(name: str, source: str, key: str) -> None:
-    """Raise a ``ConfigError`` naming ``key`` unless ``name`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
-    if not _DEVICE_NAMES.fullmatch(name):
-        raise ConfigError(source, key, f"expected `auto`, `cpu`, `cuda` or `cuda:N`, got {name!r}")
-
-
-def _check_consistency(cfg: Config) -> None:
-    source = "config"
-    if cfg.seed >= 2 ** 31:
-        raise ConfigError(source, "seed", f"expected a value below 2**31, got {cfg.seed}")
-    if cfg.training.batch_size is not None and cfg.training.batch_tokens is not None:
-        raise ConfigError(source, "training.batch_tokens",
-                          "set either training.batch_size or training.batch_tokens, not both")
-    encoder, decoder = cfg.model.encoder, cfg.model.decoder
-    if encoder.type == "transformer" and encoder.hidden_size % encoder.heads:
-        raise ConfigError(source, "model.encoder.heads",
-                          f"hidden_size {encoder.hidden_size} must be divisible by heads {encoder.heads}")
-    if (decoder.type == "transformer" or decoder.attention == "multihead") and decoder.hidden_size % decoder.heads:
-        raise ConfigError(source, "model.decoder.heads",
-                          f"hidden_size {decoder.hidden_size} must be divisible by heads {decoder.heads}")
-    memory_size = encoder.hidden_size * (2 if encoder.type == "rnn" and encoder.bidirectional else 1)
-    if decoder.type == "rnn" and decoder.attention == "dot" and decoder.hidden_size != memory_size:
-        raise ConfigError(source, "model.decoder.attention",
-                          f"`dot` needs model.decoder.hidden_size ({decoder.hidden_size}) equal to the encoder's "
-                          f"output size ({memory_size}); change a size or use `general`")
-    check_device_name(cfg.training.device, source, "training.device")
-    if cfg.training.overwrite and cfg.training.resume is not None:
-        raise ConfigError(source, "training.overwrite",
-                          "training.overwrite starts a new run and training.resume continues one: set only one")
-
-
-# --------------------------------------------------------------------------------------------
-# Loading
 
 
 def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any],
@@ -291,8 +96,32 @@ def config_from_dict(raw: Any, source: str = "config", base_dir: Path | None = N
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
-    """Plain nested dict (YAML/JSON-safe) that ``config_from_dict`` reads back unchanged."""
+    """Plain nested dict (YAML/JSON-safe) that ``config_from_dict`` reads back unchanged; keys that
+    mean nothing for their section's type are left out (they would be refused)."""
     return _plain(config)
+
+
+def without_inapplicable_keys(raw: Any) -> Any:
+    """``raw`` without the keys that mean nothing for their section's type: configs stored in
+    checkpoints by cronos 0.1 hold every key (``cell`` under a transformer encoder, too)."""
+    return _prune(Config, raw)
+
+
+def _prune(cls: type, raw: Any) -> Any:
+    if not isinstance(raw, Mapping):
+        return raw
+    hints, known = typing.get_type_hints(cls), {f.name: f for f in fields(cls)}
+    pruned = {name: _prune(hints[name], value) if name in known and dataclasses.is_dataclass(hints[name]) else value
+              for name, value in raw.items()}
+    conditional = [f for f in fields(cls) if f.metadata.get("only_for")]
+    if not conditional:
+        return pruned
+    defaults = cls()  # the section's settings as the raw mapping gives them, defaults elsewhere
+    settings = {f.name: pruned.get(f.name, getattr(defaults, f.name)) for f in fields(cls)
+                if any(f.name == sibling for c in conditional for sibling, _ in c.metadata["only_for"])}
+    return {name: value for name, value in pruned.items()
+            if name not in known or not known[name].metadata.get("only_for")
+            or any(settings.get(sibling) == wanted for sibling, wanted in known[name].metadata["only_for"])}
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -319,20 +148,6 @@ def check_size(raw: Any, source: str) -> None:
             stack.extend((item, depth + 1) for item in value.values())
         elif isinstance(value, (list, tuple)):
             stack.extend((item, depth + 1) for item in value)
-
-
-def all_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str]]:
-    """Every dotted key with its default and doc line, in declaration order (for docs and hints)."""
-    rows = []
-    hints = typing.get_type_hints(cls)
-    for f in fields(cls):
-        dotted = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(hints[f.name]):
-            rows.extend(all_keys(hints[f.name], dotted + "."))
-        else:
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append((dotted, default, f.metadata.get("doc", "")))
-    return rows
 
 
 def _read_yaml(path: Path) -> Any:
@@ -451,19 +266,36 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
         values[name] = _convert(hints[name], value, dotted, source)
         _check_range(values[name], known[name].metadata, dotted, source)
     try:
-        return cls(**values)
+        section = cls(**values)
     except ConfigError as error:  # raised by a __post_init__ with a key relative to this section
         raise ConfigError(source, prefix + error.key, error.problem) from None
+    for name in raw:
+        if not applies(section, name):
+            _refuse_inapplicable(section, name, prefix, source)
+    return section
+
+
+def _refuse_inapplicable(section: Any, name: str, prefix: str, source: str) -> None:
+    """A key given where its section's settings make it mean nothing: silently ignoring it would
+    hide a mistake (``attention: dot`` under a transformer decoder trains no dot attention)."""
+    meta = {f.name: f for f in fields(section)}[name].metadata
+    wanted = " or ".join(f"{sibling} `{value}`" for sibling, value in meta["only_for"])
+    have = " and ".join(f"{prefix}{sibling} is `{getattr(section, sibling)}`" for sibling in dict(meta["only_for"]))
+    raise ConfigError(source, prefix + name, f"means something only for {wanted}, and {have}: remove the key")
+
+
+_BOUNDS = (("minimum", lambda value, limit: value < limit, ">="), ("maximum", lambda value, limit: value > limit, "<="),
+           ("above", lambda value, limit: value <= limit, ">"), ("below", lambda value, limit: value >= limit, "<"))
 
 
 def _check_range(value: Any, meta: Mapping[str, Any], dotted: str, source: str) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
-    for bound, outside, relation in (("minimum", lambda v, b: v < b, ">="), ("above", lambda v, b: v <= b, ">"),
-                                     ("below", lambda v, b: v >= b, "<")):
+    for bound, outside, relation in _BOUNDS:
         limit = meta.get(bound)
         if limit is not None and outside(value, limit):
-            raise ConfigError(source, dotted, f"expected a value {relation} {limit:g}, got {value!r}")
+            shown = f"{limit:g}" if isinstance(limit, float) else f"{limit:,}"
+            raise ConfigError(source, dotted, f"expected a value {relation} {shown}, got {value!r}")
 
 
 def _convert(hint: Any, value: Any, dotted: str, source: str) -> Any:
@@ -575,5 +407,5 @@ def _absolute(path: str | None, base: Path) -> str | None:
 
 def _plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj) if applies(obj, f.name)}
     return obj

@@ -1,0 +1,245 @@
+"""The config schema: every key with its default, type, one-line doc and range, as frozen dataclasses.
+
+A key is declared with ``key(default, doc, ...)``; its metadata says how ``loading`` checks it: a
+numeric range (``minimum``/``maximum`` inclusive, ``above``/``below`` exclusive), whether it is a
+path (resolved against the config file's folder), and ``only_for``: the settings of its section
+under which it means anything (``cell`` only for an ``rnn`` encoder).  Rules that tie keys
+together are checked when a ``Config`` is built (``__post_init__``), so no invalid ``Config`` exists.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Union
+
+__all__ = [
+    "Config", "ConfigError", "DataConfig", "DataFiles", "DecoderConfig", "EncoderConfig", "EvaluationConfig",
+    "ModelConfig", "ParallelFiles", "TrainingConfig", "all_keys", "applies", "check_device_name", "key",
+]
+
+_DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")  # torch devices a run may name
+
+
+class ConfigError(ValueError):
+    """A config problem: the message names the source, the dotted key and a hint."""
+
+    def __init__(self, source: str, key: str, problem: str):
+        self.source, self.key, self.problem = source, key, problem
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}")
+
+
+def key(default: Any, doc: str, *, minimum: float | None = None, maximum: float | None = None,
+        above: float | None = None, below: float | None = None, path: bool = False,
+        only_for: tuple[tuple[str, str], ...] = ()) -> Any:
+    """A config field with its doc line and checks: ``minimum``/``maximum`` (inclusive) and
+    ``above``/``below`` (exclusive) bounds, ``path`` (resolved against the config's folder), and
+    ``only_for``: ``(sibling key, value)`` pairs, one of which must hold for the key to be given."""
+    meta = {"doc": doc, "minimum": minimum, "maximum": maximum, "above": above, "below": below, "path": path,
+            "only_for": only_for}
+    if isinstance(default, (dict, list)) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def applies(section: Any, name: str) -> bool:
+    """Whether key ``name`` means anything in ``section`` (its ``only_for`` settings hold)."""
+    only_for = {f.name: f for f in fields(section)}[name].metadata.get("only_for", ())
+    return not only_for or any(getattr(section, sibling) == value for sibling, value in only_for)
+
+
+def check_device_name(name: str, source: str, key: str) -> None:
+    """Raise a ``ConfigError`` naming ``key`` unless ``name`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not _DEVICE_NAMES.fullmatch(name):
+        raise ConfigError(source, key, f"expected `auto`, `cpu`, `cuda` or `cuda:N`, got {name!r}")
+
+
+RNN, TRANSFORMER = (("type", "rnn"),), (("type", "transformer"),)
+
+
+@dataclass(frozen=True)
+class ParallelFiles:
+    """Two line-aligned text files: line i of ``src`` translates to line i of ``tgt``."""
+
+    src: str = key(None, "source-side text file", path=True)
+    tgt: str = key(None, "target-side text file", path=True)
+
+    def __post_init__(self) -> None:
+        for side in ("src", "tgt"):
+            if getattr(self, side) is None:
+                raise ConfigError("config", side, "missing: parallel files need both `src` and `tgt` paths")
+
+
+DataFiles = Union[str, ParallelFiles, None]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: DataFiles = key(None, "training data: a TSV path or {src: PATH, tgt: PATH}", path=True)
+    valid: DataFiles = key(None, "validation data, same forms as data.train", path=True)
+    test: DataFiles = key(None, "test data, same forms as data.train", path=True)
+    root: str | None = key(
+        None,
+        "folder that relative data paths resolve against (default: the config file's folder); "
+        "variables are expanded, with defaults: `${MULTI30K_ROOT:-../data/multi30k}`", path=True)
+    tokenizer: Literal["char", "whitespace", "word"] = key(
+        "char", "`char`, `whitespace`, or `word` (regex split of words and punctuation)")
+    lowercase: bool = key(False, "lowercase text before tokenising")
+    max_length: int = key(100, "longest source or target, in tokens", minimum=1)
+    long_policy: Literal["filter", "truncate"] = key(
+        "filter", "what happens to longer training examples: `filter` drops them, `truncate` cuts them")
+    empty_policy: Literal["error", "skip"] = key(
+        "error", "an empty source or target: `error` stops with file and line, `skip` drops and counts it")
+    min_freq: int = key(1, "tokens seen fewer times in training become <unk>", minimum=1)
+    max_vocab_size: int | None = key(None, "most tokens per vocabulary, specials excluded", minimum=1)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    type: Literal["rnn", "transformer"] = key("rnn", "`rnn` or `transformer`")
+    cell: Literal["gru", "lstm"] = key("gru", "recurrent cell for `rnn`: `gru` or `lstm`", only_for=RNN)
+    hidden_size: int = key(128, "RNN hidden size per direction, or transformer model size", minimum=1)
+    layers: int = key(1, "number of layers", minimum=1)
+    bidirectional: bool = key(True, "`rnn` only: read the source in both directions", only_for=RNN)
+    heads: int = key(4, "`transformer` only: attention heads", minimum=1, only_for=TRANSFORMER)
+    ff_size: int = key(256, "`transformer` only: feed-forward inner size", minimum=1, only_for=TRANSFORMER)
+    dropout: float = key(0.1, "dropout probability", minimum=0.0, below=1.0)
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    type: Literal["rnn", "transformer"] = key("rnn", "`rnn` or `transformer`")
+    cell: Literal["gru", "lstm"] = key("gru", "recurrent cell for `rnn`: `gru` or `lstm`", only_for=RNN)
+    hidden_size: int = key(128, "RNN hidden size, or transformer model size", minimum=1)
+    layers: int = key(1, "number of layers", minimum=1)
+    attention: Literal["additive", "dot", "general", "multihead"] = key(
+        "additive", "`rnn` only: `additive` (Bahdanau), `dot`/`general` (Luong) or `multihead`", only_for=RNN)
+    heads: int = key(4, "heads of the transformer and of `multihead` attention", minimum=1,
+                     only_for=TRANSFORMER + (("attention", "multihead"),))
+    ff_size: int = key(256, "`transformer` only: feed-forward inner size", minimum=1, only_for=TRANSFORMER)
+    dropout: float = key(0.1, "dropout probability", minimum=0.0, below=1.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    embedding_size: int = key(64, "source and target embedding size", minimum=1)
+    encoder: EncoderConfig = key(EncoderConfig(), "encoder section")
+    decoder: DecoderConfig = key(DecoderConfig(), "decoder section")
+    mask_padding: bool = key(True, "methodology A: attention never sees padded keys (off only for ablations)")
+    freeze_pad_embedding: bool = key(
+        True, "methodology B: the <pad> embedding row is zero and never changes (off only for ablations)")
+
+    def __post_init__(self) -> None:
+        encoder, decoder = self.encoder, self.decoder
+        if encoder.type == "transformer" and encoder.hidden_size % encoder.heads:
+            raise ConfigError("config", "encoder.heads",
+                              f"hidden_size {encoder.hidden_size} must be divisible by heads {encoder.heads}")
+        if applies(decoder, "heads") and decoder.hidden_size % decoder.heads:
+            raise ConfigError("config", "decoder.heads",
+                              f"hidden_size {decoder.hidden_size} must be divisible by heads {decoder.heads}")
+        memory_size = encoder.hidden_size * (2 if encoder.type == "rnn" and encoder.bidirectional else 1)
+        if decoder.type == "rnn" and decoder.attention == "dot" and decoder.hidden_size != memory_size:
+            raise ConfigError("config", "decoder.attention",
+                              f"`dot` needs model.decoder.hidden_size ({decoder.hidden_size}) equal to the encoder's "
+                              f"output size ({memory_size}); change a size or use `general`")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = key(10, "passes over the training data", minimum=1)
+    batch_size: int | None = key(
+        None, "sentences per batch (default 64 when neither this nor batch_tokens is set)", minimum=1)
+    batch_tokens: int | None = key(
+        None, "token budget per batch: batch size x longest side, padding included", minimum=1)
+    optimizer: Literal["adam", "adamw"] = key("adam", "`adam` or `adamw`")
+    lr: float = key(1e-3, "peak learning rate", minimum=0.0)
+    weight_decay: float = key(0.0, "weight decay (decoupled for adamw)", minimum=0.0)
+    clip_grad_norm: float | None = key(1.0, "clip the gradient's global norm to this (null: no clipping)",
+                                       above=0.0)
+    label_smoothing: float = key(0.0, "label smoothing of the cross-entropy", minimum=0.0, below=1.0)
+    scheduler: Literal["none", "plateau", "warmup_inverse_sqrt"] = key(
+        "none", "`none`, `plateau` (decay on a flat validation metric) or `warmup_inverse_sqrt`")
+    warmup_steps: int = key(1000, "`warmup_inverse_sqrt`: steps of linear warm-up", minimum=1)
+    plateau_factor: float = key(0.5, "`plateau`: multiply the lr by this", above=0.0, below=1.0)
+    plateau_patience: int = key(1, "`plateau`: validations without improvement before decaying", minimum=0)
+    min_lr: float = key(0.0, "floor for scheduled learning rates", minimum=0.0)
+    max_steps: int | None = key(None, "stop after this many optimiser steps in all (null: train all epochs)",
+                                minimum=1)
+    validate_every: int | None = key(None, "validate every N steps (null: once per epoch)", minimum=1)
+    early_stopping_metric: Literal[
+        "valid_loss", "valid_ppl", "valid_token_accuracy", "valid_sequence_accuracy", "valid_bleu", "valid_chrf",
+        "loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf"] = key(
+        "valid_loss", "metric that picks the best checkpoint and drives early stopping and `plateau`: a name "
+                      "metrics.jsonl writes (`valid_loss`, `valid_ppl`, `valid_token_accuracy`, "
+                      "`valid_sequence_accuracy`, `valid_bleu`, `valid_chrf`); the `valid_` prefix may be left out")
+    patience: int | None = key(None, "stop after this many validations without improvement (null: never)",
+                               minimum=1)
+    checkpoint_every: int | None = key(
+        None, "also write a resumable checkpoint every N steps (null: at each validation)", minimum=1)
+    resume: str | None = key(None, "`auto` (the run's own last checkpoint, if any) or a checkpoint path",
+                             path=True)
+    overwrite: bool = key(False, "start a new run in an output_dir that holds one, removing its best.pt, "
+                                 "last.pt and metrics.jsonl (otherwise that is refused)")
+    nan_policy: Literal["error", "skip"] = key(
+        "error", "NaN/Inf loss or gradient: `error` stops naming the batch, `skip` drops the batch and counts it")
+    progress: bool = key(True, "show a tqdm progress bar when stderr is a terminal (elsewhere, log lines)")
+    log_every: int | None = key(100, "without a bar, log step, loss, tokens/s, lr and time left every N steps "
+                                     "(null: never)", minimum=1)
+    num_threads: int | None = key(None, "torch CPU threads (null: torch's default)", minimum=1)
+    device: str = key("auto", "`auto` (a CUDA GPU when torch sees one, else the CPU), `cpu`, `cuda` or `cuda:N`")
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_tokens is not None:
+            raise ConfigError("config", "batch_tokens", "set either training.batch_size or training.batch_tokens, "
+                                                        "not both")
+        check_device_name(self.device, "config", "device")
+        if self.overwrite and self.resume is not None:
+            raise ConfigError("config", "overwrite",
+                              "training.overwrite starts a new run and training.resume continues one: set only one")
+
+    @property
+    def metric(self) -> str:
+        """``early_stopping_metric`` as metrics.jsonl names it."""
+        name = self.early_stopping_metric
+        return name if name.startswith("valid_") else f"valid_{name}"
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric in ("valid_loss", "valid_ppl")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    beam_size: int = key(1, "1 is greedy search", minimum=1)
+    length_penalty: float = key(1.0, "beam: scores are divided by length ** this", minimum=0.0)
+    max_length_ratio: float = key(1.5, "outputs stop at ratio x source length + offset tokens", minimum=0.0)
+    max_length_offset: int = key(10, "see max_length_ratio", minimum=0)
+    batch_size: int = key(128, "sentences per decoding batch", minimum=1)
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = key("cronos", "run name")
+    seed: int = key(1234, "seed for initialisation, shuffling and dropout (0 to 2**31 - 1)", minimum=0,
+                    maximum=2 ** 31 - 1)
+    output_dir: str = key("runs/cronos", "where checkpoints, metrics.jsonl and explanations go", path=True)
+    data: DataConfig = key(DataConfig(), "data section")
+    model: ModelConfig = key(ModelConfig(), "model section")
+    training: TrainingConfig = key(TrainingConfig(), "training section")
+    evaluation: EvaluationConfig = key(EvaluationConfig(), "evaluation section")
+
+
+def all_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """Every dotted key with its default and doc line, in declaration order (for docs and hints)."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        dotted = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows.extend(all_keys(hints[f.name], dotted + "."))
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((dotted, default, f.metadata.get("doc", "")))
+    return rows
