@@ -14,8 +14,8 @@ from .masking import lengths_to_mask
 from .model import Cronos
 from .run_folder import RunFolderError
 from .training import TrainingError, TrainingHistory
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["CheckpointError", "Config", "ConfigError", "Cronos", "DataError", "Explanation", "RunFolderError",
            "TrainingError", "TrainingHistory", "evaluate", "explain", "fit", "lengths_to_mask", "load_config",
            "translate", "__version__"]

@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .config import ConfigError, load_config, parse_override
 from .data import chunks
 from .data.preprocess import is_empty

@@ -44,9 +44,9 @@ def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
     return weights.masked_fill(~key_mask, 0.0)  # exact zeros, and 0 instead of NaN for an all-pad row
 
 
-def check_lengths(lengths: Tensor, what: str = "source") -> None:
-    """Reject length-0 sequences before they reach a model (they would have no key to attend to)."""
+def check_lengths(lengths: Tensor) -> None:
+    """Reject length-0 sources before they reach a model (they would have no key to attend to)."""
     if lengths.numel() and int(lengths.min()) < 1:
         bad = (lengths < 1).nonzero().flatten().tolist()
-        raise ValueError(f"{what} sequence(s) at batch position(s) {bad} have length 0; "
-                         f"every {what} needs at least one token")
+        raise ValueError(f"source sequence(s) at batch position(s) {bad} have length 0; "
+                         "every source needs at least one token")

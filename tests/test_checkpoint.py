@@ -173,3 +173,19 @@ def test_files_a_checkpoints_config_names_are_never_quoted_in_messages(good, tmp
         model.evaluate("test")
     assert "secret.txt:1: expected 'source<TAB>target', found no tab" in str(caught.value)
     assert "SECRET" not in str(caught.value) and "admin" not in str(caught.value)
+
+
+@pytest.mark.parametrize("family", ["rnn", "transformer"])
+def test_a_checkpoint_of_the_previous_format_still_loads(trained_models, family, tmp_path):
+    """cronos 0.1 stored every config key, also those of the other encoder/decoder type, which a
+    config may no longer give; loading and resuming from such a file still work."""
+    import dataclasses
+
+    model = trained_models[family]
+    payload = load_checkpoint(model.save(tmp_path / "new.pt"))
+    payload["config"] = dataclasses.asdict(model.config)  # every key, as 0.1 wrote it
+    assert "cell" in payload["config"]["model"]["decoder"] and "ff_size" in payload["config"]["model"]["encoder"]
+    torch.save(payload, tmp_path / "old.pt")
+    old = cronos.Cronos.load(tmp_path / "old.pt", device="cpu")
+    assert old.config == model.config
+    assert old.translate(["1/2/07", "Thu 26 Nov 2026"]) == model.translate(["1/2/07", "Thu 26 Nov 2026"])

@@ -112,12 +112,16 @@ def test_translate_drops_a_byte_order_mark_and_reports_bad_bytes_by_line(trained
     assert bad.stdout.decode() == plain.stdout  # the lines before it were written
 
 
-def test_version(capsys):
+def test_version(capsys, root):
+    import tomllib
+
     import cronos as package
 
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.startswith(f"cronos {package.__version__} (torch ")
+    with open(root / "pyproject.toml", "rb") as file:
+        assert tomllib.load(file)["project"]["version"] == package.__version__  # one version, written twice
 
 
 @pytest.mark.parametrize("out", ["best.pt", "last.pt"])

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from cronos.config import (Config, ConfigError, ParallelFiles, all_keys, config_from_dict, config_to_dict,
-                           load_config, parse_override)
+                           load_config, parse_override, without_inapplicable_keys)
 
 
 def test_defaults_fill_everything_a_user_omits():
@@ -209,3 +209,65 @@ def test_early_stopping_metric_takes_the_names_metrics_jsonl_writes(metric, lowe
 
     training = load_config(tiny_config(tmp_path, training={"early_stopping_metric": metric})).training
     assert training.lower_is_better is lower_is_better and training.metric.startswith("valid_")
+
+
+@pytest.mark.parametrize("model, fragment", [
+    ({"decoder": {"type": "transformer", "attention": "dot"}},
+     "model.decoder.attention: means something only for type `rnn`, and model.decoder.type is `transformer`: "
+     "remove the key"),
+    ({"decoder": {"type": "transformer", "cell": "lstm"}}, "model.decoder.cell: means something only for type `rnn`"),
+    ({"encoder": {"type": "transformer", "bidirectional": False}},
+     "model.encoder.bidirectional: means something only for type `rnn`"),
+    ({"encoder": {"ff_size": 512}}, "model.encoder.ff_size: means something only for type `transformer`, and "
+                                    "model.encoder.type is `rnn`"),
+    ({"encoder": {"heads": 8}}, "model.encoder.heads: means something only for type `transformer`"),
+    ({"decoder": {"attention": "general", "heads": 8}},
+     "model.decoder.heads: means something only for type `transformer` or attention `multihead`, and "
+     "model.decoder.type is `rnn` and model.decoder.attention is `general`"),
+])
+def test_a_key_that_means_nothing_for_the_sections_type_is_refused(model, fragment):
+    with pytest.raises(ConfigError) as caught:
+        load_config({"model": model})
+    assert fragment in str(caught.value)
+
+
+def test_type_specific_keys_are_taken_where_they_apply():
+    cfg = load_config({"model": {"encoder": {"type": "transformer", "heads": 2, "ff_size": 64, "hidden_size": 32},
+                                 "decoder": {"type": "rnn", "attention": "multihead", "heads": 8, "cell": "lstm"}}})
+    assert (cfg.model.encoder.heads, cfg.model.encoder.ff_size, cfg.model.decoder.heads) == (2, 64, 8)
+
+
+def test_switching_a_type_with_set_names_the_files_key_that_no_longer_applies(root):
+    with pytest.raises(ConfigError) as caught:
+        load_config(root / "configs" / "dates.yaml", overrides={"model.encoder.type": "transformer"},
+                    overrides_source="--set")
+    assert str(caught.value).startswith(f"{root / 'configs' / 'dates.yaml'}: model.encoder.cell: means something only "
+                                        "for type `rnn`, and model.encoder.type is `transformer`")
+
+
+def test_plain_dicts_leave_out_keys_that_do_not_apply(root):
+    cfg = load_config(root / "configs" / "multi30k_transformer.yaml")
+    encoder = config_to_dict(cfg)["model"]["encoder"]
+    assert "cell" not in encoder and "bidirectional" not in encoder and encoder["heads"] == 4
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    every_key = dataclasses.asdict(cfg)  # what cronos 0.1 stored in checkpoints: every key of every type
+    assert config_from_dict(without_inapplicable_keys(every_key)) == cfg
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"seed": 2 ** 31}, "seed: expected a value <= 2,147,483,647, got 2147483648"),
+    ({"seed": -1}, "seed: expected a value >= 0, got -1"),
+    ({"training": {"plateau_factor": 1.0}}, "training.plateau_factor: expected a value < 1, got 1.0"),
+])
+def test_ranges_are_declared_beside_their_keys(raw, fragment):
+    with pytest.raises(ConfigError) as caught:
+        load_config(raw)
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["dates.yaml", "dates_transformer.yaml", "multi30k_gru.yaml",
+                                  "multi30k_transformer.yaml"])
+def test_every_shipped_config_loads(root, name):
+    assert sorted(path.name for path in (root / "configs").glob("*.yaml")) == sorted(
+        ["dates.yaml", "dates_transformer.yaml", "multi30k_gru.yaml", "multi30k_transformer.yaml"])
+    load_config(root / "configs" / name)

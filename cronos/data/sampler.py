@@ -21,7 +21,7 @@ DEFAULT_BATCH_SIZE = 64
 class BucketBatchSampler(Sampler[list[int]]):
     def __init__(self, src_lengths: Sequence[int], tgt_lengths: Sequence[int], *,
                  batch_size: int | None = None, batch_tokens: int | None = None,
-                 seed: int = 0, shuffle: bool = True):
+                 seed: int = 0):
         if len(src_lengths) != len(tgt_lengths):
             raise ValueError("src_lengths and tgt_lengths differ in size")
         if batch_size is not None and batch_tokens is not None:
@@ -30,18 +30,17 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.tgt_lengths = torch.as_tensor(list(tgt_lengths), dtype=torch.long)
         self.batch_size = batch_size if batch_tokens is None and batch_size else DEFAULT_BATCH_SIZE
         self.batch_tokens = batch_tokens
-        self.seed, self.shuffle, self.epoch = seed, shuffle, 0
+        self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
+        """What ``iter`` gives next (torch's ``Sampler`` protocol, as ``DistributedSampler`` has it)."""
         self.epoch = epoch
 
     def batches(self, epoch: int) -> list[list[int]]:
         """The epoch's batches of example indices: a pure function of ``(seed, epoch)``."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         batches = self._pack(self._order(generator))
-        if self.shuffle:
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-        return batches
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches(self.epoch))
@@ -52,9 +51,9 @@ class BucketBatchSampler(Sampler[list[int]]):
     def _order(self, generator: torch.Generator) -> list[int]:
         """Examples sorted by source length, then by target length ascending for even source lengths
         and descending for odd ones (a boustrophedon), so a batch that straddles two source lengths
-        joins their neighbouring target lengths; ties in a random order when shuffling."""
+        joins their neighbouring target lengths; ties in a random order."""
         n = len(self.src_lengths)
-        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        order = torch.randperm(n, generator=generator)
         src, tgt = self.src_lengths[order], self.tgt_lengths[order]
         span = (int(self.tgt_lengths.max()) if n else 0) + 1
         snake = torch.where(src % 2 == 0, tgt, span - 1 - tgt)
@@ -84,8 +83,7 @@ class RandomBatchSampler(BucketBatchSampler):
     """Same packing over a plain random order: the baseline that bucketing is measured against."""
 
     def _order(self, generator: torch.Generator) -> list[int]:
-        n = len(self.src_lengths)
-        return (torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)).tolist()
+        return torch.randperm(len(self.src_lengths), generator=generator).tolist()
 
 
 def padded_share(batches: Sequence[Sequence[int]], src_lengths: Sequence[int],

@@ -1,9 +1,7 @@
 """Vocabulary: token <-> index, with fixed special indices (``<pad>`` = 0)."""
 from __future__ import annotations
 
-import json
 from collections import Counter
-from pathlib import Path
 from typing import Iterable, Sequence
 
 __all__ = ["Vocabulary", "PAD", "UNK", "BOS", "EOS", "PAD_INDEX", "UNK_INDEX", "BOS_INDEX", "EOS_INDEX"]
@@ -59,24 +57,17 @@ class Vocabulary:
         """
         return [self._text_ids.get(token, UNK_INDEX) for token in tokens]
 
-    def decode(self, indices: Iterable[int], strip_specials: bool = True) -> list[str]:
+    def decode(self, indices: Iterable[int]) -> list[str]:
         """Indices -> tokens, stopping at the first ``<eos>``; ``<pad>``/``<bos>`` dropped."""
         tokens = []
         for index in indices:
             index = int(index)
-            if index == EOS_INDEX and strip_specials:
+            if index == EOS_INDEX:
                 break
-            if strip_specials and index in (PAD_INDEX, BOS_INDEX):
+            if index in (PAD_INDEX, BOS_INDEX):
                 continue
             tokens.append(self.itos[index])
         return tokens
 
     def to_list(self) -> list[str]:
         return list(self.itos)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.itos, ensure_ascii=False, indent=0), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Vocabulary":
-        return cls(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,68 @@
+"""The layers call downwards only: nothing below the high-level object reaches back up into it.
+
+A module may import modules of lower layers (and its own package); docs/ARCHITECTURE.md draws
+the same picture.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "cronos"
+
+# lowest first; a module imports only from layers before its own (within a package, freely)
+LAYERS = [
+    {"config", "version"},
+    {"data", "masking", "device", "progress"},
+    {"loss", "checkpoint", "modules"},
+    {"network", "run_folder"},
+    {"search"},
+    {"evaluation", "explain"},
+    {"training"},
+    {"model"},
+    {"api", "cli"},
+    {"__init__", "__main__"},
+]
+LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def top_level(path: Path) -> str:
+    """``cronos/data/batch.py`` -> ``data``; ``cronos/model.py`` -> ``model``."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return parts[0]
+
+
+def cronos_imports(path: Path) -> set[str]:
+    """The top-level cronos modules that ``path`` imports (relative or absolute imports)."""
+    own_depth = len(path.relative_to(PACKAGE).parts) - 1  # 0 for cronos/x.py, 1 for cronos/data/x.py
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: climb to the package root, then take the first name
+                up = node.level - 1 - own_depth
+                inside = [] if up > 0 else list(path.relative_to(PACKAGE).parts[: own_depth - (node.level - 1)])
+                names = inside + (node.module.split(".") if node.module else [])
+                if names:
+                    found.add(names[0])
+                else:  # ``from . import x``
+                    found.update(alias.name for alias in node.names)
+            elif node.module and node.module.split(".")[0] == "cronos":
+                found.add(node.module.split(".")[1] if "." in node.module else "__init__")
+    return found
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_has_a_layer():
+    assert {top_level(path) for path in MODULES} == set(LAYER)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_modules_import_only_from_lower_layers(path):
+    own = top_level(path)
+    upward = {name for name in cronos_imports(path) - {own} if LAYER[name] >= LAYER[own]}
+    assert not upward, f"{path.relative_to(PACKAGE)} (layer {LAYER[own]}) imports {sorted(upward)} from its own " \
+                       "layer or above"
