@@ -1,11 +1,14 @@
 """One-file checkpoints: config, vocabularies, weights, optional training state, and a format version.
 
-Writes are atomic (a temporary file in the same folder, flushed to disk, then renamed over the
-target), so a crash or a full disk mid-write leaves the previous checkpoint intact.  Reading treats
-the file as untrusted: it is read with ``torch.load(weights_only=True)`` (tensors and plain data,
-never code), every entry is checked for its type, and ``check_weights`` compares the stored weights
-with the shapes a model needs before anything is built from them.  Errors say which file, which
-entry and what is wrong.
+``model_payload`` defines what every checkpoint holds (a run's ``last.pt`` adds the trainer's
+``training`` state); ``read_model`` reads one back as a ``StoredModel``, its config and
+vocabularies parsed and checked; ``check_same_model`` says what differs when a run resumes from a
+checkpoint of another model.  Writes are atomic (a temporary file in the same folder, flushed to
+disk, then renamed over the target), so a crash or a full disk mid-write leaves the previous
+checkpoint intact.  Reading treats the file as untrusted: it is read with
+``torch.load(weights_only=True)`` (tensors and plain data, never code), every entry is checked for
+its type, and ``check_weights`` compares the stored weights with the shapes a model needs before
+anything is built from them.  Errors say which file, which entry and what is wrong.
 """
 from __future__ import annotations
 

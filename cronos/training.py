@@ -3,15 +3,15 @@
     history = Trainer(network, codec, config, data, valid).run()   # the network ends on its best weights
 
 Each step is one call of the network's ``forward`` (which returns the batch's loss), so anything
-that wraps the network sees every step.  A run writes into ``output_dir`` (``run_folder`` names the files and holds the folder for one run
-at a time): ``last.pt`` (resumable: weights, optimiser, scheduler, sampler position, the epoch's
-running loss and time, RNG state), ``best.pt`` (weights of the best validation), and
-``metrics.jsonl`` (one JSON line per validation).  A folder that holds an earlier run is refused
-unless the run continues it (``training.resume``) or replaces it (``training.overwrite``).  The
-run trains on ``training.device`` (a GPU when there is one, by default).  Given the seed, a run on
-the CPU is deterministic, and a resumed run continues the same run: it ends with the weights an
-uninterrupted run ends with (on a GPU, up to the nondeterminism of its kernels), and its
-``metrics.jsonl`` lines are those of the uninterrupted run, up to ``seconds``.
+that wraps the network sees every step.  A run writes into ``output_dir`` (``run_folder`` names the
+files and holds the folder for one run at a time): ``last.pt`` (resumable: weights, optimiser,
+scheduler, sampler position, the epoch's running loss and time, RNG state), ``best.pt`` (weights of
+the best validation), and ``metrics.jsonl`` (one JSON line per validation).  A folder that holds an
+earlier run is refused unless the run continues it (``training.resume``) or replaces it
+(``training.overwrite``).  The run trains on ``training.device`` (a GPU when there is one, by
+default).  Given the seed, a run on the CPU is deterministic, and a resumed run continues the same
+run: it ends with the weights an uninterrupted run ends with (on a GPU, up to the nondeterminism of
+its kernels), and its ``metrics.jsonl`` lines are those of the uninterrupted run, up to ``seconds``.
 """
 from __future__ import annotations
 

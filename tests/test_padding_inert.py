@@ -118,7 +118,8 @@ def test_p4_p5_p6_losses_and_gradients_are_per_example_sums(encoder, decoder, da
     loss.backward()
     batched = gradients(model)
     # P4: the pad rows receive exactly zero gradient
-    assert torch.all(model.network.src_embedding.weight.grad[0] == 0) and torch.all(model.network.tgt_embedding.weight.grad[0] == 0)
+    network = model.network
+    assert torch.all(network.src_embedding.weight.grad[0] == 0) and torch.all(network.tgt_embedding.weight.grad[0] == 0)
 
     per_example, per_example_grads = [], []
     for pair in pairs:
@@ -153,7 +154,8 @@ def test_p4_pad_rows_stay_bit_identical_under_adamw_with_weight_decay(encoder, d
         loss, count = model(*_inputs(batch))
         (loss / count).backward()
         optimizer.step()
-    assert torch.equal(model.network.src_embedding.weight[0], before[0]) and torch.equal(before[0], torch.zeros(8).double())
+    assert torch.equal(model.network.src_embedding.weight[0], before[0])
+    assert torch.equal(before[0], torch.zeros(8).double())
     assert torch.equal(model.network.tgt_embedding.weight[0], before[1])
     assert not torch.equal(model.network.src_embedding.weight[4], torch.zeros(8).double())  # the others did train
 
@@ -193,7 +195,8 @@ def test_reset_parameters_keeps_the_pad_rows_zero():
     with torch.no_grad():
         fresh.network.src_embedding.weight.fill_(1.0)
     fresh.network.reset_parameters()
-    assert torch.all(fresh.network.src_embedding.weight[0] == 0) and torch.all(fresh.network.tgt_embedding.weight[0] == 0)
+    network = fresh.network
+    assert torch.all(network.src_embedding.weight[0] == 0) and torch.all(network.tgt_embedding.weight[0] == 0)
 
 
 @pytest.mark.parametrize("encoder, decoder", COMBINATIONS)

@@ -38,6 +38,21 @@ def test_benchmark_runs_and_reports_every_measure(tmp_path):
     assert "| training target tokens/s |" in result.stdout
 
 
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="compares against a commit: needs a git checkout")
+def test_compare_benchmark_measures_a_commit_and_this_tree_in_turn(tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path))
+    out = tmp_path / "compare.json"
+    result = script("compare_benchmark.py", "HEAD", str(config), "--rounds", "1", "--json", str(out), "--",
+                    "--warmup", "1", "--steps", "2", "--mask-pairs", "1", "--decode", "0")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert len(report["base"]) == len(report["this tree"]) == 1
+    assert report["base"][0]["model_flops_per_step"] > 0 and report["this tree"][0]["train_target_tokens_per_s"] > 0
+    assert "| training target tokens/s |" in result.stdout
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "cronos-base-" not in worktrees  # the base's checkout is removed again
+
+
 def test_ablation_runs_every_setting_and_measures_what_the_mask_and_the_freeze_do(tmp_path):
     transformer = {"type": "transformer", "hidden_size": 16, "heads": 2, "ff_size": 32, "dropout": 0.0}
     config = write_config(tmp_path / "tiny.yaml", tiny_config(

@@ -116,7 +116,7 @@ class DecoderConfig:
     layers: int = key(1, "number of layers", minimum=1)
     attention: Literal["additive", "dot", "general", "multihead"] = key(
         "additive", "`rnn` only: `additive` (Bahdanau), `dot`/`general` (Luong) or `multihead`", only_for=RNN)
-    heads: int = key(4, "heads of the transformer and of `multihead` attention", minimum=1,
+    heads: int = key(4, "heads of `multihead` attention and of the transformer", minimum=1,
                      only_for=TRANSFORMER + (("attention", "multihead"),))
     ff_size: int = key(256, "`transformer` only: feed-forward inner size", minimum=1, only_for=TRANSFORMER)
     dropout: float = key(0.1, "dropout probability", minimum=0.0, below=1.0)

@@ -112,7 +112,8 @@ class MultiHeadAttention(nn.Module):
         # SDPA's boolean attn_mask means True = takes part: the same polarity as cronos's mask.
         attn_mask = self._causal(q.size(2), keys.size(2), q.device) if causal else None  # [T, S]
         if mask is not None:
-            attn_mask = mask[:, None, None, :] if attn_mask is None else attn_mask & mask[:, None, None, :]  # [B,1,T|1,S]
+            real_keys = mask[:, None, None, :]  # [B, 1, 1, S]
+            attn_mask = real_keys if attn_mask is None else attn_mask & real_keys
         context = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask)  # [B, h, T, d]
         batch, _, length, _ = context.shape
         output = self.output_projection(context.transpose(1, 2).reshape(batch, length, -1))
