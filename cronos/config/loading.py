@@ -110,18 +110,16 @@ def without_inapplicable_keys(raw: Any) -> Any:
 def _prune(cls: type, raw: Any) -> Any:
     if not isinstance(raw, Mapping):
         return raw
-    hints, known = typing.get_type_hints(cls), {f.name: f for f in fields(cls)}
-    pruned = {name: _prune(hints[name], value) if name in known and dataclasses.is_dataclass(hints[name]) else value
-              for name, value in raw.items()}
-    conditional = [f for f in fields(cls) if f.metadata.get("only_for")]
-    if not conditional:
-        return pruned
-    defaults = cls()  # the section's settings as the raw mapping gives them, defaults elsewhere
-    settings = {f.name: pruned.get(f.name, getattr(defaults, f.name)) for f in fields(cls)
-                if any(f.name == sibling for c in conditional for sibling, _ in c.metadata["only_for"])}
-    return {name: value for name, value in pruned.items()
-            if name not in known or not known[name].metadata.get("only_for")
-            or any(settings.get(sibling) == wanted for sibling, wanted in known[name].metadata["only_for"])}
+    hints, known, defaults = typing.get_type_hints(cls), {f.name: f for f in fields(cls)}, cls()
+    kept = {}
+    for name, value in raw.items():
+        if name not in known:  # left for validation to report
+            kept[name] = value
+            continue
+        only_for = known[name].metadata.get("only_for", ())
+        if not only_for or any(raw.get(sibling, getattr(defaults, sibling)) == wanted for sibling, wanted in only_for):
+            kept[name] = _prune(hints[name], value) if dataclasses.is_dataclass(hints[name]) else value
+    return kept
 
 
 def parse_override(text: str) -> tuple[str, Any]:
