@@ -31,7 +31,7 @@ import torch
 from .checkpoint import (CheckpointError, check_same_model, check_weights, load_checkpoint, model_payload, read_model,
                          save_checkpoint)
 from .config import Config, TrainingConfig
-from .data import BucketBatchSampler, EvalSplit, TextCodec, TrainingData, collate, padded_share
+from .data import BucketBatchSampler, EvalSplit, TextCodec, TrainingData, chunks, collate, padded_share
 from .device import resolve_device
 from .evaluation import METRICS, evaluate_split
 from .network import Seq2Seq
@@ -63,7 +63,7 @@ class TrainingProgress:
 
     step: int = 0
     epoch: int = 0
-    batches_done: int = 0            # batches of ``epoch`` already trained on
+    batches_done: int = 0            # updates of ``epoch`` already trained (each ``training.accumulate`` batches)
     epoch_loss_sum: float = 0.0      # summed loss over those batches' real target tokens
     epoch_tokens: int = 0            # and their number: a resumed epoch reports the whole epoch
     epoch_seconds: float = 0.0       # seconds spent in ``epoch`` so far, in every process that trained it
@@ -174,20 +174,24 @@ class Trainer:
     def _planned_steps(self) -> int:
         """The run's last step, if it trains every planned batch (``max_steps`` when that comes first)."""
         progress, training = self.progress, self.training
-        per_epoch = len(self.sampler.batches(progress.epoch))  # epochs differ by a batch at most
+        per_epoch = len(self._updates(progress.epoch))  # epochs differ by an update at most
         total = progress.step + per_epoch - progress.batches_done + (training.epochs - progress.epoch - 1) * per_epoch
         return min(total, training.max_steps) if training.max_steps else max(total, progress.step)
 
+    def _updates(self, epoch: int) -> list[list[list[int]]]:
+        """The epoch's optimiser updates, each ``training.accumulate`` batches (the last what is left)."""
+        return list(chunks(self.sampler.batches(epoch), self.training.accumulate))
+
     def _train_epoch(self, report: ProgressReport) -> None:
         progress, epoch = self.progress, self.progress.epoch
-        batches = self.sampler.batches(epoch)
-        share = padded_share(batches, *self.lengths)
+        updates = self._updates(epoch)
+        share = padded_share([batch for update in updates for batch in update], *self.lengths)
         if progress.batches_done == 0:
             progress.epoch_loss_sum, progress.epoch_tokens, progress.epoch_seconds = 0.0, 0, 0.0
             self._clock = time.perf_counter()
-        for indices in batches[progress.batches_done:]:
+        for update in updates[progress.batches_done:]:
             started = time.perf_counter()
-            batch_loss, batch_tokens = self._train_step(indices)
+            batch_loss, batch_tokens = self._train_step(update)
             progress.epoch_loss_sum += batch_loss
             progress.epoch_tokens += batch_tokens
             progress.batches_done += 1
@@ -213,26 +217,38 @@ class Trainer:
         every = self.training.validate_every
         return every is not None and self.progress.step % every == 0
 
-    def _train_step(self, indices: list[int]) -> tuple[float, int]:
+    def _train_step(self, update: list[list[int]]) -> tuple[float, int]:
+        """One optimiser step over the batches of ``update`` (lists of example indices).
+
+        The step's loss is the cross-entropy summed over the real target tokens of all its batches,
+        divided by their number, which the plan knows before the first backward: each batch's
+        backward adds its share, so the gradient is that of the union of the batches in one batch
+        (not a mean of per-batch means, which would weight a token by how full its batch is).
+        """
         self.network.train()
-        batch = collate([self.data.examples[i] for i in indices]).to(self.network.device)
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum, count = self.network(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
-                                       label_smoothing=self.training.label_smoothing)
-        (loss_sum / count).backward()
+        examples = [[self.data.examples[i] for i in indices] for indices in update]
+        tokens = sum(example.tgt_length for batch in examples for example in batch)  # real target tokens
+        loss_sum = torch.zeros((), device=self.network.device)
+        for batch_examples in examples:
+            batch = collate(batch_examples).to(self.network.device)
+            loss = self.network(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
+                                label_smoothing=self.training.label_smoothing)
+            (loss.total / tokens).backward()
+            loss_sum = loss_sum + loss.total.detach()
         max_norm = self.training.clip_grad_norm if self.training.clip_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm)
         if not (torch.isfinite(loss_sum) and torch.isfinite(grad_norm)):
-            return self._non_finite(batch, float(loss_sum.detach()), float(grad_norm))
+            return self._non_finite([i for indices in update for i in indices], float(loss_sum), float(grad_norm))
         self.optimizer.step()
         self.progress.step += 1
         if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
             self.scheduler.step()
-        return float(loss_sum.detach()), count
+        return float(loss_sum), tokens
 
-    def _non_finite(self, batch, loss: float, grad_norm: float) -> tuple[float, int]:
-        origins = [self.data.origins[i] for i in batch.indices[:10]]
-        more = f" and {len(batch.indices) - 10} more" if len(batch.indices) > 10 else ""
+    def _non_finite(self, indices: list[int], loss: float, grad_norm: float) -> tuple[float, int]:
+        origins = [self.data.origins[i] for i in indices[:10]]
+        more = f" and {len(indices) - 10} more" if len(indices) > 10 else ""
         where = (f"epoch {self.progress.epoch + 1}, step {self.progress.step + 1}: loss {loss}, gradient norm "
                  f"{grad_norm}; batch examples {', '.join(origins)}{more}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -331,6 +347,12 @@ class Trainer:
         except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a damaged or foreign training state
             raise CheckpointError(f"{path}: its training state does not fit this run: {type(error).__name__}: "
                                   f"{str(error).splitlines()[0] if str(error) else ''}") from None
+        planned_with = stored.config.training.accumulate
+        if self.progress.batches_done and planned_with != self.training.accumulate:
+            raise CheckpointError(
+                f"{path}: stopped inside epoch {self.progress.epoch + 1} after {self.progress.batches_done} updates of "
+                f"training.accumulate={planned_with} batches; continue with training.accumulate={planned_with} (the "
+                "epoch's remaining updates are planned from it)")
         if self.progress.history:
             self._last_record = self.progress.history[-1]
         if self._done():

@@ -153,6 +153,8 @@ class TrainingConfig:
         None, "sentences per batch (default 64 when neither this nor batch_tokens is set)", minimum=1)
     batch_tokens: int | None = key(
         None, "token budget per batch: batch size x longest side, padding included", minimum=1)
+    accumulate: int = key(1, "batches per optimiser step (gradient accumulation); the step's loss is divided by "
+                             "the real target tokens of all of them, so it is the step of their union", minimum=1)
     optimizer: Literal["adam", "adamw"] = key("adam", "`adam` or `adamw`")
     lr: float = key(1e-3, "peak learning rate", minimum=0.0)
     weight_decay: float = key(0.0, "weight decay (decoupled for adamw)", minimum=0.0)
