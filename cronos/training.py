@@ -21,18 +21,19 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import (CheckpointError, check_same_model, check_weights, load_checkpoint, model_payload, read_model,
-                         save_checkpoint)
+from .checkpoint import (CheckpointError, StoredModel, check_same_model, check_weights, load_checkpoint, model_payload,
+                         read_model, save_checkpoint)
 from .config import Config, TrainingConfig
-from .data import BucketBatchSampler, EvalSplit, TextCodec, TrainingData, chunks, collate, padded_share
-from .device import resolve_device
+from .data import BucketBatchSampler, EvalSplit, TextCodec, TrainingData, collate, padded_share, plan_updates
+from .distributed import Processes, process_group
 from .evaluation import METRICS, evaluate_split
 from .network import Seq2Seq
 from .progress import ProgressReport, report_to_stderr_unless_configured
@@ -102,7 +103,10 @@ class Trainer:
                  valid: EvalSplit | None):
         self.network, self.codec, self.config, self.data, self.valid = network, codec, config, data, valid
         self.training = config.training
-        network.to(resolve_device(self.training.device))  # before the optimiser: its state follows the weights
+        self.processes = Processes.from_environment()  # one, or those torchrun started
+        self.device = self.processes.device(self.training.device)
+        network.to(self.device)  # before the optimiser: its state follows the weights
+        self.trained: torch.nn.Module = network  # what a step calls: the network, or DDP around it
         self.folder = RunFolder(Path(config.output_dir))
         self.lengths = ([e.src_length for e in data.examples], [e.tgt_length for e in data.examples])
         self.sampler = BucketBatchSampler(*self.lengths, batch_size=self.training.batch_size,
@@ -143,10 +147,14 @@ class Trainer:
         if self.training.num_threads:
             torch.set_num_threads(self.training.num_threads)
         torch.manual_seed(self.config.seed)
-        with report_to_stderr_unless_configured(), claim(self.folder, self.training.resume, self.training.overwrite):
+        main = self.processes.main
+        with (process_group(self.processes, self.device), report_to_stderr_unless_configured(),
+              self._claimed()):
             self._maybe_resume()
+            self.trained = self._replicated()
             report = ProgressReport(self.progress.step, self.progress.epoch + 1, self._planned_steps(),
-                                    self.training.epochs, bar=self.training.progress, log_every=self.training.log_every)
+                                    self.training.epochs, bar=self.training.progress and main,
+                                    log_every=self.training.log_every if main else None)
             with self._stop_on_signals(), report:
                 self._clock = time.perf_counter()
                 while not self._done():
@@ -155,14 +163,42 @@ class Trainer:
                         break
             if self._stop_requested:
                 self.save_last()
-                logger.info("stopped by %s at step %d; %s holds the run: continue it with "
-                            "--set training.resume=auto", self._stop_requested, self.progress.step, self.folder.last)
+                if main:
+                    logger.info("stopped by %s at step %d; %s holds the run: continue it with --set "
+                                "training.resume=auto", self._stop_requested, self.progress.step, self.folder.last)
             elif not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
                 self.save_last()
             self._ensure_best()
-        if self.progress.best_step is not None:  # best.pt holds this run's best validation
-            self.network.load_state_dict(load_checkpoint(self.folder.best)["model"])
+            self.processes.barrier()  # best.pt is written
+            if self.progress.best_step is not None:  # best.pt holds this run's best validation
+                self.network.load_state_dict(load_checkpoint(self.folder.best)["model"])
         return TrainingHistory(self.progress, self._stop_requested, self._last_record)
+
+    @contextmanager
+    def _claimed(self) -> Iterator[None]:
+        """The run folder for the block, claimed by rank 0 (``run_folder.claim``); the other
+        processes learn whether it could, so that none waits for a run that does not start."""
+        processes = self.processes
+        if not processes.main:
+            if not processes.from_main(None):
+                raise TrainingError(f"rank 0 could not start the run in {self.folder.path}; its message says why")
+            yield
+            return
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(claim(self.folder, self.training.resume, self.training.overwrite))
+            except BaseException:
+                processes.from_main(False)
+                raise
+            processes.from_main(True)
+            yield
+
+    def _replicated(self) -> torch.nn.Module:
+        """The network as steps call it: wrapped in ``DistributedDataParallel`` across processes."""
+        if not self.processes.distributed:
+            return self.network
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.network, device_ids=device_ids)
 
     def _finished(self) -> bool:
         max_steps = self.training.max_steps
@@ -178,14 +214,15 @@ class Trainer:
         total = progress.step + per_epoch - progress.batches_done + (training.epochs - progress.epoch - 1) * per_epoch
         return min(total, training.max_steps) if training.max_steps else max(total, progress.step)
 
-    def _updates(self, epoch: int) -> list[list[list[int]]]:
-        """The epoch's optimiser updates, each ``training.accumulate`` batches (the last what is left)."""
-        return list(chunks(self.sampler.batches(epoch), self.training.accumulate))
+    def _updates(self, epoch: int) -> list[list[list[list[int]]]]:
+        """The epoch's optimiser updates: ``[update][rank]`` -> that process's batches (``plan_updates``)."""
+        return plan_updates(self.sampler.batches(epoch), self.lengths[1], self.training.accumulate,
+                            self.processes.world_size)
 
     def _train_epoch(self, report: ProgressReport) -> None:
         progress, epoch = self.progress, self.progress.epoch
         updates = self._updates(epoch)
-        share = padded_share([batch for update in updates for batch in update], *self.lengths)
+        share = padded_share([batch for update in updates for share in update for batch in share], *self.lengths)
         if progress.batches_done == 0:
             progress.epoch_loss_sum, progress.epoch_tokens, progress.epoch_seconds = 0.0, 0, 0.0
             self._clock = time.perf_counter()
@@ -195,7 +232,7 @@ class Trainer:
             progress.epoch_loss_sum += batch_loss
             progress.epoch_tokens += batch_tokens
             progress.batches_done += 1
-            if batch_tokens:  # not a skipped batch
+            if batch_tokens and self.processes.main:  # not a skipped batch
                 report.step(progress.step, epoch + 1, batch_loss, batch_tokens, time.perf_counter() - started, self.lr)
             reached_max_steps = self._finished() and not self._stop_requested
             if reached_max_steps or self._validation_due():
@@ -217,34 +254,43 @@ class Trainer:
         every = self.training.validate_every
         return every is not None and self.progress.step % every == 0
 
-    def _train_step(self, update: list[list[int]]) -> tuple[float, int]:
-        """One optimiser step over the batches of ``update`` (lists of example indices).
+    def _train_step(self, update: list[list[list[int]]]) -> tuple[float, int]:
+        """One optimiser step over ``update``: each process's batches (lists of example indices).
 
         The step's loss is the cross-entropy summed over the real target tokens of all its batches,
-        divided by their number, which the plan knows before the first backward: each batch's
-        backward adds its share, so the gradient is that of the union of the batches in one batch
-        (not a mean of per-batch means, which would weight a token by how full its batch is).
+        in all processes, divided by their number, which the plan gives every process before the
+        first backward.  Each batch's backward adds its share, and the processes' gradients are
+        summed, so the gradient is that of the union of the batches in one batch (not a mean of
+        per-batch or per-process means, which would weight a token by how full its batch is).
         """
-        self.network.train()
+        processes, trained = self.processes, self.trained
+        trained.train()
         self.optimizer.zero_grad(set_to_none=True)
-        examples = [[self.data.examples[i] for i in indices] for indices in update]
-        tokens = sum(example.tgt_length for batch in examples for example in batch)  # real target tokens
-        loss_sum = torch.zeros((), device=self.network.device)
-        for batch_examples in examples:
-            batch = collate(batch_examples).to(self.network.device)
-            loss = self.network(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
-                                label_smoothing=self.training.label_smoothing)
-            (loss.total / tokens).backward()
+        tokens = sum(self.lengths[1][i] for share in update for batch in share for i in batch)  # real target tokens
+        mine = update[processes.rank]
+        loss_sum = torch.zeros((), device=self.device)
+        for number, indices in enumerate(mine):
+            batch = collate([self.data.examples[i] for i in indices]).to(self.device)
+            exchange = number == len(mine) - 1 or not processes.distributed  # gradients cross processes once
+            with nullcontext() if exchange else trained.no_sync():
+                loss = trained(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
+                               label_smoothing=self.training.label_smoothing)
+                # DDP averages the processes' gradients: times their number, that is their sum
+                (loss.total * processes.world_size / tokens).backward()
             loss_sum = loss_sum + loss.total.detach()
+        total_loss, stops = processes.sum([loss_sum, self._stop_requested is not None], self.device)
+        if stops and not self._stop_requested:  # every process stops after the same step
+            self._stop_requested = "a signal to another process"
         max_norm = self.training.clip_grad_norm if self.training.clip_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm)
-        if not (torch.isfinite(loss_sum) and torch.isfinite(grad_norm)):
-            return self._non_finite([i for indices in update for i in indices], float(loss_sum), float(grad_norm))
+        if not (math.isfinite(total_loss) and torch.isfinite(grad_norm)):
+            indices = [i for share in update for batch in share for i in batch]
+            return self._non_finite(indices, total_loss, float(grad_norm))
         self.optimizer.step()
         self.progress.step += 1
         if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
             self.scheduler.step()
-        return float(loss_sum), tokens
+        return total_loss, tokens
 
     def _non_finite(self, indices: list[int], loss: float, grad_norm: float) -> tuple[float, int]:
         origins = [self.data.origins[i] for i in indices[:10]]
@@ -277,15 +323,18 @@ class Trainer:
                       "train_loss": progress.epoch_loss_sum / max(progress.epoch_tokens, 1), "lr": self.lr,
                       "seconds": round(progress.epoch_seconds, 3), "padded_share": share,
                       "skipped_batches": progress.skipped_batches}
-            if self.valid is not None:
-                scores = evaluate_split(self.network, self.codec, self.valid, self.config.evaluation)
+            if self.valid is not None:  # scored once, by rank 0; every process tracks the result
+                main = self.processes.main
+                scores = evaluate_split(self.network, self.codec, self.valid, self.config.evaluation) if main else None
+                scores = self.processes.from_main(scores)
                 record.update({f"valid_{k}": scores[k] for k in METRICS})
                 self._track_best(record)
-            with open(self.folder.metrics, "a", encoding="utf-8") as file:
-                file.write(json.dumps(record) + "\n")
-            logger.info("epoch %d step %d: %s", epoch, progress.step,
-                        ", ".join(f"{k} {v:.4g}" for k, v in record.items()
-                                  if k.startswith(("train_loss", "valid_")) and isinstance(v, float)))
+            if self.processes.main:
+                with open(self.folder.metrics, "a", encoding="utf-8") as file:
+                    file.write(json.dumps(record) + "\n")
+                logger.info("epoch %d step %d: %s", epoch, progress.step,
+                            ", ".join(f"{k} {v:.4g}" for k, v in record.items()
+                                      if k.startswith(("train_loss", "valid_")) and isinstance(v, float)))
             self._last_record = record
         if in_history:
             progress.history.append(record)
@@ -302,31 +351,41 @@ class Trainer:
                                                  else score > progress.best_score)
         if better:
             progress.best_score, progress.best_step, progress.bad_validations = score, progress.step, 0
-            save_checkpoint(self.folder.best, self._model_payload())
+            if self.processes.main:
+                save_checkpoint(self.folder.best, self._model_payload())
         else:
             progress.bad_validations += 1
             if self.training.patience is not None and progress.bad_validations >= self.training.patience:
                 progress.stopped_early = True
-                logger.info("early stopping: %s has not improved for %d validations (best %.4g at step %d)",
-                            metric, progress.bad_validations, progress.best_score, progress.best_step)
+                if self.processes.main:
+                    logger.info("early stopping: %s has not improved for %d validations (best %.4g at step %d)",
+                                metric, progress.bad_validations, progress.best_score, progress.best_step)
 
     def _ensure_best(self) -> None:
-        if self.valid is None:  # no validation data: the last weights are the best
+        if self.valid is None and self.processes.main:  # no validation data: the last weights are the best
             save_checkpoint(self.folder.best, self._model_payload())
 
     def _model_payload(self) -> dict:
         return model_payload(self.config, self.codec.src_vocab, self.codec.tgt_vocab, self.network.state_dict())
 
-    def save_last(self) -> Path:
+    def save_last(self) -> None:
+        """Write last.pt (rank 0; every process calls this at the same step, for the random states)."""
         self._tick()
+        cuda = self.device.type == "cuda"  # dropout on a GPU draws from its generator
+        process_rng = self.processes.gather((torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda
+                                             else None))
+        if not self.processes.main:
+            return
         state = {
             "progress": asdict(self.progress),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all(),  # [] without a GPU; dropout on a GPU draws from these
+            "cuda_rng": torch.cuda.get_rng_state_all(),  # [] without a GPU
+            "world_size": self.processes.world_size,
+            "process_rng": process_rng,  # each process's (CPU, its GPU's) random state, in rank order
         }
-        return save_checkpoint(self.folder.last, {**self._model_payload(), "training": state})
+        save_checkpoint(self.folder.last, {**self._model_payload(), "training": state})
 
     def _maybe_resume(self) -> None:
         resume = self.training.resume
@@ -347,12 +406,7 @@ class Trainer:
         except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a damaged or foreign training state
             raise CheckpointError(f"{path}: its training state does not fit this run: {type(error).__name__}: "
                                   f"{str(error).splitlines()[0] if str(error) else ''}") from None
-        planned_with = stored.config.training.accumulate
-        if self.progress.batches_done and planned_with != self.training.accumulate:
-            raise CheckpointError(
-                f"{path}: stopped inside epoch {self.progress.epoch + 1} after {self.progress.batches_done} updates of "
-                f"training.accumulate={planned_with} batches; continue with training.accumulate={planned_with} (the "
-                "epoch's remaining updates are planned from it)")
+        self._check_same_plan(stored, path)
         if self.progress.history:
             self._last_record = self.progress.history[-1]
         if self._done():
@@ -362,14 +416,35 @@ class Trainer:
         else:
             logger.info("resumed from %s at epoch %d, step %d", path, self.progress.epoch + 1, self.progress.step)
 
+    def _check_same_plan(self, stored: StoredModel, path: Path) -> None:
+        """A run stopped inside an epoch continues that epoch's plan: the same batches per update,
+        ``training.accumulate`` x processes (an epoch boundary may change either)."""
+        if not self.progress.batches_done:
+            return
+        accumulate, world_size = stored.config.training.accumulate, stored.training.get("world_size", 1)
+        if accumulate * world_size != self.training.accumulate * self.processes.world_size:
+            raise CheckpointError(
+                f"{path}: stopped inside epoch {self.progress.epoch + 1} after {self.progress.batches_done} updates of "
+                f"{accumulate * world_size} batches (training.accumulate={accumulate} x {world_size} process(es)); "
+                f"continue with training.accumulate x processes = {accumulate * world_size}, e.g. "
+                f"training.accumulate={accumulate} on {world_size} process(es) (the epoch's remaining updates are "
+                "planned from it)")
+
     def _restore(self, state: dict) -> None:
         """Optimiser, scheduler, RNG and progress from a last.pt's ``training`` entry."""
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        if state.get("cuda_rng") and torch.cuda.is_available():  # older checkpoints lack it
-            torch.cuda.set_rng_state_all(state["cuda_rng"][:torch.cuda.device_count()])
+        process_rng = state.get("process_rng")  # saved by cronos >= 0.2; the same processes get their own back
+        if process_rng and len(process_rng) == self.processes.world_size:
+            cpu, gpu = process_rng[self.processes.rank]
+            torch.set_rng_state(cpu)
+            if gpu is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(gpu, self.device)
+        else:
+            torch.set_rng_state(state["rng"])
+            if state.get("cuda_rng") and torch.cuda.is_available():  # older checkpoints lack it
+                torch.cuda.set_rng_state_all(state["cuda_rng"][:torch.cuda.device_count()])
         self.progress = TrainingProgress(**state["progress"])  # checkpoints before epoch_* fields: their defaults
 
     # --- signals --------------------------------------------------------------------------------

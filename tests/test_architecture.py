@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "cronos"
 LAYERS = [
     {"config", "version"},
     {"data", "masking", "device", "progress"},
-    {"loss", "checkpoint", "modules"},
+    {"loss", "checkpoint", "modules", "distributed"},
     {"network", "run_folder"},
     {"search"},
     {"evaluation", "explain"},

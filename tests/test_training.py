@@ -235,7 +235,7 @@ def test_the_training_step_divides_the_summed_loss_by_the_real_target_tokens(tmp
     assert len(set(lengths)) > 1  # the batch has padded target positions
     reference = copy.deepcopy(model)
     trainer = Trainer(model.network, model.codec, config, data, None)
-    loss_sum, count = trainer._train_step([indices])  # one update of one batch
+    loss_sum, count = trainer._train_step([[indices]])  # one update: one process, one batch
     assert count == sum(lengths)
 
     summed = 0.0

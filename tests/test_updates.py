@@ -57,8 +57,8 @@ def test_p7_an_update_of_k_batches_is_the_update_of_their_union(tmp_path, dtype,
         update = batches[step * accumulate: (step + 1) * accumulate]
         sizes = {sum(split.data.examples[i].tgt_length for i in batch) for batch in update}
         assert len(sizes) > 1  # batches of different token counts: a per-batch mean would weight them wrongly
-        split_loss, split_tokens = split._train_step(update)
-        union_loss, union_tokens = union._train_step([[i for batch in update for i in batch]])
+        split_loss, split_tokens = split._train_step([update])  # one process: [rank][batches]
+        union_loss, union_tokens = union._train_step([[[i for batch in update for i in batch]]])
         assert split_tokens == union_tokens and split_loss == pytest.approx(union_loss, rel=1e-6)
     assert split.progress.step == union.progress.step == 4
     assert max_difference(split.network, union.network) <= TOLERANCE[dtype]
@@ -69,7 +69,7 @@ def test_the_mean_of_per_batch_means_would_not_give_the_union(tmp_path):
     (so the test above can fail)."""
     split, union = trainers(tmp_path, torch.float64, 2)
     update = split.sampler.batches(0)[:2]
-    union._train_step([[i for batch in update for i in batch]])
+    union._train_step([[[i for batch in update for i in batch]]])
     network, optimizer = split.network.train(), split.optimizer
     optimizer.zero_grad(set_to_none=True)
     for indices in update:
@@ -93,7 +93,7 @@ def test_resuming_inside_an_epoch_with_another_accumulate_is_refused(tmp_path):
     config = tiny_config(tmp_path, training={"epochs": 2, "accumulate": 2, "max_steps": 5})
     cronos.fit(cronos.load_config(config))  # stops inside epoch 1, at step 5
     resumed = tiny_config(tmp_path, training={"epochs": 2, "accumulate": 3, "resume": "auto"})
-    with pytest.raises(cronos.CheckpointError, match=r"stopped inside epoch 1 after 5 updates of "
-                                                     r"training.accumulate=2 batches; continue with "
-                                                     r"training.accumulate=2"):
+    with pytest.raises(cronos.CheckpointError, match=r"stopped inside epoch 1 after 5 updates of 2 batches "
+                                                     r"\(training.accumulate=2 x 1 process\(es\)\); continue with "
+                                                     r"training.accumulate x processes = 2"):
         cronos.fit(cronos.load_config(resumed))

@@ -4,7 +4,7 @@ from .codec import TextCodec, tokenizer_for
 from .corpus import SPLITS, EvalSplit, TrainingData, load_eval_split, load_split, load_training_data
 from .preprocess import Example, PreprocessStats, encode_sources
 from .readers import DataError, read_pairs
-from .sampler import BucketBatchSampler, RandomBatchSampler, padded_share
+from .sampler import BucketBatchSampler, RandomBatchSampler, padded_share, plan_updates
 from .tokenizers import Tokenizer, build_tokenizer
 from .vocab import BOS_INDEX, EOS_INDEX, PAD_INDEX, UNK_INDEX, Vocabulary
 
@@ -12,6 +12,6 @@ __all__ = [
     "Batch", "chunks", "collate", "length_batches", "TextCodec", "tokenizer_for", "SPLITS", "EvalSplit",
     "TrainingData", "load_eval_split", "load_split", "load_training_data",
     "Example", "PreprocessStats", "encode_sources", "DataError", "read_pairs", "BucketBatchSampler",
-    "RandomBatchSampler", "padded_share", "Tokenizer", "build_tokenizer", "Vocabulary", "PAD_INDEX",
+    "RandomBatchSampler", "padded_share", "plan_updates", "Tokenizer", "build_tokenizer", "Vocabulary", "PAD_INDEX",
     "UNK_INDEX", "BOS_INDEX", "EOS_INDEX",
 ]

@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["BucketBatchSampler", "RandomBatchSampler", "padded_share", "DEFAULT_BATCH_SIZE"]
+__all__ = ["BucketBatchSampler", "RandomBatchSampler", "padded_share", "plan_updates", "DEFAULT_BATCH_SIZE"]
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -84,6 +84,53 @@ class RandomBatchSampler(BucketBatchSampler):
 
     def _order(self, generator: torch.Generator) -> list[int]:
         return torch.randperm(len(self.src_lengths), generator=generator).tolist()
+
+
+def plan_updates(batches: Sequence[list[int]], tokens: Sequence[int], accumulate: int,
+                 world_size: int = 1) -> list[list[list[list[int]]]]:
+    """An epoch's optimiser updates: ``plan[u][r]`` lists the batches process ``r`` trains on in update ``u``.
+
+    Every process computes the same plan from the same batches.  Each update takes the next
+    ``accumulate * world_size`` batches, dealt to the processes by their real target ``tokens``
+    (per example): the largest batch first, each to the process with the fewest tokens so far.
+    So ``world_size`` processes with ``accumulate`` batches each take the same updates as one
+    process with ``accumulate * world_size`` batches.  Every process gets a batch in every update
+    (it must take part in each gradient exchange): the epoch's last update, when it has fewer
+    batches than processes, has its largest batches cut in two, or else joins the update before.
+    """
+    group = accumulate * world_size
+    updates = [list(batches[start: start + group]) for start in range(0, len(batches), group)]
+    if updates and len(updates[-1]) < world_size:
+        updates[-1] = _split_until(updates[-1], world_size)
+        if len(updates[-1]) < world_size and len(updates) > 1:
+            updates[-2] += updates.pop()
+        if len(updates[-1]) < world_size:
+            raise ValueError(f"{sum(map(len, batches))} training examples cannot give each of {world_size} "
+                             "processes a batch")
+    return [_deal(update, tokens, world_size) for update in updates]
+
+
+def _split_until(batches: list[list[int]], count: int) -> list[list[int]]:
+    """Cut the largest batch in two until there are ``count`` batches, or none can be cut."""
+    batches = list(batches)
+    while len(batches) < count:
+        largest = max(range(len(batches)), key=lambda b: len(batches[b]))
+        if len(batches[largest]) < 2:
+            break
+        batch = batches.pop(largest)
+        batches[largest:largest] = [batch[: len(batch) // 2], batch[len(batch) // 2:]]
+    return batches
+
+
+def _deal(update: list[list[int]], tokens: Sequence[int], world_size: int) -> list[list[list[int]]]:
+    shares: list[list[list[int]]] = [[] for _ in range(world_size)]
+    load = [0] * world_size
+    sizes = [sum(tokens[i] for i in batch) for batch in update]
+    for b in sorted(range(len(update)), key=lambda b: (-sizes[b], b)):
+        rank = min(range(world_size), key=lambda r: (load[r], r))
+        shares[rank].append(update[b])
+        load[rank] += sizes[b]
+    return shares
 
 
 def padded_share(batches: Sequence[Sequence[int]], src_lengths: Sequence[int],
