@@ -61,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Format("%(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # under torchrun, rank 0 reports; the other processes only warn
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     try:
         return args.run(args) or 0
     except ConfigError as error:
@@ -172,6 +174,8 @@ def _train(args: argparse.Namespace) -> int:
     config = _load(args)
     model = Cronos.from_config(config)
     history = model.fit()
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 says how the run went
+        return 0
     folder = RunFolder(Path(config.output_dir))
     if history.stopped_by:
         print(f"stopped by {history.stopped_by} at step {history.step} ({history.epochs_completed} epochs "

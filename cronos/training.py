@@ -114,7 +114,8 @@ class Trainer:
         self.optimizer = build_optimizer(network, self.training)
         self.scheduler = self._scheduler()
         self.progress = TrainingProgress()
-        self._stop_requested: str | None = None
+        self._stop_requested: str | None = None  # by a signal to this process
+        self._stopping: str | None = None  # what every process agreed on, after a step
         self._last_record: dict | None = None
         self._clock = time.perf_counter()  # epoch_seconds counts up to here
 
@@ -159,20 +160,20 @@ class Trainer:
                 self._clock = time.perf_counter()
                 while not self._done():
                     self._train_epoch(report)
-                    if self._stop_requested:
+                    if self._stopping:
                         break
-            if self._stop_requested:
+            if self._stopping:
                 self.save_last()
                 if main:
                     logger.info("stopped by %s at step %d; %s holds the run: continue it with --set "
-                                "training.resume=auto", self._stop_requested, self.progress.step, self.folder.last)
+                                "training.resume=auto", self._stopping, self.progress.step, self.folder.last)
             elif not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
                 self.save_last()
             self._ensure_best()
             self.processes.barrier()  # best.pt is written
             if self.progress.best_step is not None:  # best.pt holds this run's best validation
                 self.network.load_state_dict(load_checkpoint(self.folder.best)["model"])
-        return TrainingHistory(self.progress, self._stop_requested, self._last_record)
+        return TrainingHistory(self.progress, self._stopping, self._last_record)
 
     @contextmanager
     def _claimed(self) -> Iterator[None]:
@@ -229,20 +230,27 @@ class Trainer:
         for update in updates[progress.batches_done:]:
             started = time.perf_counter()
             batch_loss, batch_tokens = self._train_step(update)
+            self._agree_to_stop()
             progress.epoch_loss_sum += batch_loss
             progress.epoch_tokens += batch_tokens
             progress.batches_done += 1
             if batch_tokens and self.processes.main:  # not a skipped batch
                 report.step(progress.step, epoch + 1, batch_loss, batch_tokens, time.perf_counter() - started, self.lr)
-            reached_max_steps = self._finished() and not self._stop_requested
+            reached_max_steps = self._finished() and not self._stopping
             if reached_max_steps or self._validation_due():
                 self._validate(share, epoch + 1, in_history=reached_max_steps)
             elif self.training.checkpoint_every and progress.step % self.training.checkpoint_every == 0:
                 self.save_last()
-            if self._stop_requested or reached_max_steps:
+            if self._stopping or reached_max_steps:
                 return
         progress.epoch, progress.batches_done = epoch + 1, 0
         self._validate(share, epoch + 1, in_history=True)
+
+    def _agree_to_stop(self) -> None:
+        """Every process stops after the same step: the first after which any of them was asked to."""
+        asked, = self.processes.sum([self._stop_requested is not None], self.device)
+        if asked:
+            self._stopping = self._stop_requested or "a signal to another process"
 
     def _tick(self) -> None:
         """Add the time since the last tick to the epoch's seconds."""
@@ -278,9 +286,7 @@ class Trainer:
                 # DDP averages the processes' gradients: times their number, that is their sum
                 (loss.total * processes.world_size / tokens).backward()
             loss_sum = loss_sum + loss.total.detach()
-        total_loss, stops = processes.sum([loss_sum, self._stop_requested is not None], self.device)
-        if stops and not self._stop_requested:  # every process stops after the same step
-            self._stop_requested = "a signal to another process"
+        total_loss, = processes.sum([loss_sum], self.device)
         max_norm = self.training.clip_grad_norm if self.training.clip_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm)
         if not (math.isfinite(total_loss) and torch.isfinite(grad_norm)):
@@ -456,13 +462,14 @@ class Trainer:
 
     @contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM: finish the current step, write last.pt, return. A second SIGINT aborts."""
+        """SIGINT/SIGTERM: finish the current step, write last.pt, return. A second SIGINT aborts (one process)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def on_signal(signum, frame):
-            if self._stop_requested and signum == signal.SIGINT:
+            # a second Ctrl-C aborts one process; torchrun passes on the SIGINT its workers got already
+            if self._stop_requested and signum == signal.SIGINT and not self.processes.distributed:
                 raise KeyboardInterrupt
             self.request_stop(signal.Signals(signum).name)
 

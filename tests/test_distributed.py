@@ -1,0 +1,142 @@
+"""Training on several processes with torchrun: P7 across processes, stops agreed by every
+process, kill -9, and checkpoints that move between process counts.  Two real processes of one
+thread each, on the CPU (gloo), on a tiny model."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cronos.data import plan_updates
+from helpers import tiny_config, write_config
+
+NO_DROPOUT = {"encoder": {"type": "rnn", "hidden_size": 32, "dropout": 0.0},
+              "decoder": {"type": "rnn", "hidden_size": 64, "dropout": 0.0}}
+
+
+def torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "cronos", *args]
+
+
+def train(command: list[str], config: Path, *overrides: str) -> subprocess.CompletedProcess:
+    sets = [item for override in overrides for item in ("--set", override)]
+    result = subprocess.run([*command, "train", str(config), *sets], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "last.pt", weights_only=True)["model"]
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()  # no "module." prefix from DistributedDataParallel
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+ONE_PROCESS = [sys.executable, "-m", "cronos"]
+
+
+def test_p7_two_processes_take_the_updates_of_one_process_accumulating_two(tmp_path):
+    """The command-line form of P7: `torchrun --nproc_per_node 2 ... train` and `train --set
+    training.accumulate=2` plan the same updates and end with the same weights (dropout 0)."""
+    both = {"model": NO_DROPOUT, "training": {"epochs": 1}}
+    two = write_config(tmp_path / "two.yaml", tiny_config(tmp_path / "two", **both))
+    one = write_config(tmp_path / "one.yaml", tiny_config(tmp_path / "one", **both))
+    result = train(torchrun(), two)
+    train(ONE_PROCESS, one, "training.accumulate=2")
+    assert max_difference(weights(tmp_path / "two" / "run"), weights(tmp_path / "one" / "run")) <= 1e-5
+    two_record, one_record = records(tmp_path / "two" / "run")[-1], records(tmp_path / "one" / "run")[-1]
+    assert two_record["step"] == one_record["step"] == 13  # 25 batches: 12 updates of 2, and the last one
+    assert two_record["train_loss"] == pytest.approx(one_record["train_loss"], rel=1e-6)
+    assert result.stdout.count("trained 1 epochs, 13 steps") == 1  # rank 0 alone reports
+    assert len(records(tmp_path / "two" / "run")) == 1  # and writes metrics.jsonl once
+    last = torch.load(tmp_path / "two" / "run" / "last.pt", weights_only=True)["training"]
+    assert last["world_size"] == 2 and len(last["process_rng"]) == 2
+
+
+def test_a_run_of_two_processes_continues_in_one_with_the_same_updates_or_is_refused(tmp_path):
+    both = {"model": NO_DROPOUT, "training": {"epochs": 1}}
+    straight = write_config(tmp_path / "straight.yaml", tiny_config(tmp_path / "straight", **both))
+    train(torchrun(), straight)
+    config = write_config(tmp_path / "moved.yaml", tiny_config(tmp_path / "moved", **both))
+    train(torchrun(), config, "training.max_steps=5")  # stops inside the epoch, after 5 updates
+    refused = subprocess.run([*ONE_PROCESS, "train", str(config), "--set", "training.resume=auto"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1
+    assert ("stopped inside epoch 1 after 5 updates of 2 batches (training.accumulate=1 x 2 process(es)); "
+            "continue with training.accumulate x processes = 2") in refused.stderr
+    train(ONE_PROCESS, config, "training.resume=auto", "training.accumulate=2")
+    assert max_difference(weights(tmp_path / "moved" / "run"), weights(tmp_path / "straight" / "run")) <= 1e-5
+    import cronos
+
+    assert cronos.Cronos.load(tmp_path / "moved" / "run" / "best.pt").translate(["1/2/07"])  # loads in one process
+
+
+def start(config: Path) -> tuple[subprocess.Popen, list[str]]:
+    """torchrun training ``config``, read until its progress passes step 30."""
+    process = subprocess.Popen(torchrun("train", str(config)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "step 30/" in line:
+            return process, lines
+    raise AssertionError("".join(lines[-30:]))
+
+
+def test_sigterm_to_torchrun_stops_every_process_after_one_step_and_rank_0_writes_last(tmp_path):
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, training={"epochs": 50, "log_every": 5}))
+    process, _ = start(config)
+    process.send_signal(signal.SIGTERM)  # to the launcher, which passes it to its workers
+    output = process.communicate(timeout=120)[0]
+    summaries = re.findall(r"stopped by SIGTERM at step (\d+) \(", output)
+    assert len(summaries) == 1, output[-3000:]  # rank 0's summary, once
+    step = int(summaries[0])
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["training"]["progress"]
+    assert last["step"] == step and "Connection closed" not in output  # no process left the other waiting
+
+
+def test_kill_9_of_one_process_ends_the_job_and_the_run_resumes(tmp_path):
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, training={"epochs": 50, "log_every": 5}))
+    process, _ = start(config)
+    workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2
+    os.kill(int(workers[-1]), signal.SIGKILL)
+    started = time.monotonic()
+    process.communicate(timeout=120)
+    assert process.returncode != 0 and time.monotonic() - started < 60  # the other process does not hang
+    resumed = train(torchrun(), config, "training.resume=auto", "training.epochs=4")
+    assert "trained 4 epochs, 52 steps" in resumed.stdout
+
+
+@pytest.mark.parametrize("world_size, accumulate", [(1, 1), (1, 3), (2, 1), (2, 2), (3, 2)])
+def test_the_plan_deals_every_example_once_and_gives_every_process_a_batch(world_size, accumulate):
+    batches = [[i for i in range(start, min(start + 7, 95))] for start in range(0, 95, 7)]  # 14 batches
+    tokens = [1 + i % 5 for i in range(95)]
+    plan = plan_updates(batches, tokens, accumulate, world_size)
+    dealt = [i for update in plan for share in update for batch in share for i in batch]
+    assert sorted(dealt) == list(range(95))  # every example once
+    assert all(len(update) == world_size and all(share for share in update) for update in plan)
+    single = plan_updates(batches, tokens, accumulate * world_size, 1)
+    union = lambda update: sorted(i for share in update for batch in share for i in batch)  # noqa: E731
+    assert [union(u) for u in plan] == [union(u) for u in single]  # the same updates as one process
+
+
+def test_the_plan_refuses_fewer_examples_than_processes():
+    with pytest.raises(ValueError, match="1 training examples cannot give each of 2 processes a batch"):
+        plan_updates([[0]], [3], 1, 2)
