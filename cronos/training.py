@@ -148,32 +148,38 @@ class Trainer:
         if self.training.num_threads:
             torch.set_num_threads(self.training.num_threads)
         torch.manual_seed(self.config.seed)
-        main = self.processes.main
         with (process_group(self.processes, self.device), report_to_stderr_unless_configured(),
               self._claimed()):
             self._maybe_resume()
             self.trained = self._replicated()
-            report = ProgressReport(self.progress.step, self.progress.epoch + 1, self._planned_steps(),
-                                    self.training.epochs, bar=self.training.progress and main,
-                                    log_every=self.training.log_every if main else None)
-            with self._stop_on_signals(), report:
-                self._clock = time.perf_counter()
-                while not self._done():
-                    self._train_epoch(report)
-                    if self._stopping:
-                        break
-            if self._stopping:
-                self.save_last()
-                if main:
-                    logger.info("stopped by %s at step %d; %s holds the run: continue it with --set "
-                                "training.resume=auto", self._stopping, self.progress.step, self.folder.last)
-            elif not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
-                self.save_last()
-            self._ensure_best()
-            self.processes.barrier()  # best.pt is written
-            if self.progress.best_step is not None:  # best.pt holds this run's best validation
-                self.network.load_state_dict(load_checkpoint(self.folder.best)["model"])
+            try:
+                self._train_and_save()
+            finally:
+                self.trained = self.network  # DistributedDataParallel must go before its process group
         return TrainingHistory(self.progress, self._stopping, self._last_record)
+
+    def _train_and_save(self) -> None:
+        main = self.processes.main
+        report = ProgressReport(self.progress.step, self.progress.epoch + 1, self._planned_steps(),
+                                self.training.epochs, bar=self.training.progress and main,
+                                log_every=self.training.log_every if main else None)
+        with self._stop_on_signals(), report:
+            self._clock = time.perf_counter()
+            while not self._done():
+                self._train_epoch(report)
+                if self._stopping:
+                    break
+        if self._stopping:
+            self.save_last()
+            if main:
+                logger.info("stopped by %s at step %d; %s holds the run: continue it with --set "
+                            "training.resume=auto", self._stopping, self.progress.step, self.folder.last)
+        elif not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
+            self.save_last()
+        self._ensure_best()
+        self.processes.barrier()  # best.pt is written
+        if self.progress.best_step is not None:  # best.pt holds this run's best validation
+            self.network.load_state_dict(load_checkpoint(self.folder.best)["model"])
 
     @contextmanager
     def _claimed(self) -> Iterator[None]:

@@ -103,7 +103,10 @@ def test_sigterm_to_torchrun_stops_every_process_after_one_step_and_rank_0_write
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, training={"epochs": 50, "log_every": 5}))
     process, _ = start(config)
     process.send_signal(signal.SIGTERM)  # to the launcher, which passes it to its workers
+    signalled = time.monotonic()
     output = process.communicate(timeout=120)[0]
+    # every worker ended by itself: torchrun kills those still running 30 s after passing the signal on
+    assert time.monotonic() - signalled < 25 and "forcefully exiting" not in output, output[-3000:]
     summaries = re.findall(r"stopped by SIGTERM at step (\d+) \(", output)
     assert len(summaries) == 1, output[-3000:]  # rank 0's summary, once
     step = int(summaries[0])
@@ -140,3 +143,31 @@ def test_the_plan_deals_every_example_once_and_gives_every_process_a_batch(world
 def test_the_plan_refuses_fewer_examples_than_processes():
     with pytest.raises(ValueError, match="1 training examples cannot give each of 2 processes a batch"):
         plan_updates([[0]], [3], 1, 2)
+
+
+def test_p7_in_float64_under_ddp_and_the_per_process_mean_would_fail_it(tmp_path):
+    """Through DistributedDataParallel itself: the trainer's update over two processes equals one
+    process's update on the union of their batches to 1e-10 in float64, after several steps; the
+    peers' normalisation (each process's mean, averaged) does not."""
+    import cronos
+    from cronos.training import Trainer
+    from test_updates import reversing
+
+    sections = {"model": NO_DROPOUT, "data": reversing(tmp_path)}
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, **sections))
+    out = tmp_path / "ddp.pt"
+    worker = Path(__file__).resolve().parent / "ddp_worker.py"
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(worker), str(config), str(out), "4"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(worker.parent.parent)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = torch.load(out, weights_only=True)
+    loaded = cronos.load_config(config)
+    model = cronos.Cronos.from_config(loaded)
+    union = Trainer(model.network.double(), model.codec, loaded, cronos.data.load_training_data(loaded.data), None)
+    for update in saved["plan"]:
+        sizes = [sum(union.lengths[1][i] for batch in share for i in batch) for share in update]
+        assert len(update) == 2 and sizes[0] != sizes[1]  # processes with different token counts
+        union._train_step([[[i for share in update for batch in share for i in batch]]])
+    assert max_difference(saved["ours"], union.network.state_dict()) <= 1e-10
+    assert max_difference(saved["peers"], union.network.state_dict()) > 1e-6
