@@ -171,3 +171,14 @@ def test_p7_in_float64_under_ddp_and_the_per_process_mean_would_fail_it(tmp_path
         union._train_step([[[i for share in update for batch in share for i in batch]]])
     assert max_difference(saved["ours"], union.network.state_dict()) <= 1e-10
     assert max_difference(saved["peers"], union.network.state_dict()) > 1e-6
+
+
+def test_a_folder_that_holds_a_run_is_refused_by_every_process_at_once(tmp_path):
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, training={"epochs": 1}))
+    train(ONE_PROCESS, config)
+    started = time.monotonic()
+    result = subprocess.run(torchrun("train", str(config)), capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0 and time.monotonic() - started < 60
+    assert f"cronos: error: {tmp_path / 'run'}: holds a run" in result.stderr  # rank 0: the folder and the ways on
+    assert "rank 0 could not start the run" in result.stderr  # rank 1: no wait for a run that never starts
