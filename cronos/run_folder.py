@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import time
 from contextlib import contextmanager
@@ -25,12 +26,12 @@ try:  # POSIX; where there is no fcntl (Windows) runs are not locked
 except ImportError:  # pragma: no cover - not on the machines cronos is tested on
     fcntl = None
 
-__all__ = ["RunFolder", "RunFolderError", "claim", "BEST", "LAST", "METRICS"]
+__all__ = ["RunFolder", "RunFolderError", "claim", "BEST", "LAST", "METRICS", "TENSORBOARD"]
 
 logger = logging.getLogger("cronos")
 
-BEST, LAST, METRICS = "best.pt", "last.pt", "metrics.jsonl"
-RUN_FILES = (LAST, BEST, METRICS)   # what a run writes, and what ``training.overwrite`` removes
+BEST, LAST, METRICS, TENSORBOARD = "best.pt", "last.pt", "metrics.jsonl", "tensorboard"
+RUN_FILES = (LAST, BEST, METRICS, TENSORBOARD)  # what a run writes, and what ``training.overwrite`` removes
 LOCK = ".cronos.lock"
 WAYS_ON = ("continue it with training.resume=auto, replace it with training.overwrite=true, "
            "or choose another output_dir")
@@ -61,6 +62,11 @@ class RunFolder:
     def metrics(self) -> Path:
         """One JSON line per validation."""
         return self.path / METRICS
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files (``training.tensorboard``)."""
+        return self.path / TENSORBOARD
 
     def existing_run_files(self) -> list[str]:
         return [name for name in RUN_FILES if (self.path / name).exists()]
@@ -122,7 +128,8 @@ def _check_earlier_run(folder: RunFolder, resume: str | None, overwrite: bool) -
         return
     if overwrite:
         for name in existing:
-            (folder.path / name).unlink()
+            path = folder.path / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
         logger.warning("training.overwrite=true: removed the earlier run's %s from %s", ", ".join(existing),
                        folder.path)
         return

@@ -34,7 +34,9 @@ from .checkpoint import (CheckpointError, StoredModel, check_same_model, check_w
 from .config import Config, TrainingConfig
 from .data import BucketBatchSampler, EvalSplit, TextCodec, TrainingData, collate, padded_share, plan_updates
 from .distributed import Processes, process_group
+from .board import Board
 from .evaluation import METRICS, evaluate_split
+from .explain import explain_forced
 from .network import Seq2Seq
 from .progress import ProgressReport, report_to_stderr_unless_configured
 from .run_folder import RunFolder, claim
@@ -117,6 +119,7 @@ class Trainer:
         self._stop_requested: str | None = None  # by a signal to this process
         self._stopping: str | None = None  # what every process agreed on, after a step
         self._last_record: dict | None = None
+        self.board = Board()  # TensorBoard, opened by rank 0 when the run starts (training.tensorboard)
         self._clock = time.perf_counter()  # epoch_seconds counts up to here
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -152,10 +155,14 @@ class Trainer:
               self._claimed()):
             self._maybe_resume()
             self.trained = self._replicated()
+            if self.training.tensorboard and self.processes.main:
+                resumed_at = self.progress.step or None  # events past it, from before a stop, are dropped
+                self.board = Board.open(self.folder.tensorboard, purge_step=resumed_at and resumed_at + 1)
             try:
                 self._train_and_save()
             finally:
                 self.trained = self.network  # DistributedDataParallel must go before its process group
+                self.board.close()
         return TrainingHistory(self.progress, self._stopping, self._last_record)
 
     def _train_and_save(self) -> None:
@@ -241,7 +248,9 @@ class Trainer:
             progress.epoch_tokens += batch_tokens
             progress.batches_done += 1
             if batch_tokens and self.processes.main:  # not a skipped batch
-                report.step(progress.step, epoch + 1, batch_loss, batch_tokens, time.perf_counter() - started, self.lr)
+                seconds = time.perf_counter() - started
+                report.step(progress.step, epoch + 1, batch_loss, batch_tokens, seconds, self.lr)
+                self.board.step(progress.step, batch_loss / batch_tokens, batch_tokens / seconds, self.lr)
             reached_max_steps = self._finished() and not self._stopping
             if reached_max_steps or self._validation_due():
                 self._validate(share, epoch + 1, in_history=reached_max_steps)
@@ -344,6 +353,7 @@ class Trainer:
             if self.processes.main:
                 with open(self.folder.metrics, "a", encoding="utf-8") as file:
                     file.write(json.dumps(record) + "\n")
+                self.board.validation(progress.step, record, self._example_attention())
                 logger.info("epoch %d step %d: %s", epoch, progress.step,
                             ", ".join(f"{k} {v:.4g}" for k, v in record.items()
                                       if k.startswith(("train_loss", "valid_")) and isinstance(v, float)))
@@ -352,6 +362,13 @@ class Trainer:
             progress.history.append(record)
         if fresh or in_history:
             self.save_last()
+
+    def _example_attention(self) -> torch.Tensor | None:
+        """The attention ``[T, S]`` of the first validation example, its target forced (for TensorBoard)."""
+        if self.valid is None or self.board.writer is None:
+            return None
+        source, target = self.valid.sources[0], self.valid.targets[0]
+        return explain_forced(self.network, self.codec, [source], [target], 1)[0].attention
 
     def _track_best(self, record: dict) -> None:
         metric = self.training.metric

@@ -183,9 +183,12 @@ class TrainingConfig:
     resume: str | None = key(None, "`auto` (the run's own last checkpoint, if any) or a checkpoint path",
                              path=True)
     overwrite: bool = key(False, "start a new run in an output_dir that holds one, removing its best.pt, "
-                                 "last.pt and metrics.jsonl (otherwise that is refused)")
+                                 "last.pt, metrics.jsonl and tensorboard/ (otherwise that is refused)")
     nan_policy: Literal["error", "skip"] = key(
         "error", "NaN/Inf loss or gradient: `error` stops naming the batch, `skip` drops the batch and counts it")
+    tensorboard: bool = key(False, "also write TensorBoard logs to output_dir/tensorboard: loss, tokens/s, lr, "
+                                   "validation metrics, padded share, and the attention of a validation example "
+                                   "(needs the `tensorboard` extra)")
     progress: bool = key(True, "show a tqdm progress bar when stderr is a terminal (elsewhere, log lines)")
     log_every: int | None = key(100, "without a bar, log step, loss, tokens/s, lr and time left every N steps "
                                      "(null: never)", minimum=1)
