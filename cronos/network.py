@@ -133,6 +133,7 @@ class Seq2Seq(nn.Module):
         # no real position ever sees a padded one.
         real = tgt_out != PAD_INDEX  # [B, T]
         logits = self.output_projection(outputs[real])  # [N, V], N = real target tokens
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # under bf16 autocast: the loss in fp32
         return TokenLoss(*token_cross_entropy(logits, tgt_out[real], label_smoothing))
 
 

@@ -261,6 +261,10 @@ class Trainer:
         progress.epoch, progress.batches_done = epoch + 1, 0
         self._validate(share, epoch + 1, in_history=True)
 
+    def _autocast(self) -> torch.autocast:
+        """``training.precision``: bfloat16 autocast for the forward pass, or nothing (fp32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.training.precision == "bf16")
+
     def _agree_to_stop(self) -> None:
         """Every process stops after the same step: the first after which any of them was asked to."""
         asked, = self.processes.sum([self._stop_requested is not None], self.device)
@@ -296,8 +300,9 @@ class Trainer:
             batch = collate([self.data.examples[i] for i in indices]).to(self.device)
             exchange = number == len(mine) - 1 or not processes.distributed  # gradients cross processes once
             with nullcontext() if exchange else trained.no_sync():
-                loss = trained(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
-                               label_smoothing=self.training.label_smoothing)
+                with self._autocast():  # the forward pass only; backward follows the forward's dtypes
+                    loss = trained(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
+                                   label_smoothing=self.training.label_smoothing)
                 # DDP averages the processes' gradients: times their number, that is their sum
                 (loss.total * processes.world_size / tokens).backward()
             loss_sum = loss_sum + loss.total.detach()

@@ -155,6 +155,9 @@ class TrainingConfig:
         None, "token budget per batch: batch size x longest side, padding included", minimum=1)
     accumulate: int = key(1, "batches per optimiser step (gradient accumulation); the step's loss is divided by "
                              "the real target tokens of all of them, so it is the step of their union", minimum=1)
+    precision: Literal["fp32", "bf16"] = key(
+        "fp32", "`fp32`, or `bf16`: each batch's forward pass under autocast in bfloat16 (weights, gradients, "
+                "optimiser state and evaluation stay float32)")
     optimizer: Literal["adam", "adamw"] = key("adam", "`adam` or `adamw`")
     lr: float = key(1e-3, "peak learning rate", minimum=0.0)
     weight_decay: float = key(0.0, "weight decay (decoupled for adamw)", minimum=0.0)
