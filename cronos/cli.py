@@ -61,9 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Format("%(message)s"))
-    # under torchrun, rank 0 reports; the other processes only warn
-    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     try:
         return args.run(args) or 0
     except ConfigError as error:
@@ -168,13 +166,17 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .distributed import Processes
     from .model import Cronos
     from .run_folder import RunFolder
 
+    main_process = Processes.from_environment().main
+    if not main_process:  # under torchrun, rank 0 reports; the other processes only warn
+        logging.getLogger().setLevel(logging.WARNING)
     config = _load(args)
     model = Cronos.from_config(config)
     history = model.fit()
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 says how the run went
+    if not main_process:  # rank 0 says how the run went
         return 0
     folder = RunFolder(Path(config.output_dir))
     if history.stopped_by:

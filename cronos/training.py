@@ -156,8 +156,9 @@ class Trainer:
             self._maybe_resume()
             self.trained = self._replicated()
             if self.training.tensorboard and self.processes.main:
-                resumed_at = self.progress.step or None  # events past it, from before a stop, are dropped
-                self.board = Board.open(self.folder.tensorboard, purge_step=resumed_at and resumed_at + 1)
+                # a resumed run drops the events an interrupted one logged past its checkpoint
+                purge_step = self.progress.step + 1 if self.progress.step else None
+                self.board = Board.open(self.folder.tensorboard, purge_step=purge_step)
             try:
                 self._train_and_save()
             finally:
@@ -469,7 +470,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        process_rng = state.get("process_rng")  # saved by cronos >= 0.2; the same processes get their own back
+        process_rng = state.get("process_rng")  # older last.pt files lack it; the same processes get their own back
         if process_rng and len(process_rng) == self.processes.world_size:
             cpu, gpu = process_rng[self.processes.rank]
             torch.set_rng_state(cpu)
