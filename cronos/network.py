@@ -22,8 +22,9 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .data.vocab import PAD_INDEX
-from .loss import token_cross_entropy
+from .loss import projected_cross_entropy
 from .masking import check_lengths, lengths_to_mask
+from .modules.attention import AdditiveAttention
 from .modules.decoders import build_decoder
 from .modules.encoders import build_encoder
 
@@ -64,6 +65,7 @@ class Seq2Seq(nn.Module):
         self.encoder = build_encoder(config.embedding_size, config.encoder)
         self.decoder = build_decoder(config.embedding_size, self.encoder.output_size, config.decoder)
         self.output_projection = nn.Linear(self.decoder.output_size, tgt_vocab_size)
+        self.loss_head = projected_cross_entropy  # compile_blocks swaps in its compiled form
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -78,6 +80,22 @@ class Seq2Seq(nn.Module):
             elif isinstance(module, (nn.GRU, nn.LSTM, nn.LayerNorm)):
                 module.reset_parameters()
         self.zero_pad_embeddings()
+
+    def compile_blocks(self) -> None:
+        """``torch.compile`` the blocks that gain from it, in place (the state dict keeps its keys).
+
+        Regional compilation, as PyTorch recommends for repeated blocks: each block compiles once
+        (in seconds, where compiling the whole network took minutes and broke its graph at the
+        packed RNN), and serves training and decoding.  Compiled: the loss head (projection,
+        log-softmax and sum fused) and additive attention (its ``[B, T, S, A]`` tanh fused with
+        the reduction over ``A``).  The batch and length dimensions are dynamic, so batches of
+        new shapes do not recompile.  Transformer layers are left as they are: compiled, they were
+        slower on the CPU (docs/BENCHMARKS.md).
+        """
+        for module in self.modules():
+            if isinstance(module, AdditiveAttention):
+                module.compile(dynamic=True)
+        self.loss_head = torch.compile(projected_cross_entropy, dynamic=True)
 
     @torch.no_grad()
     def zero_pad_embeddings(self) -> None:
@@ -132,9 +150,9 @@ class Seq2Seq(nn.Module):
         # self-attention needs no target mask: it is causal and targets are right-padded, so
         # no real position ever sees a padded one.
         real = tgt_out != PAD_INDEX  # [B, T]
-        logits = self.output_projection(outputs[real])  # [N, V], N = real target tokens
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # under bf16 autocast: the loss in fp32
-        return TokenLoss(*token_cross_entropy(logits, tgt_out[real], label_smoothing))
+        targets = tgt_out[real]  # [N], N = real target tokens
+        total = self.loss_head(outputs[real], self.output_projection, targets, label_smoothing)
+        return TokenLoss(total, targets.numel())
 
 
 @contextmanager

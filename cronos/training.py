@@ -38,6 +38,7 @@ from .board import Board
 from .evaluation import METRICS, evaluate_split
 from .explain import explain_forced
 from .network import Seq2Seq
+from .precision import MixedPrecision
 from .progress import ProgressReport, report_to_stderr_unless_configured
 from .run_folder import RunFolder, claim
 
@@ -108,6 +109,9 @@ class Trainer:
         self.processes = Processes.from_environment()  # one, or those torchrun started
         self.device = self.processes.device(self.training.device)
         network.to(self.device)  # before the optimiser: its state follows the weights
+        self.precision = MixedPrecision(self.training.precision, self.device)  # fp16 off a GPU: refused here
+        if self.training.compile:
+            network.compile_blocks()  # before DistributedDataParallel wraps it
         self.trained: torch.nn.Module = network  # what a step calls: the network, or DDP around it
         self.folder = RunFolder(Path(config.output_dir))
         self.lengths = ([e.src_length for e in data.examples], [e.tgt_length for e in data.examples])
@@ -262,10 +266,6 @@ class Trainer:
         progress.epoch, progress.batches_done = epoch + 1, 0
         self._validate(share, epoch + 1, in_history=True)
 
-    def _autocast(self) -> torch.autocast:
-        """``training.precision``: bfloat16 autocast for the forward pass, or nothing (fp32)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.training.precision == "bf16")
-
     def _agree_to_stop(self) -> None:
         """Every process stops after the same step: the first after which any of them was asked to."""
         asked, = self.processes.sum([self._stop_requested is not None], self.device)
@@ -301,19 +301,27 @@ class Trainer:
             batch = collate([self.data.examples[i] for i in indices]).to(self.device)
             exchange = number == len(mine) - 1 or not processes.distributed  # gradients cross processes once
             with nullcontext() if exchange else trained.no_sync():
-                with self._autocast():  # the forward pass only; backward follows the forward's dtypes
+                with self.precision.autocast():  # the forward pass only; backward follows the forward's dtypes
                     loss = trained(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out,
                                    label_smoothing=self.training.label_smoothing)
                 # DDP averages the processes' gradients: times their number, that is their sum
-                (loss.total * processes.world_size / tokens).backward()
+                self.precision.backward(loss.total * processes.world_size / tokens)
             loss_sum = loss_sum + loss.total.detach()
         total_loss, = processes.sum([loss_sum], self.device)
+        self.precision.unscale(self.optimizer)
         max_norm = self.training.clip_grad_norm if self.training.clip_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm)
-        if not (math.isfinite(total_loss) and torch.isfinite(grad_norm)):
+        # fp16: an overflowing gradient is the scaler's to handle (it skips the update and halves its
+        # scale), unless the scale has fallen below 1, where the gradient itself is not finite
+        scaler_handles_it = self.precision.scaling and self.precision.scale >= 1.0
+        if not math.isfinite(total_loss) or (not torch.isfinite(grad_norm) and not scaler_handles_it):
             indices = [i for share in update for batch in share for i in batch]
             return self._non_finite(indices, total_loss, float(grad_norm))
-        self.optimizer.step()
+        if not self.precision.step(self.optimizer):
+            self.progress.skipped_batches += 1
+            logger.info("fp16: the gradients of step %d overflowed; update skipped, loss scale lowered to %g",
+                        self.progress.step + 1, self.precision.scale)
+            return 0.0, 0
         self.progress.step += 1
         if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
             self.scheduler.step()
@@ -417,6 +425,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all(),  # [] without a GPU
+            "scaler": self.precision.state_dict(),  # fp16's loss scale ({} otherwise)
             "world_size": self.processes.world_size,
             "process_rng": process_rng,  # each process's (CPU, its GPU's) random state, in rank order
         }
@@ -470,6 +479,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        self.precision.load_state_dict(state.get("scaler", {}))  # older last.pt files lack it
         process_rng = state.get("process_rng")  # older last.pt files lack it; the same processes get their own back
         if process_rng and len(process_rng) == self.processes.world_size:
             cpu, gpu = process_rng[self.processes.rank]

@@ -5,6 +5,8 @@ everywhere else the errors for asking one are what is pinned.
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -88,3 +90,43 @@ def test_positions_past_the_cached_table_on_the_gpu():
     out = encoding(torch.zeros(1, 40, 8, device="cuda"))
     assert out.device.type == "cuda"
     torch.testing.assert_close(out[0].cpu(), sinusoids(0, 40, 8).float(), atol=1e-6, rtol=0)
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision, tolerance", [("bf16", 5e-2), ("fp16", 1e-2)])
+@pytest.mark.parametrize("encoder, decoder", [("gru", "rnn-additive"), ("lstm", "rnn-multihead"),
+                                              ("transformer", "transformer")])
+def test_half_precision_on_the_gpu_keeps_padding_inert(precision, tolerance, encoder, decoder):
+    """P1/P2 on CUDA under autocast: exact zeros on padded keys, nothing NaN, P1 within the README's tolerance."""
+    from test_padding_inert import make_batch, tiny_model
+
+    model = tiny_model(encoder, decoder, torch.float32)
+    network = copy.deepcopy(model.network).cuda()
+    pairs = [([4, 5, 6, 7, 8], [9, 10]), ([11], [12, 13, 14, 15]), ([4, 6, 8], [5])]
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+
+    def log_probs(batch):
+        batch = batch.to("cuda")
+        with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
+            logits, attention = network(batch.src, batch.src_lengths, batch.tgt_in)
+        return torch.log_softmax(logits.float(), dim=-1), attention
+
+    batched, attention = log_probs(make_batch(pairs, extra_padding=3))
+    assert torch.isfinite(batched).all() and torch.isfinite(attention).all()
+    for i, (src, tgt) in enumerate(pairs):
+        assert torch.all(attention[i, :, len(src):] == 0.0)
+        alone, _ = log_probs(make_batch([(src, tgt)]))
+        torch.testing.assert_close(batched[i, : len(tgt) + 1], alone[0], atol=tolerance, rtol=0)
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_half_precision_compiled_run_on_the_gpu_trains_and_keeps_the_pad_rows(tmp_path, precision):
+    layer = {"type": "transformer", "hidden_size": 32, "layers": 1, "heads": 4, "ff_size": 64, "dropout": 0.1}
+    config = cronos.load_config(tiny_config(tmp_path, training={"device": "cuda", "epochs": 1, "precision": precision,
+                                                               "compile": True},
+                                            model={"embedding_size": 32, "encoder": layer, "decoder": layer}))
+    history = cronos.Cronos.from_config(config).fit()
+    network = cronos.Cronos.load(tmp_path / "run" / "best.pt", device="cuda").network
+    assert not network.src_embedding.weight[PAD_INDEX].any() and not network.tgt_embedding.weight[PAD_INDEX].any()
+    assert history[-1]["valid_loss"] < 2.8 and history.step + history[-1]["skipped_batches"] == 25

@@ -4,12 +4,14 @@ tolerance the README states, and the <pad> rows stay bit-identical through train
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 from hypothesis import given
 
 import cronos
+from cronos import precision
 from helpers import tiny_config
 from test_padding_inert import COMBINATIONS, PROPERTY, batch_strategy, make_batch, tiny_model
 
@@ -50,3 +52,53 @@ def test_training_in_bf16_keeps_the_pad_rows_and_float32_weights(tmp_path, famil
     assert torch.equal(network.tgt_embedding.weight[0], torch.zeros_like(network.tgt_embedding.weight[0]))
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["valid_loss"] < 2.5 and record["skipped_batches"] == 0  # it trained, in finite steps
+
+
+FP16_P1_TOLERANCE = 1e-2  # log-probs, absolute, fp16 autocast (on the CPU here; CUDA in test_device.py)
+
+
+# oneDNN has no float16 LSTM on the CPU (fp16 training is for CUDA GPUs, where it has)
+@pytest.mark.parametrize("encoder, decoder", [(e, d) for e, d in COMBINATIONS if e != "lstm"])
+@PROPERTY
+@given(data=batch_strategy)
+def test_fp16_p1_p2_the_minus_inf_fill_gives_exact_zeros_and_no_nan(encoder, decoder, data):
+    pairs, extra = data
+    model = tiny_model(encoder, decoder, torch.float32)
+    batch = make_batch(pairs, extra)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        logits, attention = model(batch.src, batch.src_lengths, batch.tgt_in)
+        alone = [model(*(lambda b: (b.src, b.src_lengths, b.tgt_in))(make_batch([pair])))[0] for pair in pairs]
+    assert torch.isfinite(attention).all() and torch.isfinite(logits).all()
+    batched = torch.log_softmax(logits.float(), dim=-1)
+    for i, (src, tgt) in enumerate(pairs):
+        assert torch.all(attention[i, :, len(src):] == 0.0)
+        torch.testing.assert_close(batched[i, : len(tgt) + 1], torch.log_softmax(alone[i][0].float(), dim=-1),
+                                   atol=FP16_P1_TOLERANCE, rtol=0)
+
+
+def test_fp16_is_refused_where_there_is_no_gpu(tmp_path):
+    with pytest.raises(cronos.ConfigError, match=r"training\.precision: fp16 trains on a CUDA GPU only.*use bf16"):
+        cronos.fit(cronos.load_config(tiny_config(tmp_path, training={"precision": "fp16"})))
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_fp16_overflow_skips_the_update_halves_the_scale_and_training_goes_on(tmp_path, monkeypatch, caplog):
+    """The gradient scaler's path, run on the CPU (fp16 autocast works there; cronos allows it on GPUs
+    only, because it is not faster on CPUs): a loss scale of 2**24 overflows float16 gradients, so the
+    first updates are skipped, each halving the scale, then training proceeds."""
+    monkeypatch.setattr(precision, "FP16_DEVICE_TYPES", ("cuda", "cpu"))
+    monkeypatch.setattr(precision.MixedPrecision, "INITIAL_SCALE", 2.0 ** 24)
+    layer = {"type": "transformer", "hidden_size": 32, "layers": 1, "heads": 4, "ff_size": 64, "dropout": 0.1}
+    config = cronos.load_config(tiny_config(tmp_path, training={"epochs": 1, "precision": "fp16"},
+                                            model={"embedding_size": 32, "encoder": layer, "decoder": layer}))
+    with caplog.at_level("INFO", logger="cronos"):
+        history = cronos.Cronos.from_config(config).fit()
+    record = history[-1]
+    skipped = record["skipped_batches"]
+    assert skipped >= 1 and "fp16: the gradients of step 1 overflowed" in caplog.text
+    assert history.step == 25 - skipped  # 800 examples in batches of 32: all but the skipped ones updated the weights
+    scale = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["training"]["scaler"]["scale"]
+    assert scale == 2.0 ** 24 / 2 ** skipped  # halved once per skipped update, stored for a resumed run
+    assert math.isfinite(record["valid_loss"]) and record["valid_loss"] < 2.8  # it learned (uniform: ~3.3)
+    network = cronos.Cronos.load(tmp_path / "run" / "best.pt").network
+    assert torch.equal(network.src_embedding.weight[0], torch.zeros_like(network.src_embedding.weight[0]))

@@ -38,6 +38,21 @@ def test_benchmark_runs_and_reports_every_measure(tmp_path):
     assert "| training target tokens/s |" in result.stdout
 
 
+def test_benchmark_measures_the_compiled_network_beside_the_eager_one_in_bf16(tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path))
+    out = tmp_path / "bench.json"
+    result = script("benchmark.py", str(config), "--warmup", "1", "--steps", "3", "--mask-pairs", "1",
+                    "--decode", "10", "--compile", "--set", "training.precision=bf16", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["precision"] == "bf16" and report["device"] == "cpu"
+    compiled = report["compiled"]
+    for key in ("speedup", "train_target_tokens_per_s", "eager_train_target_tokens_per_s", "first_two_steps_s",
+                "achieved_flops", "mask_overhead_ratio", "decode_beam1_sentences_per_s", "decode_beam5_sentences_per_s"):
+        assert compiled[key] > 0, key
+    assert "| compiled: eager / compiled step time (alternating, medians) |" in result.stdout
+
+
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="compares against a commit: needs a git checkout")
 def test_compare_benchmark_measures_a_commit_and_this_tree_in_turn(tmp_path):
     config = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path))

@@ -155,9 +155,12 @@ class TrainingConfig:
         None, "token budget per batch: batch size x longest side, padding included", minimum=1)
     accumulate: int = key(1, "batches per optimiser step (gradient accumulation); the step's loss is divided by "
                              "the real target tokens of all of them, so it is the step of their union", minimum=1)
-    precision: Literal["fp32", "bf16"] = key(
-        "fp32", "`fp32`, or `bf16`: each batch's forward pass under autocast in bfloat16 (weights, gradients, "
-                "optimiser state and evaluation stay float32)")
+    precision: Literal["fp32", "bf16", "fp16"] = key(
+        "fp32", "`fp32`; `bf16`: each batch's forward pass under autocast in bfloat16 (weights, gradients, "
+                "optimiser state and evaluation stay float32); `fp16`: float16 autocast with a gradient scaler "
+                "(CUDA GPUs only)")
+    compile: bool = key(False, "torch.compile the blocks that gain from it (the loss head, the RNN decoder's "
+                               "additive attention), for training and decoding; see the README for when it pays")
     optimizer: Literal["adam", "adamw"] = key("adam", "`adam` or `adamw`")
     lr: float = key(1e-3, "peak learning rate", minimum=0.0)
     weight_decay: float = key(0.0, "weight decay (decoupled for adamw)", minimum=0.0)

@@ -37,7 +37,8 @@ def test_checkpoint_format_version_and_contents(regression_runs, tmp_path):
     assert FORMAT_VERSION == 1 and payload["format_version"] == 1 and payload["format"] == "cronos-checkpoint"
     assert {"config", "src_vocab", "tgt_vocab", "model"} <= set(payload)
     last = load_checkpoint(Path(model.config.output_dir) / "last.pt")
-    assert set(last["training"]) == {"progress", "optimizer", "scheduler", "rng", "cuda_rng", "world_size", "process_rng"}
+    assert set(last["training"]) == {"progress", "optimizer", "scheduler", "rng", "cuda_rng", "scaler", "world_size",
+                                     "process_rng"}
 
 
 def test_golden_checkpoint_loads_and_gives_the_recorded_outputs():
