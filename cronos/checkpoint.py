@@ -1,4 +1,5 @@
-"""One-file checkpoints: config, vocabularies, weights, optional training state, and a format version.
+"""One-file checkpoints: config, vocabularies (with the SentencePiece models of a subword model),
+weights, optional training state, and a format version.
 
 ``model_payload`` defines what every checkpoint holds (a run's ``last.pt`` adds the trainer's
 ``training`` state); ``read_model`` reads one back as a ``StoredModel``, its config and
@@ -24,7 +25,7 @@ from typing import Any, Mapping
 import torch
 
 from .config import Config, ConfigError, config_from_dict, config_to_dict, without_inapplicable_keys
-from .data import Vocabulary
+from .data import SubwordModels, TextCodec, Vocabulary
 
 __all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "StoredModel", "check_same_model", "check_weights",
            "load_checkpoint", "model_payload", "read_model", "save_checkpoint"]
@@ -48,13 +49,17 @@ class StoredModel:
     tgt_vocab: Vocabulary
     weights: dict[str, torch.Tensor]
     training: dict[str, Any] | None
+    subwords: SubwordModels | None = None
 
 
-def model_payload(config: Config, src_vocab: Vocabulary, tgt_vocab: Vocabulary,
-                  weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """The entries every checkpoint holds (a run's ``last.pt`` adds ``training``)."""
-    return {"config": config_to_dict(config), "src_vocab": src_vocab.to_list(), "tgt_vocab": tgt_vocab.to_list(),
-            "model": dict(weights)}
+def model_payload(config: Config, codec: TextCodec, weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The entries every checkpoint holds (a run's ``last.pt`` adds ``training``): the config,
+    ``codec``'s vocabularies and SentencePiece models (``subwords``, when it has them), the weights."""
+    payload = {"config": config_to_dict(config), "src_vocab": codec.src_vocab.to_list(),
+               "tgt_vocab": codec.tgt_vocab.to_list(), "model": dict(weights)}
+    if codec.subwords is not None:
+        payload["subwords"] = codec.subwords.to_dict()
+    return payload
 
 
 def read_model(path: str | Path) -> StoredModel:
@@ -66,7 +71,22 @@ def read_model(path: str | Path) -> StoredModel:
         vocabularies = Vocabulary(payload["src_vocab"]), Vocabulary(payload["tgt_vocab"])
     except (ConfigError, ValueError, TypeError) as error:
         raise CheckpointError(f"{path}: incompatible checkpoint: {error}") from None
-    return StoredModel(config, *vocabularies, payload["model"], payload.get("training"))
+    subwords = _subwords(payload, config, path)
+    return StoredModel(config, *vocabularies, payload["model"], payload.get("training"), subwords)
+
+
+def _subwords(payload: dict[str, Any], config: Config, path: str | Path) -> SubwordModels | None:
+    """The SentencePiece models a subword model's checkpoint carries (it tokenises with nothing else)."""
+    if config.data.tokenizer != "sentencepiece":
+        return None
+    entry = payload.get("subwords")
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(side), bytes) for side in ("source", "target")):
+        raise CheckpointError(f"{path}: the config's tokenizer is sentencepiece, but the checkpoint holds no "
+                              "SentencePiece models (entry 'subwords')")
+    try:
+        return SubwordModels.from_dict(entry)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: its SentencePiece models do not load: {str(error).splitlines()[0]}") from None
 
 
 def check_same_model(stored: StoredModel, config: Config, src_vocab: Vocabulary, tgt_vocab: Vocabulary,

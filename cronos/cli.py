@@ -1,7 +1,8 @@
-"""``cronos prepare|train|evaluate|translate|explain``: the command line over the Python API.
+"""``cronos prepare|train|evaluate|translate|explain|average``: the command line over the Python API.
 
     cronos train configs/dates.yaml --set training.epochs=2
     cronos evaluate runs/dates/best.pt --data test
+    cronos average --last 5 runs/dates -o runs/dates/averaged.pt
     echo "Thu 26 Nov 2026" | cronos translate runs/dates/best.pt --beam 5
     cronos explain runs/dates/best.pt "Thu 26 Nov 2026" --out runs/dates/explanations
 
@@ -115,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", type=Path, default=None,
                          help="output folder [explanations/ beside the checkpoint]")
     explain.set_defaults(run=_explain)
+    average = commands.add_parser("average", help="average the weights of checkpoints into a new one")
+    average.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
+                         help="checkpoints of one model; with --last, the run's output_dir")
+    average.add_argument("--last", type=_positive, default=None, metavar="N",
+                         help="the run's last N kept checkpoints (training.keep_checkpoints)")
+    average.add_argument("-o", "--out", type=Path, required=True, help="the averaged checkpoint (a new file)")
+    average.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    average.set_defaults(run=_average)
     for command in (evaluate, translate, explain):
         command.add_argument("--device", default="auto",
                              help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N [auto]")
@@ -148,7 +157,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from .data import BucketBatchSampler, RandomBatchSampler, load_training_data, padded_share
 
     config = _load(args)
-    data = load_training_data(config.data)
+    data = load_training_data(config.data, seed=config.seed)
     src = [e.src_length for e in data.examples]
     tgt = [e.tgt_length for e in data.examples]
     batching = dict(batch_size=config.training.batch_size, batch_tokens=config.training.batch_tokens,
@@ -234,7 +243,7 @@ def _translate(args: argparse.Namespace) -> int:
     empty_lines: list[int] = []
     try:
         for chunk in chunks(stdin, batch_size):  # a stream: translated as it comes
-            real = [i for i, (_, text) in enumerate(chunk) if not is_empty(text, model.codec.tokenize(text))]
+            real = [i for i, (_, text) in enumerate(chunk) if not is_empty(text, model.codec.source_tokens(text))]
             texts = [chunk[i][1] for i in real]
             translated = dict(zip(real, model.translate(texts, beam_size=args.beam, batch_size=batch_size)
                                   if texts else []))
@@ -285,7 +294,7 @@ def _explain(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError("--out", "", f"{out} is a file; --out names a folder for the explanations")
     for number in range(1, len(args.texts) + 1):
-        for suffix in (".json", ".png"):
+        for suffix in (".json", ".png", "_words.png"):
             _refuse_to_overwrite_a_checkpoint(out / f"explanation_{number}{suffix}", args.checkpoint, "--out")
     model = _load_model(args)
     out.mkdir(parents=True, exist_ok=True)
@@ -295,5 +304,29 @@ def _explain(args: argparse.Namespace) -> int:
         stem.with_suffix(".json").write_text(json.dumps(explanation.to_dict(), ensure_ascii=False, indent=1) + "\n",
                                              encoding="utf-8")
         explanation.plot(stem.with_suffix(".png"))
+        if explanation.word_pieces:  # subwords: also the heatmap over whole words
+            explanation.to_words().plot(stem.parent / f"{stem.name}_words.png")
         print(f"{explanation.source}\t{explanation.output}\t{stem}.json\t{stem}.png")
+    return 0
+
+
+def _average(args: argparse.Namespace) -> int:
+    from .averaging import average_checkpoints
+    from .checkpoint import save_checkpoint
+    from .run_folder import RunFolder
+
+    if args.out.exists():
+        raise ConfigError("--out", "", f"{args.out} exists; the average goes to a new file")
+    paths = [Path(p) for p in args.checkpoints]
+    if args.last is not None:
+        if len(paths) != 1 or not paths[0].is_dir():
+            raise ConfigError("--last", "", "takes one run folder (a run's output_dir), got "
+                              + ", ".join(map(str, paths)))
+        kept = RunFolder(paths[0]).kept_checkpoints()
+        if len(kept) < args.last:
+            raise ConfigError("--last", "", f"{paths[0]} keeps {len(kept)} checkpoint(s) in checkpoints/, fewer than "
+                              f"{args.last}; train with training.keep_checkpoints >= {args.last}")
+        paths = kept[-args.last:]
+    save_checkpoint(args.out, average_checkpoints(paths))
+    print(f"averaged {len(paths)} checkpoints into {args.out}: {', '.join(map(str, paths))}")
     return 0

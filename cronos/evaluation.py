@@ -45,12 +45,12 @@ def evaluate_split(network: Seq2Seq, codec: TextCodec, split: EvalSplit, options
     scores = teacher_forced_scores(network, split.examples, options.batch_size)
     hypotheses = decode_examples(network, split.examples, options, beam_size)
     outputs = [codec.decode(h.tokens) for h in hypotheses]
-    references = [codec.tokenizer.detokenize(codec.tokenize(t)) for t in split.targets]
+    references = [codec.as_output(t) for t in split.targets]
     bleu, chrf, tokenized_bleu = BLEU(), CHRF(), BLEU(tokenize="none", force=True)
     # BLEU over the tokenizer's own tokens (lowercased when data.lowercase is on): what classic
     # NMT tutorials report, e.g. 28.11 for the Multi30k attention model
     tokenized_outputs = [" ".join(codec.tgt_vocab.decode(h.tokens)) for h in hypotheses]
-    tokenized_references = [" ".join(codec.tokenize(t)) for t in split.targets]
+    tokenized_references = [" ".join(codec.target_tokens(t)) for t in split.targets]
     scores.update(
         bleu_tokenized=tokenized_bleu.corpus_score(tokenized_outputs, [tokenized_references]).score,
         bleu_tokenized_signature=str(tokenized_bleu.get_signature()),

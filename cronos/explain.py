@@ -1,6 +1,8 @@
 """Attention explanations, trimmed to true lengths: JSON and labelled heatmaps."""
 from __future__ import annotations
 
+import dataclasses
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +28,8 @@ class Explanation:
     ``attention [len(output_tokens), len(source_tokens)]``: row ``i`` is the cross-attention when
     output token ``i`` was produced (transformer: last layer, averaged over heads); rows sum to 1.
     ``padding_attention`` is the attention mass that fell on padded source positions before
-    trimming: exactly 0.0 when ``model.mask_padding`` is on.
+    trimming: exactly 0.0 when ``model.mask_padding`` is on.  ``word_pieces``: the tokens are
+    SentencePiece pieces (``"▁"`` starts a word), so ``to_words`` can join them into words.
     """
 
     source: str
@@ -37,14 +40,33 @@ class Explanation:
     score: float | None
     padding_attention: float
     forced: bool  # True when the output was given (``targets``), not decoded
+    word_pieces: bool = False
+
+    def to_words(self) -> "Explanation":
+        """The same explanation over words: a source word's attention is the sum over its pieces, an
+        output word's row the mean of its pieces' rows, so rows still sum to 1.  Itself when the
+        tokens are no word pieces."""
+        if not self.word_pieces:
+            return self
+        source_words, source_groups = _words(self.source_tokens)
+        output_words, output_groups = _words(self.output_tokens)
+        columns = torch.stack([self.attention[:, group].sum(dim=1) for group in source_groups], dim=1)  # [T, W_s]
+        rows = torch.stack([columns[group].mean(dim=0) for group in output_groups]) if output_groups else columns[:0]
+        return dataclasses.replace(self, source_tokens=source_words, output_tokens=output_words, attention=rows,
+                                   word_pieces=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        entry = {
             "source": self.source, "source_tokens": self.source_tokens,
             "output": self.output, "output_tokens": self.output_tokens,
             "attention": [[round(float(x), 6) for x in row] for row in self.attention],
             "score": self.score, "padding_attention": self.padding_attention, "forced": self.forced,
         }
+        if self.word_pieces:
+            words = self.to_words()
+            entry["words"] = {"source_words": words.source_tokens, "output_words": words.output_tokens,
+                              "attention": [[round(float(x), 6) for x in row] for row in words.attention]}
+        return entry
 
     def plot(self, path: str | Path, title: str | None = None) -> Path:
         """Write a heatmap PNG: output tokens down, source tokens across."""
@@ -56,20 +78,49 @@ class Explanation:
             raise PlotDependencyError("plotting needs matplotlib: pip install 'cronos[plot]'") from None
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        show = lambda tokens: [t if t.strip() else "␣" for t in tokens]  # noqa: E731 - spaces visible
+        show = _piece_labels if self.word_pieces else _token_labels
         rows, cols = self.attention.shape
-        figure, axes = plt.subplots(figsize=(max(4.0, 0.35 * cols + 1.5), max(3.0, 0.35 * rows + 1.5)))
+        across = show(self.source_tokens)
+        upright = max(map(len, across), default=0) > 2 or cols > 20  # words and pieces: read bottom-up
+        width = max(4.0, 0.35 * cols + 1.5)
+        height = max(3.0, 0.35 * rows + 1.5) + (0.07 * max(map(len, across), default=0) if upright else 0.0)
+        figure, axes = plt.subplots(figsize=(width, height))
         image = axes.imshow(self.attention.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-        axes.set_xticks(range(cols), show(self.source_tokens), rotation=90 if cols > 20 else 0)
+        axes.set_xticks(range(cols), across, rotation=90 if upright else 0)
         axes.set_yticks(range(rows), show(self.output_tokens))
         axes.set_xlabel("source")
         axes.set_ylabel("output")
-        axes.set_title(title or f"{self.source}  →  {self.output}", fontsize=10)
+        axes.set_title(textwrap.fill(title or f"{self.source}  →  {self.output}", width=int(width * 11)), fontsize=9)
         figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
         figure.tight_layout()
         figure.savefig(path, dpi=120)
         plt.close(figure)
         return path
+
+
+WORD_START = "\u2581"  # "▁": a SentencePiece piece that starts a word
+
+
+def _words(pieces: Sequence[str]) -> tuple[list[str], list[list[int]]]:
+    """Pieces -> words, and each word's piece positions: a piece with ``▁`` starts a word."""
+    words, groups = [], []
+    for position, piece in enumerate(pieces):
+        if piece.startswith(WORD_START) or not groups:
+            words.append(piece.removeprefix(WORD_START))
+            groups.append([position])
+        else:
+            words[-1] += piece
+            groups[-1].append(position)
+    return words, groups
+
+
+def _token_labels(tokens: Sequence[str]) -> list[str]:
+    return [t if t.strip() else "␣" for t in tokens]  # spaces visible
+
+
+def _piece_labels(pieces: Sequence[str]) -> list[str]:
+    """Readable piece labels: a word's first piece as the text it starts with, a continuation after "·"."""
+    return [p.removeprefix(WORD_START) or "▁" if p.startswith(WORD_START) else f"·{p}" for p in pieces]
 
 
 def explain_decoded(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], options: EvaluationConfig,
@@ -92,7 +143,7 @@ def explain_forced(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], t
             batch = collate([examples[i] for i in positions]).to(network.device)
             _, attention = network(batch.src, batch.src_lengths, batch.tgt_in)  # [B, T, S]
             for row, i in enumerate(positions):
-                output_tokens = codec.read_tokens(targets[i])  # as the model read them
+                output_tokens = codec.read_target(targets[i])  # as the model read them
                 rows = attention[row, : len(output_tokens)].float().cpu()  # the <eos> row is not an output token
                 results[i] = _explanation(codec, sources[i], examples[i].src_length, output_tokens, targets[i],
                                           rows, None, forced=True)
@@ -101,7 +152,8 @@ def explain_forced(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], t
 
 def _explanation(codec: TextCodec, source: str, source_length: int, output_tokens: list[str], output: str,
                  attention: torch.Tensor, score: float | None, forced: bool) -> Explanation:
-    source_tokens = codec.read_tokens(source)  # as the model read it: cut to max_length
+    source_tokens = codec.read_source(source)  # as the model read it: cut to max_length
     return Explanation(source=source, source_tokens=source_tokens, output=output, output_tokens=output_tokens,
                        attention=attention[:, :source_length].clone(), score=score,
-                       padding_attention=float(attention[:, source_length:].sum()), forced=forced)
+                       padding_attention=float(attention[:, source_length:].sum()), forced=forced,
+                       word_pieces=codec.subwords is not None)

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, check_weights, model_payload, read_model, save_checkpoint
-from .config import Config, load_config
-from .data import Batch, TextCodec, TrainingData, Vocabulary, collate, load_split, load_training_data
+from .config import Config, ConfigError, load_config
+from .data import Batch, SubwordModels, TextCodec, TrainingData, Vocabulary, collate, load_split, load_training_data
 from .device import resolve_device
 from .evaluation import evaluate_split
 from .explain import Explanation, explain_decoded, explain_forced
@@ -40,10 +40,16 @@ class Cronos(nn.Module):
     attention class.
     """
 
-    def __init__(self, config: Config, src_vocab: Vocabulary, tgt_vocab: Vocabulary):
+    def __init__(self, config: Config, src_vocab: Vocabulary, tgt_vocab: Vocabulary,
+                 subwords: SubwordModels | None = None):
         super().__init__()
+        if config.model.share_embeddings and src_vocab != tgt_vocab:
+            raise ConfigError("config", "model.share_embeddings",
+                              f"needs one vocabulary for both sides, and this data gives two ({len(src_vocab)} source, "
+                              f"{len(tgt_vocab)} target tokens): use data.tokenizer: sentencepiece with "
+                              "data.sentencepiece.joint: true, or share_embeddings: false")
         self.config = config
-        self.codec = TextCodec.for_data(config.data, src_vocab, tgt_vocab)
+        self.codec = TextCodec.for_data(config.data, src_vocab, tgt_vocab, subwords)
         self.network = Seq2Seq(config.model, len(src_vocab), len(tgt_vocab))
         self._training_data: TrainingData | None = None  # read by from_config, so fit does not read it again
 
@@ -69,9 +75,9 @@ class Cronos(nn.Module):
     def from_config(cls, config: Config | str | os.PathLike) -> "Cronos":
         """Read the training data, build the vocabularies, and build the model (seeded by ``config.seed``)."""
         config = config if isinstance(config, Config) else load_config(config)
-        data = load_training_data(config.data)
+        data = load_training_data(config.data, seed=config.seed)
         torch.manual_seed(config.seed)
-        model = cls(config, data.src_vocab, data.tgt_vocab)
+        model = cls(config, data.src_vocab, data.tgt_vocab, data.subwords)
         model._training_data = data
         return model
 
@@ -85,7 +91,8 @@ class Cronos(nn.Module):
         before its first validation.
         """
         codec, data_config = self.codec, self.config.data
-        data = self._training_data or load_training_data(data_config, (codec.src_vocab, codec.tgt_vocab))
+        data = self._training_data or load_training_data(data_config, (codec.src_vocab, codec.tgt_vocab),
+                                                         codec.subwords)
         valid = load_split("valid", data_config, codec) if data_config.valid is not None else None
         return Trainer(self.network, codec, self.config, data, valid).run()
 
@@ -119,10 +126,8 @@ class Cronos(nn.Module):
         return explain_forced(self.network, self.codec, sources, targets, self.config.evaluation.batch_size)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write config, vocabularies and weights to one file, atomically."""
-        codec = self.codec
-        return save_checkpoint(path, model_payload(self.config, codec.src_vocab, codec.tgt_vocab,
-                                                   self.network.state_dict()))
+        """Write config, vocabularies (SentencePiece models included) and weights to one file, atomically."""
+        return save_checkpoint(path, model_payload(self.config, self.codec, self.network.state_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> "Cronos":
@@ -144,6 +149,6 @@ class Cronos(nn.Module):
         with torch.device("meta"):  # shapes only: nothing is allocated
             skeleton = Seq2Seq(stored.config.model, len(stored.src_vocab), len(stored.tgt_vocab))
         check_weights(stored.weights, skeleton, path)
-        model = cls(stored.config, stored.src_vocab, stored.tgt_vocab)
+        model = cls(stored.config, stored.src_vocab, stored.tgt_vocab, stored.subwords)
         model.network.load_state_dict(stored.weights)
         return model.to(device).eval()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
@@ -51,20 +52,31 @@ class Seq2Seq(nn.Module):
     ``mask_padding`` (methodology A) hands the mask to every attention class; off, attention sees
     padded positions (for ablations only).  ``freeze_pad_embedding`` (methodology B) keeps the
     ``<pad>`` embedding rows zero and gradient-free, so they stay bit-identical under any
-    optimizer, weight decay included.
+    optimizer, weight decay included.  ``share_embeddings`` makes the source and target embedding
+    one module (one vocabulary for both sides); ``tie_output_embedding`` makes the output
+    projection's weight the target embedding's, whose ``<pad>`` row then also gets no gradient
+    through the projection (a hook zeroes it), so it stays zero all the same.
     """
 
     def __init__(self, config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
         super().__init__()
         self.mask_padding, self.freeze_pad_embedding = config.mask_padding, config.freeze_pad_embedding
         padding_idx = PAD_INDEX if config.freeze_pad_embedding else None
+        if config.share_embeddings and src_vocab_size != tgt_vocab_size:
+            raise ValueError(f"shared embeddings need one vocabulary for both sides, got {src_vocab_size} source "
+                             f"and {tgt_vocab_size} target tokens")
         self.src_embedding = nn.Embedding(src_vocab_size, config.embedding_size, padding_idx=padding_idx)
-        self.tgt_embedding = nn.Embedding(tgt_vocab_size, config.embedding_size, padding_idx=padding_idx)
+        self.tgt_embedding = (self.src_embedding if config.share_embeddings
+                              else nn.Embedding(tgt_vocab_size, config.embedding_size, padding_idx=padding_idx))
         self.src_dropout = nn.Dropout(config.encoder.dropout)
         self.tgt_dropout = nn.Dropout(config.decoder.dropout)
         self.encoder = build_encoder(config.embedding_size, config.encoder)
         self.decoder = build_decoder(config.embedding_size, self.encoder.output_size, config.decoder)
-        self.output_projection = nn.Linear(self.decoder.output_size, tgt_vocab_size)
+        self.tied = config.tie_output_embedding
+        self.output_projection = OutputProjection(self.decoder.output_size, tgt_vocab_size,
+                                                  pad_row_frozen=self.tied and self.freeze_pad_embedding)
+        if self.tied:
+            self.output_projection.weight = self.tgt_embedding.weight  # [V, E], E == decoder output size
         self.loss_head = projected_cross_entropy  # compile_blocks swaps in its compiled form
         self.reset_parameters()
 
@@ -72,7 +84,8 @@ class Seq2Seq(nn.Module):
         """(Re-)initialise all weights; the ``<pad>`` rows end zero when they are frozen."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
+                if not (module is self.output_projection and self.tied):  # tied: initialised as the embedding
+                    nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
@@ -153,6 +166,32 @@ class Seq2Seq(nn.Module):
         targets = tgt_out[real]  # [N], N = real target tokens
         total = self.loss_head(outputs[real], self.output_projection, targets, label_smoothing)
         return TokenLoss(total, targets.numel())
+
+
+class OutputProjection(nn.Linear):
+    """The decoder's outputs -> vocabulary logits: ``[..., H] -> [..., V]``.
+
+    With ``pad_row_frozen`` (the weight tied to the target embedding, whose ``<pad>`` row stays
+    zero) the ``<pad>`` row of the weight gets no gradient through the projection: the softmax
+    would give it one (the ``<pad>`` logit is in every denominator).  The hook sits on a view made
+    in each forward, not on the parameter, so it holds in copies of the module too.
+    """
+
+    def __init__(self, in_features: int, out_features: int, pad_row_frozen: bool = False):
+        super().__init__(in_features, out_features)
+        self.pad_row_frozen = pad_row_frozen
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight
+        if self.pad_row_frozen and weight.requires_grad and torch.is_grad_enabled():
+            weight = weight.view_as(weight)
+            weight.register_hook(_without_pad_row)
+        return F.linear(x, weight, self.bias)
+
+
+def _without_pad_row(gradient: Tensor) -> Tensor:
+    """``gradient [V, H]`` with its ``<pad>`` row zero."""
+    return gradient.index_fill(0, torch.tensor([PAD_INDEX], device=gradient.device), 0.0)
 
 
 @contextmanager

@@ -26,12 +26,12 @@ try:  # POSIX; where there is no fcntl (Windows) runs are not locked
 except ImportError:  # pragma: no cover - not on the machines cronos is tested on
     fcntl = None
 
-__all__ = ["RunFolder", "RunFolderError", "claim", "BEST", "LAST", "METRICS", "TENSORBOARD"]
+__all__ = ["RunFolder", "RunFolderError", "claim", "BEST", "LAST", "METRICS", "TENSORBOARD", "CHECKPOINTS"]
 
 logger = logging.getLogger("cronos")
 
-BEST, LAST, METRICS, TENSORBOARD = "best.pt", "last.pt", "metrics.jsonl", "tensorboard"
-RUN_FILES = (LAST, BEST, METRICS, TENSORBOARD)  # what a run writes, and what ``training.overwrite`` removes
+BEST, LAST, METRICS, TENSORBOARD, CHECKPOINTS = "best.pt", "last.pt", "metrics.jsonl", "tensorboard", "checkpoints"
+RUN_FILES = (LAST, BEST, METRICS, TENSORBOARD, CHECKPOINTS)  # what a run writes, and what ``training.overwrite`` removes
 LOCK = ".cronos.lock"
 WAYS_ON = ("continue it with training.resume=auto, replace it with training.overwrite=true, "
            "or choose another output_dir")
@@ -67,6 +67,18 @@ class RunFolder:
     def tensorboard(self) -> Path:
         """TensorBoard event files (``training.tensorboard``)."""
         return self.path / TENSORBOARD
+
+    @property
+    def checkpoints(self) -> Path:
+        """The weights of the last validations (``training.keep_checkpoints``), for averaging."""
+        return self.path / CHECKPOINTS
+
+    def kept_checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"step_{step:08d}.pt"
+
+    def kept_checkpoints(self) -> list[Path]:
+        """The kept checkpoints, oldest first."""
+        return sorted(self.checkpoints.glob("step_*.pt")) if self.checkpoints.is_dir() else []
 
     def existing_run_files(self) -> list[str]:
         return [name for name in RUN_FILES if (self.path / name).exists()]

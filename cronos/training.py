@@ -114,9 +114,8 @@ class Trainer:
             network.compile_blocks()  # before DistributedDataParallel wraps it
         self.trained: torch.nn.Module = network  # what a step calls: the network, or DDP around it
         self.folder = RunFolder(Path(config.output_dir))
-        self.lengths = ([e.src_length for e in data.examples], [e.tgt_length for e in data.examples])
-        self.sampler = BucketBatchSampler(*self.lengths, batch_size=self.training.batch_size,
-                                          batch_tokens=self.training.batch_tokens, seed=self.config.seed)
+        self.examples: list = []  # the current epoch's (``_use_epoch``), with their lengths and batch sampler
+        self._use_epoch(0)
         self.optimizer = build_optimizer(network, self.training)
         self.scheduler = self._scheduler()
         self.progress = TrainingProgress()
@@ -233,8 +232,20 @@ class Trainer:
         total = progress.step + per_epoch - progress.batches_done + (training.epochs - progress.epoch - 1) * per_epoch
         return min(total, training.max_steps) if training.max_steps else max(total, progress.step)
 
+    def _use_epoch(self, epoch: int) -> None:
+        """The examples ``epoch`` trains on (segmented anew with subword regularisation), their
+        lengths and the batch sampler over them."""
+        examples = self.data.for_epoch(epoch)
+        if examples is self.examples:
+            return
+        self.examples = examples
+        self.lengths = ([e.src_length for e in examples], [e.tgt_length for e in examples])
+        self.sampler = BucketBatchSampler(*self.lengths, batch_size=self.training.batch_size,
+                                          batch_tokens=self.training.batch_tokens, seed=self.config.seed)
+
     def _updates(self, epoch: int) -> list[list[list[list[int]]]]:
         """The epoch's optimiser updates: ``[update][rank]`` -> that process's batches (``plan_updates``)."""
+        self._use_epoch(epoch)
         return plan_updates(self.sampler.batches(epoch), self.lengths[1], self.training.accumulate,
                             self.processes.world_size)
 
@@ -298,7 +309,7 @@ class Trainer:
         mine = update[processes.rank]
         loss_sum = torch.zeros((), device=self.device)
         for number, indices in enumerate(mine):
-            batch = collate([self.data.examples[i] for i in indices]).to(self.device)
+            batch = collate([self.examples[i] for i in indices]).to(self.device)
             exchange = number == len(mine) - 1 or not processes.distributed  # gradients cross processes once
             with nullcontext() if exchange else trained.no_sync():
                 with self.precision.autocast():  # the forward pass only; backward follows the forward's dtypes
@@ -367,6 +378,7 @@ class Trainer:
             if self.processes.main:
                 with open(self.folder.metrics, "a", encoding="utf-8") as file:
                     file.write(json.dumps(record) + "\n")
+                self._keep_checkpoint()
                 self.board.validation(progress.step, record, self._example_attention())
                 logger.info("epoch %d step %d: %s", epoch, progress.step,
                             ", ".join(f"{k} {v:.4g}" for k, v in record.items()
@@ -404,12 +416,21 @@ class Trainer:
                     logger.info("early stopping: %s has not improved for %d validations (best %.4g at step %d)",
                                 metric, progress.bad_validations, progress.best_score, progress.best_step)
 
+    def _keep_checkpoint(self) -> None:
+        """``training.keep_checkpoints``: this validation's weights beside the last N-1 (``cronos average``)."""
+        keep = self.training.keep_checkpoints
+        if not keep:
+            return
+        save_checkpoint(self.folder.kept_checkpoint(self.progress.step), self._model_payload())
+        for old in self.folder.kept_checkpoints()[:-keep]:
+            old.unlink()
+
     def _ensure_best(self) -> None:
         if self.valid is None and self.processes.main:  # no validation data: the last weights are the best
             save_checkpoint(self.folder.best, self._model_payload())
 
     def _model_payload(self) -> dict:
-        return model_payload(self.config, self.codec.src_vocab, self.codec.tgt_vocab, self.network.state_dict())
+        return model_payload(self.config, self.codec, self.network.state_dict())
 
     def save_last(self) -> None:
         """Write last.pt (rank 0; every process calls this at the same step, for the random states)."""

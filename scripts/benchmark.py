@@ -28,7 +28,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cronos.config import TrainingConfig, load_config, parse_override
-from cronos.data import BucketBatchSampler, RandomBatchSampler, collate, load_eval_split, load_training_data, padded_share
+from cronos.data import (BucketBatchSampler, RandomBatchSampler, TextCodec, collate, load_eval_split, load_training_data,
+                         padded_share)
 from cronos.device import resolve_device
 from cronos.network import Seq2Seq
 from cronos.precision import MixedPrecision
@@ -124,7 +125,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     config = load_config(args.config, overrides=dict(parse_override(o) for o in args.overrides))
     torch.manual_seed(config.seed)
-    data = load_training_data(config.data)
+    data = load_training_data(config.data, seed=config.seed)
     device = resolve_device(config.training.device)
     network = Seq2Seq(config.model, len(data.src_vocab), len(data.tgt_vocab)).to(device)
     src = [e.src_length for e in data.examples]
@@ -168,7 +169,8 @@ def main() -> None:
     results.update(mask_overhead(runner, pairs))
     examples = []
     if args.decode and config.data.test is not None:
-        split = load_eval_split(config.data.test, config.data, data.src_vocab, data.tgt_vocab)
+        codec = TextCodec.for_data(config.data, data.src_vocab, data.tgt_vocab, data.subwords)
+        split = load_eval_split(config.data.test, config.data, codec)
         examples = split.examples[: args.decode]
         results.update(decoding_speed(network, examples, config))
     if device.type == "cuda":

@@ -17,7 +17,7 @@ LAYERS = [
     {"config", "version"},
     {"data", "masking", "device", "progress", "board", "precision"},
     {"loss", "checkpoint", "modules", "distributed"},
-    {"network", "run_folder"},
+    {"network", "run_folder", "averaging"},
     {"search"},
     {"evaluation", "explain"},
     {"training"},

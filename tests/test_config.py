@@ -79,7 +79,7 @@ def test_errors_name_the_file_key_expected_and_got(write):
 
 
 @pytest.mark.parametrize("raw, fragment", [
-    ({"data": {"tokenizer": "chars"}}, "expected one of 'char', 'whitespace', 'word', got str 'chars'; did you mean 'char'?"),
+    ({"data": {"tokenizer": "chars"}}, "expected one of 'char', 'whitespace', 'word', 'sentencepiece', got str 'chars'; did you mean 'char'?"),
     ({"training": {"epochs": 0}}, "training.epochs: expected a value >= 1, got 0"),
     ({"training": {"lr": "fast"}}, "training.lr: expected a number, got str 'fast'"),
     ({"model": {"mask_padding": "yes"}}, "model.mask_padding: expected true/false, got str 'yes'"),
@@ -265,9 +265,11 @@ def test_ranges_are_declared_beside_their_keys(raw, fragment):
     assert fragment in str(caught.value)
 
 
-@pytest.mark.parametrize("name", ["dates.yaml", "dates_transformer.yaml", "multi30k_gru.yaml",
-                                  "multi30k_transformer.yaml"])
+SHIPPED = ["dates.yaml", "dates_transformer.yaml", "multi30k_gru.yaml", "multi30k_gru_spm.yaml",
+           "multi30k_transformer.yaml", "multi30k_transformer_spm.yaml"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_config_loads(root, name):
-    assert sorted(path.name for path in (root / "configs").glob("*.yaml")) == sorted(
-        ["dates.yaml", "dates_transformer.yaml", "multi30k_gru.yaml", "multi30k_transformer.yaml"])
+    assert sorted(path.name for path in (root / "configs").glob("*.yaml")) == SHIPPED
     load_config(root / "configs" / name)

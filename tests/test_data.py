@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from cronos.config import DataConfig, ParallelFiles, load_config
 from cronos.data import (BOS_INDEX, EOS_INDEX, PAD_INDEX, UNK_INDEX, BucketBatchSampler, DataError,
-                         RandomBatchSampler, Vocabulary, build_tokenizer, collate, encode_sources,
+                         RandomBatchSampler, TextCodec, Vocabulary, build_tokenizer, collate, encode_sources,
                          load_eval_split, load_training_data, padded_share, read_pairs)
 from cronos.data.preprocess import Example
 
@@ -166,7 +166,8 @@ def test_padded_share_counts_pad_positions():
 def test_eval_split_keeps_texts_aligned_with_examples(write):
     train = write("t.tsv", "ab\tx\nabc\ty\n")
     data = load_training_data(data_config(train))
-    split = load_eval_split(str(write("v.tsv", "ba\tyx\nq\tz\n")), data_config(train), data.src_vocab, data.tgt_vocab)
+    codec = TextCodec.for_data(data_config(train), data.src_vocab, data.tgt_vocab)
+    split = load_eval_split(str(write("v.tsv", "ba\tyx\nq\tz\n")), data_config(train), codec)
     assert split.sources == ["ba", "q"] and split.targets == ["yx", "z"]
     assert split.examples[1].src == (UNK_INDEX,) and split.examples[0].tgt_length == 3
 

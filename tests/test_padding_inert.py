@@ -8,7 +8,8 @@ P2  attention on padded keys is exactly 0.0, rows sum to 1, nothing NaN/Inf
 P4  the <pad> embedding rows get exactly zero gradient and stay bit-identical under AdamW + decay
 P5  the batch loss equals the token-weighted mean of the per-example losses
 P6  the batch gradient equals the sum of the per-example gradients
-and the switch switches: with model.mask_padding off, pads get attention and P1 fails.
+over every combination, and over tied models (one embedding shared by source, target and the
+output projection: ``share_embeddings`` + ``tie_output_embedding``); and the switch switches: with model.mask_padding off, pads get attention and P1 fails.
 """
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ DECODERS = {"rnn-additive": {"type": "rnn", "attention": "additive"},
             "rnn-multihead": {"type": "rnn", "attention": "multihead", "heads": 2},
             "transformer": {"type": "transformer", "layers": 2, "hidden_size": 16, "heads": 2, "ff_size": 16}}
 COMBINATIONS = [(e, d) for e in ENCODERS for d in DECODERS]
+TIED = [("gru", "rnn-additive"), ("lstm", "rnn-multihead"), ("transformer", "transformer"), ("gru", "transformer")]
+# (encoder, decoder, tied): every combination, and the tied ones
+MODELS = [(e, d, False) for e, d in COMBINATIONS] + [(e, d, True) for e, d in TIED]
+TIED_MODEL = {"embedding_size": 16, "share_embeddings": True, "tie_output_embedding": True}
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
@@ -48,9 +53,10 @@ def tiny_config(encoder: str, decoder: str, **model):
 
 @functools.lru_cache(maxsize=None)
 def tiny_model(encoder: str, decoder: str, dtype: torch.dtype = torch.float64, mask_padding: bool = True,
-               freeze_pad_embedding: bool = True) -> Cronos:
+               freeze_pad_embedding: bool = True, tied: bool = False) -> Cronos:
     torch.manual_seed(0)
-    config = tiny_config(encoder, decoder, mask_padding=mask_padding, freeze_pad_embedding=freeze_pad_embedding)
+    config = tiny_config(encoder, decoder, mask_padding=mask_padding, freeze_pad_embedding=freeze_pad_embedding,
+                         **(TIED_MODEL if tied else {}))
     return Cronos(config, VOCAB, VOCAB).to(dtype).eval()
 
 
@@ -73,13 +79,13 @@ def log_probs(model: Cronos, batch):
     return torch.log_softmax(logits, dim=-1), attention
 
 
-@pytest.mark.parametrize("encoder, decoder", COMBINATIONS)
+@pytest.mark.parametrize("encoder, decoder, tied", MODELS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
 @PROPERTY
 @given(data=batch_strategy)
-def test_p1_p2_outputs_do_not_depend_on_padding_or_batch_mates(encoder, decoder, dtype, data):
+def test_p1_p2_outputs_do_not_depend_on_padding_or_batch_mates(encoder, decoder, tied, dtype, data):
     pairs, extra = data
-    model = tiny_model(encoder, decoder, dtype)
+    model = tiny_model(encoder, decoder, dtype, tied=tied)
     batch = make_batch(pairs, extra)
     with torch.no_grad():
         batched, attention = log_probs(model, batch)
@@ -107,12 +113,12 @@ def gradients(model) -> dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("encoder, decoder", COMBINATIONS)
+@pytest.mark.parametrize("encoder, decoder, tied", MODELS)
 @PROPERTY
 @given(data=batch_strategy)
-def test_p4_p5_p6_losses_and_gradients_are_per_example_sums(encoder, decoder, data):
+def test_p4_p5_p6_losses_and_gradients_are_per_example_sums(encoder, decoder, tied, data):
     pairs, extra = data
-    model = tiny_model(encoder, decoder, torch.float64)
+    model = tiny_model(encoder, decoder, torch.float64, tied=tied)
     model.zero_grad(set_to_none=True)
     loss, count = summed_loss(model, pairs, extra)
     loss.backward()
@@ -140,12 +146,14 @@ def test_p4_p5_p6_losses_and_gradients_are_per_example_sums(encoder, decoder, da
 
 
 @pytest.mark.parametrize("mask_padding", [True, False], ids=["masked", "unmasked"])
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 @pytest.mark.parametrize("encoder, decoder", [("gru", "rnn-additive"), ("transformer", "transformer")])
-def test_p4_pad_rows_stay_bit_identical_under_adamw_with_weight_decay(encoder, decoder, mask_padding):
+def test_p4_pad_rows_stay_bit_identical_under_adamw_with_weight_decay(encoder, decoder, tied, mask_padding):
     """Methodology B holds on its own: with the mask off, attention reads padded positions, and the
-    frozen <pad> rows must still not move."""
+    frozen <pad> rows must still not move; tied, the output projection must not move them either."""
     torch.manual_seed(0)
-    model = Cronos(tiny_config(encoder, decoder, mask_padding=mask_padding), VOCAB, VOCAB).double().train()
+    config = tiny_config(encoder, decoder, mask_padding=mask_padding, **(TIED_MODEL if tied else {}))
+    model = Cronos(config, VOCAB, VOCAB).double().train()
     before = (model.network.src_embedding.weight[0].clone(), model.network.tgt_embedding.weight[0].clone())
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.01)
     batch = make_batch([([4, 5, 6], [7, 8]), ([9], [10, 11, 12])], extra_padding=2)
@@ -155,9 +163,23 @@ def test_p4_pad_rows_stay_bit_identical_under_adamw_with_weight_decay(encoder, d
         (loss / count).backward()
         optimizer.step()
     assert torch.equal(model.network.src_embedding.weight[0], before[0])
-    assert torch.equal(before[0], torch.zeros(8).double())
+    assert torch.equal(before[0], torch.zeros_like(before[0]))
     assert torch.equal(model.network.tgt_embedding.weight[0], before[1])
-    assert not torch.equal(model.network.src_embedding.weight[4], torch.zeros(8).double())  # the others did train
+    assert not torch.equal(model.network.src_embedding.weight[4], torch.zeros_like(before[0]))  # the others trained
+
+
+def test_tied_without_the_projection_guard_the_pad_row_would_move():
+    """The control for the tied case above: the output projection's softmax gives the <pad> row of
+    a tied weight a gradient, so without OutputProjection's guard the frozen row moves."""
+    torch.manual_seed(0)
+    model = Cronos(tiny_config("transformer", "transformer", **TIED_MODEL), VOCAB, VOCAB).double().train()
+    network = model.network
+    assert network.output_projection.weight is network.tgt_embedding.weight is network.src_embedding.weight
+    network.output_projection.pad_row_frozen = False
+    batch = make_batch([([4, 5, 6], [7, 8]), ([9], [10, 11, 12])], extra_padding=2)
+    loss, count = model(*_inputs(batch))
+    (loss / count).backward()
+    assert network.tgt_embedding.weight.grad[0].abs().sum() > 0
 
 
 def test_without_freeze_the_pad_row_is_not_protected():

@@ -16,7 +16,7 @@ from typing import Any, Literal, Union
 
 __all__ = [
     "Config", "ConfigError", "DataConfig", "DataFiles", "DecoderConfig", "EncoderConfig", "EvaluationConfig",
-    "ModelConfig", "ParallelFiles", "TrainingConfig", "all_keys", "applies", "check_device_name", "key",
+    "ModelConfig", "ParallelFiles", "SentencePieceConfig", "TrainingConfig", "all_keys", "applies", "check_device_name", "key",
 ]
 
 _DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")  # torch devices a run may name
@@ -76,6 +76,23 @@ DataFiles = Union[str, ParallelFiles, None]
 
 
 @dataclass(frozen=True)
+class SentencePieceConfig:
+    model_type: Literal["unigram", "bpe"] = key("unigram", "`unigram` or `bpe`")
+    vocab_size: int = key(8000, "pieces per model, cronos's four specials included", minimum=8)
+    joint: bool = key(True, "one model and one vocabulary for both sides (needed by model.share_embeddings)")
+    character_coverage: float = key(1.0, "share of the training text's characters the model covers (0.9995 "
+                                         "for scripts with large alphabets)", above=0.0, maximum=1.0)
+    model: str | None = key(None, "an existing SentencePiece `.model` to use for both sides instead of "
+                                  "training one", path=True)
+    sampling_alpha: float | None = key(
+        None, "subword regularisation: each epoch, sample the training data's segmentation with this smoothing "
+              "(unigram; for bpe, the BPE-dropout probability), e.g. 0.1; never at evaluation (null: off)",
+        above=0.0, maximum=1.0)
+    nbest_size: int = key(-1, "with sampling_alpha and unigram: sample among the n best segmentations (-1: all)",
+                          minimum=-1)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     train: DataFiles = key(None, "training data: a TSV path or {src: PATH, tgt: PATH}", path=True)
     valid: DataFiles = key(None, "validation data, same forms as data.train", path=True)
@@ -84,8 +101,9 @@ class DataConfig:
         None,
         "folder that relative data paths resolve against (default: the config file's folder); "
         "variables are expanded, with defaults: `${MULTI30K_ROOT:-../data/multi30k}`", path=True)
-    tokenizer: Literal["char", "whitespace", "word"] = key(
-        "char", "`char`, `whitespace`, or `word` (regex split of words and punctuation)")
+    tokenizer: Literal["char", "whitespace", "word", "sentencepiece"] = key(
+        "char", "`char`, `whitespace`, `word` (regex split of words and punctuation), or `sentencepiece` "
+                "(subwords: a model trained on the training split, see data.sentencepiece)")
     lowercase: bool = key(False, "lowercase text before tokenising")
     max_length: int = key(100, "longest source or target, in tokens", minimum=1)
     long_policy: Literal["filter", "truncate"] = key(
@@ -94,6 +112,12 @@ class DataConfig:
         "error", "an empty source or target: `error` stops with file and line, `skip` drops and counts it")
     min_freq: int = key(1, "tokens seen fewer times in training become <unk>", minimum=1)
     max_vocab_size: int | None = key(None, "most tokens per vocabulary, specials excluded", minimum=1)
+    sentencepiece: SentencePieceConfig = key(SentencePieceConfig(), "`sentencepiece` tokenizer options")
+
+    def __post_init__(self) -> None:
+        if self.tokenizer != "sentencepiece" and self.sentencepiece != SentencePieceConfig():
+            raise ConfigError("config", "sentencepiece", f"means something only for tokenizer `sentencepiece`, and "
+                              f"data.tokenizer is `{self.tokenizer}`: remove the section or set the tokenizer")
 
 
 @dataclass(frozen=True)
@@ -130,6 +154,12 @@ class ModelConfig:
     mask_padding: bool = key(True, "methodology A: attention never sees padded keys (off only for ablations)")
     freeze_pad_embedding: bool = key(
         True, "methodology B: the <pad> embedding row is zero and never changes (off only for ablations)")
+    tie_output_embedding: bool = key(
+        False, "the output projection's weight is the target embedding (needs model.decoder.hidden_size equal "
+               "to model.embedding_size)")
+    share_embeddings: bool = key(
+        False, "one embedding for source and target: needs one vocabulary for both (data.tokenizer: "
+               "sentencepiece, with data.sentencepiece.joint: true)")
 
     def __post_init__(self) -> None:
         encoder, decoder = self.encoder, self.decoder
@@ -144,6 +174,10 @@ class ModelConfig:
             raise ConfigError("config", "decoder.attention",
                               f"`dot` needs model.decoder.hidden_size ({decoder.hidden_size}) equal to the encoder's "
                               f"output size ({memory_size}); change a size or use `general`")
+        if self.tie_output_embedding and decoder.hidden_size != self.embedding_size:
+            raise ConfigError("config", "tie_output_embedding",
+                              f"needs model.decoder.hidden_size ({decoder.hidden_size}) equal to model.embedding_size "
+                              f"({self.embedding_size}): the output projection then is the target embedding")
 
 
 @dataclass(frozen=True)
@@ -184,6 +218,8 @@ class TrainingConfig:
                       "`valid_sequence_accuracy`, `valid_bleu`, `valid_chrf`); the `valid_` prefix may be left out")
     patience: int | None = key(None, "stop after this many validations without improvement (null: never)",
                                minimum=1)
+    keep_checkpoints: int = key(0, "also keep the weights of the last N validations in output_dir/checkpoints, "
+                                   "for `cronos average` (0: none)", minimum=0)
     checkpoint_every: int | None = key(
         None, "also write a resumable checkpoint every N steps (null: at each validation)", minimum=1)
     resume: str | None = key(None, "`auto` (the run's own last checkpoint, if any) or a checkpoint path",
@@ -240,6 +276,13 @@ class Config:
     model: ModelConfig = key(ModelConfig(), "model section")
     training: TrainingConfig = key(TrainingConfig(), "training section")
     evaluation: EvaluationConfig = key(EvaluationConfig(), "evaluation section")
+
+    def __post_init__(self) -> None:
+        data = self.data
+        if self.model.share_embeddings and data.tokenizer == "sentencepiece" and not data.sentencepiece.joint:
+            raise ConfigError("config", "model.share_embeddings",
+                              "needs one vocabulary for both sides, and data.sentencepiece.joint is false: set it "
+                              "true, or share_embeddings false")
 
 
 def all_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str]]:

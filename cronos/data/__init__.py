@@ -1,6 +1,7 @@
 """Data pipeline: read -> tokenise -> vocabulary -> examples with lengths -> batches of (tokens, lengths)."""
 from .batch import Batch, chunks, collate, length_batches
-from .codec import TextCodec, tokenizer_for
+from .codec import TextCodec, tokenizers_for
+from .subwords import SubwordModels
 from .corpus import SPLITS, EvalSplit, TrainingData, load_eval_split, load_split, load_training_data
 from .preprocess import Example, PreprocessStats, encode_sources
 from .readers import DataError, read_pairs
@@ -9,7 +10,7 @@ from .tokenizers import Tokenizer, build_tokenizer
 from .vocab import BOS_INDEX, EOS_INDEX, PAD_INDEX, UNK_INDEX, Vocabulary
 
 __all__ = [
-    "Batch", "chunks", "collate", "length_batches", "TextCodec", "tokenizer_for", "SPLITS", "EvalSplit",
+    "Batch", "chunks", "collate", "length_batches", "TextCodec", "tokenizers_for", "SubwordModels", "SPLITS", "EvalSplit",
     "TrainingData", "load_eval_split", "load_split", "load_training_data",
     "Example", "PreprocessStats", "encode_sources", "DataError", "read_pairs", "BucketBatchSampler",
     "RandomBatchSampler", "padded_share", "plan_updates", "Tokenizer", "build_tokenizer", "Vocabulary", "PAD_INDEX",

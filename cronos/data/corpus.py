@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..config import DataConfig, DataFiles
-from .codec import TextCodec, tokenizer_for
-from .preprocess import Example, PreprocessStats, limit_lengths, to_examples, tokenize_pairs, warn_if_mostly_unknown
-from .readers import DataError, read_pairs
+from .codec import TextCodec, tokenizers_for
+from .preprocess import (Example, PreprocessStats, TokenizedPair, limit_lengths, to_examples, tokenize_pairs,
+                         warn_if_mostly_unknown)
+from .readers import DataError, RawPair, read_pairs
+from .subwords import SubwordModels, SubwordSampling
 from .vocab import Vocabulary
 
 __all__ = ["TrainingData", "EvalSplit", "SPLITS", "load_training_data", "load_eval_split", "load_split"]
@@ -26,6 +28,21 @@ class TrainingData:
     examples: list[Example]
     origins: list[str]  # "file:line" of each example, for messages
     stats: PreprocessStats = field(default_factory=PreprocessStats)
+    subwords: SubwordModels | None = None  # the SentencePiece models (data.tokenizer: sentencepiece)
+    sampling: SubwordSampling | None = None  # subword regularisation (data.sentencepiece.sampling_alpha)
+    texts: list[tuple[str, str]] = field(default_factory=list)  # the examples' texts, kept for sampling
+    max_length: int = 0
+    seed: int = 0
+
+    def for_epoch(self, epoch: int) -> list[Example]:
+        """The examples ``epoch`` trains on: ``examples``, or with subword regularisation the same
+        examples segmented anew (sampled, seeded by the seed and the epoch, so every process and a
+        resumed run get the same), cut to ``max_length``."""
+        if self.sampling is None:
+            return self.examples
+        pieces = self.sampling.segment(self.texts, seed=self.seed * 1_000_003 + epoch)
+        pairs = [TokenizedPair(s[: self.max_length], t[: self.max_length], "") for s, t in pieces]
+        return to_examples(pairs, self.src_vocab, self.tgt_vocab)
 
 
 @dataclass
@@ -37,46 +54,67 @@ class EvalSplit:
     examples: list[Example]
 
 
-def load_training_data(config: DataConfig,
-                       vocabularies: tuple[Vocabulary, Vocabulary] | None = None) -> TrainingData:
+def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocabulary] | None = None,
+                       subwords: SubwordModels | None = None, seed: int = 0) -> TrainingData:
     """Read ``data.train``, apply the empty and length policies, and build both vocabularies
-    (or use the given ``(source, target)`` vocabularies, e.g. a loaded model's)."""
+    (or use the given ``(source, target)`` vocabularies, e.g. a loaded model's).
+
+    With ``data.tokenizer: sentencepiece`` the vocabularies are the SentencePiece models': the
+    given ``subwords``, else ``data.sentencepiece.model``, else models trained here on this split
+    (deterministically for ``seed``).
+    """
     if config.train is None:
         raise DataError("data.train is not set: give a TSV path or {src: PATH, tgt: PATH}")
-    tokenizer = tokenizer_for(config)
+    raw = read_pairs(config.train)
+    if config.tokenizer == "sentencepiece" and subwords is None:
+        subwords = _subword_models(raw, config, seed)
     stats = PreprocessStats()
-    pairs = tokenize_pairs(read_pairs(config.train), tokenizer, config.empty_policy, stats)
+    pairs = tokenize_pairs(raw, tokenizers_for(config, subwords), config.empty_policy, stats)
     pairs = limit_lengths(pairs, config.max_length, config.long_policy, stats)
     if not pairs:
         raise DataError(f"{_describe(config.train)}: no training examples left after preprocessing")
-    if vocabularies is None:
+    if vocabularies is not None:
+        src_vocab, tgt_vocab = vocabularies
+    elif subwords is not None:
+        src_vocab, tgt_vocab = subwords.vocabularies()
+    else:
         src_vocab = Vocabulary.build((p.source for p in pairs), config.min_freq, config.max_vocab_size)
         tgt_vocab = Vocabulary.build((p.target for p in pairs), config.min_freq, config.max_vocab_size)
-    else:
-        src_vocab, tgt_vocab = vocabularies
     logger.info("training data: %d examples, vocabularies %d (source) and %d (target)",
                 len(pairs), len(src_vocab), len(tgt_vocab))
-    return TrainingData(src_vocab, tgt_vocab, to_examples(pairs, src_vocab, tgt_vocab),
-                        [p.origin for p in pairs], stats)
+    data = TrainingData(src_vocab, tgt_vocab, to_examples(pairs, src_vocab, tgt_vocab), [p.origin for p in pairs],
+                        stats, subwords, max_length=config.max_length, seed=seed)
+    alpha = config.sentencepiece.sampling_alpha
+    if subwords is not None and alpha is not None:
+        texts = {p.origin: (p.source, p.target) for p in raw}
+        data.texts = [texts[p.origin] for p in pairs]
+        data.sampling = SubwordSampling(subwords.tokenizers(config.lowercase), alpha, config.sentencepiece.nbest_size)
+    return data
 
 
-def load_eval_split(files: DataFiles, config: DataConfig, src_vocab: Vocabulary,
-                    tgt_vocab: Vocabulary, quote: bool = True) -> EvalSplit:
+def _subword_models(raw: list[RawPair], config: DataConfig, seed: int) -> SubwordModels:
+    options = config.sentencepiece
+    if options.model is not None:
+        return SubwordModels.read(options.model)
+    case = str.lower if config.lowercase else str  # the models see text as the tokenizers will give it
+    return SubwordModels.train([case(p.source) for p in raw], [case(p.target) for p in raw], options, seed)
+
+
+def load_eval_split(files: DataFiles, config: DataConfig, codec: TextCodec, quote: bool = True) -> EvalSplit:
     """Read an evaluation split.  Every example is scored: none is filtered for length, but the
     model reads sources and references cut to ``data.max_length`` tokens (a warning counts them);
     BLEU and chrF compare with the whole references.  ``quote=False`` keeps the files' contents
     out of error messages."""
-    tokenizer = tokenizer_for(config)
     raw = read_pairs(files, quote)
     stats = PreprocessStats()
-    pairs = tokenize_pairs(raw, tokenizer, config.empty_policy, stats)
+    pairs = tokenize_pairs(raw, (codec.src_tokenizer, codec.tgt_tokenizer), config.empty_policy, stats)
     kept = {p.origin for p in pairs}
     raw = [r for r in raw if r.origin in kept]
     pairs = limit_lengths(pairs, config.max_length, "truncate", stats)
     if stats.truncated:
         logger.warning("%d of %d examples were longer than data.max_length (%d tokens); the model reads them cut "
                        "to it", stats.truncated, len(pairs), config.max_length)
-    examples = to_examples(pairs, src_vocab, tgt_vocab)
+    examples = to_examples(pairs, codec.src_vocab, codec.tgt_vocab)
     warn_if_mostly_unknown(examples)
     return EvalSplit([r.source for r in raw], [r.target for r in raw], examples)
 
@@ -91,11 +129,11 @@ def load_split(data: str | os.PathLike | Sequence[tuple[str, str]], config: Data
             raise ValueError(f"data.{data} is not set in the config; pass a file or (source, target) pairs")
         # a split's paths come from the config, which a checkpoint from anywhere may carry:
         # messages about those files never quote what they hold
-        return load_eval_split(files, config, codec.src_vocab, codec.tgt_vocab, quote=False)
+        return load_eval_split(files, config, codec, quote=False)
     if isinstance(data, (str, os.PathLike)):
         if not os.path.exists(data):
             raise ValueError(f"{str(data)!r} is neither a split name ({', '.join(SPLITS)}) nor an existing file")
-        return load_eval_split(str(data), config, codec.src_vocab, codec.tgt_vocab)
+        return load_eval_split(str(data), config, codec)
     pairs = list(data)
     sources, targets = [p[0] for p in pairs], [p[1] for p in pairs]
     return EvalSplit(sources, targets, codec.encode(sources, targets))

@@ -51,13 +51,15 @@ class PreprocessStats:
     truncated: int = 0
 
 
-def tokenize_pairs(pairs: Sequence[RawPair], tokenizer: Tokenizer, empty_policy: str,
+def tokenize_pairs(pairs: Sequence[RawPair], tokenizers: tuple[Tokenizer, Tokenizer], empty_policy: str,
                    stats: PreprocessStats) -> list[TokenizedPair]:
-    """Tokenise both sides; a side with no tokens is an error or is skipped (``empty_policy``)."""
+    """Tokenise both sides (``tokenizers``: source, target); a side with no tokens is an error or is
+    skipped (``empty_policy``)."""
     result = []
     stats.read += len(pairs)
+    source_tokenizer, target_tokenizer = tokenizers
     for pair in pairs:
-        source, target = tokenizer.tokenize(pair.source), tokenizer.tokenize(pair.target)
+        source, target = source_tokenizer.tokenize(pair.source), target_tokenizer.tokenize(pair.target)
         if is_empty(pair.source, source) or is_empty(pair.target, target):
             side = "source" if is_empty(pair.source, source) else "target"
             if empty_policy == "error":
@@ -97,8 +99,10 @@ def to_examples(pairs: Sequence[TokenizedPair], src_vocab: Vocabulary, tgt_vocab
 
 def encode_sources(sources: Sequence[str], tokenizer: Tokenizer, src_vocab: Vocabulary,
                    targets: Sequence[str] | None = None, tgt_vocab: Vocabulary | None = None,
-                   max_length: int | None = None) -> list[Example]:
+                   max_length: int | None = None, tgt_tokenizer: Tokenizer | None = None) -> list[Example]:
     """User strings -> examples; an empty source (or target) raises ``ValueError`` naming its position.
+
+    ``tgt_tokenizer`` tokenises the targets (default: ``tokenizer``, the sources').
 
     Sources (and targets) longer than ``max_length`` tokens are cut to it, with one warning that
     counts them: a model trained on ``data.max_length`` tokens has never seen more, and an input
@@ -123,7 +127,7 @@ def encode_sources(sources: Sequence[str], tokenizer: Tokenizer, src_vocab: Voca
         if targets is not None:
             if not isinstance(targets[i], str):
                 raise TypeError(f"target {i}: expected a string, got {type(targets[i]).__name__}")
-            target_tokens = tokenizer.tokenize(targets[i])
+            target_tokens = (tgt_tokenizer or tokenizer).tokenize(targets[i])
             if is_empty(targets[i], target_tokens):
                 raise ValueError(f"input {i}: empty target {targets[i]!r}")
             target_tokens = target_tokens[:max_length]

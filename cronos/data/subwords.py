@@ -1,0 +1,163 @@
+"""SentencePiece subwords: training a model on the training split, the tokenizer, and the
+explicit mapping between SentencePiece's ids and cronos's vocabulary.
+
+    models = SubwordModels.train(sources, targets, config.data.sentencepiece, seed)  # or .read(path)
+    source_tokenizer, target_tokenizer = models.tokenizers(lowercase=False)
+    src_vocab, tgt_vocab = models.vocabularies()
+
+A model cronos trains puts its specials where cronos's vocabulary has them (``<pad>`` 0,
+``<unk>`` 1, ``<bos>`` 2, ``<eos>`` 3), so a piece's SentencePiece id is its cronos id.  A model
+trained elsewhere keeps its own ids; the vocabulary then lists cronos's specials and, after them,
+the model's ordinary pieces in its id order, and pieces map by their strings (``piece_ids``).
+The models' bytes travel in every checkpoint: a saved model tokenises with no file but the .pt.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import sentencepiece as spm
+
+from ..config import ConfigError, SentencePieceConfig
+from .vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocabulary
+
+__all__ = ["SentencePieceTokenizer", "SubwordModels", "SubwordSampling", "piece_ids", "vocabulary_of"]
+
+logger = logging.getLogger("cronos")
+
+WORD_START = "\u2581"  # "▁": SentencePiece marks a piece that starts a word with it
+
+
+class SentencePieceTokenizer:
+    """Text <-> SentencePiece pieces (strings), the model given as its serialised bytes; ``tokenize``
+    gives the single best segmentation, ``detokenize`` is SentencePiece's own."""
+
+    def __init__(self, model: bytes, lowercase: bool = False):
+        self.processor = spm.SentencePieceProcessor(model_proto=model)
+        self.lowercase = lowercase
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.processor.encode(text.lower() if self.lowercase else text, out_type=str)
+
+    def detokenize(self, tokens: list[str]) -> str:
+        return self.processor.decode_pieces(list(tokens))
+
+    def sample(self, text: str, alpha: float, nbest_size: int) -> list[str]:
+        """A sampled segmentation (subword regularisation; seeded by ``spm.set_random_generator_seed``)."""
+        return self.processor.encode(text.lower() if self.lowercase else text, out_type=str, enable_sampling=True,
+                                     alpha=alpha, nbest_size=nbest_size)
+
+
+def vocabulary_of(processor: spm.SentencePieceProcessor) -> Vocabulary:
+    """cronos's vocabulary for a SentencePiece model: the specials, then the model's ordinary pieces
+    in id order (its control, unknown and unused pieces have cronos's specials in their place)."""
+    ordinary = [processor.id_to_piece(i) for i in range(processor.get_piece_size())
+                if not (processor.is_control(i) or processor.is_unknown(i) or processor.is_unused(i))]
+    return Vocabulary(list(SPECIALS) + [p for p in ordinary if p not in SPECIALS])
+
+
+def piece_ids(processor: spm.SentencePieceProcessor, vocabulary: Vocabulary) -> dict[int, int]:
+    """SentencePiece id -> cronos id, for every piece text can become (and the unknown piece)."""
+    mapping = {processor.unk_id(): vocabulary.unk_index}
+    for i in range(processor.get_piece_size()):
+        if not (processor.is_control(i) or processor.is_unknown(i) or processor.is_unused(i)):
+            mapping[i] = vocabulary.stoi[processor.id_to_piece(i)]
+    return mapping
+
+
+@dataclass(frozen=True)
+class SubwordModels:
+    """The SentencePiece models of both sides, as bytes (the same bytes when the vocabulary is joint)."""
+
+    source: bytes
+    target: bytes
+
+    @property
+    def joint(self) -> bool:
+        return self.source == self.target
+
+    @classmethod
+    def train(cls, sources: Sequence[str], targets: Sequence[str], options: SentencePieceConfig,
+              seed: int) -> "SubwordModels":
+        """Train on the training split's texts (lowercased already when ``data.lowercase``):
+        one model on both sides when ``options.joint``, else one per side.  Deterministic for ``seed``."""
+        started = time.perf_counter()
+        if options.joint:
+            model = _train(list(sources) + list(targets), options, seed, "data.sentencepiece.vocab_size")
+            models = cls(model, model)
+        else:
+            models = cls(_train(sources, options, seed, "data.sentencepiece.vocab_size (source)"),
+                         _train(targets, options, seed, "data.sentencepiece.vocab_size (target)"))
+        logger.info("trained %s SentencePiece %s model%s of %d pieces on %d sentence pairs in %.1f s",
+                    "a joint" if options.joint else "two", options.model_type, "" if options.joint else "s",
+                    options.vocab_size, len(sources), time.perf_counter() - started)
+        return models
+
+    @classmethod
+    def read(cls, path: str | Path) -> "SubwordModels":
+        """An existing ``.model`` file, for both sides (``data.sentencepiece.model``)."""
+        try:
+            model = Path(path).read_bytes()
+            spm.SentencePieceProcessor(model_proto=model)
+        except (OSError, RuntimeError) as error:
+            raise ConfigError("config", "data.sentencepiece.model",
+                              f"{path}: not a readable SentencePiece model ({error})") from None
+        return cls(model, model)
+
+    def tokenizers(self, lowercase: bool) -> tuple[SentencePieceTokenizer, SentencePieceTokenizer]:
+        source = SentencePieceTokenizer(self.source, lowercase)
+        target = source if self.joint else SentencePieceTokenizer(self.target, lowercase)
+        return source, target
+
+    def vocabularies(self) -> tuple[Vocabulary, Vocabulary]:
+        source, target = self.tokenizers(lowercase=False)
+        src_vocab = vocabulary_of(source.processor)
+        return src_vocab, src_vocab if self.joint else vocabulary_of(target.processor)
+
+    def to_dict(self) -> dict[str, bytes]:
+        return {"source": self.source, "target": self.target}
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> "SubwordModels":
+        models = cls(bytes(entry["source"]), bytes(entry["target"]))
+        models.tokenizers(lowercase=False)  # raises on bytes that are no model
+        return models
+
+
+@dataclass(frozen=True)
+class SubwordSampling:
+    """Subword regularisation (Kudo 2018): each epoch, the training texts segmented anew, sampled
+    from the model's segmentations, so the model meets a word in several segmentations."""
+
+    tokenizers: tuple[SentencePieceTokenizer, SentencePieceTokenizer]
+    alpha: float
+    nbest_size: int
+
+    def segment(self, texts: Sequence[tuple[str, str]], seed: int) -> list[tuple[list[str], list[str]]]:
+        """``(source, target)`` texts -> sampled pieces of each, the same for the same ``seed``."""
+        spm.set_random_generator_seed(seed)  # the library's generator; sampled right after, in this thread
+        source, target = self.tokenizers
+        return [(source.sample(s, self.alpha, self.nbest_size), target.sample(t, self.alpha, self.nbest_size))
+                for s, t in texts]
+
+
+def _train(texts: Sequence[str], options: SentencePieceConfig, seed: int, key: str) -> bytes:
+    model = io.BytesIO()
+    spm.set_random_generator_seed(seed)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=model, model_type=options.model_type,
+            vocab_size=options.vocab_size, character_coverage=options.character_coverage,
+            pad_id=0, unk_id=1, bos_id=2, eos_id=3, pad_piece=PAD, unk_piece=UNK, bos_piece=BOS, eos_piece=EOS,
+            num_threads=1, minloglevel=2)  # one thread: the same model on every machine
+    except RuntimeError as error:
+        largest = re.search(r"<= (\d+)", str(error))
+        hint = f"; this text supports at most {largest.group(1)}" if largest else ""
+        raise ConfigError("config", key, f"{options.vocab_size} pieces cannot be trained on the training "
+                          f"split{hint}: {str(error).splitlines()[0]}") from None
+    return model.getvalue()

@@ -1,0 +1,80 @@
+"""Checkpoint averaging: ``training.keep_checkpoints`` keeps the last validations' weights, and
+``cronos average`` (``averaging.average_checkpoints``) writes their mean as a checkpoint that
+evaluates like any other; incompatible checkpoints are refused."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import cronos
+from cronos.averaging import average_checkpoints
+from cronos.checkpoint import load_checkpoint
+from helpers import ROOT, tiny_config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("averaging")
+    config = cronos.load_config(tiny_config(folder, training={"epochs": 4, "keep_checkpoints": 3}))
+    cronos.fit(config)
+    return folder / "run"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cronos", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+
+
+def test_a_run_keeps_the_last_n_validations_weights(run):
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert kept == ["step_00000050.pt", "step_00000075.pt", "step_00000100.pt"]  # 25 steps an epoch, 4 epochs
+    last = load_checkpoint(run / "checkpoints" / "step_00000100.pt")
+    assert "training" not in last  # weights only, like best.pt
+    final = load_checkpoint(run / "last.pt")["model"]
+    assert all(torch.equal(last["model"][name], final[name]) for name in final)
+
+
+def test_the_average_is_the_mean_of_the_weights_and_keeps_the_pad_rows_zero(run):
+    paths = sorted((run / "checkpoints").iterdir())
+    payload = average_checkpoints(paths)
+    weights = [load_checkpoint(p)["model"] for p in paths]
+    for name, averaged in payload["model"].items():
+        expected = (sum(w[name].double() for w in weights) / 3).to(averaged.dtype)
+        assert torch.equal(averaged, expected), name
+    for table in ("src_embedding.weight", "tgt_embedding.weight"):
+        assert torch.equal(payload["model"][table][0], torch.zeros_like(payload["model"][table][0]))
+    assert not torch.equal(payload["model"]["tgt_embedding.weight"], weights[-1]["tgt_embedding.weight"])
+
+
+def test_cronos_average_last_n_writes_a_checkpoint_that_evaluates(run, tmp_path):
+    out = tmp_path / "averaged.pt"
+    result = cli("average", "--last", "3", str(run), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "averaged 3 checkpoints" in result.stdout
+    model = cronos.Cronos.load(out)
+    scores = model.evaluate("valid", beam_size=1)
+    best = cronos.Cronos.load(run / "best.pt").evaluate("valid", beam_size=1)
+    assert abs(scores["loss"] - best["loss"]) < 0.5  # a model of the same run, not noise
+    assert model.translate(["Thu 26 Nov 2026"])[0]
+
+
+def test_average_refuses_an_existing_output_and_too_few_kept_checkpoints(run, tmp_path):
+    existing = tmp_path / "there.pt"
+    existing.write_bytes(b"x")
+    result = cli("average", "--last", "2", str(run), "-o", str(existing))
+    assert result.returncode == 2 and "exists; the average goes to a new file" in result.stderr
+    result = cli("average", "--last", "5", str(run), "-o", str(tmp_path / "new.pt"))
+    assert result.returncode == 2 and "keeps 3 checkpoint(s)" in result.stderr and "keep_checkpoints >= 5" in result.stderr
+    result = cli("average", str(run / "best.pt"), "-o", str(tmp_path / "one.pt"))
+    assert result.returncode == 1 and "at least two checkpoints" in result.stderr
+    assert not (tmp_path / "new.pt").exists() and not (tmp_path / "one.pt").exists()
+
+
+def test_checkpoints_of_another_model_are_refused_naming_the_file(run, trained_models, tmp_path):
+    other = trained_models["transformer"].save(tmp_path / "other.pt")
+    with pytest.raises(cronos.CheckpointError, match=r"other\.pt: the source vocabulary differs|other\.pt: "
+                                                     r"architecture differs"):
+        average_checkpoints([run / "best.pt", other])

@@ -1,0 +1,197 @@
+"""SentencePiece subwords end to end: the id mapping, training on the training split, checkpoints
+that tokenise on their own, shared and tied embeddings, and explanations over words."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import sentencepiece as spm
+import torch
+
+import cronos
+from cronos.checkpoint import load_checkpoint, save_checkpoint
+from cronos.config import ConfigError, SentencePieceConfig
+from cronos.data import SubwordModels, TextCodec, load_training_data
+from cronos.data.subwords import piece_ids
+from cronos.data.vocab import SPECIALS
+from helpers import DATES, ROOT, tiny_config
+
+TEXTS = [line.split("\t")[0] for line in (DATES / "train.tsv").read_text(encoding="utf-8").splitlines()[:2000]]
+SUBWORD_DATA = {"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 150}}
+TIED = {"embedding_size": 32, "share_embeddings": True, "tie_output_embedding": True,
+        "encoder": {"type": "transformer", "hidden_size": 32, "layers": 1, "heads": 4, "ff_size": 64, "dropout": 0.1},
+        "decoder": {"type": "transformer", "hidden_size": 32, "layers": 1, "heads": 4, "ff_size": 64, "dropout": 0.1}}
+
+
+@pytest.fixture(scope="module")
+def subword_run(tmp_path_factory):
+    """A tiny tied Transformer on SentencePiece pieces with subword regularisation, trained on the
+    dates slice, keeping its last 3 validations' weights; its data folder is deleted afterwards."""
+    folder = tmp_path_factory.mktemp("subwords")
+    data = {**SUBWORD_DATA, "sentencepiece": {**SUBWORD_DATA["sentencepiece"], "sampling_alpha": 0.1}}
+    config = cronos.load_config(tiny_config(folder, data=data, model=TIED,
+                                            training={"epochs": 3, "lr": 0.003, "keep_checkpoints": 3}))
+    model = cronos.fit(config)
+    shutil.rmtree(folder / "data")  # the checkpoints must not need the training files
+    return folder / "run", model
+
+
+def test_a_model_cronos_trains_gives_each_piece_its_sentencepiece_id():
+    models = SubwordModels.train(TEXTS[:1000], TEXTS[1000:], SentencePieceConfig(vocab_size=120), seed=1)
+    processor = spm.SentencePieceProcessor(model_proto=models.source)
+    vocab, _ = models.vocabularies()
+    assert vocab.itos[:4] == list(SPECIALS) and len(vocab) == processor.get_piece_size() == 120
+    # <unk> and every ordinary piece keep their ids; <pad>, <bos>, <eos> are no pieces text becomes
+    assert piece_ids(processor, vocab) == {1: 1, **{i: i for i in range(4, 120)}}
+    assert all(vocab.stoi[processor.id_to_piece(i)] == i for i in range(4, 120))
+    text = "Thursday, 26 November 2026"
+    assert vocab.encode(models.tokenizers(lowercase=False)[0].tokenize(text)) == processor.encode(text)
+
+
+def test_a_model_trained_elsewhere_maps_by_piece(tmp_path):
+    """SentencePiece's own defaults (<unk> 0, <s> 1, </s> 2, no <pad>): ids differ, pieces map."""
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(TEXTS), model_writer=buffer, vocab_size=100,
+                                   minloglevel=2)
+    path = tmp_path / "foreign.model"
+    path.write_bytes(buffer.getvalue())
+    models = SubwordModels.read(path)
+    processor = spm.SentencePieceProcessor(model_proto=models.source)
+    vocab, target_vocab = models.vocabularies()
+    assert vocab is target_vocab and vocab.itos[:4] == list(SPECIALS)
+    assert len(vocab) == 100 - 3 + 4  # its <unk>, <s>, </s> replaced by cronos's four specials
+    mapping = piece_ids(processor, vocab)
+    assert mapping[processor.unk_id()] == vocab.unk_index and mapping[3] == 4  # its first ordinary piece
+    text = "Mittwoch, 3. März 1999"
+    tokenizer = models.tokenizers(lowercase=False)[0]
+    assert vocab.encode(tokenizer.tokenize(text)) == [mapping[i] for i in processor.encode(text)]
+
+
+def test_training_is_deterministic_and_separate_models_per_side():
+    options = SentencePieceConfig(vocab_size=100, joint=False)
+    first = SubwordModels.train(TEXTS[:1000], TEXTS[1000:], options, seed=3)
+    assert first == SubwordModels.train(TEXTS[:1000], TEXTS[1000:], options, seed=3)
+    assert not first.joint and first.source != first.target
+
+
+def test_too_many_pieces_for_the_text_is_a_config_error_with_the_largest_that_fits():
+    with pytest.raises(ConfigError, match=r"data\.sentencepiece\.vocab_size: 50000 pieces cannot be trained .* "
+                                          r"supports at most \d+"):
+        SubwordModels.train(TEXTS[:200], TEXTS[200:400], SentencePieceConfig(vocab_size=50000), seed=0)
+
+
+def test_a_model_file_that_is_no_sentencepiece_model_is_a_config_error(tmp_path):
+    path = tmp_path / "broken.model"
+    path.write_bytes(b"not a model")
+    with pytest.raises(ConfigError, match=r"data\.sentencepiece\.model: .*broken\.model: not a readable"):
+        SubwordModels.read(path)
+
+
+def test_detokenising_gives_the_text_back():
+    models = SubwordModels.train(TEXTS, TEXTS, SentencePieceConfig(vocab_size=150), seed=0)
+    codec = TextCodec.for_data(cronos.load_config({"data": SUBWORD_DATA}).data, *models.vocabularies(), models)
+    for text in ["Thursday, 26 November 2026", "1/2/07", "the 21st of June 1950"]:
+        examples = codec.encode([text], [text])
+        assert codec.decode(examples[0].tgt) == text == codec.as_output(text)
+
+
+def test_the_checkpoint_alone_translates_evaluates_and_explains(subword_run):
+    run, trained = subword_run
+    model = cronos.Cronos.load(run / "best.pt")
+    sources = ["Thu 26 Nov 2026", "1/2/07"]
+    assert model.translate(sources) == trained.translate(sources)
+    assert model.codec.subwords == trained.codec.subwords and model.codec.src_vocab == model.codec.tgt_vocab
+    scores = model.evaluate([("Thu 26 Nov 2026", "2026-11-26"), ("1/2/07", "2007-02-01")])
+    assert 0 <= scores["bleu"] <= 100 and scores["examples"] == 2
+    explanation, = model.explain(["Thu 26 Nov 2026"], ["2026-11-26"])
+    assert explanation.word_pieces and "".join(explanation.source_tokens).replace("\u2581", " ").strip() == \
+        "Thu 26 Nov 2026"
+    assert explanation.padding_attention == 0.0
+    # and from the command line, with nothing but the .pt
+    result = subprocess.run([sys.executable, "-m", "cronos", "translate", str(run / "best.pt")], input="1/2/07\n",
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == model.translate(["1/2/07"])[0]
+
+
+def test_the_word_view_sums_over_source_pieces_and_averages_over_output_pieces(subword_run):
+    run, _ = subword_run
+    model = cronos.Cronos.load(run / "best.pt")
+    explanation, = model.explain(["Thursday, 26 November 2026"], ["2026-11-26"])
+    words = explanation.to_words()
+    assert words.source_tokens == ["Thursday,", "26", "November", "2026"]
+    assert words.output_tokens == ["2026-11-26"]
+    torch.testing.assert_close(words.attention.sum(-1), torch.ones(len(words.output_tokens)), atol=1e-5, rtol=0)
+    # the first source word's weight: its pieces' columns summed, averaged over the output's pieces
+    starts = [i for i, piece in enumerate(explanation.source_tokens) if piece.startswith("\u2581")]
+    assert len(starts) == 4 and len(explanation.source_tokens) > 4  # pieces, some words in several
+    expected = explanation.attention[:, starts[0]: starts[1]].sum(1).mean(0)
+    torch.testing.assert_close(words.attention[0, 0], expected)
+    assert json.loads(json.dumps(explanation.to_dict()))["words"]["source_words"] == words.source_tokens
+
+
+def test_pad_rows_of_the_tied_and_shared_embedding_stay_zero_through_training(subword_run):
+    run, trained = subword_run
+    network = trained.network
+    assert network.src_embedding is network.tgt_embedding
+    assert network.output_projection.weight is network.tgt_embedding.weight
+    assert torch.equal(network.tgt_embedding.weight[0], torch.zeros_like(network.tgt_embedding.weight[0]))
+    payload = load_checkpoint(run / "last.pt")
+    assert isinstance(payload["subwords"]["source"], bytes) and payload["subwords"]["source"] == \
+        payload["subwords"]["target"]
+
+
+def test_shared_embeddings_without_one_vocabulary_is_a_config_error(tmp_path):
+    config = cronos.load_config(tiny_config(tmp_path, model=TIED))  # char tokenizer: two vocabularies
+    with pytest.raises(ConfigError, match=r"model\.share_embeddings: needs one vocabulary for both sides, and this "
+                                          r"data gives two .*data\.tokenizer: sentencepiece"):
+        cronos.Cronos.from_config(config)
+
+
+def test_a_subword_checkpoint_without_its_models_is_refused(subword_run, tmp_path):
+    run, _ = subword_run
+    payload = load_checkpoint(run / "best.pt")
+    del payload["subwords"]
+    save_checkpoint(tmp_path / "stripped.pt", {k: v for k, v in payload.items() if not k.startswith("format")})
+    with pytest.raises(cronos.CheckpointError, match="holds no SentencePiece models"):
+        cronos.Cronos.load(tmp_path / "stripped.pt")
+
+
+@pytest.mark.parametrize("sections, message", [
+    ({"data": {"tokenizer": "word", "sentencepiece": {"vocab_size": 100}}},
+     r"data\.sentencepiece: means something only for tokenizer `sentencepiece`, and data\.tokenizer is `word`"),
+    ({"data": {"tokenizer": "sentencepiece", "sentencepiece": {"joint": False}}, "model": {"share_embeddings": True}},
+     r"model\.share_embeddings: needs one vocabulary for both sides, and data\.sentencepiece\.joint is false"),
+    ({"model": {"tie_output_embedding": True, "embedding_size": 32}},
+     r"model\.tie_output_embedding: needs model\.decoder\.hidden_size \(128\) equal to model\.embedding_size \(32\)"),
+    ({"data": {"tokenizer": "sentencepiece", "sentencepiece": {"model_type": "word"}}},
+     r"data\.sentencepiece\.model_type"),
+])
+def test_subword_and_embedding_config_mistakes_name_the_key(sections, message):
+    with pytest.raises(ConfigError, match=message):
+        cronos.load_config(sections)
+
+
+def test_subword_regularisation_samples_each_epoch_anew_and_the_same_for_the_same_epoch(tmp_path):
+    data_section = {**SUBWORD_DATA, "sentencepiece": {"vocab_size": 150, "sampling_alpha": 0.1}, "max_length": 12}
+    config = cronos.load_config(tiny_config(tmp_path, data=data_section))
+    data = load_training_data(config.data, seed=config.seed)
+    first, again, second = data.for_epoch(0), data.for_epoch(0), data.for_epoch(1)
+    assert first == again and first != second and len(first) == len(second) == len(data.examples)
+    assert first != data.examples  # sampled, not the best segmentation
+    codec = TextCodec.for_data(config.data, data.src_vocab, data.tgt_vocab, data.subwords)
+    for sampled, (source, _) in zip(first[:50], data.texts[:50]):
+        assert sampled.src_length <= 12
+        if sampled.src_length < 12:  # uncut: the sampled pieces spell the text
+            assert codec.src_tokenizer.detokenize(data.src_vocab.decode(sampled.src)) == source
+    assert codec.encode([data.texts[0][0]]) == codec.encode([data.texts[0][0]])  # evaluation: the best one
+
+
+def test_without_sampling_every_epoch_trains_on_the_examples_as_read(tmp_path):
+    config = cronos.load_config(tiny_config(tmp_path, data=SUBWORD_DATA))
+    data = load_training_data(config.data, seed=config.seed)
+    assert data.for_epoch(0) is data.for_epoch(3) is data.examples and data.sampling is None
