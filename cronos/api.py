@@ -1,4 +1,4 @@
-"""Module-level API: ``cronos.fit``, ``cronos.evaluate``, ``cronos.explain``, ``cronos.translate``."""
+"""Module-level API: ``cronos.fit``, ``cronos.evaluate``, ``cronos.explain``, ``cronos.translate``, ``cronos.score``."""
 from __future__ import annotations
 
 import os
@@ -7,8 +7,9 @@ from typing import Any, Sequence
 from .config import Config, config_to_dict, load_config
 from .explain import Explanation
 from .model import Cronos
+from .scoring import PairScore
 
-__all__ = ["fit", "evaluate", "explain", "translate"]
+__all__ = ["fit", "evaluate", "explain", "score", "translate"]
 
 ModelOrCheckpoint = Cronos | str | os.PathLike
 
@@ -43,3 +44,8 @@ def explain(model_or_checkpoint: ModelOrCheckpoint, sources: Sequence[str], targ
 
 def translate(model_or_checkpoint: ModelOrCheckpoint, sources: Sequence[str], beam_size: int | None = None) -> list[str]:
     return _model(model_or_checkpoint).translate(sources, beam_size)
+
+
+def score(model_or_checkpoint: ModelOrCheckpoint, data: str | Sequence[tuple[str, str]] = "test",
+          per_token: bool = False) -> list[PairScore]:
+    return _model(model_or_checkpoint).score(data, per_token)

@@ -1,4 +1,4 @@
-"""``cronos prepare|train|evaluate|translate|explain|average``: the command line over the Python API.
+"""``cronos prepare|train|evaluate|translate|explain|score|average``: the command line over the Python API.
 
     cronos train configs/dates.yaml --set training.epochs=2
     cronos evaluate runs/dates/best.pt --data test
@@ -116,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", type=Path, default=None,
                          help="output folder [explanations/ beside the checkpoint]")
     explain.set_defaults(run=_explain)
+    score = commands.add_parser("score", help="log-probability of each target given its source (TSV lines)")
+    score.add_argument("checkpoint")
+    score.add_argument("--data", default="test", help="split name (train/valid/test) or a TSV file [test]")
+    score.add_argument("--per-token", action="store_true", help="add each token's log-probability")
+    score.add_argument("--batch-size", type=_positive, default=None, help="pairs per batch")
+    score.set_defaults(run=_score)
+
     average = commands.add_parser("average", help="average the weights of checkpoints into a new one")
     average.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
                          help="checkpoints of one model; with --last, the run's output_dir")
@@ -124,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     average.add_argument("-o", "--out", type=Path, required=True, help="the averaged checkpoint (a new file)")
     average.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     average.set_defaults(run=_average)
-    for command in (evaluate, translate, explain):
+    for command in (evaluate, translate, explain, score):
         command.add_argument("--device", default="auto",
                              help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N [auto]")
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -230,6 +237,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    """One line per pair, in order: index, log-prob (sum), per-token mean, tokens[, per-token log-probs]."""
+    model = _load_model(args)
+    for index, score in enumerate(model.score(args.data, per_token=args.per_token, batch_size=args.batch_size)):
+        fields = [str(index), f"{score.log_prob:.6f}", f"{score.mean_log_prob:.6f}", str(score.tokens)]
+        if args.per_token:
+            fields.append(" ".join(f"{p:.6f}" for p in score.token_log_probs))
+        print("\t".join(fields))
     return 0
 
 

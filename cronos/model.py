@@ -25,6 +25,7 @@ from .device import resolve_device
 from .evaluation import evaluate_split
 from .explain import Explanation, explain_decoded, explain_forced
 from .network import Seq2Seq, TokenLoss
+from .scoring import PairScore, score_examples
 from .search import decode_examples
 from .training import Trainer, TrainingHistory
 
@@ -103,6 +104,17 @@ class Cronos(nn.Module):
         """
         split = load_split(data, self.config.data, self.codec)
         return evaluate_split(self.network, self.codec, split, self.config.evaluation, beam_size)
+
+    def score(self, data: str | Sequence[tuple[str, str]], per_token: bool = False,
+              batch_size: int | None = None) -> list[PairScore]:
+        """Each pair's teacher-forced log-probability of the target given the source: ``log_prob``
+        (sum, ``<eos>`` included), ``mean_log_prob``, ``tokens``, and ``token_log_probs`` with
+        ``per_token``.  ``data``: (source, target) pairs, a split name or a TSV path, as for
+        ``evaluate`` (texts longer than ``data.max_length`` tokens are cut to it, as the model
+        reads them).  A pair's score does not depend on its batch mates or the batch size."""
+        split = load_split(data, self.config.data, self.codec)
+        return score_examples(self.network, split.examples, batch_size or self.config.evaluation.batch_size,
+                              per_token)
 
     def translate(self, sources: Sequence[str], beam_size: int | None = None,
                   batch_size: int | None = None) -> list[str]:

@@ -19,7 +19,7 @@ LAYERS = [
     {"loss", "checkpoint", "modules", "distributed"},
     {"network", "run_folder", "averaging"},
     {"search"},
-    {"evaluation", "explain"},
+    {"evaluation", "explain", "scoring"},
     {"training"},
     {"model"},
     {"api", "cli"},
