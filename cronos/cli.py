@@ -105,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     translate.add_argument("checkpoint")
     translate.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
     translate.add_argument("--batch-size", type=_positive, default=None, help="sentences per batch")
+    translate.add_argument("--n-best", type=_positive, default=None, metavar="M",
+                           help="M hypotheses per sentence (at most the beam size): index<TAB>score<TAB>text lines")
+    translate.add_argument("--scores", action="store_true", help="1-best as score<TAB>text lines")
     translate.set_defaults(run=_translate)
 
     explain = commands.add_parser("explain", help="attention explanations as JSON and PNG heatmaps")
@@ -255,6 +258,11 @@ def _translate(args: argparse.Namespace) -> int:
     """stdin -> stdout, line for line: an empty input line gives an empty output line."""
     model = _load_model(args)
     batch_size = args.batch_size or model.config.evaluation.batch_size
+    beam = args.beam or model.config.evaluation.beam_size
+    if args.n_best is not None and args.n_best > beam:
+        raise ConfigError("--n-best", "", f"{args.n_best} hypotheses need a beam of at least {args.n_best} (the beam "
+                          f"is {beam}); raise --beam")
+    write = _writer(args)
     once = _OncePerKind()
     logger.addFilter(once)
     stdin = _StdinLines()
@@ -263,10 +271,11 @@ def _translate(args: argparse.Namespace) -> int:
         for chunk in chunks(stdin, batch_size):  # a stream: translated as it comes
             real = [i for i, (_, text) in enumerate(chunk) if not is_empty(text, model.codec.source_tokens(text))]
             texts = [chunk[i][1] for i in real]
-            translated = dict(zip(real, model.translate(texts, beam_size=args.beam, batch_size=batch_size)
-                                  if texts else []))
-            for i in range(len(chunk)):
-                print(translated.get(i, ""))
+            n_best = args.n_best or (1 if args.scores else None)
+            translated = dict(zip(real, model.translate(texts, beam_size=args.beam, batch_size=batch_size,
+                                                        n_best=n_best) if texts else []))
+            for i, (number, _) in enumerate(chunk):
+                write(number - 1, translated.get(i))
             empty_lines.extend(number for i, (number, _) in enumerate(chunk) if i not in translated)
             sys.stdout.flush()
     finally:
@@ -278,6 +287,20 @@ def _translate(args: argparse.Namespace) -> int:
     if stdin.error is not None:  # raised after the lines before the bad one were translated
         raise stdin.error
     return 0
+
+
+def _writer(args: argparse.Namespace):
+    """How ``translate`` prints an input's result (None for an empty input line)."""
+    def plain(index: int, result) -> None:
+        print(result or "")
+
+    def scored(index: int, result) -> None:
+        print(f"{result[0].score:.6f}\t{result[0].text}" if result else "")
+
+    def n_best(index: int, result) -> None:
+        for hypothesis in result or []:  # an empty input line has no hypotheses
+            print(f"{index}\t{hypothesis.score:.6f}\t{hypothesis.text}")
+    return n_best if args.n_best else scored if args.scores else plain
 
 
 class _StdinLines:

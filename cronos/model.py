@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Sequence, overload
 
 import torch
 from torch import Tensor, nn
@@ -26,10 +27,19 @@ from .evaluation import evaluate_split
 from .explain import Explanation, explain_decoded, explain_forced
 from .network import Seq2Seq, TokenLoss
 from .scoring import PairScore, score_examples
-from .search import decode_examples
+from .search import decode_examples, decode_n_best
 from .training import Trainer, TrainingHistory
 
-__all__ = ["Cronos"]
+__all__ = ["Cronos", "Translation"]
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One hypothesis of an n-best list."""
+
+    text: str
+    score: float     # what ranks it: log_prob, divided by length ** length_penalty in beam search
+    log_prob: float  # the sum of its tokens' log-probs (<eos> included when it ended with it)
 
 
 class Cronos(nn.Module):
@@ -116,15 +126,29 @@ class Cronos(nn.Module):
         return score_examples(self.network, split.examples, batch_size or self.config.evaluation.batch_size,
                               per_token)
 
-    def translate(self, sources: Sequence[str], beam_size: int | None = None,
-                  batch_size: int | None = None) -> list[str]:
+    @overload
+    def translate(self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None,
+                  n_best: None = None) -> list[str]: ...
+
+    @overload
+    def translate(self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None,
+                  n_best: int = ...) -> list[list[Translation]]: ...
+
+    def translate(self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None,
+                  n_best: int | None = None) -> list[str] | list[list[Translation]]:
         """Decode ``sources`` (greedy for ``beam_size=1``); an output never depends on its batch mates.
 
-        Sources longer than ``data.max_length`` tokens are cut to it, with a warning that counts them.
+        With ``n_best=m`` (at most the beam size): per source, up to ``m`` ``Translation``s (text,
+        ranking score, summed log-prob), best first; the first is the 1-best output.  Sources
+        longer than ``data.max_length`` tokens are cut to it, with a warning that counts them.
         """
-        hypotheses = decode_examples(self.network, self.codec.encode(sources), self.config.evaluation, beam_size,
-                                     batch_size)
-        return [self.codec.decode(h.tokens) for h in hypotheses]
+        examples = self.codec.encode(sources)
+        if n_best is None:
+            hypotheses = decode_examples(self.network, examples, self.config.evaluation, beam_size, batch_size)
+            return [self.codec.decode(h.tokens) for h in hypotheses]
+        lists = decode_n_best(self.network, examples, self.config.evaluation, n_best, beam_size, batch_size)
+        return [[Translation(self.codec.decode(h.tokens), h.score, h.log_prob) for h in hypotheses]
+                for hypotheses in lists]
 
     def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,
                 beam_size: int | None = None) -> list[Explanation]:

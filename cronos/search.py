@@ -2,6 +2,7 @@
 
     hypotheses = decode_examples(network, codec.encode(sources), config.evaluation)   # input order
     hypotheses = search(network, batch.src, batch.src_lengths, config.evaluation)     # one batch
+    n_best = decode_n_best(network, examples, config.evaluation, n_best=5, beam_size=5)  # 5 per input
 
 The encoder runs once per batch; the decoder state carries the memory projections and the source
 mask, so every step attends with the mask.  Inputs that finish leave the batch, so they stop
@@ -10,6 +11,7 @@ max_length_offset`` output tokens.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -22,14 +24,16 @@ from .data import Example, collate, length_batches
 from .data.vocab import BOS_INDEX, EOS_INDEX
 from .network import Seq2Seq, evaluating
 
-__all__ = ["Hypothesis", "decode_examples", "greedy_search", "beam_search", "search", "max_output_lengths"]
+__all__ = ["Hypothesis", "decode_examples", "decode_n_best", "greedy_search", "beam_search", "search", "search_n_best",
+           "max_output_lengths"]
 
 
 @dataclass(frozen=True)
 class Hypothesis:
     tokens: list[int]          # output token ids, without <eos>
-    score: float               # sum of log-probs (beam: divided by length ** length_penalty)
+    score: float               # what ranks hypotheses: log_prob (beam: divided by length ** length_penalty)
     attention: Tensor | None   # [len(tokens), S] over the batch's padded source, pad columns exactly 0
+    log_prob: float            # sum of the tokens' log-probs, <eos> included when the output ended with it
 
 
 def max_output_lengths(src_lengths: Tensor, ratio: float, offset: int) -> Tensor:
@@ -53,6 +57,35 @@ def decode_examples(network: Seq2Seq, examples: Sequence[Example], options: Eval
             for position, hypothesis in zip(positions, hypotheses):
                 results[position] = hypothesis
     return results
+
+
+def decode_n_best(network: Seq2Seq, examples: Sequence[Example], options: EvaluationConfig, n_best: int,
+                  beam_size: int | None = None, batch_size: int | None = None,
+                  need_weights: bool = False) -> list[list[Hypothesis]]:
+    """Up to ``n_best`` hypotheses per example, best first (``n_best <= beam_size``); in input order.
+    The first of each is what ``decode_examples`` returns."""
+    results: list[list[Hypothesis] | None] = [None] * len(examples)
+    with evaluating(network):
+        for positions in length_batches(examples, batch_size or options.batch_size):
+            batch = collate([examples[i] for i in positions]).to(network.device)
+            lists = search_n_best(network, batch.src, batch.src_lengths, options, n_best, beam_size, need_weights)
+            for position, hypotheses in zip(positions, lists):
+                results[position] = hypotheses
+    return results
+
+
+def search_n_best(network: Seq2Seq, src: Tensor, src_lengths: Tensor, options: EvaluationConfig, n_best: int,
+                  beam_size: int | None = None, need_weights: bool = False) -> list[list[Hypothesis]]:
+    """``search``, keeping up to ``n_best`` hypotheses per input (at most the beam size), best first."""
+    beam_size = beam_size or options.beam_size
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be between 1 and the beam size ({beam_size}), got {n_best}")
+    max_lengths = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_offset)
+    if beam_size == 1:
+        return [[h] for h in greedy_search(network, src, src_lengths, max_lengths, need_weights)]
+    candidates = _beam_candidates(network, src, src_lengths, max_lengths, beam_size, options.length_penalty,
+                                  need_weights)
+    return [c[:n_best] for c in candidates]
 
 
 def search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, options: EvaluationConfig,
@@ -94,14 +127,21 @@ def greedy_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length
             alive, state = alive[keep], state.select(keep.to(src.device))
             best = best[keep.to(src.device)]
         previous = best
-    return [Hypothesis(tokens[i], scores[i], _stack(attentions[i], src.size(1)) if need_weights else None)
+    return [Hypothesis(tokens[i], scores[i], _stack(attentions[i], src.size(1)) if need_weights else None, scores[i])
             for i in range(batch)]
 
 
-@torch.no_grad()
 def beam_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, beam_size: int,
                 length_penalty: float = 1.0, need_weights: bool = False) -> list[Hypothesis]:
-    """Beam search with ``beam_size`` beams per input.
+    """Beam search with ``beam_size`` beams per input: the best hypothesis of each (``_beam_candidates``)."""
+    return [candidates[0] for candidates in _beam_candidates(network, src, src_lengths, max_lengths, beam_size,
+                                                             length_penalty, need_weights)]
+
+
+@torch.no_grad()
+def _beam_candidates(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, beam_size: int,
+                     length_penalty: float = 1.0, need_weights: bool = False) -> list[list[Hypothesis]]:
+    """Beam search with ``beam_size`` beams per input; every finished hypothesis of each, best first.
 
     Each step takes the best ``2 * beam_size`` continuations of an input: ``<eos>`` ones within the
     top ``beam_size`` become finished hypotheses (score divided by ``length ** length_penalty``,
@@ -118,7 +158,7 @@ def beam_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths:
     history = torch.empty(batch * k, 0, dtype=torch.long, device=device)  # [b*k, t]
     attention_history = torch.empty(batch * k, 0, source_length, device=device)
     previous = torch.full((batch * k,), BOS_INDEX, dtype=torch.long, device=device)
-    finished: list[list[tuple[float, list[int], Tensor | None]]] = [[] for _ in range(batch)]
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
 
     for step in range(int(max_lengths.max())):
         groups = alive.numel()
@@ -137,9 +177,9 @@ def beam_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths:
         # <eos> among the top k: a finished hypothesis
         ranks = torch.arange(top_scores.size(1), device=device)
         for g, j in (is_eos & (ranks < k)).nonzero().tolist():
-            row = int(parent[g, j])
-            finished[int(alive[g])].append((float(top_scores[g, j]) / (step + 1) ** length_penalty,
-                                            history[row].tolist(), attention_history[row] if need_weights else None))
+            row, total = int(parent[g, j]), float(top_scores[g, j])
+            finished[int(alive[g])].append(Hypothesis(history[row].tolist(), total / (step + 1) ** length_penalty,
+                                                      attention_history[row] if need_weights else None, total))
         # the best k that are not <eos> continue (there are always k: each beam adds at most one <eos>)
         continuing = (~is_eos) & (torch.cumsum((~is_eos).long(), dim=1) <= k)
         select = continuing.nonzero()[:, 1].view(groups, k)                    # [b, k] candidate columns
@@ -157,10 +197,11 @@ def beam_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths:
             if limited:
                 for b in range(k):
                     row = g * k + b
-                    if math.isfinite(float(beam_scores[g, b])):
-                        finished[int(alive[g])].append(
-                            (float(beam_scores[g, b]) / (step + 1) ** length_penalty, history[row].tolist(),
-                             attention_history[row] if need_weights else None))
+                    total = float(beam_scores[g, b])
+                    if math.isfinite(total):
+                        finished[int(alive[g])].append(Hypothesis(
+                            history[row].tolist(), total / (step + 1) ** length_penalty,
+                            attention_history[row] if need_weights else None, total))
         done = torch.tensor([limited or len(finished[int(i)]) >= k for i, limited in zip(alive, at_limit)])
         if done.all():
             break
@@ -172,11 +213,11 @@ def beam_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths:
             if need_weights:
                 attention_history = attention_history[keep_rows]
 
-    results = []
-    for options in finished:
-        score, tokens, attn = max(options, key=lambda option: option[0])
-        results.append(Hypothesis(tokens, score, attn.cpu() if attn is not None else None))
-    return results
+    ranked = []
+    for options in finished:  # stable: of equal scores, the one finished first
+        ranked.append([dataclasses.replace(h, attention=h.attention.cpu() if h.attention is not None else None)
+                       for h in sorted(options, key=lambda h: -h.score)])
+    return ranked
 
 
 def _stack(rows: list[Tensor], width: int) -> Tensor:

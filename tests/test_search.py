@@ -14,7 +14,7 @@ from cronos.config import load_config
 from cronos.data import Vocabulary
 from cronos.data.vocab import BOS_INDEX, EOS_INDEX
 from cronos.model import Cronos
-from cronos.search import beam_search, greedy_search
+from cronos.search import beam_search, greedy_search, search_n_best
 
 VOCAB = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"])
 V = len(VOCAB)
@@ -45,19 +45,24 @@ def next_log_probs(model: Cronos, src: torch.Tensor, prefixes: list[tuple[int, .
     return torch.log_softmax(logits[:, -1], dim=-1)
 
 
-def exhaustive_best(model: Cronos, src: torch.Tensor, length_penalty: float) -> tuple[tuple[int, ...], float]:
-    """Every hypothesis: ended by <eos> within LIMIT tokens (counted with its <eos>), or LIMIT tokens
-    long without one; score = summed log-prob / length ** length_penalty."""
+def exhaustive_ranked(model: Cronos, src: torch.Tensor, length_penalty: float) -> list[tuple[float, tuple, float]]:
+    """Every hypothesis, best first, as (score, tokens, summed log-prob): ended by <eos> within LIMIT
+    tokens (counted with its <eos>), or LIMIT tokens long without one; score = summed log-prob /
+    length ** length_penalty."""
     candidates, frontier = [], [((), 0.0)]
     for step in range(LIMIT):
         log_probs = next_log_probs(model, src, [prefix for prefix, _ in frontier])
         grown = []
-        for (prefix, score), row in zip(frontier, log_probs.tolist()):
-            candidates.append(((score + row[EOS_INDEX]) / (step + 1) ** length_penalty, prefix))
-            grown += [(prefix + (token,), score + row[token]) for token in range(V) if token != EOS_INDEX]
+        for (prefix, total), row in zip(frontier, log_probs.tolist()):
+            candidates.append(((total + row[EOS_INDEX]) / (step + 1) ** length_penalty, prefix, total + row[EOS_INDEX]))
+            grown += [(prefix + (token,), total + row[token]) for token in range(V) if token != EOS_INDEX]
         frontier = grown
-    candidates += [(score / LIMIT ** length_penalty, prefix) for prefix, score in frontier]
-    score, prefix = max(candidates)
+    candidates += [(total / LIMIT ** length_penalty, prefix, total) for prefix, total in frontier]
+    return sorted(candidates, key=lambda candidate: -candidate[0])
+
+
+def exhaustive_best(model: Cronos, src: torch.Tensor, length_penalty: float) -> tuple[tuple[int, ...], float]:
+    score, prefix, _ = exhaustive_ranked(model, src, length_penalty)[0]
     return prefix, score
 
 
@@ -114,3 +119,21 @@ def test_greedy_follows_the_argmax_of_teacher_forced_passes(decoder):
                 prefix += (token,)
             found = greedy_search(model.network, src, torch.tensor([src.size(1)]), torch.tensor([LIMIT]))[0]
             assert tuple(found.tokens) == prefix
+
+
+@pytest.mark.parametrize("decoder", list(DECODERS))
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_a_wide_beams_n_best_list_is_the_exact_top_n_with_its_scores(decoder, length_penalty):
+    """A beam that keeps every candidate finishes every hypothesis: its n-best list must be the
+    reference's top n, in order, with the same ranking scores and summed log-probs."""
+    options = load_config({"evaluation": {"max_length_ratio": 0.0, "max_length_offset": LIMIT,
+                                          "length_penalty": length_penalty}}).evaluation
+    for seed in range(3):
+        model = random_model(seed, decoder)
+        for src in sources():
+            expected = exhaustive_ranked(model, src, length_penalty)[:5]
+            found = search_n_best(model.network, src, torch.tensor([src.size(1)]), options, 5, WIDE)[0]
+            assert [tuple(h.tokens) for h in found] == [tokens for _, tokens, _ in expected], (seed, src.tolist())
+            for hypothesis, (score, _, log_prob) in zip(found, expected):
+                assert hypothesis.score == pytest.approx(score, rel=1e-5)
+                assert hypothesis.log_prob == pytest.approx(log_prob, rel=1e-5)

@@ -1,0 +1,70 @@
+"""n-best lists (``translate(..., n_best=m)``, ``cronos translate --n-best M``, ``--scores``): the
+first hypothesis is the 1-best output, lists are ranked and scored, and a list does not depend on
+its batch mates or the batch size."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT
+from test_scoring import SOURCES
+
+MIXED = SOURCES + ["12.03.1987", "Sunday 1 January 2023", "31/12/99"]
+
+
+@pytest.mark.parametrize("family", ["rnn", "transformer"])
+def test_the_first_of_an_n_best_list_is_the_1_best_and_the_list_is_ranked(trained_models, family):
+    model = trained_models[family]
+    lists = model.translate(MIXED, beam_size=4, n_best=3)
+    assert [hypotheses[0].text for hypotheses in lists] == model.translate(MIXED, beam_size=4)
+    penalty = model.config.evaluation.length_penalty
+    for hypotheses in lists:
+        assert len(hypotheses) == 3 and len({h.text for h in hypotheses}) == 3
+        assert [h.score for h in hypotheses] == sorted((h.score for h in hypotheses), reverse=True)
+        for h in hypotheses:
+            tokens = len(model.codec.target_tokens(h.text)) + 1  # char tokens + <eos>
+            assert h.score == pytest.approx(h.log_prob / tokens ** penalty, rel=1e-5)
+
+
+@pytest.mark.parametrize("family", ["rnn", "transformer"])
+@pytest.mark.parametrize("beam", [1, 4])
+def test_an_n_best_list_is_the_same_alone_in_a_mixed_batch_and_at_batch_size_1(trained_models, family, beam):
+    model = trained_models[family]
+    n = min(beam, 3)
+    together = model.translate(MIXED, beam_size=beam, n_best=n, batch_size=8)
+    for one_at_a_time in (model.translate(MIXED, beam_size=beam, n_best=n, batch_size=1),
+                          [model.translate([source], beam_size=beam, n_best=n)[0] for source in MIXED]):
+        for mine, theirs in zip(together, one_at_a_time):
+            assert [h.text for h in mine] == [h.text for h in theirs]
+            assert [h.score for h in mine] == pytest.approx([h.score for h in theirs], abs=1e-5)
+
+
+def test_more_hypotheses_than_beams_is_an_error(trained_models):
+    with pytest.raises(ValueError, match=r"n_best must be between 1 and the beam size \(2\), got 3"):
+        trained_models["rnn"].translate(["1/2/07"], beam_size=2, n_best=3)
+
+
+def test_cronos_translate_writes_n_best_and_scored_lines(trained_models, tmp_path):
+    model = trained_models["transformer"]
+    checkpoint = model.save(tmp_path / "model.pt")
+
+    def translate(*flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cronos", "translate", str(checkpoint), *flags],
+                              input="1/2/07\n\nThu 26 Nov 2026\n", capture_output=True, text=True, cwd=ROOT,
+                              timeout=120)
+
+    result = translate("--n-best", "2", "--beam", "3")
+    assert result.returncode == 0, result.stderr
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [int(index) for index, _, _ in lines] == [0, 0, 2, 2]  # the empty line 1 has no hypotheses
+    expected = model.translate(["1/2/07", "Thu 26 Nov 2026"], beam_size=3, n_best=2)
+    assert [text for _, _, text in lines] == [h.text for hypotheses in expected for h in hypotheses]
+    assert [float(score) for _, score, _ in lines] == pytest.approx(
+        [h.score for hypotheses in expected for h in hypotheses], abs=1e-5)
+    scored = translate("--scores", "--beam", "3")
+    assert scored.returncode == 0, scored.stderr
+    assert scored.stdout.splitlines()[1] == "" and scored.stdout.splitlines()[2].split("\t")[1] == expected[1][0].text
+    refused = translate("--n-best", "4", "--beam", "3")
+    assert refused.returncode == 2 and "--n-best: 4 hypotheses need a beam of at least 4" in refused.stderr
