@@ -108,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     translate.add_argument("--n-best", type=_positive, default=None, metavar="M",
                            help="M hypotheses per sentence (at most the beam size): index<TAB>score<TAB>text lines")
     translate.add_argument("--scores", action="store_true", help="1-best as score<TAB>text lines")
+    translate.add_argument("--sampling", type=_sampling, default=None, metavar="top_k=K|top_p=P|all",
+                           help="sample instead of search (e.g. for back-translation)")
+    translate.add_argument("--temperature", type=float, default=1.0, help="with --sampling [1.0]")
+    translate.add_argument("--seed", type=int, default=0, help="with --sampling: the samples' seed [0]")
     translate.set_defaults(run=_translate)
 
     explain = commands.add_parser("explain", help="attention explanations as JSON and PNG heatmaps")
@@ -139,6 +143,21 @@ def _parser() -> argparse.ArgumentParser:
                              help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N [auto]")
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _sampling(text: str) -> dict:
+    """``top_k=K``, ``top_p=P`` or ``all`` -> keyword arguments of ``Cronos.sample``."""
+    if text == "all":
+        return {}
+    name, _, value = text.partition("=")
+    try:
+        if name == "top_k":
+            return {"top_k": int(value)}
+        if name == "top_p":
+            return {"top_p": float(value)}
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected top_k=K, top_p=P or all, got {text!r}")
 
 
 def _positive(text: str) -> int:
@@ -262,6 +281,8 @@ def _translate(args: argparse.Namespace) -> int:
     if args.n_best is not None and args.n_best > beam:
         raise ConfigError("--n-best", "", f"{args.n_best} hypotheses need a beam of at least {args.n_best} (the beam "
                           f"is {beam}); raise --beam")
+    if args.sampling is not None and (args.n_best or args.scores or args.beam):
+        raise ConfigError("--sampling", "", "samples are drawn, not searched: leave out --beam, --n-best and --scores")
     write = _writer(args)
     once = _OncePerKind()
     logger.addFilter(once)
@@ -271,9 +292,7 @@ def _translate(args: argparse.Namespace) -> int:
         for chunk in chunks(stdin, batch_size):  # a stream: translated as it comes
             real = [i for i, (_, text) in enumerate(chunk) if not is_empty(text, model.codec.source_tokens(text))]
             texts = [chunk[i][1] for i in real]
-            n_best = args.n_best or (1 if args.scores else None)
-            translated = dict(zip(real, model.translate(texts, beam_size=args.beam, batch_size=batch_size,
-                                                        n_best=n_best) if texts else []))
+            translated = dict(zip(real, _decode(model, texts, args, batch_size) if texts else []))
             for i, (number, _) in enumerate(chunk):
                 write(number - 1, translated.get(i))
             empty_lines.extend(number for i, (number, _) in enumerate(chunk) if i not in translated)
@@ -287,6 +306,18 @@ def _translate(args: argparse.Namespace) -> int:
     if stdin.error is not None:  # raised after the lines before the bad one were translated
         raise stdin.error
     return 0
+
+
+def _decode(model, texts: list[str], args: argparse.Namespace, batch_size: int) -> list:
+    """``translate``'s outputs for ``texts``: searched (1-best, n-best, scored) or sampled."""
+    if args.sampling is not None:
+        try:
+            return model.sample(texts, temperature=args.temperature, seed=args.seed, batch_size=batch_size,
+                                **args.sampling)
+        except ValueError as error:  # top_k < 1, top_p outside (0, 1], a temperature <= 0
+            raise ConfigError("--sampling", "", str(error)) from None
+    n_best = args.n_best or (1 if args.scores else None)
+    return model.translate(texts, beam_size=args.beam, batch_size=batch_size, n_best=n_best)
 
 
 def _writer(args: argparse.Namespace):

@@ -27,7 +27,7 @@ from .evaluation import evaluate_split
 from .explain import Explanation, explain_decoded, explain_forced
 from .network import Seq2Seq, TokenLoss
 from .scoring import PairScore, score_examples
-from .search import decode_examples, decode_n_best
+from .search import Sampling, decode_examples, decode_n_best, decode_samples
 from .training import Trainer, TrainingHistory
 
 __all__ = ["Cronos", "Translation"]
@@ -149,6 +149,18 @@ class Cronos(nn.Module):
         lists = decode_n_best(self.network, examples, self.config.evaluation, n_best, beam_size, batch_size)
         return [[Translation(self.codec.decode(h.tokens), h.score, h.log_prob) for h in hypotheses]
                 for hypotheses in lists]
+
+    def sample(self, sources: Sequence[str], top_k: int | None = None, top_p: float | None = None,
+               temperature: float = 1.0, seed: int = 0, batch_size: int | None = None) -> list[str]:
+        """One sampled output per source (e.g. for back-translation): each token drawn from the
+        model's distribution divided by ``temperature``, kept to the ``top_k`` most likely tokens or
+        the nucleus of probability ``top_p`` (or neither).  Reproducible: an output depends on the
+        seed and its source only, not on batch mates, position or batch size (so the same source
+        twice samples the same; vary ``seed`` for more samples)."""
+        sampling = Sampling(top_k, top_p, temperature, seed)
+        hypotheses = decode_samples(self.network, self.codec.encode(sources), self.config.evaluation, sampling,
+                                    batch_size)
+        return [self.codec.decode(h.tokens) for h in hypotheses]
 
     def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,
                 beam_size: int | None = None) -> list[Explanation]:

@@ -12,6 +12,7 @@ max_length_offset`` output tokens.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -24,8 +25,8 @@ from .data import Example, collate, length_batches
 from .data.vocab import BOS_INDEX, EOS_INDEX
 from .network import Seq2Seq, evaluating
 
-__all__ = ["Hypothesis", "decode_examples", "decode_n_best", "greedy_search", "beam_search", "search", "search_n_best",
-           "max_output_lengths"]
+__all__ = ["Hypothesis", "Sampling", "decode_examples", "decode_n_best", "decode_samples", "greedy_search",
+           "beam_search", "sample_search", "search", "search_n_best", "max_output_lengths"]
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,95 @@ def _beam_candidates(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_len
         ranked.append([dataclasses.replace(h, attention=h.attention.cpu() if h.attention is not None else None)
                        for h in sorted(options, key=lambda h: -h.score)])
     return ranked
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling instead of search: each next token drawn from the model's distribution divided by
+    ``temperature``, kept to the ``top_k`` most likely tokens or to the smallest set whose
+    probability reaches ``top_p`` (nucleus), or neither; reproducible for ``seed``."""
+
+    top_k: int | None = None
+    top_p: float | None = None
+    temperature: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.top_k is not None and self.top_p is not None:
+            raise ValueError("sample with top_k or with top_p, not both")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not (self.temperature > 0.0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature}")
+
+    def generator(self, source: Sequence[int]) -> torch.Generator:
+        """The random stream of one input: a function of the seed and the source's token ids only, so
+        an input samples the same whatever its batch, position or batch mates."""
+        digest = hashlib.sha256(f"{self.seed}:{','.join(map(str, source))}".encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """``logits [b, V]`` -> the distribution to draw from, ``[b, V]`` float32."""
+        logits = logits.float() / self.temperature
+        if self.top_k is not None:
+            kth = logits.topk(min(self.top_k, logits.size(-1)), dim=-1).values[:, -1:]  # [b, 1]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = torch.softmax(logits, dim=-1)
+        if self.top_p is not None:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the more likely tokens
+            keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, before < self.top_p)
+            probs = probs.masked_fill(~keep, 0.0)
+        return probs
+
+
+def decode_samples(network: Seq2Seq, examples: Sequence[Example], options: EvaluationConfig, sampling: Sampling,
+                   batch_size: int | None = None) -> list[Hypothesis]:
+    """One sampled output per example (length limits per ``options``), in input order."""
+    results: list[Hypothesis | None] = [None] * len(examples)
+    with evaluating(network):
+        for positions in length_batches(examples, batch_size or options.batch_size):
+            batch = collate([examples[i] for i in positions]).to(network.device)
+            max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
+            generators = [sampling.generator(examples[i].src) for i in positions]
+            for position, hypothesis in zip(positions, sample_search(network, batch.src, batch.src_lengths,
+                                                                     max_lengths, sampling, generators)):
+                results[position] = hypothesis
+    return results
+
+
+@torch.no_grad()
+def sample_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, sampling: Sampling,
+                  generators: Sequence[torch.Generator]) -> list[Hypothesis]:
+    """Greedy search's loop with each next token drawn (``sampling``) from the input's own
+    ``generators[i]``; ``score``/``log_prob``: the summed log-probs of the drawn tokens under the model."""
+    batch, max_lengths = src.size(0), max_lengths.cpu()
+    state = network.start_decoding(network.encode(src, src_lengths))
+    alive = torch.arange(batch)
+    previous = torch.full((batch,), BOS_INDEX, dtype=torch.long, device=src.device)
+    tokens: list[list[int]] = [[] for _ in range(batch)]
+    scores = [0.0] * batch
+    for step in range(int(max_lengths.max())):
+        logits, _, state = network.decode(previous[:, None], state, need_weights=False)
+        log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1).cpu()  # [b, V]
+        probs = sampling.probabilities(logits[:, 0]).cpu()
+        drawn = [int(torch.multinomial(probs[row], 1, generator=generators[int(index)]))
+                 for row, index in enumerate(alive.tolist())]
+        for row, (index, token) in enumerate(zip(alive.tolist(), drawn)):
+            scores[index] += float(log_probs[row, token])
+            if token != EOS_INDEX:
+                tokens[index].append(token)
+        best = torch.tensor(drawn)
+        done = (best == EOS_INDEX) | (max_lengths[alive] <= step + 1)
+        if done.all():
+            break
+        keep = (~done).nonzero().flatten()
+        if done.any():
+            alive, state = alive[keep], state.select(keep.to(src.device))
+        previous = best[keep].to(src.device)
+    return [Hypothesis(tokens[i], scores[i], None, scores[i]) for i in range(batch)]
 
 
 def _stack(rows: list[Tensor], width: int) -> Tensor:
