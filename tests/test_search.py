@@ -137,3 +137,49 @@ def test_a_wide_beams_n_best_list_is_the_exact_top_n_with_its_scores(decoder, le
             for hypothesis, (score, _, log_prob) in zip(found, expected):
                 assert hypothesis.score == pytest.approx(score, rel=1e-5)
                 assert hypothesis.log_prob == pytest.approx(log_prob, rel=1e-5)
+
+
+def reference_beam(model: Cronos, src: torch.Tensor, k: int, length_penalty: float) -> list[tuple[float, tuple, float]]:
+    """Beam search for one example, written for clarity: every step scores each beam's next tokens
+    with a teacher-forced pass, takes the best 2k continuations, finishes those of the top k that are
+    <eos>, continues the best k others; it stops with k finished or at LIMIT (open beams then finish).
+    Returns every finished (score, tokens, summed log-prob), best first."""
+    beams, finished = [((), 0.0)], []
+    for step in range(LIMIT):
+        rows = next_log_probs(model, src, [prefix for prefix, _ in beams]).tolist()
+        candidates = sorted(((total + row[token], prefix, token) for (prefix, total), row in zip(beams, rows)
+                             for token in range(V)), key=lambda candidate: -candidate[0])[: 2 * k]
+        beams = []
+        for rank, (total, prefix, token) in enumerate(candidates):
+            if token == EOS_INDEX:
+                if rank < k:
+                    finished.append((total / (step + 1) ** length_penalty, prefix, total))
+            elif len(beams) < k:
+                beams.append((prefix + (token,), total))
+        if step + 1 == LIMIT:
+            finished += [(total / LIMIT ** length_penalty, prefix, total) for prefix, total in beams]
+        if len(finished) >= k:
+            break
+    return sorted(finished, key=lambda candidate: -candidate[0])
+
+
+@pytest.mark.parametrize("decoder", list(DECODERS))
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_beam_and_its_n_best_list_follow_the_one_example_reference(decoder, k, length_penalty):
+    """A narrow beam prunes: its 1-best and n-best lists (tokens, scores, log-probs) must be those of
+    the clear, one-example reference above, for outputs of several lengths."""
+    options = load_config({"evaluation": {"max_length_ratio": 0.0, "max_length_offset": LIMIT,
+                                          "length_penalty": length_penalty}}).evaluation
+    lengths = set()
+    for seed in range(4):
+        model = random_model(seed, decoder)
+        batch = torch.tensor([[4, 5, 4, 0, 0], [5, 0, 0, 0, 0], [5, 5, 4, 4, 5]])  # padded: batched as well
+        found = search_n_best(model.network, batch, torch.tensor([3, 1, 5]), options, k, k)
+        for hypotheses, src in zip(found, sources()):
+            expected = reference_beam(model, src, k, length_penalty)[:k]
+            assert [tuple(h.tokens) for h in hypotheses] == [tokens for _, tokens, _ in expected], (seed, src.tolist())
+            assert [h.score for h in hypotheses] == pytest.approx([score for score, _, _ in expected], rel=1e-5)
+            assert [h.log_prob for h in hypotheses] == pytest.approx([total for _, _, total in expected], rel=1e-5)
+            lengths.update(len(h.tokens) for h in hypotheses)
+    assert len(lengths) >= 2, lengths
