@@ -102,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
 
     translate = commands.add_parser("translate", help="translate stdin to stdout, one sentence per line")
-    translate.add_argument("checkpoint")
+    translate.add_argument("checkpoint", nargs="+", metavar="CHECKPOINT",
+                           help="a model, or several: an ensemble (the mean of their probabilities)")
     translate.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
     translate.add_argument("--batch-size", type=_positive, default=None, help="sentences per batch")
     translate.add_argument("--n-best", type=_positive, default=None, metavar="M",
@@ -236,7 +237,12 @@ def _load_model(args: argparse.Namespace):
     from .device import resolve_device
     from .model import Cronos
 
-    return Cronos.load(args.checkpoint, resolve_device(args.device, "--device", ""))
+    device = resolve_device(args.device, "--device", "")
+    if isinstance(args.checkpoint, list):  # translate: one checkpoint, or an ensemble of several
+        if len(args.checkpoint) > 1:
+            return Cronos.ensemble(args.checkpoint, device)
+        return Cronos.load(args.checkpoint[0], device)
+    return Cronos.load(args.checkpoint, device)
 
 
 def _refuse_to_overwrite_a_checkpoint(output: Path, checkpoint: str, flag: str) -> None:

@@ -23,6 +23,7 @@ from .checkpoint import CheckpointError, check_weights, model_payload, read_mode
 from .config import Config, ConfigError, load_config
 from .data import Batch, SubwordModels, TextCodec, TrainingData, Vocabulary, collate, load_split, load_training_data
 from .device import resolve_device
+from .ensemble import Ensemble
 from .evaluation import evaluate_split
 from .explain import Explanation, explain_decoded, explain_forced
 from .network import Seq2Seq, TokenLoss
@@ -64,6 +65,10 @@ class Cronos(nn.Module):
         self.network = Seq2Seq(config.model, len(src_vocab), len(tgt_vocab))
         self._training_data: TrainingData | None = None  # read by from_config, so fit does not read it again
 
+    def _refuse_for_ensembles(self, what: str) -> None:
+        if isinstance(self.network, Ensemble):
+            raise TypeError(f"an ensemble decodes only; it is not {what}")
+
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor | None = None,
                 label_smoothing: float = 0.0, need_weights: bool = True) -> tuple[Tensor, Tensor | None] | TokenLoss:
         """The network's forward (``Seq2Seq.forward``): ``logits [B, T, V]`` and attention
@@ -101,6 +106,7 @@ class Cronos(nn.Module):
         run's best validation (``output_dir/best.pt``), or its last weights when it was stopped
         before its first validation.
         """
+        self._refuse_for_ensembles("trained (train its members)")
         codec, data_config = self.codec, self.config.data
         data = self._training_data or load_training_data(data_config, (codec.src_vocab, codec.tgt_vocab),
                                                          codec.subwords)
@@ -175,7 +181,30 @@ class Cronos(nn.Module):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write config, vocabularies (SentencePiece models included) and weights to one file, atomically."""
+        self._refuse_for_ensembles("saved (save its members; Cronos.ensemble takes their paths)")
         return save_checkpoint(path, model_payload(self.config, self.codec, self.network.state_dict()))
+
+    @classmethod
+    def ensemble(cls, members: Sequence["Cronos | str | os.PathLike"], device: str | torch.device = "auto") -> "Cronos":
+        """Models (or checkpoint paths) decoding together: each step from the mean of their
+        probabilities, in ``translate`` (greedy, beam, n-best), ``sample``, ``score``, ``evaluate`` and
+        ``explain`` (whose attention is the mean of the members').  The members must read and write
+        text alike: the same tokenizer and vocabularies on both sides (a ``ValueError`` names the
+        member and what differs).  Search settings and length limits are the first member's.  An
+        ensemble decodes only: it is not trained or saved."""
+        models = [m if isinstance(m, Cronos) else cls.load(m, device) for m in members]
+        if len(models) < 2:
+            raise ValueError(f"an ensemble needs at least two members, got {len(models)}")
+        first = models[0]
+        for number, other in enumerate(models[1:], start=2):
+            differs = _codec_difference(first.codec, other.codec)
+            if differs:
+                raise ValueError(f"ensemble member {number} does not read and write text as member 1 does: {differs}")
+        ensemble = cls.__new__(cls)
+        nn.Module.__init__(ensemble)
+        ensemble.config, ensemble.codec, ensemble._training_data = first.config, first.codec, None
+        ensemble.network = Ensemble([m.network for m in models])
+        return ensemble.to(first.device).eval()
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> "Cronos":
@@ -200,3 +229,16 @@ class Cronos(nn.Module):
         model = cls(stored.config, stored.src_vocab, stored.tgt_vocab, stored.subwords)
         model.network.load_state_dict(stored.weights)
         return model.to(device).eval()
+
+
+def _codec_difference(first: TextCodec, other: TextCodec) -> str:
+    """What differs between two codecs as far as an ensemble is concerned ("" when nothing)."""
+    for side, mine, theirs in (("source", first.src_vocab, other.src_vocab), ("target", first.tgt_vocab, other.tgt_vocab)):
+        if mine != theirs:
+            return f"its {side} vocabulary ({len(theirs)} tokens) is not member 1's ({len(mine)})"
+    if first.subwords != other.subwords:
+        return "its SentencePiece models differ"
+    if (type(first.src_tokenizer), getattr(first.src_tokenizer, "lowercase", None)) != \
+            (type(other.src_tokenizer), getattr(other.src_tokenizer, "lowercase", None)):
+        return "its tokenizer differs"
+    return ""

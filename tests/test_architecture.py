@@ -18,7 +18,7 @@ LAYERS = [
     {"data", "masking", "device", "progress", "board", "precision"},
     {"loss", "checkpoint", "modules", "distributed"},
     {"network", "run_folder", "averaging"},
-    {"search"},
+    {"search", "ensemble"},
     {"evaluation", "explain", "scoring"},
     {"training"},
     {"model"},
