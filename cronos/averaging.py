@@ -15,8 +15,11 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from .checkpoint import CheckpointError, check_same_model, model_payload, read_model
+import torch
+
+from .checkpoint import CheckpointError, check_same_model, check_weights, model_payload, read_model
 from .data import TextCodec
+from .network import Seq2Seq
 
 __all__ = ["average_checkpoints"]
 
@@ -27,18 +30,17 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}")
     first = read_model(paths[0])
+    with torch.device("meta"):  # the weights' names and shapes the config asks for; nothing allocated
+        skeleton = Seq2Seq(first.config.model, len(first.src_vocab), len(first.tgt_vocab))
+    check_weights(first.weights, skeleton, paths[0])
     sums = {name: tensor.double() if tensor.is_floating_point() else tensor for name, tensor in first.weights.items()}
     for path in paths[1:]:
         stored = read_model(path)
         check_same_model(stored, first.config, first.src_vocab, first.tgt_vocab, path)
         if stored.subwords != first.subwords:
             raise CheckpointError(f"{path}: its SentencePiece models differ from those of {paths[0]}")
-        if set(stored.weights) != set(sums):
-            raise CheckpointError(f"{path}: holds other weights than {paths[0]}")
+        check_weights(stored.weights, skeleton, path)
         for name, tensor in stored.weights.items():
-            if tensor.shape != sums[name].shape:
-                raise CheckpointError(f"{path}: {name} has shape {tuple(tensor.shape)}, {paths[0]} "
-                                      f"{tuple(sums[name].shape)}")
             if tensor.is_floating_point():
                 sums[name] = sums[name] + tensor.double()
     averaged = {name: (total / len(paths)).to(first.weights[name].dtype) if total.is_floating_point() else total

@@ -233,16 +233,16 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(args: argparse.Namespace):
+def _device(args: argparse.Namespace):
     from .device import resolve_device
+
+    return resolve_device(args.device, "--device", "")
+
+
+def _load_model(args: argparse.Namespace):
     from .model import Cronos
 
-    device = resolve_device(args.device, "--device", "")
-    if isinstance(args.checkpoint, list):  # translate: one checkpoint, or an ensemble of several
-        if len(args.checkpoint) > 1:
-            return Cronos.ensemble(args.checkpoint, device)
-        return Cronos.load(args.checkpoint[0], device)
-    return Cronos.load(args.checkpoint, device)
+    return Cronos.load(args.checkpoint, _device(args))
 
 
 def _refuse_to_overwrite_a_checkpoint(output: Path, checkpoint: str, flag: str) -> None:
@@ -281,7 +281,11 @@ def _score(args: argparse.Namespace) -> int:
 
 def _translate(args: argparse.Namespace) -> int:
     """stdin -> stdout, line for line: an empty input line gives an empty output line."""
-    model = _load_model(args)
+    from .model import Cronos
+
+    checkpoints = args.checkpoint  # one, or several: their ensemble
+    model = (Cronos.ensemble(checkpoints, _device(args)) if len(checkpoints) > 1
+             else Cronos.load(checkpoints[0], _device(args)))
     batch_size = args.batch_size or model.config.evaluation.batch_size
     beam = args.beam or model.config.evaluation.beam_size
     if args.n_best is not None and args.n_best > beam:

@@ -10,9 +10,10 @@ from typing import Any, Sequence
 import torch
 
 from .config import EvaluationConfig
-from .data import TextCodec, collate, length_batches
-from .network import Seq2Seq, evaluating
-from .search import decode_examples
+from .data import Batch, TextCodec
+from .data.subwords import WORD_START
+from .network import Seq2Seq
+from .search import decode_examples, in_length_batches
 
 __all__ = ["Explanation", "PlotDependencyError", "explain_decoded", "explain_forced"]
 
@@ -98,9 +99,6 @@ class Explanation:
         return path
 
 
-WORD_START = "\u2581"  # "▁": a SentencePiece piece that starts a word
-
-
 def _words(pieces: Sequence[str]) -> tuple[list[str], list[list[int]]]:
     """Pieces -> words, and each word's piece positions: a piece with ``▁`` starts a word."""
     words, groups = [], []
@@ -137,17 +135,17 @@ def explain_forced(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], t
                    batch_size: int) -> list[Explanation]:
     """Teacher-force ``targets`` and explain each of their tokens."""
     examples = codec.encode(sources, targets)
-    results: list[Explanation | None] = [None] * len(examples)
-    with evaluating(network):
-        for positions in length_batches(examples, batch_size):
-            batch = collate([examples[i] for i in positions]).to(network.device)
-            _, attention = network(batch.src, batch.src_lengths, batch.tgt_in)  # [B, T, S]
-            for row, i in enumerate(positions):
-                output_tokens = codec.read_target(targets[i])  # as the model read them
-                rows = attention[row, : len(output_tokens)].float().cpu()  # the <eos> row is not an output token
-                results[i] = _explanation(codec, sources[i], examples[i].src_length, output_tokens, targets[i],
-                                          rows, None, forced=True)
-    return results
+
+    def explain_batch(batch: Batch, positions: list[int]) -> list[Explanation]:
+        _, attention = network(batch.src, batch.src_lengths, batch.tgt_in)  # [B, T, S]
+        explanations = []
+        for row, i in enumerate(positions):
+            output_tokens = codec.read_target(targets[i])  # as the model read them
+            rows = attention[row, : len(output_tokens)].float().cpu()  # the <eos> row is not an output token
+            explanations.append(_explanation(codec, sources[i], examples[i].src_length, output_tokens, targets[i],
+                                             rows, None, forced=True))
+        return explanations
+    return in_length_batches(network, examples, batch_size, explain_batch)
 
 
 def _explanation(codec: TextCodec, source: str, source_length: int, output_tokens: list[str], output: str,

@@ -15,9 +15,10 @@ from typing import Sequence
 
 import torch
 
-from .data import Example, collate, length_batches
+from .data import Batch, Example
 from .data.vocab import PAD_INDEX
-from .network import Seq2Seq, evaluating
+from .network import Seq2Seq
+from .search import in_length_batches
 
 __all__ = ["PairScore", "score_examples"]
 
@@ -40,16 +41,12 @@ def score_examples(network: Seq2Seq, examples: Sequence[Example], batch_size: in
     length; results in input order).  Examples need targets."""
     if any(e.tgt is None for e in examples):
         raise ValueError("scoring needs a target for every source")
-    results: list[PairScore | None] = [None] * len(examples)
-    with evaluating(network):
-        for positions in length_batches(examples, batch_size):
-            batch = collate([examples[i] for i in positions]).to(network.device)
-            logits, _ = network(batch.src, batch.src_lengths, batch.tgt_in, need_weights=False)  # [B, T, V]
-            log_probs = torch.log_softmax(logits.float(), dim=-1)
-            chosen = log_probs.gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # [B, T]
-            chosen = chosen.masked_fill(batch.tgt_out == PAD_INDEX, 0.0).double().cpu()
-            for row, i in enumerate(positions):
-                length = examples[i].tgt_length
-                results[i] = PairScore(float(chosen[row, :length].sum()), length,
-                                       chosen[row, :length].tolist() if per_token else None)
-    return results
+
+    def score_batch(batch: Batch, positions: list[int]) -> list[PairScore]:
+        logits, _ = network(batch.src, batch.src_lengths, batch.tgt_in, need_weights=False)  # [B, T, V]
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        chosen = log_probs.gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # [B, T]
+        chosen = chosen.masked_fill(batch.tgt_out == PAD_INDEX, 0.0).double().cpu()
+        return [PairScore(float(row[:length].sum()), length, row[:length].tolist() if per_token else None)
+                for row, length in zip(chosen, batch.tgt_lengths.tolist())]
+    return in_length_batches(network, examples, batch_size, score_batch)

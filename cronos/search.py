@@ -15,18 +15,20 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import torch
 from torch import Tensor
 
 from .config import EvaluationConfig
-from .data import Example, collate, length_batches
+from .data import Batch, Example, collate, length_batches
 from .data.vocab import BOS_INDEX, EOS_INDEX
 from .network import Seq2Seq, evaluating
 
+T = TypeVar("T")
+
 __all__ = ["Hypothesis", "Sampling", "decode_examples", "decode_n_best", "decode_samples", "greedy_search",
-           "beam_search", "sample_search", "search", "search_n_best", "max_output_lengths"]
+           "beam_search", "in_length_batches", "sample_search", "search", "search_n_best", "max_output_lengths"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,20 @@ def max_output_lengths(src_lengths: Tensor, ratio: float, offset: int) -> Tensor
     return torch.clamp(torch.ceil(src_lengths.double() * ratio).long() + offset, min=1)
 
 
+def in_length_batches(network: Seq2Seq, examples: Sequence[Example], batch_size: int,
+                      decode_batch: Callable[[Batch, list[int]], Sequence[T]]) -> list[T]:
+    """``decode_batch(batch, positions)`` over ``examples`` collated in batches of similar length
+    (``positions``: the batch's examples' places in ``examples``), in eval mode without autograd;
+    the results in input order."""
+    results: list = [None] * len(examples)
+    with evaluating(network):
+        for positions in length_batches(examples, batch_size):
+            batch = collate([examples[i] for i in positions]).to(network.device)
+            for position, result in zip(positions, decode_batch(batch, positions)):
+                results[position] = result
+    return results
+
+
 def decode_examples(network: Seq2Seq, examples: Sequence[Example], options: EvaluationConfig,
                     beam_size: int | None = None, batch_size: int | None = None,
                     need_weights: bool = False) -> list[Hypothesis]:
@@ -50,14 +66,7 @@ def decode_examples(network: Seq2Seq, examples: Sequence[Example], options: Eval
     ``options``: beam size, length penalty, output length limits and batch size, each of which
     ``beam_size`` and ``batch_size`` may override.
     """
-    results: list[Hypothesis | None] = [None] * len(examples)
-    with evaluating(network):
-        for positions in length_batches(examples, batch_size or options.batch_size):
-            batch = collate([examples[i] for i in positions]).to(network.device)
-            hypotheses = search(network, batch.src, batch.src_lengths, options, beam_size, need_weights)
-            for position, hypothesis in zip(positions, hypotheses):
-                results[position] = hypothesis
-    return results
+    return [best for best, *_ in decode_n_best(network, examples, options, 1, beam_size, batch_size, need_weights)]
 
 
 def decode_n_best(network: Seq2Seq, examples: Sequence[Example], options: EvaluationConfig, n_best: int,
@@ -65,14 +74,8 @@ def decode_n_best(network: Seq2Seq, examples: Sequence[Example], options: Evalua
                   need_weights: bool = False) -> list[list[Hypothesis]]:
     """Up to ``n_best`` hypotheses per example, best first (``n_best <= beam_size``); in input order.
     The first of each is what ``decode_examples`` returns."""
-    results: list[list[Hypothesis] | None] = [None] * len(examples)
-    with evaluating(network):
-        for positions in length_batches(examples, batch_size or options.batch_size):
-            batch = collate([examples[i] for i in positions]).to(network.device)
-            lists = search_n_best(network, batch.src, batch.src_lengths, options, n_best, beam_size, need_weights)
-            for position, hypotheses in zip(positions, lists):
-                results[position] = hypotheses
-    return results
+    return in_length_batches(network, examples, batch_size or options.batch_size, lambda batch, _: search_n_best(
+        network, batch.src, batch.src_lengths, options, n_best, beam_size, need_weights))
 
 
 def search_n_best(network: Seq2Seq, src: Tensor, src_lengths: Tensor, options: EvaluationConfig, n_best: int,
@@ -93,17 +96,27 @@ def search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, options: Evaluati
            beam_size: int | None = None, need_weights: bool = False) -> list[Hypothesis]:
     """Greedy search for a beam of 1, beam search otherwise (``beam_size``, default
     ``options.beam_size``); one hypothesis per input, its length limited per ``options``."""
-    beam_size = beam_size or options.beam_size
-    max_lengths = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_offset)
-    if beam_size == 1:
-        return greedy_search(network, src, src_lengths, max_lengths, need_weights)
-    return beam_search(network, src, src_lengths, max_lengths, beam_size, options.length_penalty, need_weights)
+    return [best for best, *_ in search_n_best(network, src, src_lengths, options, 1, beam_size, need_weights)]
+
+
+def greedy_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
+                  need_weights: bool = False) -> list[Hypothesis]:
+    """Each input's most likely next token, step by step, until ``<eos>`` or its length limit."""
+    return _token_by_token(network, src, src_lengths, max_lengths, _most_likely, need_weights)
+
+
+def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> Tensor:
+    return log_probs.argmax(dim=-1)
 
 
 @torch.no_grad()
-def greedy_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
-                  need_weights: bool = False) -> list[Hypothesis]:
-    batch = src.size(0)
+def _token_by_token(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
+                    choose: Callable[[Tensor, Tensor, list[int]], Tensor], need_weights: bool) -> list[Hypothesis]:
+    """Decode one chosen token a step per input until ``<eos>`` or its length limit (greedy search,
+    sampling): ``choose(log_probs [b, V], logits [b, V], inputs) -> tokens [b]``, ``inputs`` being the
+    input index of each row.  Inputs that finish leave the batch; ``score`` and ``log_prob`` are the
+    summed log-probs of the chosen tokens."""
+    batch, max_lengths = src.size(0), max_lengths.cpu()
     state = network.start_decoding(network.encode(src, src_lengths))
     alive = torch.arange(batch)                      # input index of each row still decoding
     previous = torch.full((batch,), BOS_INDEX, dtype=torch.long, device=src.device)
@@ -113,21 +126,22 @@ def greedy_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length
     for step in range(int(max_lengths.max())):
         logits, attention, state = network.decode(previous[:, None], state, need_weights)
         log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)  # [b, V]
-        best_scores, best = log_probs.max(dim=-1)
-        for row, (index, token, score) in enumerate(zip(alive.tolist(), best.tolist(), best_scores.tolist())):
+        chosen = choose(log_probs, logits[:, 0], alive.tolist())     # [b]
+        chosen_scores = log_probs.gather(1, chosen[:, None]).squeeze(1)
+        for row, (index, token, score) in enumerate(zip(alive.tolist(), chosen.tolist(), chosen_scores.tolist())):
             scores[index] += score
             if token != EOS_INDEX:
                 tokens[index].append(token)
                 if need_weights:
                     attentions[index].append(attention[row, 0].float().cpu())
-        done = (best == EOS_INDEX).cpu() | (max_lengths[alive] <= step + 1)
+        done = (chosen == EOS_INDEX).cpu() | (max_lengths[alive] <= step + 1)
         if done.all():
             break
         if done.any():
             keep = (~done).nonzero().flatten()
             alive, state = alive[keep], state.select(keep.to(src.device))
-            best = best[keep.to(src.device)]
-        previous = best
+            chosen = chosen[keep.to(src.device)]
+        previous = chosen
     return [Hypothesis(tokens[i], scores[i], _stack(attentions[i], src.size(1)) if need_weights else None, scores[i])
             for i in range(batch)]
 
@@ -266,48 +280,22 @@ class Sampling:
 def decode_samples(network: Seq2Seq, examples: Sequence[Example], options: EvaluationConfig, sampling: Sampling,
                    batch_size: int | None = None) -> list[Hypothesis]:
     """One sampled output per example (length limits per ``options``), in input order."""
-    results: list[Hypothesis | None] = [None] * len(examples)
-    with evaluating(network):
-        for positions in length_batches(examples, batch_size or options.batch_size):
-            batch = collate([examples[i] for i in positions]).to(network.device)
-            max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
-            generators = [sampling.generator(examples[i].src) for i in positions]
-            for position, hypothesis in zip(positions, sample_search(network, batch.src, batch.src_lengths,
-                                                                     max_lengths, sampling, generators)):
-                results[position] = hypothesis
-    return results
+    def sample_batch(batch: Batch, positions: list[int]) -> list[Hypothesis]:
+        max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
+        generators = [sampling.generator(examples[i].src) for i in positions]
+        return sample_search(network, batch.src, batch.src_lengths, max_lengths, sampling, generators)
+    return in_length_batches(network, examples, batch_size or options.batch_size, sample_batch)
 
 
-@torch.no_grad()
 def sample_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, sampling: Sampling,
                   generators: Sequence[torch.Generator]) -> list[Hypothesis]:
     """Greedy search's loop with each next token drawn (``sampling``) from the input's own
     ``generators[i]``; ``score``/``log_prob``: the summed log-probs of the drawn tokens under the model."""
-    batch, max_lengths = src.size(0), max_lengths.cpu()
-    state = network.start_decoding(network.encode(src, src_lengths))
-    alive = torch.arange(batch)
-    previous = torch.full((batch,), BOS_INDEX, dtype=torch.long, device=src.device)
-    tokens: list[list[int]] = [[] for _ in range(batch)]
-    scores = [0.0] * batch
-    for step in range(int(max_lengths.max())):
-        logits, _, state = network.decode(previous[:, None], state, need_weights=False)
-        log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1).cpu()  # [b, V]
-        probs = sampling.probabilities(logits[:, 0]).cpu()
-        drawn = [int(torch.multinomial(probs[row], 1, generator=generators[int(index)]))
-                 for row, index in enumerate(alive.tolist())]
-        for row, (index, token) in enumerate(zip(alive.tolist(), drawn)):
-            scores[index] += float(log_probs[row, token])
-            if token != EOS_INDEX:
-                tokens[index].append(token)
-        best = torch.tensor(drawn)
-        done = (best == EOS_INDEX) | (max_lengths[alive] <= step + 1)
-        if done.all():
-            break
-        keep = (~done).nonzero().flatten()
-        if done.any():
-            alive, state = alive[keep], state.select(keep.to(src.device))
-        previous = best[keep].to(src.device)
-    return [Hypothesis(tokens[i], scores[i], None, scores[i]) for i in range(batch)]
+    def draw(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> Tensor:
+        probs = sampling.probabilities(logits).cpu()
+        drawn = [int(torch.multinomial(probs[row], 1, generator=generators[index])) for row, index in enumerate(inputs)]
+        return torch.tensor(drawn, device=logits.device)
+    return _token_by_token(network, src, src_lengths, max_lengths, draw, need_weights=False)
 
 
 def _stack(rows: list[Tensor], width: int) -> Tensor:

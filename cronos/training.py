@@ -114,7 +114,7 @@ class Trainer:
             network.compile_blocks()  # before DistributedDataParallel wraps it
         self.trained: torch.nn.Module = network  # what a step calls: the network, or DDP around it
         self.folder = RunFolder(Path(config.output_dir))
-        self.examples: list = []  # the current epoch's (``_use_epoch``), with their lengths and batch sampler
+        self._examples_epoch: int | None = None  # the segmentation of the examples, lengths and sampler below
         self._use_epoch(0)
         self.optimizer = build_optimizer(network, self.training)
         self.scheduler = self._scheduler()
@@ -234,11 +234,13 @@ class Trainer:
 
     def _use_epoch(self, epoch: int) -> None:
         """The examples ``epoch`` trains on (segmented anew with subword regularisation), their
-        lengths and the batch sampler over them."""
-        examples = self.data.for_epoch(epoch)
-        if examples is self.examples:
+        lengths and the batch sampler over them; built once, and again only for an epoch that
+        samples a segmentation of its own."""
+        segmentation = epoch if self.data.sampling is not None else 0  # the examples change only when sampled
+        if segmentation == self._examples_epoch:
             return
-        self.examples = examples
+        self.examples = examples = self.data.for_epoch(segmentation)
+        self._examples_epoch = segmentation
         self.lengths = ([e.src_length for e in examples], [e.tgt_length for e in examples])
         self.sampler = BucketBatchSampler(*self.lengths, batch_size=self.training.batch_size,
                                           batch_tokens=self.training.batch_tokens, seed=self.config.seed)

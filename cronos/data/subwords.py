@@ -26,7 +26,7 @@ import sentencepiece as spm
 from ..config import ConfigError, SentencePieceConfig
 from .vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocabulary
 
-__all__ = ["SentencePieceTokenizer", "SubwordModels", "SubwordSampling", "piece_ids", "vocabulary_of"]
+__all__ = ["WORD_START", "SentencePieceTokenizer", "SubwordModels", "SubwordSampling", "piece_ids", "vocabulary_of"]
 
 logger = logging.getLogger("cronos")
 
@@ -56,18 +56,21 @@ class SentencePieceTokenizer:
 def vocabulary_of(processor: spm.SentencePieceProcessor) -> Vocabulary:
     """cronos's vocabulary for a SentencePiece model: the specials, then the model's ordinary pieces
     in id order (its control, unknown and unused pieces have cronos's specials in their place)."""
-    ordinary = [processor.id_to_piece(i) for i in range(processor.get_piece_size())
-                if not (processor.is_control(i) or processor.is_unknown(i) or processor.is_unused(i))]
+    ordinary = [processor.id_to_piece(i) for i in _ordinary_ids(processor)]
     return Vocabulary(list(SPECIALS) + [p for p in ordinary if p not in SPECIALS])
 
 
 def piece_ids(processor: spm.SentencePieceProcessor, vocabulary: Vocabulary) -> dict[int, int]:
     """SentencePiece id -> cronos id, for every piece text can become (and the unknown piece)."""
     mapping = {processor.unk_id(): vocabulary.unk_index}
-    for i in range(processor.get_piece_size()):
-        if not (processor.is_control(i) or processor.is_unknown(i) or processor.is_unused(i)):
-            mapping[i] = vocabulary.stoi[processor.id_to_piece(i)]
+    mapping.update((i, vocabulary.stoi[processor.id_to_piece(i)]) for i in _ordinary_ids(processor))
     return mapping
+
+
+def _ordinary_ids(processor: spm.SentencePieceProcessor) -> list[int]:
+    """The ids of the pieces text can become: not control, unknown or unused."""
+    return [i for i in range(processor.get_piece_size())
+            if not (processor.is_control(i) or processor.is_unknown(i) or processor.is_unused(i))]
 
 
 @dataclass(frozen=True)
