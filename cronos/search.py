@@ -105,16 +105,18 @@ def greedy_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length
     return _token_by_token(network, src, src_lengths, max_lengths, _most_likely, need_weights)
 
 
-def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> Tensor:
-    return log_probs.argmax(dim=-1)
+def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[Tensor, Tensor]:
+    best_log_probs, best = log_probs.max(dim=-1)
+    return best, best_log_probs
 
 
 @torch.no_grad()
 def _token_by_token(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
-                    choose: Callable[[Tensor, Tensor, list[int]], Tensor], need_weights: bool) -> list[Hypothesis]:
+                    choose: Callable[[Tensor, Tensor, list[int]], tuple[Tensor, Tensor]],
+                    need_weights: bool) -> list[Hypothesis]:
     """Decode one chosen token a step per input until ``<eos>`` or its length limit (greedy search,
-    sampling): ``choose(log_probs [b, V], logits [b, V], inputs) -> tokens [b]``, ``inputs`` being the
-    input index of each row.  Inputs that finish leave the batch; ``score`` and ``log_prob`` are the
+    sampling): ``choose(log_probs [b, V], logits [b, V], inputs) -> (tokens [b], their log-probs [b])``,
+    ``inputs`` being the input index of each row.  Inputs that finish leave the batch; ``score`` and ``log_prob`` are the
     summed log-probs of the chosen tokens."""
     batch, max_lengths = src.size(0), max_lengths.cpu()
     state = network.start_decoding(network.encode(src, src_lengths))
@@ -126,9 +128,9 @@ def _token_by_token(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_leng
     for step in range(int(max_lengths.max())):
         logits, attention, state = network.decode(previous[:, None], state, need_weights)
         log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)  # [b, V]
-        chosen = choose(log_probs, logits[:, 0], alive.tolist())     # [b]
-        chosen_scores = log_probs.gather(1, chosen[:, None]).squeeze(1)
-        for row, (index, token, score) in enumerate(zip(alive.tolist(), chosen.tolist(), chosen_scores.tolist())):
+        inputs = alive.tolist()
+        chosen, chosen_scores = choose(log_probs, logits[:, 0], inputs)  # [b], [b]
+        for row, (index, token, score) in enumerate(zip(inputs, chosen.tolist(), chosen_scores.tolist())):
             scores[index] += score
             if token != EOS_INDEX:
                 tokens[index].append(token)
@@ -291,10 +293,11 @@ def sample_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length
                   generators: Sequence[torch.Generator]) -> list[Hypothesis]:
     """Greedy search's loop with each next token drawn (``sampling``) from the input's own
     ``generators[i]``; ``score``/``log_prob``: the summed log-probs of the drawn tokens under the model."""
-    def draw(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> Tensor:
+    def draw(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[Tensor, Tensor]:
         probs = sampling.probabilities(logits).cpu()
         drawn = [int(torch.multinomial(probs[row], 1, generator=generators[index])) for row, index in enumerate(inputs)]
-        return torch.tensor(drawn, device=logits.device)
+        tokens = torch.tensor(drawn, device=logits.device)
+        return tokens, log_probs.gather(1, tokens[:, None]).squeeze(1)
     return _token_by_token(network, src, src_lengths, max_lengths, draw, need_weights=False)
 
 

@@ -145,3 +145,16 @@ def test_multi30k_configs_read_the_data_from_the_environment(name):
                             capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     assert "examples: 29000" in result.stdout
+
+
+def test_decode_speed_and_unk_rate_run_on_a_checkpoint(trained_models, tmp_path):
+    data = tmp_path / "pairs.tsv"
+    data.write_text("Thu 26 Nov 2026\t2026-11-26\n1/2/07\t2007-02-01\n", encoding="utf-8")
+    checkpoint = str(trained_models["rnn"].save(tmp_path / "model.pt"))
+    speed = script("decode_speed.py", checkpoint, "--data", str(data), "--beams", "1", "2")
+    assert speed.returncode == 0, speed.stderr
+    assert [line.split(":")[0] for line in speed.stdout.splitlines()] == ["beam 1", "beam 2"]
+    unknown = script("unk_rate.py", "--checkpoint", checkpoint, "--data", str(data))
+    assert unknown.returncode == 0, unknown.stderr
+    report = json.loads(unknown.stdout)
+    assert report["source_unk_share"] == 0.0 and 0.0 <= report["output_unk_share"] <= 1.0
