@@ -158,3 +158,10 @@ def test_decode_speed_and_unk_rate_run_on_a_checkpoint(trained_models, tmp_path)
     assert unknown.returncode == 0, unknown.stderr
     report = json.loads(unknown.stdout)
     assert report["source_unk_share"] == 0.0 and 0.0 <= report["output_unk_share"] <= 1.0
+
+
+def test_half_precision_gap_reports_both_dtypes_within_the_tests_tolerances():
+    result = script("half_precision_gap.py")
+    assert result.returncode == 0, result.stderr
+    gaps = dict(line.split(": largest P1 gap ") for line in result.stdout.splitlines())
+    assert 0 < float(gaps["torch.bfloat16"]) < 5e-2 and 0 < float(gaps["torch.float16"]) < 1e-2
