@@ -4,10 +4,13 @@
     hypotheses = decode_examples(ensemble, examples, options)      # any search, n-best, sampling
 
 ``Ensemble`` speaks the decoding protocol of ``Seq2Seq`` (``encode``, ``start_decoding``,
-``decode``, and a teacher-forced ``forward``), returning as "logits" the log of the members' mean
-probability, ``logsumexp_i(log p_i) - log M``, so search, scoring and evaluation take it as they
-take one network.  Attention, where asked for, is the mean of the members' attention.  The members
-read the same source ids and write the same target vocabulary (``Cronos.ensemble`` checks that).
+``decode``), returning as "logits" the log of the members' mean probability,
+``logsumexp_i(log p_i) - log M``, so search, scoring and evaluation take it as they take one
+network.  The members write the same target vocabulary (``Cronos.ensemble`` checks that); they may
+read the source differently: member ``i`` encodes source ``reading_of[i]``, 0 being the batch's
+``src`` and ``r > 0`` its ``r``-th ``Batch.readings``.  Attention, where asked for, is the mean
+of the attention of the members that read ``src`` (attention over other readings is over other
+tokens, so it is not averaged in).
 """
 from __future__ import annotations
 
@@ -30,20 +33,33 @@ class EnsembleState:
     def select(self, index: Tensor) -> "EnsembleState":
         return EnsembleState(tuple(state.select(index) for state in self.members))
 
+    def reorder(self, index: Tensor) -> "EnsembleState":
+        return EnsembleState(tuple(state.reorder(index) for state in self.members))
+
 
 class Ensemble(nn.Module):
-    def __init__(self, networks: Sequence[Seq2Seq]):
+    def __init__(self, networks: Sequence[Seq2Seq], reading_of: Sequence[int] | None = None):
         super().__init__()
         if len(networks) < 2:
             raise ValueError(f"an ensemble needs at least two members, got {len(networks)}")
+        reading_of = tuple(reading_of) if reading_of is not None else (0,) * len(networks)
+        if len(reading_of) != len(networks) or reading_of[0] != 0 or min(reading_of) < 0:
+            raise ValueError(f"reading_of needs one reading per member, 0 for the first, got {reading_of}")
         self.members = nn.ModuleList(networks)
+        self.reading_of = reading_of
 
     @property
     def device(self) -> torch.device:
         return self.members[0].device
 
-    def encode(self, src: Tensor, src_lengths: Tensor) -> EnsembleState:
-        return EnsembleState(tuple(member.encode(src, src_lengths) for member in self.members))
+    def encode(self, src: Tensor, src_lengths: Tensor, *readings: tuple[Tensor, Tensor]) -> EnsembleState:
+        """Each member encodes its reading of the source: ``src [B, S]`` with ``src_lengths [B]``,
+        or ``readings[r - 1]`` (tokens ``[B, S_r]``, lengths ``[B]``) for ``reading_of[i] = r``."""
+        sources = ((src, src_lengths), *readings)
+        if max(self.reading_of) >= len(sources):
+            raise ValueError(f"the members read {max(self.reading_of) + 1} versions of the source, "
+                             f"got {len(sources)}: encode the examples with the ensemble's codec")
+        return EnsembleState(tuple(member.encode(*sources[r]) for member, r in zip(self.members, self.reading_of)))
 
     def start_decoding(self, encoded: EnsembleState) -> EnsembleState:
         return EnsembleState(tuple(member.start_decoding(e) for member, e in zip(self.members, encoded.members)))
@@ -51,14 +67,9 @@ class Ensemble(nn.Module):
     def decode(self, tgt_in: Tensor, state: EnsembleState, need_weights: bool = True):
         """``tgt_in [B, T]`` -> log mean probability ``[B, T, V]``, mean attention ``[B, T, S]``, state."""
         outputs = [member.decode(tgt_in, s, need_weights) for member, s in zip(self.members, state.members)]
-        return (self._mix([logits for logits, _, _ in outputs]), self._mean_attention([a for _, a, _ in outputs]),
+        attention = [a for (_, a, _), r in zip(outputs, self.reading_of) if r == 0]
+        return (self._mix([logits for logits, _, _ in outputs]), self._mean_attention(attention),
                 EnsembleState(tuple(s for _, _, s in outputs)))
-
-    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
-                need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
-        """Teacher-forced: the log mean probability ``[B, T, V]`` and the mean attention (scoring, evaluation)."""
-        outputs = [member(src, src_lengths, tgt_in, need_weights=need_weights) for member in self.members]
-        return self._mix([logits for logits, _ in outputs]), self._mean_attention([a for _, a in outputs])
 
     def _mix(self, logits: list[Tensor]) -> Tensor:
         log_probs = torch.stack([torch.log_softmax(x.float(), dim=-1) for x in logits])  # [M, B, T, V]

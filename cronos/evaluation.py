@@ -16,7 +16,7 @@ from .data import EvalSplit, Example, TextCodec, collate, length_batches
 from .data.vocab import PAD_INDEX
 from .loss import token_cross_entropy
 from .network import Seq2Seq, evaluating
-from .search import decode_examples
+from .search import decode_examples, teacher_forced
 
 __all__ = ["teacher_forced_scores", "evaluate_split", "METRICS"]
 
@@ -29,7 +29,7 @@ def teacher_forced_scores(network: Seq2Seq, examples: Sequence[Example], batch_s
     with evaluating(network):
         for positions in length_batches(examples, batch_size):
             batch = collate([examples[i] for i in positions]).to(network.device)
-            logits, _ = network(batch.src, batch.src_lengths, batch.tgt_in, need_weights=False)
+            logits, _ = teacher_forced(network, batch, need_weights=False)
             batch_loss, count = token_cross_entropy(logits, batch.tgt_out, 0.0)
             real = batch.tgt_out != PAD_INDEX
             loss_sum, tokens = loss_sum + float(batch_loss), tokens + count

@@ -13,7 +13,7 @@ from .config import EvaluationConfig
 from .data import Batch, TextCodec
 from .data.subwords import WORD_START
 from .network import Seq2Seq
-from .search import decode_examples, in_length_batches
+from .search import decode_examples, in_length_batches, teacher_forced
 
 __all__ = ["Explanation", "PlotDependencyError", "explain_decoded", "explain_forced"]
 
@@ -137,7 +137,7 @@ def explain_forced(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], t
     examples = codec.encode(sources, targets)
 
     def explain_batch(batch: Batch, positions: list[int]) -> list[Explanation]:
-        _, attention = network(batch.src, batch.src_lengths, batch.tgt_in)  # [B, T, S]
+        _, attention = teacher_forced(network, batch)  # [B, T, S]
         explanations = []
         for row, i in enumerate(positions):
             output_tokens = codec.read_target(targets[i])  # as the model read them

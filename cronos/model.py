@@ -73,6 +73,7 @@ class Cronos(nn.Module):
                 label_smoothing: float = 0.0, need_weights: bool = True) -> tuple[Tensor, Tensor | None] | TokenLoss:
         """The network's forward (``Seq2Seq.forward``): ``logits [B, T, V]`` and attention
         ``[B, T, S]``, or with ``tgt_out`` the batch's loss summed over real target tokens and their count."""
+        self._refuse_for_ensembles("a network to call (use translate, score, evaluate or explain)")
         return self.network(src, src_lengths, tgt_in, tgt_out, label_smoothing, need_weights)
 
     @property
@@ -188,22 +189,30 @@ class Cronos(nn.Module):
     def ensemble(cls, members: Sequence["Cronos | str | os.PathLike"], device: str | torch.device = "auto") -> "Cronos":
         """Models (or checkpoint paths) decoding together: each step from the mean of their
         probabilities, in ``translate`` (greedy, beam, n-best), ``sample``, ``score``, ``evaluate`` and
-        ``explain`` (whose attention is the mean of the members').  The members must read and write
-        text alike: the same tokenizer and vocabularies on both sides (a ``ValueError`` names the
-        member and what differs).  Search settings and length limits are the first member's.  An
-        ensemble decodes only: it is not trained or saved."""
+        ``explain``.  The members must write text alike: the same target tokenizer and vocabulary (a
+        ``ValueError`` names the member and what differs).  They may read the source differently
+        (another tokenizer, SentencePiece model or vocabulary): each reads every source its own way.
+        Search settings and length limits are the first member's (output lengths count its source
+        tokens); ``explain`` shows the mean attention of the members that read the source as the
+        first does.  An ensemble decodes only: it is not trained or saved."""
         models = [m if isinstance(m, Cronos) else cls.load(m, device) for m in members]
         if len(models) < 2:
             raise ValueError(f"an ensemble needs at least two members, got {len(models)}")
         first = models[0]
-        for number, other in enumerate(models[1:], start=2):
-            differs = _codec_difference(first.codec, other.codec)
+        sides, reading_of = [first.codec], []  # the distinct source sides, the first member's first
+        for number, model in enumerate(models, start=1):
+            differs = first.codec.target_difference(model.codec)
             if differs:
-                raise ValueError(f"ensemble member {number} does not read and write text as member 1 does: {differs}")
+                raise ValueError(f"ensemble member {number} does not write text as member 1 does: {differs}")
+            same = [r for r, side in enumerate(sides) if side.reads_source_as(model.codec)]
+            if not same:
+                sides.append(model.codec)
+            reading_of.append(same[0] if same else len(sides) - 1)
         ensemble = cls.__new__(cls)
         nn.Module.__init__(ensemble)
-        ensemble.config, ensemble.codec, ensemble._training_data = first.config, first.codec, None
-        ensemble.network = Ensemble([m.network for m in models])
+        ensemble.config, ensemble._training_data = first.config, None
+        ensemble.codec = first.codec.with_readings(sides[1:])
+        ensemble.network = Ensemble([m.network for m in models], reading_of)
         return ensemble.to(first.device).eval()
 
     @classmethod
@@ -230,15 +239,3 @@ class Cronos(nn.Module):
         model.network.load_state_dict(stored.weights)
         return model.to(device).eval()
 
-
-def _codec_difference(first: TextCodec, other: TextCodec) -> str:
-    """What differs between two codecs as far as an ensemble is concerned ("" when nothing)."""
-    for side, mine, theirs in (("source", first.src_vocab, other.src_vocab), ("target", first.tgt_vocab, other.tgt_vocab)):
-        if mine != theirs:
-            return f"its {side} vocabulary ({len(theirs)} tokens) is not member 1's ({len(mine)})"
-    if first.subwords != other.subwords:
-        return "its SentencePiece models differ"
-    if (type(first.src_tokenizer), getattr(first.src_tokenizer, "lowercase", None)) != \
-            (type(other.src_tokenizer), getattr(other.src_tokenizer, "lowercase", None)):
-        return "its tokenizer differs"
-    return ""

@@ -18,7 +18,7 @@ import torch
 from .data import Batch, Example
 from .data.vocab import PAD_INDEX
 from .network import Seq2Seq
-from .search import in_length_batches
+from .search import in_length_batches, teacher_forced
 
 __all__ = ["PairScore", "score_examples"]
 
@@ -43,7 +43,7 @@ def score_examples(network: Seq2Seq, examples: Sequence[Example], batch_size: in
         raise ValueError("scoring needs a target for every source")
 
     def score_batch(batch: Batch, positions: list[int]) -> list[PairScore]:
-        logits, _ = network(batch.src, batch.src_lengths, batch.tgt_in, need_weights=False)  # [B, T, V]
+        logits, _ = teacher_forced(network, batch, need_weights=False)  # [B, T, V]
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         chosen = log_probs.gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # [B, T]
         chosen = chosen.masked_fill(batch.tgt_out == PAD_INDEX, 0.0).double().cpu()

@@ -28,7 +28,8 @@ from .network import Seq2Seq, evaluating
 T = TypeVar("T")
 
 __all__ = ["Hypothesis", "Sampling", "decode_examples", "decode_n_best", "decode_samples", "greedy_search",
-           "beam_search", "in_length_batches", "sample_search", "search", "search_n_best", "max_output_lengths"]
+           "beam_search", "in_length_batches", "sample_search", "search", "search_n_best", "max_output_lengths",
+           "teacher_forced"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,14 @@ def in_length_batches(network: Seq2Seq, examples: Sequence[Example], batch_size:
     return results
 
 
+def teacher_forced(network: Seq2Seq, batch: Batch, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+    """``logits [B, T, V]`` and attention ``[B, T, S]`` of ``batch``'s targets given its sources
+    (and their ``readings``, for ensembles): the network's teacher-forced forward."""
+    state = network.start_decoding(network.encode(batch.src, batch.src_lengths, *batch.readings))
+    logits, attention, _ = network.decode(batch.tgt_in, state, need_weights)
+    return logits, attention
+
+
 def decode_examples(network: Seq2Seq, examples: Sequence[Example], options: EvaluationConfig,
                     beam_size: int | None = None, batch_size: int | None = None,
                     need_weights: bool = False) -> list[Hypothesis]:
@@ -75,34 +84,39 @@ def decode_n_best(network: Seq2Seq, examples: Sequence[Example], options: Evalua
     """Up to ``n_best`` hypotheses per example, best first (``n_best <= beam_size``); in input order.
     The first of each is what ``decode_examples`` returns."""
     return in_length_batches(network, examples, batch_size or options.batch_size, lambda batch, _: search_n_best(
-        network, batch.src, batch.src_lengths, options, n_best, beam_size, need_weights))
+        network, batch.src, batch.src_lengths, options, n_best, beam_size, need_weights, batch.readings))
 
 
 def search_n_best(network: Seq2Seq, src: Tensor, src_lengths: Tensor, options: EvaluationConfig, n_best: int,
-                  beam_size: int | None = None, need_weights: bool = False) -> list[list[Hypothesis]]:
+                  beam_size: int | None = None, need_weights: bool = False,
+                  readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[list[Hypothesis]]:
     """``search``, keeping up to ``n_best`` hypotheses per input (at most the beam size), best first."""
     beam_size = beam_size or options.beam_size
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and the beam size ({beam_size}), got {n_best}")
     max_lengths = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_offset)
     if beam_size == 1:
-        return [[h] for h in greedy_search(network, src, src_lengths, max_lengths, need_weights)]
+        return [[h] for h in greedy_search(network, src, src_lengths, max_lengths, need_weights, readings)]
     candidates = _beam_candidates(network, src, src_lengths, max_lengths, beam_size, options.length_penalty,
-                                  need_weights)
+                                  need_weights, readings)
     return [c[:n_best] for c in candidates]
 
 
 def search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, options: EvaluationConfig,
-           beam_size: int | None = None, need_weights: bool = False) -> list[Hypothesis]:
+           beam_size: int | None = None, need_weights: bool = False,
+           readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[Hypothesis]:
     """Greedy search for a beam of 1, beam search otherwise (``beam_size``, default
-    ``options.beam_size``); one hypothesis per input, its length limited per ``options``."""
-    return [best for best, *_ in search_n_best(network, src, src_lengths, options, 1, beam_size, need_weights)]
+    ``options.beam_size``); one hypothesis per input, its length limited per ``options``.
+    ``readings``: the batch's ``Batch.readings``, for ensembles whose members read the source
+    differently (here and below)."""
+    return [best for best, *_ in search_n_best(network, src, src_lengths, options, 1, beam_size, need_weights,
+                                               readings)]
 
 
 def greedy_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
-                  need_weights: bool = False) -> list[Hypothesis]:
+                  need_weights: bool = False, readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[Hypothesis]:
     """Each input's most likely next token, step by step, until ``<eos>`` or its length limit."""
-    return _token_by_token(network, src, src_lengths, max_lengths, _most_likely, need_weights)
+    return _token_by_token(network, src, src_lengths, max_lengths, _most_likely, need_weights, readings)
 
 
 def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[Tensor, Tensor]:
@@ -113,13 +127,13 @@ def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[
 @torch.no_grad()
 def _token_by_token(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
                     choose: Callable[[Tensor, Tensor, list[int]], tuple[Tensor, Tensor]],
-                    need_weights: bool) -> list[Hypothesis]:
+                    need_weights: bool, readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[Hypothesis]:
     """Decode one chosen token a step per input until ``<eos>`` or its length limit (greedy search,
     sampling): ``choose(log_probs [b, V], logits [b, V], inputs) -> (tokens [b], their log-probs [b])``,
     ``inputs`` being the input index of each row.  Inputs that finish leave the batch; ``score`` and ``log_prob`` are the
     summed log-probs of the chosen tokens."""
     batch, max_lengths = src.size(0), max_lengths.cpu()
-    state = network.start_decoding(network.encode(src, src_lengths))
+    state = network.start_decoding(network.encode(src, src_lengths, *readings))
     alive = torch.arange(batch)                      # input index of each row still decoding
     previous = torch.full((batch,), BOS_INDEX, dtype=torch.long, device=src.device)
     tokens: list[list[int]] = [[] for _ in range(batch)]
@@ -149,15 +163,17 @@ def _token_by_token(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_leng
 
 
 def beam_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, beam_size: int,
-                length_penalty: float = 1.0, need_weights: bool = False) -> list[Hypothesis]:
+                length_penalty: float = 1.0, need_weights: bool = False,
+                readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[Hypothesis]:
     """Beam search with ``beam_size`` beams per input: the best hypothesis of each (``_beam_candidates``)."""
     return [candidates[0] for candidates in _beam_candidates(network, src, src_lengths, max_lengths, beam_size,
-                                                             length_penalty, need_weights)]
+                                                             length_penalty, need_weights, readings)]
 
 
 @torch.no_grad()
 def _beam_candidates(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, beam_size: int,
-                     length_penalty: float = 1.0, need_weights: bool = False) -> list[list[Hypothesis]]:
+                     length_penalty: float = 1.0, need_weights: bool = False,
+                     readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[list[Hypothesis]]:
     """Beam search with ``beam_size`` beams per input; every finished hypothesis of each, best first.
 
     Each step takes the best ``2 * beam_size`` continuations of an input: ``<eos>`` ones within the
@@ -167,7 +183,7 @@ def _beam_candidates(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_len
     """
     batch, k, device = src.size(0), beam_size, src.device
     source_length = src.size(1)
-    state = network.start_decoding(network.encode(src, src_lengths))
+    state = network.start_decoding(network.encode(src, src_lengths, *readings))
     state = state.select(torch.arange(batch, device=device).repeat_interleave(k))
     alive = torch.arange(batch)                                          # input index per beam group
     beam_scores = torch.full((batch, k), float("-inf"), device=device)
@@ -206,7 +222,7 @@ def _beam_candidates(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_len
         history = torch.cat([history[rows], previous[:, None]], dim=1)
         if need_weights:
             attention_history = torch.cat([attention_history[rows], step_attention[rows][:, None]], dim=1)
-        state = state.select(rows)
+        state = state.reorder(rows)  # rows stay within their input's beams: memory and mask need not move
 
         # inputs at their length limit: open beams become finished as they are
         at_limit = (max_lengths[alive] <= step + 1).tolist()
@@ -285,12 +301,13 @@ def decode_samples(network: Seq2Seq, examples: Sequence[Example], options: Evalu
     def sample_batch(batch: Batch, positions: list[int]) -> list[Hypothesis]:
         max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
         generators = [sampling.generator(examples[i].src) for i in positions]
-        return sample_search(network, batch.src, batch.src_lengths, max_lengths, sampling, generators)
+        return sample_search(network, batch.src, batch.src_lengths, max_lengths, sampling, generators,
+                             batch.readings)
     return in_length_batches(network, examples, batch_size or options.batch_size, sample_batch)
 
 
 def sample_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, sampling: Sampling,
-                  generators: Sequence[torch.Generator]) -> list[Hypothesis]:
+                  generators: Sequence[torch.Generator], readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[Hypothesis]:
     """Greedy search's loop with each next token drawn (``sampling``) from the input's own
     ``generators[i]``; ``score``/``log_prob``: the summed log-probs of the drawn tokens under the model."""
     def draw(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[Tensor, Tensor]:
@@ -298,7 +315,7 @@ def sample_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length
         drawn = [int(torch.multinomial(probs[row], 1, generator=generators[index])) for row, index in enumerate(inputs)]
         tokens = torch.tensor(drawn, device=logits.device)
         return tokens, log_probs.gather(1, tokens[:, None]).squeeze(1)
-    return _token_by_token(network, src, src_lengths, max_lengths, draw, need_weights=False)
+    return _token_by_token(network, src, src_lengths, max_lengths, draw, False, readings)
 
 
 def _stack(rows: list[Tensor], width: int) -> Tensor:

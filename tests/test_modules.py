@@ -73,6 +73,29 @@ def test_decoder_shapes_whole_target_and_step_by_step(decoder):
     assert reordered.mask.tolist()[0] == mask.tolist()[2]
 
 
+
+@pytest.mark.parametrize("decoder", [RNNDecoder(8, 12, DecoderConfig(hidden_size=6, attention="additive")),
+                                     RNNDecoder(8, 12, DecoderConfig(hidden_size=6, cell="lstm", layers=2)),
+                                     TransformerDecoder(8, 12, DecoderConfig(type="transformer", hidden_size=6,
+                                                                             heads=2, layers=2))])
+def test_reorder_among_one_inputs_hypotheses_decodes_as_select(decoder):
+    """Beam search moves only the decoder's own state between an input's hypotheses: rows 0-1 and
+    2-3 are two inputs' beams (same memory and mask), and a reorder within each pair then decodes
+    as a full ``select`` (to float rounding: the copied memory's layout differs), leaving the
+    memory where it is."""
+    decoder.eval()
+    memory = torch.randn(2, S, 12).repeat_interleave(2, dim=0)  # [4, S, 12]: two beams per input
+    lengths = torch.tensor([5, 5, 2, 2])
+    state = decoder.start(memory, lengths, lengths_to_mask(lengths))
+    _, _, state = decoder(torch.randn(4, 1, 8), state)  # the beams now differ
+    index, step = torch.tensor([1, 1, 3, 2]), torch.randn(4, 1, 8)
+    reordered, selected = state.reorder(index), state.select(index)
+    assert reordered.mask is state.mask  # not copied
+    output, weights, _ = decoder(step, reordered)
+    expected_output, expected_weights, _ = decoder(step, selected)
+    torch.testing.assert_close(output, expected_output)
+    torch.testing.assert_close(weights, expected_weights)
+
 def test_positions_have_no_length_limit():
     from cronos.modules.encoders import PositionalEncoding, sinusoids
 

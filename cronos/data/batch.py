@@ -21,7 +21,9 @@ class Batch:
 
     ``src [B, S]``, ``src_lengths [B]``; with references also ``tgt_in [B, T]`` (``<bos>`` + tokens),
     ``tgt_out [B, T]`` (tokens + ``<eos>``) and ``tgt_lengths [B]``.  ``indices`` are the examples'
-    positions in their split, for error messages and for restoring input order.
+    positions in their split, for error messages and for restoring input order.  ``readings``: the
+    sources as other source sides read them (``Example.readings``), each ``(tokens [B, S_r],
+    lengths [B])`` padded alike; () for one model.
     """
 
     src: torch.Tensor
@@ -30,6 +32,7 @@ class Batch:
     tgt_out: torch.Tensor | None
     tgt_lengths: torch.Tensor | None
     indices: tuple[int, ...]
+    readings: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
 
     @property
     def size(self) -> int:
@@ -42,7 +45,8 @@ class Batch:
     def to(self, device: torch.device | str) -> "Batch":
         """Tensors moved to ``device``; lengths stay on the CPU (``pack_padded_sequence`` wants them there)."""
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return replace(self, src=move(self.src), tgt_in=move(self.tgt_in), tgt_out=move(self.tgt_out))
+        return replace(self, src=move(self.src), tgt_in=move(self.tgt_in), tgt_out=move(self.tgt_out),
+                       readings=tuple((move(tokens), lengths) for tokens, lengths in self.readings))
 
 
 def collate(examples: Sequence[Example]) -> Batch:
@@ -51,13 +55,23 @@ def collate(examples: Sequence[Example]) -> Batch:
         raise ValueError("cannot collate an empty list of examples")
     src_lengths = torch.tensor([e.src_length for e in examples], dtype=torch.long)
     src = _pad([list(e.src) for e in examples], int(src_lengths.max()))
+    indices, readings = tuple(e.index for e in examples), _collate_readings(examples)
     if any(e.tgt is None for e in examples):
-        return Batch(src, src_lengths, None, None, None, tuple(e.index for e in examples))
+        return Batch(src, src_lengths, None, None, None, indices, readings)
     tgt_lengths = torch.tensor([e.tgt_length for e in examples], dtype=torch.long)
     longest = int(tgt_lengths.max())
     tgt_in = _pad([[BOS_INDEX, *e.tgt] for e in examples], longest)
     tgt_out = _pad([[*e.tgt, EOS_INDEX] for e in examples], longest)
-    return Batch(src, src_lengths, tgt_in, tgt_out, tgt_lengths, tuple(e.index for e in examples))
+    return Batch(src, src_lengths, tgt_in, tgt_out, tgt_lengths, indices, readings)
+
+
+def _collate_readings(examples: Sequence[Example]) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    readings = []
+    for r in range(len(examples[0].readings)):
+        rows = [list(e.readings[r]) for e in examples]
+        lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
+        readings.append((_pad(rows, int(lengths.max())), lengths))
+    return tuple(readings)
 
 
 def _pad(rows: list[list[int]], width: int) -> torch.Tensor:

@@ -7,10 +7,14 @@ input it reads).  What every part that meets text needs, and nothing else of the
 
 Each side has its tokenizer: the same one for ``char``, ``whitespace`` and ``word``, and the
 side's SentencePiece model for ``sentencepiece`` (one model for both when it is joint).
+
+An ensemble's members may read the source differently (another tokenizer or vocabulary): the
+codec then carries their source sides as ``readings``, and every example it encodes carries the
+source as each of them reads it (``Example.readings``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from ..config import DataConfig
@@ -40,6 +44,7 @@ class TextCodec:
     tgt_vocab: Vocabulary
     max_length: int  # longest source or target the model reads, in tokens (``data.max_length``)
     subwords: SubwordModels | None = None  # the SentencePiece models, which checkpoints store
+    readings: tuple["TextCodec", ...] = ()  # other source sides to read sources with (ensembles)
 
     @classmethod
     def for_data(cls, config: DataConfig, src_vocab: Vocabulary, tgt_vocab: Vocabulary,
@@ -50,8 +55,45 @@ class TextCodec:
     def encode(self, sources: Sequence[str], targets: Sequence[str] | None = None) -> list[Example]:
         """User strings -> examples with their lengths (see ``encode_sources``: empty inputs raise,
         long ones are cut to ``max_length`` with a warning)."""
-        return encode_sources(sources, self.src_tokenizer, self.src_vocab, targets, self.tgt_vocab, self.max_length,
-                              self.tgt_tokenizer)
+        examples = encode_sources(sources, self.src_tokenizer, self.src_vocab, targets, self.tgt_vocab,
+                                  self.max_length, self.tgt_tokenizer)
+        return self.add_readings(examples, sources)
+
+    def with_readings(self, others: Sequence["TextCodec"]) -> "TextCodec":
+        """This codec, also reading every source as each of ``others`` reads it (their source sides)."""
+        return replace(self, readings=tuple(replace(other, readings=()) for other in others))
+
+    def add_readings(self, examples: Sequence[Example], sources: Sequence[str]) -> list[Example]:
+        """``examples`` (of ``sources``, aligned) with the sources as ``readings`` read them, each cut
+        to its ``max_length``; unchanged without readings."""
+        if not self.readings:
+            return list(examples)
+        with_readings = []
+        for example, text in zip(examples, sources, strict=True):
+            ids = []
+            for number, reading in enumerate(self.readings, start=1):
+                tokens = reading.read_source(text)
+                if not tokens:
+                    raise ValueError(f"input {example.index}: source reading {number} finds no tokens in {text!r}")
+                ids.append(tuple(reading.src_vocab.encode(tokens)))
+            with_readings.append(replace(example, readings=tuple(ids)))
+        return with_readings
+
+    def reads_source_as(self, other: "TextCodec") -> bool:
+        """Whether ``other`` turns every source into the same ids (tokenizer, model, vocabulary, length)."""
+        return (_kind(self.src_tokenizer) == _kind(other.src_tokenizer) and self.src_vocab == other.src_vocab
+                and _model(self.subwords, "source") == _model(other.subwords, "source")
+                and self.max_length == other.max_length)
+
+    def target_difference(self, other: "TextCodec") -> str:
+        """What differs in how ``other`` reads and writes targets ("" when nothing)."""
+        if self.tgt_vocab != other.tgt_vocab:
+            return f"its target vocabulary ({len(other.tgt_vocab)} tokens) is not this one's ({len(self.tgt_vocab)})"
+        if _model(self.subwords, "target") != _model(other.subwords, "target"):
+            return "its target SentencePiece model differs"
+        if _kind(self.tgt_tokenizer) != _kind(other.tgt_tokenizer):
+            return "its target tokenizer differs"
+        return ""
 
     def decode(self, token_ids: Sequence[int]) -> str:
         """Output ids -> text (specials dropped, stopping at ``<eos>``)."""
@@ -78,3 +120,11 @@ class TextCodec:
     def read_target(self, text: str) -> list[str]:
         """The tokens of target ``text`` as a model reads them: cut to ``max_length``."""
         return self.target_tokens(text)[: self.max_length]
+
+
+def _kind(tokenizer: Tokenizer) -> tuple:
+    return type(tokenizer), getattr(tokenizer, "lowercase", None)
+
+
+def _model(subwords: SubwordModels | None, side: str) -> bytes | None:
+    return None if subwords is None else getattr(subwords, side)

@@ -114,9 +114,10 @@ def load_eval_split(files: DataFiles, config: DataConfig, codec: TextCodec, quot
     if stats.truncated:
         logger.warning("%d of %d examples were longer than data.max_length (%d tokens); the model reads them cut "
                        "to it", stats.truncated, len(pairs), config.max_length)
-    examples = to_examples(pairs, codec.src_vocab, codec.tgt_vocab)
+    sources = [r.source for r in raw]
+    examples = codec.add_readings(to_examples(pairs, codec.src_vocab, codec.tgt_vocab), sources)
     warn_if_mostly_unknown(examples)
-    return EvalSplit([r.source for r in raw], [r.target for r in raw], examples)
+    return EvalSplit(sources, [r.target for r in raw], examples)
 
 
 def load_split(data: str | os.PathLike | Sequence[tuple[str, str]], config: DataConfig,

@@ -34,6 +34,9 @@ class Example:
     tgt: tuple[int, ...] | None  # None when there is no reference
     src_length: int              # == len(src): what the encoder sees
     tgt_length: int              # == len(tgt) + 1: tokens + <eos>; 0 without a reference
+    # the source's ids as other source sides read it (ensemble members with another tokenizer or
+    # vocabulary, ``TextCodec.readings``), each cut to its max_length; () for one model
+    readings: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

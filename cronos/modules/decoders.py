@@ -5,7 +5,10 @@
 
 Teacher forcing passes the whole target (``T`` steps at once); search passes one step at a time
 and carries ``state``.  ``attention [B, T, S]`` is the cross-attention (transformer: last layer,
-averaged over heads).  ``state.select(index)`` reorders or repeats the batch (beam search).
+averaged over heads).  ``state.select(index)`` reorders, repeats or drops rows of the batch;
+``state.reorder(index)`` moves only what differs between the hypotheses of one input (beam
+search, whose ``index`` keeps every row among its input's rows): the decoder's own state, not
+the memory and mask, which are the same for all of them.
 """
 from __future__ import annotations
 
@@ -40,10 +43,16 @@ class RNNDecoderState:
     hidden: Tensor | tuple[Tensor, Tensor]  # [L, B, H] (LSTM: (h, c)); batch on axis 1
 
     def select(self, index: Tensor) -> "RNNDecoderState":
-        hidden = (tuple(h.index_select(1, index) for h in self.hidden) if isinstance(self.hidden, tuple)
-                  else self.hidden.index_select(1, index))
         return RNNDecoderState(_select(self.keys, index), _select(self.values, index),
-                               _select(self.mask, index), hidden)
+                               _select(self.mask, index), self._hidden_of(index))
+
+    def reorder(self, index: Tensor) -> "RNNDecoderState":
+        return dataclasses.replace(self, hidden=self._hidden_of(index))
+
+    def _hidden_of(self, index: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        if isinstance(self.hidden, tuple):
+            return tuple(h.index_select(1, index) for h in self.hidden)
+        return self.hidden.index_select(1, index)
 
 
 class RNNDecoder(nn.Module):
@@ -93,6 +102,9 @@ class TransformerDecoderState:
     def select(self, index: Tensor) -> "TransformerDecoderState":
         return TransformerDecoderState(_select(self.cross, index), _select(self.mask, index),
                                        _select(self.cache, index), self.length)
+
+    def reorder(self, index: Tensor) -> "TransformerDecoderState":
+        return dataclasses.replace(self, cache=_select(self.cache, index))
 
 
 class TransformerDecoderLayer(nn.Module):
