@@ -38,8 +38,8 @@ def evaluate(model_or_checkpoint: ModelOrCheckpoint, data: str | Sequence[tuple[
 
 
 def explain(model_or_checkpoint: ModelOrCheckpoint, sources: Sequence[str], targets: Sequence[str] | None = None,
-            beam_size: int | None = None) -> list[Explanation]:
-    return _model(model_or_checkpoint).explain(sources, targets, beam_size)
+            beam_size: int | None = None, method: str = "attention", steps: int = 50) -> list[Explanation]:
+    return _model(model_or_checkpoint).explain(sources, targets, beam_size, method, steps)
 
 
 def translate(model_or_checkpoint: ModelOrCheckpoint, sources: Sequence[str], beam_size: int | None = None) -> list[str]:

@@ -28,6 +28,7 @@ from .config import ConfigError, load_config, parse_override
 from .data import chunks
 from .data.preprocess import is_empty
 from .data.readers import BOM, MAX_LINE_BYTES
+from .explain import EXPLAIN_METHODS
 
 __all__ = ["main"]
 
@@ -115,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     translate.add_argument("--seed", type=int, default=0, help="with --sampling: the samples' seed [0]")
     translate.set_defaults(run=_translate)
 
-    explain = commands.add_parser("explain", help="attention explanations as JSON and PNG heatmaps")
+    explain = commands.add_parser("explain", help="attention and gradient attributions as JSON, PNG heatmaps "
+                                                   "and an HTML report")
     explain.add_argument("checkpoint")
     explain.add_argument("texts", nargs="+", metavar="TEXT", help="source sentences")
     explain.add_argument("--target", dest="targets", action="append", default=None, metavar="TEXT",
@@ -123,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
     explain.add_argument("--out", type=Path, default=None,
                          help="output folder [explanations/ beside the checkpoint]")
+    explain.add_argument("--method", choices=EXPLAIN_METHODS, default="attention",
+                         help="attention alone, or a gradient attribution beside it (needs cronos[attributions]) "
+                              "[attention]")
+    explain.add_argument("--steps", type=_positive, default=50, help="integrated gradients' path points [50]")
+    explain.add_argument("--html", type=Path, default=None, metavar="PATH",
+                         help="also write one self-contained HTML page of all the explanations")
     explain.set_defaults(run=_explain)
     score = commands.add_parser("score", help="log-probability of each target given its source (TSV lines)")
     score.add_argument("checkpoint")
@@ -378,9 +386,14 @@ def _explain(args: argparse.Namespace) -> int:
     for number in range(1, len(args.texts) + 1):
         for suffix in (".json", ".png", "_words.png"):
             _refuse_to_overwrite_a_checkpoint(out / f"explanation_{number}{suffix}", args.checkpoint, "--out")
+    if args.html is not None:
+        _refuse_to_overwrite_a_checkpoint(args.html, args.checkpoint, "--html")
+        if args.html.is_dir():
+            raise ConfigError("--html", "", f"{args.html} is a folder; --html names the page to write")
     model = _load_model(args)
     out.mkdir(parents=True, exist_ok=True)
-    explanations = model.explain(args.texts, args.targets, beam_size=args.beam)
+    explanations = model.explain(args.texts, args.targets, beam_size=args.beam, method=args.method,
+                                 steps=args.steps)
     for number, explanation in enumerate(explanations, start=1):
         stem = out / f"explanation_{number}"
         stem.with_suffix(".json").write_text(json.dumps(explanation.to_dict(), ensure_ascii=False, indent=1) + "\n",
@@ -389,6 +402,12 @@ def _explain(args: argparse.Namespace) -> int:
         if explanation.word_pieces:  # subwords: also the heatmap over whole words
             explanation.to_words().plot(stem.parent / f"{stem.name}_words.png")
         print(f"{explanation.source}\t{explanation.output}\t{stem}.json\t{stem}.png")
+    if args.html is not None:
+        from .report import html_report
+
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        args.html.write_text(html_report(explanations), encoding="utf-8")
+        print(f"report\t{args.html}")
     return 0
 
 

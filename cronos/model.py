@@ -170,15 +170,23 @@ class Cronos(nn.Module):
         return [self.codec.decode(h.tokens) for h in hypotheses]
 
     def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,
-                beam_size: int | None = None) -> list[Explanation]:
-        """Attention of each output token over the source tokens, trimmed to true lengths.
+                beam_size: int | None = None, method: str = "attention", steps: int = 50) -> list[Explanation]:
+        """Attention of each output token over the source tokens, trimmed to true lengths, and with a
+        gradient ``method`` (``saliency``, ``input_x_gradient``, ``integrated_gradients`` with
+        ``steps`` path points; needs Captum, the ``attributions`` extra) each source token's
+        attribution to each output token's log-probability (``Explanation.attribution``).
 
-        Without ``targets`` the outputs are decoded (``beam_size``: attention of the returned
-        hypothesis); with ``targets`` they are forced to those.
+        Without ``targets`` the outputs are decoded (``beam_size``: those of the returned
+        hypothesis); with ``targets`` they are forced to those.  An example's explanation does not
+        depend on its batch mates, and padding gets exactly nothing.
         """
+        if method != "attention":
+            self._refuse_for_ensembles("explained by gradients (explain each member; the ensemble explains "
+                                       "with attention)")
         if targets is None:
-            return explain_decoded(self.network, self.codec, sources, self.config.evaluation, beam_size)
-        return explain_forced(self.network, self.codec, sources, targets, self.config.evaluation.batch_size)
+            return explain_decoded(self.network, self.codec, sources, self.config.evaluation, beam_size, method, steps)
+        return explain_forced(self.network, self.codec, sources, targets, self.config.evaluation.batch_size, method,
+                              steps)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write config, vocabularies (SentencePiece models included) and weights to one file, atomically."""

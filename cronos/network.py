@@ -122,10 +122,14 @@ class Seq2Seq(nn.Module):
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> Encoded:
         """``src [B, S]``, ``src_lengths [B]`` -> memory and the mask built from the lengths."""
+        return self.encode_embedded(self.src_embedding(src), src_lengths)
+
+    def encode_embedded(self, embedded: Tensor, src_lengths: Tensor) -> Encoded:
+        """``encode`` from the source embeddings ``[B, S, E]`` (what gradient attributions differentiate)."""
         check_lengths(src_lengths)
         src_lengths = src_lengths.cpu()
-        mask = lengths_to_mask(src_lengths, src.size(1)).to(src.device) if self.mask_padding else None  # [B, S]
-        memory = self.encoder(self.src_dropout(self.src_embedding(src)), src_lengths, mask)
+        mask = lengths_to_mask(src_lengths, embedded.size(1)).to(embedded.device) if self.mask_padding else None
+        memory = self.encoder(self.src_dropout(embedded), src_lengths, mask)  # [B, S, M]
         return Encoded(memory, src_lengths, mask)
 
     def start_decoding(self, encoded: Encoded):

@@ -12,6 +12,6 @@ PY="$VENV/bin/python"
 stamp="$VENV/.cronos-installed"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     "$PY" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
-    "$PY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[plot,tensorboard,dev]"
+    "$PY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[plot,tensorboard,attributions,dev]"
     touch "$stamp"
 fi

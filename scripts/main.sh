@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: install into .venv, train configs/dates.yaml, evaluate on the test split, and write
-# attention explanations (JSON + PNG heatmaps) for a few test sources into the run's output_dir.
+# explanations of a few test sources into the run's output_dir: attention and integrated gradients
+# (JSON + PNG heatmaps) and one HTML page of them all (explanations/report.html).
 # Extra arguments go to `cronos train` (e.g. --set training.epochs=2).
 #
 # Run again, it continues its own earlier run in runs/dates (training.resume=auto): a finished run
@@ -15,5 +16,6 @@ fi
 "$VENV/bin/cronos" train configs/dates.yaml --set training.resume=auto "$@"
 "$VENV/bin/cronos" evaluate "$RUN/best.pt" --data test --out "$RUN/test_metrics.json"
 mapfile -t SOURCES < <(head -n 4 data/dates/test.tsv | cut -f1)
-"$VENV/bin/cronos" explain "$RUN/best.pt" "Thu 26 Nov 2026" "${SOURCES[@]}" --out "$RUN/explanations"
-echo "done: $RUN/{best.pt,last.pt,metrics.jsonl,test_metrics.json,explanations/}"
+"$VENV/bin/cronos" explain "$RUN/best.pt" "Thu 26 Nov 2026" "${SOURCES[@]}" --out "$RUN/explanations" \
+    --method integrated_gradients --html "$RUN/explanations/report.html"
+echo "done: $RUN/{best.pt,last.pt,metrics.jsonl,test_metrics.json,explanations/ (report.html)}"

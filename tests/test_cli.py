@@ -68,10 +68,14 @@ def test_explain_writes_json_and_png(trained_run, tmp_path):
     (("explain", "{best}", "a", "--target", "x", "--target", "y"), 2, "give one --target per TEXT"),
     (("translate", "{best}", "--device", "gpu"), 2, "--device: expected `auto`, `cpu`, `cuda` or `cuda:N`"),
     (("frobnicate",), 2, "invalid choice"),
+    (("explain", "{best}", "a", "--method", "gradcam"), 2, "argument --method: invalid choice: 'gradcam'"),
+    (("explain", "{best}", "a", "--html", "{folder}"), 2, "--html names the page to write"),
+    (("explain", "{best}", "a", "--method", "integrated_gradients", "--steps", "0"), 2,
+     "expected a positive integer"),
 ])
 def test_errors_are_one_line_with_the_right_exit_code(trained_run, args, code, message, capsys):
     folder, config, _ = trained_run
-    filled = [a.format(config=config, best=folder / "run" / "best.pt") for a in args]
+    filled = [a.format(config=config, best=folder / "run" / "best.pt", folder=folder) for a in args]
     try:
         returned = main(filled)
     except SystemExit as exit_:  # argparse's usage errors

@@ -79,7 +79,7 @@ def test_explain_with_forced_targets(trained_models):
     assert explanation.attention.shape == (10, 6) and explanation.padding_attention == 0.0
     data = explanation.to_dict()
     assert set(data) == {"source", "source_tokens", "output", "output_tokens", "attention", "score",
-                         "padding_attention", "forced"}
+                         "padding_attention", "forced", "method"}
     assert json.loads(json.dumps(data))["output"] == "2007-02-01"
 
 

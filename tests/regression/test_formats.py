@@ -12,7 +12,7 @@ from cronos.checkpoint import FORMAT_VERSION, load_checkpoint
 GOLDEN = Path(__file__).parent / "data"
 
 EXPLANATION_FIELDS = {"source", "source_tokens", "output", "output_tokens", "attention", "score",
-                      "padding_attention", "forced"}
+                      "padding_attention", "forced", "method"}
 METRICS_FIELDS = {"epoch", "step", "train_loss", "lr", "seconds", "padded_share", "skipped_batches", "valid_loss",
                   "valid_ppl", "valid_token_accuracy", "valid_sequence_accuracy", "valid_bleu", "valid_chrf"}
 EVALUATE_FIELDS = {"loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf", "bleu_signature",
