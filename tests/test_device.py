@@ -130,3 +130,16 @@ def test_a_half_precision_compiled_run_on_the_gpu_trains_and_keeps_the_pad_rows(
     network = cronos.Cronos.load(tmp_path / "run" / "best.pt", device="cuda").network
     assert not network.src_embedding.weight[PAD_INDEX].any() and not network.tgt_embedding.weight[PAD_INDEX].any()
     assert history[-1]["valid_loss"] < 2.8 and history.step + history[-1]["skipped_batches"] == 25
+
+
+@needs_gpu
+@pytest.mark.parametrize("family", ["rnn", "transformer"])
+def test_attributions_on_the_gpu_match_the_cpu_and_give_padding_nothing(trained_models, tmp_path, family):
+    """On CUDA the RNNs differentiate in eval mode without cuDNN (whose RNN backward needs
+    training mode); the attributions are the CPU's, to float rounding."""
+    path = trained_models[family].save(tmp_path / "model.pt")
+    on_cpu = cronos.Cronos.load(path, device="cpu").explain(SOURCES, method="integrated_gradients", steps=16)
+    on_gpu = cronos.Cronos.load(path, device="cuda").explain(SOURCES, method="integrated_gradients", steps=16)
+    for cpu, gpu in zip(on_cpu, on_gpu):
+        assert gpu.output == cpu.output and gpu.padding_attribution == 0.0
+        torch.testing.assert_close(gpu.attribution, cpu.attribution, atol=1e-3, rtol=1e-3)

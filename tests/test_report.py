@@ -50,6 +50,9 @@ def test_the_report_renders_in_a_real_browser(trained_models, tmp_path, tmp_path
                     "integrated_gradients", "--steps", "16", "--out", str(tmp_path / "out"), "--html", str(report))
     assert result.returncode == 0, result.stderr
     explanations = [json.loads((tmp_path / "out" / f"explanation_{n}.json").read_text()) for n in (1, 2)]
+    for entry in explanations:  # the JSON holds the attribution beside the attention
+        assert entry["method"] == "integrated_gradients" and entry["padding_attribution"] == 0.0
+        assert len(entry["attribution"]) == len(entry["attention"]) == len(entry["output_tokens"])
     profile = tmp_path_factory.mktemp("chromium-profile")
     rendered = browser(f"--user-data-dir={profile}", "--dump-dom", report.as_uri())
     assert rendered.returncode == 0, rendered.stderr

@@ -165,3 +165,34 @@ def test_half_precision_gap_reports_both_dtypes_within_the_tests_tolerances():
     assert result.returncode == 0, result.stderr
     gaps = dict(line.split(": largest P1 gap ") for line in result.stdout.splitlines())
     assert 0 < float(gaps["torch.bfloat16"]) < 5e-2 and 0 < float(gaps["torch.float16"]) < 1e-2
+
+
+def test_compare_joeynmt_times_both_commands_on_the_same_sources(trained_models, tmp_path):
+    """The comparison runs cronos and "JoeyNMT" (here a stand-in that echoes its input and logs
+    its generation time as JoeyNMT does) per beam, checks their line counts and reports both."""
+    checkpoint = str(trained_models["rnn"].save(tmp_path / "model.pt"))
+    sources, references = tmp_path / "test.src", tmp_path / "test.ref"
+    sources.write_text("Thu 26 Nov 2026\n1/2/07\n", encoding="utf-8")
+    references.write_text("2026-11-26\n2007-02-01\n", encoding="utf-8")
+    stand_in = tmp_path / "joey-python"
+    stand_in.write_text("#!/bin/sh\ncat\necho 'INFO - joeynmt.prediction - Generation took 0.5000[sec].' >&2\n")
+    stand_in.chmod(0o755)
+    config = tmp_path / "joey.yaml"
+    config.write_text("testing: {beam_size: 5}\n")
+    result = script("compare_joeynmt.py", "--cronos", checkpoint, "--joey-python", str(stand_in), "--joey-config",
+                    str(config), "--src", str(sources), "--ref", str(references), "--beams", "2")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [(row[0], row[1]) for row in rows[1:]] == [("| 2", "cronos"), ("| 2", "joeynmt")]
+    assert all(row[4] == "0.5" for row in rows[1:] if row[1] == "joeynmt")  # its own decoding time
+    assert all(0 <= float(row[5]) <= 100 and float(row[6].rstrip(" |")) > 0 for row in rows[1:])  # BLEU, length
+
+
+def test_attribution_study_reports_every_method(trained_models, tmp_path):
+    checkpoint = str(trained_models["rnn"].save(tmp_path / "model.pt"))
+    result = script("attribution_study.py", checkpoint, "--examples", "5", "--steps", "4",
+                    "--markdown", str(tmp_path / "study.md"))
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "study.md").read_text()
+    for method in ("attention", "saliency", "input_x_gradient", "integrated_gradients"):
+        assert re.search(rf"\| {method} \| \d+\.\d% \| \d+\.\d% \| \d+\.\d+ \|", table), method

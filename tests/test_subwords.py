@@ -195,3 +195,20 @@ def test_without_sampling_every_epoch_trains_on_the_examples_as_read(tmp_path):
     config = cronos.load_config(tiny_config(tmp_path, data=SUBWORD_DATA))
     data = load_training_data(config.data, seed=config.seed)
     assert data.for_epoch(0) is data.for_epoch(3) is data.examples and data.sampling is None
+
+
+def test_attributions_over_pieces_and_over_words(subword_run):
+    """On tied embeddings and SentencePiece pieces: the attribution of a word is the sum over its
+    pieces (rows: the mean over an output word's pieces), padding still gets exactly 0."""
+    run, _ = subword_run
+    model = cronos.Cronos.load(run / "best.pt")
+    explanation, = model.explain(["Thursday, 26 November 2026", "1/2/07"], ["2026-11-26", "2007-02-01"],
+                                 method="input_x_gradient")[:1]
+    assert explanation.attribution.shape == (len(explanation.output_tokens), len(explanation.source_tokens))
+    assert explanation.padding_attribution == 0.0
+    words = explanation.to_words()
+    starts = [i for i, piece in enumerate(explanation.source_tokens) if piece.startswith("\u2581")]
+    expected = explanation.attribution[:, starts[0]: starts[1]].sum(1).mean(0)
+    torch.testing.assert_close(words.attribution[0, 0], expected)
+    entry = explanation.to_dict()
+    assert len(entry["words"]["attribution"][0]) == len(words.source_tokens) == 4
