@@ -104,8 +104,9 @@ def _input_x_gradient(forward, embedded, baseline, t, extra, steps) -> tuple[Ten
 
 def _integrated_gradients(forward, embedded, baseline, t, extra, steps) -> tuple[Tensor, Tensor]:
     method = _captum().IntegratedGradients(forward)
+    # the path points in chunks of one batch: memory as for one forward pass, not ``steps`` of them
     scores, gap = method.attribute(embedded, baselines=baseline, target=t, n_steps=steps, additional_forward_args=extra,
-                                   return_convergence_delta=True)
+                                   internal_batch_size=embedded.size(0), return_convergence_delta=True)
     return scores.sum(dim=-1), gap  # [B, S], [B]
 
 
