@@ -63,7 +63,8 @@ def model_payload(config: Config, codec: TextCodec, weights: Mapping[str, torch.
 
 
 def read_model(path: str | Path) -> StoredModel:
-    """``load_checkpoint``, then the config and vocabularies it stores parsed and validated."""
+    """``load_checkpoint``, then the config and vocabularies it stores parsed and validated, and its
+    layer counts checked against the weights it holds (``check_weights`` checks the rest)."""
     payload = load_checkpoint(path)
     try:
         # checkpoints of cronos 0.1 stored every key, those of the other encoder/decoder type too
@@ -71,8 +72,20 @@ def read_model(path: str | Path) -> StoredModel:
         vocabularies = Vocabulary(payload["src_vocab"]), Vocabulary(payload["tgt_vocab"])
     except (ConfigError, ValueError, TypeError) as error:
         raise CheckpointError(f"{path}: incompatible checkpoint: {error}") from None
+    _check_layer_counts(config, payload["model"], path)
     subwords = _subwords(payload, config, path)
     return StoredModel(config, *vocabularies, payload["model"], payload.get("training"), subwords)
+
+
+def _check_layer_counts(config: Config, weights: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """The file is untrusted: before even a shape-only model is built from its config (to check the
+    weights against), the config may not ask for more layers than the file has tensors (a few KB
+    could otherwise ask for a model of gigabytes, or for hours of building one)."""
+    for section in ("encoder", "decoder"):
+        layers = getattr(config.model, section).layers
+        if layers > len(weights):  # every layer has weights of its own
+            raise CheckpointError(f"{path}: weights do not fit the model its config describes: "
+                                  f"model.{section}.layers is {layers}, but the file holds {len(weights)} tensors")
 
 
 def _subwords(payload: dict[str, Any], config: Config, path: str | Path) -> SubwordModels | None:

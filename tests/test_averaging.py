@@ -78,3 +78,13 @@ def test_checkpoints_of_another_model_are_refused_naming_the_file(run, trained_m
     with pytest.raises(cronos.CheckpointError, match=r"other\.pt: the source vocabulary differs|other\.pt: "
                                                      r"architecture differs"):
         average_checkpoints([run / "best.pt", other])
+
+
+def test_a_file_whose_config_asks_for_more_layers_than_it_has_tensors_is_refused_before_building(run, tmp_path):
+    """Untrusted files: the guard of ``Cronos.load`` holds for averaging too (it is ``read_model``'s)."""
+    payload = load_checkpoint(run / "best.pt")
+    payload["config"]["model"]["encoder"]["layers"] = 100000
+    torch.save(payload, tmp_path / "huge.pt")
+    with pytest.raises(cronos.CheckpointError, match=r"huge\.pt: .*model.encoder.layers is 100000, but the file "
+                                                     r"holds \d+ tensors"):
+        average_checkpoints([run / "best.pt", tmp_path / "huge.pt"])
