@@ -31,17 +31,14 @@ class TrainingData:
     subwords: SubwordModels | None = None  # the SentencePiece models (data.tokenizer: sentencepiece)
     sampling: SubwordSampling | None = None  # subword regularisation (data.sentencepiece.sampling_alpha)
     texts: list[tuple[str, str]] = field(default_factory=list)  # the examples' texts, kept for sampling
-    max_length: int = 0
-    seed: int = 0
 
     def for_epoch(self, epoch: int) -> list[Example]:
         """The examples ``epoch`` trains on: ``examples``, or with subword regularisation the same
-        examples segmented anew (sampled, seeded by the seed and the epoch, so every process and a
-        resumed run get the same), cut to ``max_length``."""
+        examples segmented anew (``SubwordSampling.segment``: the same in every process and in a
+        resumed run)."""
         if self.sampling is None:
             return self.examples
-        pieces = self.sampling.segment(self.texts, seed=self.seed * 1_000_003 + epoch)
-        pairs = [TokenizedPair(s[: self.max_length], t[: self.max_length], "") for s, t in pieces]
+        pairs = [TokenizedPair(s, t, "") for s, t in self.sampling.segment(self.texts, epoch)]
         return to_examples(pairs, self.src_vocab, self.tgt_vocab)
 
 
@@ -83,12 +80,13 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
     logger.info("training data: %d examples, vocabularies %d (source) and %d (target)",
                 len(pairs), len(src_vocab), len(tgt_vocab))
     data = TrainingData(src_vocab, tgt_vocab, to_examples(pairs, src_vocab, tgt_vocab), [p.origin for p in pairs],
-                        stats, subwords, max_length=config.max_length, seed=seed)
+                        stats, subwords)
     alpha = config.sentencepiece.sampling_alpha
     if subwords is not None and alpha is not None:
         texts = {p.origin: (p.source, p.target) for p in raw}
         data.texts = [texts[p.origin] for p in pairs]
-        data.sampling = SubwordSampling(subwords.tokenizers(config.lowercase), alpha, config.sentencepiece.nbest_size)
+        data.sampling = SubwordSampling(subwords.tokenizers(config.lowercase), alpha, config.sentencepiece.nbest_size,
+                                        config.max_length, seed)
     return data
 
 

@@ -140,13 +140,16 @@ class SubwordSampling:
     tokenizers: tuple[SentencePieceTokenizer, SentencePieceTokenizer]
     alpha: float
     nbest_size: int
+    max_length: int  # data.max_length: the pieces a side keeps
+    seed: int        # the run's seed: with the epoch, it seeds each epoch's segmentation
 
-    def segment(self, texts: Sequence[tuple[str, str]], seed: int) -> list[tuple[list[str], list[str]]]:
-        """``(source, target)`` texts -> sampled pieces of each, the same for the same ``seed``."""
-        spm.set_random_generator_seed(seed)  # the library's generator; sampled right after, in this thread
+    def segment(self, texts: Sequence[tuple[str, str]], epoch: int) -> list[tuple[list[str], list[str]]]:
+        """``(source, target)`` texts -> sampled pieces of each, cut to ``max_length``; the same for
+        the same seed and epoch (in every process, and in a resumed run)."""
+        spm.set_random_generator_seed(self.seed * 1_000_003 + epoch)  # sampled right after, in this thread
         source, target = self.tokenizers
-        return [(source.sample(s, self.alpha, self.nbest_size), target.sample(t, self.alpha, self.nbest_size))
-                for s, t in texts]
+        return [(source.sample(s, self.alpha, self.nbest_size)[: self.max_length],
+                 target.sample(t, self.alpha, self.nbest_size)[: self.max_length]) for s, t in texts]
 
 
 def _train(texts: Sequence[str], options: SentencePieceConfig, seed: int, key: str) -> bytes:
