@@ -17,8 +17,8 @@ differentiating), and reduced over the embedding axis to one number per source p
   log-probability minus the baseline's, up to the gap reported.
 
 Padding gets exactly nothing: with the mask, no gradient reaches a padded position (its key is
-muted before the softmax, its value weighted by exactly 0), and a padded position's embedding is
-the baseline itself.  An example's attributions do not depend on its batch mates: its log-probs
+muted before the softmax, its value weighted by exactly 0; an RNN encoder, packed, never reads
+it), and a padded position's embedding is the baseline itself.  An example's attributions do not depend on its batch mates: its log-probs
 depend on its own embeddings only (P1), so the gradient of the batch's sum is its own.
 """
 from __future__ import annotations

@@ -110,3 +110,12 @@ def test_explanation_errors(trained_models, monkeypatch):
     with pytest.raises(AttributionDependencyError, match=r"pip install 'cronos\[attributions\]'"):
         model.explain(["1/2/07"], method="saliency")
     assert model.explain(["1/2/07"])[0].attribution is None  # attention needs no Captum
+
+
+def test_without_the_mask_padding_does_get_attribution():
+    """The control: the zero above is the mask's doing (methodology A off: padded keys are attended,
+    so gradient reaches them and the padded columns' saliency is not zero).  A Transformer encoder:
+    an RNN encoder packs its input, so padded positions never reach it, mask or not."""
+    network = tiny_model("transformer", "transformer", mask_padding=False).network
+    found = attribute(network, make_batch([([4, 5, 6, 7], [8, 9]), ([11], [12])], extra_padding=2), "saliency")
+    assert float(found.scores[1, :, 1:].abs().sum()) > 0
