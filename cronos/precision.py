@@ -13,12 +13,17 @@ when the gradients overflow, the update then skipped, and doubles after 2000 cle
 """
 from __future__ import annotations
 
+import functools
+import logging
+
 import torch
 from torch import Tensor
 
 from .config import ConfigError
 
-__all__ = ["FP16_DEVICE_TYPES", "MixedPrecision"]
+__all__ = ["FP16_DEVICE_TYPES", "MixedPrecision", "cpu_runs_bf16_lstm"]
+
+logger = logging.getLogger("cronos")
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # fp16 autocast also runs on the CPU, but CPUs have no faster float16 matrix products, and bf16,
@@ -77,3 +82,18 @@ class MixedPrecision:
     def load_state_dict(self, state: dict) -> None:
         if state and self.scaling:
             self.scaler.load_state_dict(state)
+
+
+@functools.cache
+def cpu_runs_bf16_lstm() -> bool:
+    """Whether this CPU runs an LSTM under bfloat16 autocast (oneDNN needs native bfloat16 or AVX-512
+    for it); asked of torch once per process with a one-step LSTM, and logged when it does not."""
+    lstm = torch.nn.LSTM(1, 1)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 1, 1))
+    except RuntimeError:
+        logger.info("bf16: this CPU has no bfloat16 LSTM kernel, so LSTMs run their recurrence in float32 "
+                    "(the rest of the network in bfloat16)")
+        return False
+    return True

@@ -52,7 +52,7 @@ class ProgressReport:
             self._bar = self._stack.enter_context(
                 tqdm(total=self.total_steps, initial=self.first_step, desc=f"epoch {self.first_epoch}/{self.epochs}",
                      unit="step", dynamic_ncols=True, leave=False))
-            self._stack.enter_context(logging_redirect_tqdm(loggers=[logging.root, logger]))
+            self._stack.enter_context(logging_redirect_tqdm(loggers=_loggers_that_print(logger)))
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -77,6 +77,20 @@ class ProgressReport:
         if self.log_every and step % self.log_every == 0:
             self._window_loss = self._window_seconds = 0.0
             self._window_tokens = 0
+
+
+def _loggers_that_print(start: logging.Logger) -> list[logging.Logger]:
+    """The loggers from ``start`` up through which its records propagate and that have handlers: the
+    ones whose console output must go above the bar.  A logger without handlers is left alone, or
+    tqdm would give it one of its own and every line would print twice."""
+    found, current = [], start
+    while current is not None:
+        if current.handlers:
+            found.append(current)
+        if not current.propagate:
+            break
+        current = current.parent
+    return found
 
 
 def _is_terminal(stream) -> bool:

@@ -102,3 +102,40 @@ def test_fp16_overflow_skips_the_update_halves_the_scale_and_training_goes_on(tm
     assert math.isfinite(record["valid_loss"]) and record["valid_loss"] < 2.8  # it learned (uniform: ~3.3)
     network = cronos.Cronos.load(tmp_path / "run" / "best.pt").network
     assert torch.equal(network.src_embedding.weight[0], torch.zeros_like(network.src_embedding.weight[0]))
+
+
+def test_an_lstm_without_a_bf16_kernel_runs_its_recurrence_in_float32_and_the_rest_in_bf16(monkeypatch):
+    """Where the CPU has no bfloat16 LSTM kernel (AVX2-only CPUs), the recurrence leaves autocast:
+    its outputs are exactly the float32 LSTM's, and the layers after it still run in bfloat16."""
+    from cronos.modules import recurrent
+
+    monkeypatch.setattr(recurrent, "cpu_runs_bf16_lstm", lambda: False)
+    lstm = recurrent.build_rnn("lstm", 4, 6, layers=2, dropout=0.0, bidirectional=True)
+    inputs, hidden = torch.randn(3, 5, 4), (torch.randn(4, 3, 6).bfloat16(), torch.randn(4, 3, 6).bfloat16())
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs, _ = lstm(inputs, hidden)
+    with torch.no_grad():
+        expected, _ = torch.nn.LSTM.forward(lstm, inputs, tuple(h.float() for h in hidden))
+    assert outputs.dtype == torch.float32 and torch.equal(outputs, expected)
+    model = tiny_model("lstm", "rnn-additive", torch.float32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, attention = model(*(lambda b: (b.src, b.src_lengths, b.tgt_in))(make_batch([([4, 5, 6], [7, 8])], 2)))
+    assert attention.dtype == torch.bfloat16 and torch.all(attention[0, :, 3:] == 0.0)
+
+
+def test_bf16_training_of_an_lstm_on_a_cpu_without_the_kernel_says_so_once(tmp_path):
+    """``cronos train`` with an LSTM in bf16, in a process whose oneDNN is limited to AVX2 (as on a
+    CPU without native bfloat16): it trains, and says once that the recurrence runs in float32."""
+    import os
+    import subprocess
+
+    from helpers import cronos_command, write_config
+
+    config = write_config(tmp_path / "lstm.yaml", tiny_config(tmp_path, training={"epochs": 1, "precision": "bf16"}))
+    environment = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    result = subprocess.run(cronos_command("train", str(config), "--set", "model.encoder.cell=lstm",
+                                           "--set", "model.decoder.cell=lstm"),
+                            capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("no bfloat16 LSTM kernel, so LSTMs run their recurrence in float32") == 1
+    assert "trained 1 epoch" in result.stdout

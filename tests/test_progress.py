@@ -4,6 +4,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -46,12 +47,12 @@ def test_the_python_api_reports_through_the_cronos_logger_when_nothing_else_is_c
     assert quiet.returncode == 0 and "step 10/" not in quiet.stderr and "epoch 1 step" not in quiet.stderr
 
 
-def test_in_a_terminal_a_bar_to_max_steps_and_validation_lines_above_it(tmp_path):
-    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, training={
-        "epochs": 50, "max_steps": 30, "validate_every": 10, "log_every": 10, "progress": True}))
+def run_in_terminal(command: list[str], interrupt_after: str | None = None) -> tuple[int, str]:
+    """Run ``command`` with stderr on a pseudo-terminal (40 x 150); return its exit code and what the
+    terminal showed.  ``interrupt_after``: send SIGINT once the terminal has shown this text."""
     primary, secondary = os.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 150, 0, 0))  # 40 rows, 150 columns
-    process = subprocess.Popen(cronos_command("train", str(config)), stdout=subprocess.PIPE, stderr=secondary)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=secondary)
     os.close(secondary)
     chunks = []
     while True:
@@ -62,12 +63,31 @@ def test_in_a_terminal_a_bar_to_max_steps_and_validation_lines_above_it(tmp_path
         if not chunk:
             break
         chunks.append(chunk)
+        if interrupt_after and interrupt_after in b"".join(chunks).decode("utf-8", "replace"):
+            process.send_signal(signal.SIGINT)
+            interrupt_after = None
     os.close(primary)
     process.wait(timeout=300)
-    terminal = b"".join(chunks).decode("utf-8", "replace")
-    assert process.returncode == 0, terminal
+    return process.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_in_a_terminal_a_bar_to_max_steps_and_validation_lines_above_it_once_each(tmp_path):
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, training={
+        "epochs": 50, "max_steps": 30, "validate_every": 10, "log_every": 10, "progress": True}))
+    returncode, terminal = run_in_terminal(cronos_command("train", str(config)))
+    assert returncode == 0, terminal
     assert re.search(r"epoch 1/50.*\|\s*\d+/30 \[", terminal)  # a bar counting steps to max_steps
     assert not STEP_LINE.search(terminal.replace("\r", "\n"))  # no log lines where the bar shows the same
     for step in (10, 20, 30):
-        start = terminal.index(f"epoch {1 if step < 30 else 2} step {step}: train_loss")
+        line = f"epoch {1 if step < 30 else 2} step {step}: train_loss"
+        start = terminal.index(line)
         assert terminal[start - 1] in "\r\n", repr(terminal[start - 80: start + 20])  # not inside the bar's line
+        assert terminal.count(line) == 1, terminal  # printed once, not once per logger
+
+
+def test_in_a_terminal_ctrl_c_is_announced_once(tmp_path):
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, training={
+        "epochs": 400, "validate_every": 3, "progress": True}))
+    returncode, terminal = run_in_terminal(cronos_command("train", str(config)), interrupt_after="step 3: train_loss")
+    assert returncode == 0, terminal
+    assert terminal.count("SIGINT: finishing the current step, then writing a checkpoint") == 1, terminal

@@ -22,6 +22,7 @@ from ..config import DecoderConfig
 from ..masking import lengths_to_mask
 from .attention import MultiHeadAttention, build_attention
 from .encoders import FeedForward, TransformerInput
+from .recurrent import build_rnn
 
 __all__ = ["RNNDecoder", "TransformerDecoder", "RNNDecoderState", "TransformerDecoderState", "build_decoder"]
 
@@ -65,10 +66,8 @@ class RNNDecoder(nn.Module):
 
     def __init__(self, input_size: int, memory_size: int, config: DecoderConfig):
         super().__init__()
-        rnn = nn.GRU if config.cell == "gru" else nn.LSTM
         self.layers, self.is_lstm = config.layers, config.cell == "lstm"
-        self.rnn = rnn(input_size, config.hidden_size, num_layers=config.layers, batch_first=True,
-                       dropout=config.dropout if config.layers > 1 else 0.0)
+        self.rnn = build_rnn(config.cell, input_size, config.hidden_size, config.layers, config.dropout)
         self.bridge = nn.Linear(memory_size, config.hidden_size)
         self.attention = build_attention(config.attention, config.hidden_size, memory_size, config.heads)
         self.combine = nn.Linear(config.hidden_size + self.attention.output_size, config.hidden_size)

@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..config import EncoderConfig
 from .attention import MultiHeadAttention
+from .recurrent import build_rnn
 
 __all__ = ["RNNEncoder", "TransformerEncoder", "TransformerLayer", "TransformerInput", "PositionalEncoding",
            "FeedForward", "build_encoder", "sinusoids"]
@@ -24,9 +25,8 @@ class RNNEncoder(nn.Module):
 
     def __init__(self, input_size: int, config: EncoderConfig):
         super().__init__()
-        rnn = nn.GRU if config.cell == "gru" else nn.LSTM
-        self.rnn = rnn(input_size, config.hidden_size, num_layers=config.layers, batch_first=True,
-                       bidirectional=config.bidirectional, dropout=config.dropout if config.layers > 1 else 0.0)
+        self.rnn = build_rnn(config.cell, input_size, config.hidden_size, config.layers, config.dropout,
+                             bidirectional=config.bidirectional)
         self.dropout = nn.Dropout(config.dropout)
         self.output_size = config.hidden_size * (2 if config.bidirectional else 1)
 
