@@ -28,6 +28,7 @@ from .config import ConfigError, load_config, parse_override
 from .data import chunks
 from .data.preprocess import is_empty
 from .data.readers import BOM, MAX_LINE_BYTES
+from .progress import epochs
 from .explain import EXPLAIN_METHODS
 
 __all__ = ["main"]
@@ -179,9 +180,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _key_value(text: str) -> str:
+    """``--set`` takes one ``KEY=VALUE`` word: ``--set training.epochs 5`` is refused here, naming the
+    option, before argparse would call the ``5`` an unrecognized argument."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with no space around '=', e.g. --set {text or 'KEY'}=VALUE"
+                                          f", got {text!r}")
+    return text
+
+
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config file")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
                         help="override a config key, e.g. --set training.epochs=2 (repeatable)")
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
@@ -227,10 +237,10 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     folder = RunFolder(Path(config.output_dir))
     if history.stopped_by:
-        print(f"stopped by {history.stopped_by} at step {history.step} ({history.epochs_completed} epochs "
+        print(f"stopped by {history.stopped_by} at step {history.step} ({epochs(history.epochs_completed)} "
               f"completed); continue with --set training.resume=auto")
     else:
-        print(f"trained {history.epochs_completed} epochs, {history.step} steps")
+        print(f"trained {epochs(history.epochs_completed)}, {history.step} steps")
     last = history.last_validation
     if last is not None:
         summary = ", ".join(f"{k} {last[k]:.4g}" for k in ("train_loss", "valid_loss", "valid_sequence_accuracy",

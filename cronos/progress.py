@@ -17,7 +17,7 @@ from typing import Iterator
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-__all__ = ["ProgressReport", "report_to_stderr_unless_configured", "format_duration"]
+__all__ = ["ProgressReport", "report_to_stderr_unless_configured", "format_duration", "epochs"]
 
 logger = logging.getLogger("cronos")
 
@@ -26,6 +26,11 @@ def format_duration(seconds: float) -> str:
     """``3725.2`` -> ``"1:02:05"``."""
     seconds = max(0, round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def epochs(count: int) -> str:
+    """``1`` -> ``"1 epoch"``, ``3`` -> ``"3 epochs"``."""
+    return f"{count} epoch{'' if count == 1 else 's'}"
 
 
 class ProgressReport:

@@ -39,7 +39,7 @@ from .evaluation import METRICS, evaluate_split
 from .explain import explain_forced
 from .network import Seq2Seq
 from .precision import MixedPrecision
-from .progress import ProgressReport, report_to_stderr_unless_configured
+from .progress import ProgressReport, epochs, report_to_stderr_unless_configured
 from .run_folder import RunFolder, claim
 
 __all__ = ["Trainer", "TrainingError", "TrainingHistory", "TrainingProgress", "build_optimizer"]
@@ -269,6 +269,8 @@ class Trainer:
                 seconds = time.perf_counter() - started
                 report.step(progress.step, epoch + 1, batch_loss, batch_tokens, seconds, self.lr)
                 self.board.step(progress.step, batch_loss / batch_tokens, batch_tokens / seconds, self.lr)
+            if progress.batches_done == len(updates) and not self._stopping:
+                break  # the epoch's last step: the epoch ends below, also when max_steps ends the run here
             reached_max_steps = self._finished() and not self._stopping
             if reached_max_steps or self._validation_due():
                 self._validate(share, epoch + 1, in_history=reached_max_steps)
@@ -477,9 +479,9 @@ class Trainer:
         if self.progress.history:
             self._last_record = self.progress.history[-1]
         if self._done():
-            logger.info("%s holds a finished run (epoch %d, step %d): nothing left to train; raise training.epochs "
-                        "or training.max_steps to train on, or start over with training.overwrite=true in place of "
-                        "training.resume", path, self.progress.epoch, self.progress.step)
+            logger.info("%s holds a finished run (step %d, %s completed): nothing left to train; raise "
+                        "training.epochs or training.max_steps to train on, or start over with training.overwrite=true "
+                        "in place of training.resume", path, self.progress.step, epochs(self.progress.epoch))
         else:
             logger.info("resumed from %s at epoch %d, step %d", path, self.progress.epoch + 1, self.progress.step)
 

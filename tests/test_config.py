@@ -132,6 +132,9 @@ def test_overrides_errors_name_their_source_not_the_file(root):
     with pytest.raises(ConfigError) as caught:
         load_config(path, overrides={"training.epcohs": 2}, overrides_source="--set")
     assert str(caught.value) == "--set: training.epcohs: unknown key; did you mean 'training.epochs'?"
+    with pytest.raises(ConfigError) as caught:  # a misspelt section that only the override names
+        load_config(path, overrides={"trainig.epochs": 5}, overrides_source="--set")
+    assert str(caught.value) == "--set: trainig: unknown key; did you mean 'training'?"
     with pytest.raises(ConfigError, match=r"^overrides: training.lr: expected a number"):
         load_config(path, overrides={"training.lr": "fast"})
 

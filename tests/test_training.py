@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 import cronos
 from cronos.data import load_training_data
 from cronos.training import Trainer
-from helpers import tiny_config
+from helpers import cronos_command, tiny_config, write_config
 
 SOURCES = ["Thu 26 Nov 2026", "1/2/07", "Mittwoch, 3. März 1999", "the 21st of June 1950", "2000 01 01"]
 FAMILIES = ["rnn", "transformer"]
@@ -163,6 +164,22 @@ def test_validate_every_and_max_steps(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [(line["epoch"], line["step"]) for line in lines] == [(1, 10), (1, 20), (1, 25), (2, 30)]
     assert [(h["epoch"], h["step"]) for h in history] == [(1, 25), (2, 30)]
+    assert history.epochs_completed == 1  # the second epoch was cut short at step 30
+
+
+def test_max_steps_on_an_epochs_last_step_completes_that_epoch(tmp_path):
+    """800 examples in batches of 32: 25 steps an epoch, so max_steps 50 ends on epoch 2's last step."""
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, training={"epochs": 50, "max_steps": 50}))
+    result = subprocess.run(cronos_command("train", str(config)), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "epoch 2 step 50: train_loss" in result.stderr and "trained 2 epochs, 50 steps" in result.stdout
+    assert [(line["epoch"], line["step"]) for line in metrics(tmp_path / "run")] == [(1, 25), (2, 50)]
+    again = subprocess.run(cronos_command("train", str(config), "--set", "training.resume=auto"),
+                           capture_output=True, text=True, timeout=300)
+    assert "holds a finished run (step 50, 2 epochs completed)" in again.stderr, again.stderr
+    one = cronos.Cronos.from_config(cronos.load_config(tiny_config(tmp_path / "one", training={
+        "epochs": 50, "max_steps": 25}))).fit()
+    assert one.epochs_completed == 1 and [(h["epoch"], h["step"]) for h in one] == [(1, 25)]
 
 
 def test_early_stopping_after_patience_runs_out(tmp_path):

@@ -56,15 +56,16 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any],
         path = Path(path_or_dict)
         source, base = str(path), path.resolve().parent
         raw = _read_yaml(path)
+    created: set[str] = set()  # sections and keys that only the overrides name
     for key, value in overrides.items():
         check_size(value, overrides_source)
         if isinstance(value, str) and value != "auto" and _is_path_key(key):
             value = _absolute(value, Path.cwd())
-        _set_dotted(raw, key, value, source=overrides_source)
+        created |= _set_dotted(raw, key, value, source=overrides_source)
     try:
         return config_from_dict(raw, source=source, base_dir=base)
     except ConfigError as error:
-        if any(error.key == key or error.key.startswith(key + ".") for key in overrides):
+        if error.key in created or any(error.key == key or error.key.startswith(key + ".") for key in overrides):
             raise ConfigError(overrides_source, error.key, error.problem) from None
         raise
 
@@ -211,17 +212,23 @@ def _deep_copy(value: Any) -> Any:
     return value
 
 
-def _set_dotted(raw: Any, dotted: str, value: Any, source: str) -> None:
+def _set_dotted(raw: Any, dotted: str, value: Any, source: str) -> set[str]:
+    """Set ``dotted`` in ``raw``; return the dotted names of the sections and key this created."""
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "the config is not a mapping")
     parts = dotted.split(".")
-    node = raw
-    for i, part in enumerate(parts[:-1]):
+    node, created = raw, set()
+    for i, part in enumerate(parts):
+        if part not in node:
+            created.add(".".join(parts[: i + 1]))
+        if i == len(parts) - 1:
+            break
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise ConfigError(source, ".".join(parts[: i + 1]), "is not a section, cannot set a key inside it")
         node = child
     node[parts[-1]] = value
+    return created
 
 
 def _suggest(dotted: str) -> str:
