@@ -25,7 +25,7 @@ import torch
 
 from .version import __version__
 from .config import ConfigError, load_config, parse_override
-from .data import chunks
+from .data import SPLITS, chunks
 from .data.preprocess import is_empty
 from .data.readers import BOM, MAX_LINE_BYTES
 from .progress import epochs
@@ -98,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint: loss, ppl, accuracies, BLEU, chrF")
     evaluate.add_argument("checkpoint")
-    evaluate.add_argument("--data", default="test", help="split name (train/valid/test) or a TSV file [test]")
+    evaluate.add_argument("--data", type=_split_or_file, default="test",
+                          help="split name (train/valid/test) or a TSV file [test]")
     evaluate.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
     evaluate.add_argument("--out", type=Path, default=None, help="also write the scores to this JSON file")
     evaluate.set_defaults(run=_evaluate)
@@ -135,7 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=_explain)
     score = commands.add_parser("score", help="log-probability of each target given its source (TSV lines)")
     score.add_argument("checkpoint")
-    score.add_argument("--data", default="test", help="split name (train/valid/test) or a TSV file [test]")
+    score.add_argument("--data", type=_split_or_file, default="test",
+                       help="split name (train/valid/test) or a TSV file [test]")
     score.add_argument("--per-token", action="store_true", help="add each token's log-probability")
     score.add_argument("--batch-size", type=_positive, default=None, help="pairs per batch")
     score.set_defaults(run=_score)
@@ -168,6 +170,12 @@ def _sampling(text: str) -> dict:
     except ValueError:
         pass
     raise argparse.ArgumentTypeError(f"expected top_k=K, top_p=P or all, got {text!r}")
+
+
+def _split_or_file(text: str) -> str:
+    if text not in SPLITS and not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a split name ({', '.join(SPLITS)}) nor an existing file")
+    return text
 
 
 def _positive(text: str) -> int:

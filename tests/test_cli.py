@@ -25,7 +25,7 @@ def trained_run(tmp_path_factory):
 
 def test_train_writes_checkpoints_and_reports(trained_run):
     folder, _, result = trained_run
-    assert "best checkpoint:" in result.stdout and "trained 1 epochs" in result.stdout
+    assert "best checkpoint:" in result.stdout and "trained 1 epoch, 25 steps" in result.stdout
     assert (folder / "run" / "best.pt").exists() and (folder / "run" / "metrics.jsonl").exists()
 
 
@@ -59,7 +59,9 @@ def test_explain_writes_json_and_png(trained_run, tmp_path):
     (("train", "{config}", "--set", "training.epcohs=2"), 2,
      "cronos: error: --set: training.epcohs: unknown key; did you mean 'training.epochs'?"),
     (("train", "{config}", "--set", "training.epochs=many"), 2, "--set: training.epochs: expected an integer"),
-    (("evaluate", "{best}", "--data", "tset"), 1, "'tset' is neither a split name (train, valid, test) nor"),
+    (("evaluate", "{best}", "--data", "tset"), 2,
+     "argument --data: 'tset' is neither a split name (train, valid, test) nor an existing file"),
+    (("score", "{best}", "--data", "dev"), 2, "argument --data: 'dev' is neither a split name"),
     (("train", "{config}", "--set", "training.epochs"), 2, "expected KEY=VALUE"),
     (("train", "{config}", "--set", "training.epochs", "5"), 2,
      "argument --set: expected KEY=VALUE with no space around '=', e.g. --set training.epochs=VALUE"),

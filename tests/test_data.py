@@ -46,9 +46,22 @@ def test_missing_file(tmp_path):
         read_pairs(str(tmp_path / "nope.tsv"))
 
 
+def test_a_missing_file_of_the_config_names_its_key_and_the_ways_to_the_data(tmp_path, root):
+    config = load_config(root / "configs" / "multi30k_gru.yaml", overrides={"data.root": str(tmp_path)})
+    with pytest.raises(DataError) as caught:
+        load_training_data(config.data)
+    assert str(caught.value) == (
+        f"data.train: {tmp_path / 'train.de'}: file not found (data.root is {tmp_path}); point the config at the "
+        "data with --set data.root=PATH (or the environment variable its data.root names), or fetch the data as "
+        "the config's comments say")
+    assert "scripts/download_multi30k.py" in (root / "configs" / "multi30k_gru.yaml").read_text()
+
+
 def test_empty_side_is_an_error_by_default_and_skipped_on_request(write):
     path = write("e.tsv", "abc\txyz\n \tempty source\nfoo\t\n")
-    with pytest.raises(DataError, match=r"e\.tsv:2: empty source .*data\.empty_policy: skip"):
+    message = (r"^[^()]*e\.tsv:2: empty source \(no text, or only white space\); fix the line or set "
+               r"data\.empty_policy: skip$")
+    with pytest.raises(DataError, match=message):
         load_training_data(data_config(path, tokenizer="whitespace"))
     data = load_training_data(data_config(path, tokenizer="whitespace", empty_policy="skip"))
     assert len(data.examples) == 1 and data.stats.skipped_empty == 2

@@ -10,7 +10,7 @@ from ..config import DataConfig, DataFiles
 from .codec import TextCodec, tokenizers_for
 from .preprocess import (Example, PreprocessStats, TokenizedPair, limit_lengths, to_examples, tokenize_pairs,
                          warn_if_mostly_unknown)
-from .readers import DataError, RawPair, read_pairs
+from .readers import DataError, MissingFileError, RawPair, read_pairs
 from .subwords import SubwordModels, SubwordSampling
 from .vocab import Vocabulary
 
@@ -62,7 +62,7 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
     """
     if config.train is None:
         raise DataError("data.train is not set: give a TSV path or {src: PATH, tgt: PATH}")
-    raw = read_pairs(config.train)
+    raw = read_split(config, "train")
     if config.tokenizer == "sentencepiece" and subwords is None:
         subwords = _subword_models(raw, config, seed)
     stats = PreprocessStats()
@@ -98,12 +98,25 @@ def _subword_models(raw: list[RawPair], config: DataConfig, seed: int) -> Subwor
     return SubwordModels.train([case(p.source) for p in raw], [case(p.target) for p in raw], options, seed)
 
 
-def load_eval_split(files: DataFiles, config: DataConfig, codec: TextCodec, quote: bool = True) -> EvalSplit:
-    """Read an evaluation split.  Every example is scored: none is filtered for length, but the
-    model reads sources and references cut to ``data.max_length`` tokens (a warning counts them);
-    BLEU and chrF compare with the whole references.  ``quote=False`` keeps the files' contents
-    out of error messages."""
-    raw = read_pairs(files, quote)
+def read_split(config: DataConfig, split: str, quote: bool = True) -> list[RawPair]:
+    """The pairs of the config's split ``split`` (``train``, ``valid``, ``test``); a missing file is
+    reported with the config key that named it and the ways to point the config at the data."""
+    try:
+        return read_pairs(getattr(config, split), quote)
+    except MissingFileError as error:
+        where = f" (data.root is {os.path.normpath(config.root)})" if config.root else ""
+        raise DataError(f"data.{split}: {error.path}: file not found{where}; point the config at the data with "
+                        "--set data.root=PATH (or the environment variable its data.root names), or fetch the data "
+                        "as the config's comments say") from None
+
+
+def load_eval_split(files: DataFiles | list[RawPair], config: DataConfig, codec: TextCodec,
+                    quote: bool = True) -> EvalSplit:
+    """Read an evaluation split (files, or pairs already read).  Every example is scored: none is
+    filtered for length, but the model reads sources and references cut to ``data.max_length``
+    tokens (a warning counts them); BLEU and chrF compare with the whole references.
+    ``quote=False`` keeps the files' contents out of error messages."""
+    raw = files if isinstance(files, list) else read_pairs(files, quote)
     stats = PreprocessStats()
     pairs = tokenize_pairs(raw, (codec.src_tokenizer, codec.tgt_tokenizer), config.empty_policy, stats)
     kept = {p.origin for p in pairs}
@@ -128,7 +141,7 @@ def load_split(data: str | os.PathLike | Sequence[tuple[str, str]], config: Data
             raise ValueError(f"data.{data} is not set in the config; pass a file or (source, target) pairs")
         # a split's paths come from the config, which a checkpoint from anywhere may carry:
         # messages about those files never quote what they hold
-        return load_eval_split(files, config, codec, quote=False)
+        return load_eval_split(read_split(config, data, quote=False), config, codec)
     if isinstance(data, (str, os.PathLike)):
         if not os.path.exists(data):
             raise ValueError(f"{str(data)!r} is neither a split name ({', '.join(SPLITS)}) nor an existing file")

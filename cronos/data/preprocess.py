@@ -66,7 +66,7 @@ def tokenize_pairs(pairs: Sequence[RawPair], tokenizers: tuple[Tokenizer, Tokeni
         if is_empty(pair.source, source) or is_empty(pair.target, target):
             side = "source" if is_empty(pair.source, source) else "target"
             if empty_policy == "error":
-                raise DataError(f"{pair.origin}: empty {side} or only white space); "
+                raise DataError(f"{pair.origin}: empty {side} (no text, or only white space); "
                                 "fix the line or set data.empty_policy: skip")
             stats.skipped_empty += 1
             continue

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import ParallelFiles
 
-__all__ = ["DataError", "RawPair", "read_pairs", "read_tsv", "read_parallel", "MAX_LINE_BYTES", "BOM"]
+__all__ = ["DataError", "MissingFileError", "RawPair", "read_pairs", "read_tsv", "read_parallel", "MAX_LINE_BYTES", "BOM"]
 
 logger = logging.getLogger("cronos")
 
@@ -26,6 +26,14 @@ BOM = b"\xef\xbb\xbf"
 
 class DataError(ValueError):
     """Bad input data; the message starts with ``file:line``."""
+
+
+class MissingFileError(DataError):
+    """A file to read is not there (``path``)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(f"{path}: file not found")
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,7 @@ def _read_raw_lines(path: Path) -> list[bytes]:
         with open(path, "rb") as pipe:  # blocks until a writer opens the other end
             return _bounded_lines(pipe, path)
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        raise MissingFileError(path) from None
     except OSError as error:
         raise DataError(f"{path}: cannot read: {error.strerror or error}") from None
 
