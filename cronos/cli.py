@@ -110,8 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     translate.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
     translate.add_argument("--batch-size", type=_positive, default=None, help="sentences per batch")
     translate.add_argument("--n-best", type=_positive, default=None, metavar="M",
-                           help="M hypotheses per sentence (at most the beam size): index<TAB>score<TAB>text lines")
-    translate.add_argument("--scores", action="store_true", help="1-best as score<TAB>text lines")
+                           help="M hypotheses per sentence (at most the beam size): index<TAB>score<TAB>text lines; "
+                                "score: the log-probability over length ** evaluation.length_penalty, in every search")
+    translate.add_argument("--scores", action="store_true", help="1-best as score<TAB>text lines (score as for --n-best)")
     translate.add_argument("--sampling", type=_sampling, default=None, metavar="top_k=K|top_p=P|all",
                            help="sample instead of search (e.g. for back-translation)")
     translate.add_argument("--temperature", type=float, default=1.0, help="with --sampling [1.0]")

@@ -39,7 +39,8 @@ class Translation:
     """One hypothesis of an n-best list."""
 
     text: str
-    score: float     # what ranks it: log_prob, divided by length ** length_penalty in beam search
+    score: float     # what ranks it: log_prob / length ** evaluation.length_penalty (length: tokens + <eos>),
+                     # the same in every search
     log_prob: float  # the sum of its tokens' log-probs (<eos> included when it ended with it)
 
 

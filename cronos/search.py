@@ -35,7 +35,7 @@ __all__ = ["Hypothesis", "Sampling", "decode_examples", "decode_n_best", "decode
 @dataclass(frozen=True)
 class Hypothesis:
     tokens: list[int]          # output token ids, without <eos>
-    score: float               # what ranks hypotheses: log_prob (beam: divided by length ** length_penalty)
+    score: float               # what ranks hypotheses: log_prob / length ** length_penalty (length: tokens + <eos>)
     attention: Tensor | None   # [len(tokens), S] over the batch's padded source, pad columns exactly 0
     log_prob: float            # sum of the tokens' log-probs, <eos> included when the output ended with it
 
@@ -96,7 +96,8 @@ def search_n_best(network: Seq2Seq, src: Tensor, src_lengths: Tensor, options: E
         raise ValueError(f"n_best must be between 1 and the beam size ({beam_size}), got {n_best}")
     max_lengths = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_offset)
     if beam_size == 1:
-        return [[h] for h in greedy_search(network, src, src_lengths, max_lengths, need_weights, readings)]
+        return [[h] for h in greedy_search(network, src, src_lengths, max_lengths, need_weights, readings,
+                                           options.length_penalty)]
     candidates = _beam_candidates(network, src, src_lengths, max_lengths, beam_size, options.length_penalty,
                                   need_weights, readings)
     return [c[:n_best] for c in candidates]
@@ -114,9 +115,11 @@ def search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, options: Evaluati
 
 
 def greedy_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
-                  need_weights: bool = False, readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[Hypothesis]:
+                  need_weights: bool = False, readings: Sequence[tuple[Tensor, Tensor]] = (),
+                  length_penalty: float = 1.0) -> list[Hypothesis]:
     """Each input's most likely next token, step by step, until ``<eos>`` or its length limit."""
-    return _token_by_token(network, src, src_lengths, max_lengths, _most_likely, need_weights, readings)
+    return _token_by_token(network, src, src_lengths, max_lengths, _most_likely, need_weights, readings,
+                           length_penalty)
 
 
 def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[Tensor, Tensor]:
@@ -127,11 +130,13 @@ def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[
 @torch.no_grad()
 def _token_by_token(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
                     choose: Callable[[Tensor, Tensor, list[int]], tuple[Tensor, Tensor]],
-                    need_weights: bool, readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[Hypothesis]:
+                    need_weights: bool, readings: Sequence[tuple[Tensor, Tensor]] = (),
+                    length_penalty: float = 1.0) -> list[Hypothesis]:
     """Decode one chosen token a step per input until ``<eos>`` or its length limit (greedy search,
     sampling): ``choose(log_probs [b, V], logits [b, V], inputs) -> (tokens [b], their log-probs [b])``,
-    ``inputs`` being the input index of each row.  Inputs that finish leave the batch; ``score`` and ``log_prob`` are the
-    summed log-probs of the chosen tokens."""
+    ``inputs`` being the input index of each row.  Inputs that finish leave the batch; ``log_prob`` is
+    the summed log-probs of the chosen tokens, ``score`` that over the steps taken ** ``length_penalty``
+    (as beam search scores)."""
     batch, max_lengths = src.size(0), max_lengths.cpu()
     state = network.start_decoding(network.encode(src, src_lengths, *readings))
     alive = torch.arange(batch)                      # input index of each row still decoding
@@ -158,8 +163,9 @@ def _token_by_token(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_leng
             alive, state = alive[keep], state.select(keep.to(src.device))
             chosen = chosen[keep.to(src.device)]
         previous = chosen
-    return [Hypothesis(tokens[i], scores[i], _stack(attentions[i], src.size(1)) if need_weights else None, scores[i])
-            for i in range(batch)]
+    steps = [len(tokens[i]) + (len(tokens[i]) < int(max_lengths[i])) for i in range(batch)]  # + <eos> if chosen
+    return [Hypothesis(tokens[i], scores[i] / steps[i] ** length_penalty,
+                       _stack(attentions[i], src.size(1)) if need_weights else None, scores[i]) for i in range(batch)]
 
 
 def beam_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, beam_size: int,
@@ -302,20 +308,22 @@ def decode_samples(network: Seq2Seq, examples: Sequence[Example], options: Evalu
         max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
         generators = [sampling.generator(examples[i].src) for i in positions]
         return sample_search(network, batch.src, batch.src_lengths, max_lengths, sampling, generators,
-                             batch.readings)
+                             batch.readings, options.length_penalty)
     return in_length_batches(network, examples, batch_size or options.batch_size, sample_batch)
 
 
 def sample_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, sampling: Sampling,
-                  generators: Sequence[torch.Generator], readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[Hypothesis]:
+                  generators: Sequence[torch.Generator], readings: Sequence[tuple[Tensor, Tensor]] = (),
+                  length_penalty: float = 1.0) -> list[Hypothesis]:
     """Greedy search's loop with each next token drawn (``sampling``) from the input's own
-    ``generators[i]``; ``score``/``log_prob``: the summed log-probs of the drawn tokens under the model."""
+    ``generators[i]``; ``log_prob``: the summed log-probs of the drawn tokens under the model,
+    ``score``: as greedy search gives it."""
     def draw(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[Tensor, Tensor]:
         probs = sampling.probabilities(logits).cpu()
         drawn = [int(torch.multinomial(probs[row], 1, generator=generators[index])) for row, index in enumerate(inputs)]
         tokens = torch.tensor(drawn, device=logits.device)
         return tokens, log_probs.gather(1, tokens[:, None]).squeeze(1)
-    return _token_by_token(network, src, src_lengths, max_lengths, draw, False, readings)
+    return _token_by_token(network, src, src_lengths, max_lengths, draw, False, readings, length_penalty)
 
 
 def _stack(rows: list[Tensor], width: int) -> Tensor:

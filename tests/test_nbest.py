@@ -68,3 +68,22 @@ def test_cronos_translate_writes_n_best_and_scored_lines(trained_models, tmp_pat
     assert scored.stdout.splitlines()[1] == "" and scored.stdout.splitlines()[2].split("\t")[1] == expected[1][0].text
     refused = translate("--n-best", "4", "--beam", "3")
     assert refused.returncode == 2 and "--n-best: 4 hypotheses need a beam of at least 4" in refused.stderr
+
+
+def test_one_output_has_one_score_whichever_search_found_it(trained_models):
+    """``score`` is the log-prob over length ** length_penalty in greedy search as in beam search:
+    where both find the same output, they give it the same score and log-prob."""
+    model = trained_models["rnn"]
+    sources = ["Thu 26 Nov 2026", "1/2/07", "the 21st of June 1950", "5 May 1999"]
+    greedy = model.translate(sources, beam_size=1, n_best=1)
+    beam = model.translate(sources, beam_size=5, n_best=5)
+    compared = 0
+    for (found,), candidates in zip(greedy, beam):
+        same = [c for c in candidates if c.text == found.text]
+        if same:
+            compared += 1
+            assert found.score == pytest.approx(same[0].score, abs=1e-4)
+            assert found.log_prob == pytest.approx(same[0].log_prob, abs=1e-4)
+            length = len(model.codec.target_tokens(found.text)) + 1  # characters, and <eos>
+            assert found.score == pytest.approx(found.log_prob / length ** model.config.evaluation.length_penalty)
+    assert compared >= 2

@@ -35,8 +35,9 @@ def test_the_score_of_a_decoded_output_is_the_log_prob_search_reported(trained_m
     ended = [(h, s) for h, s, limit in zip(hypotheses, scores, limits) if len(h.tokens) < limit]
     assert len(ended) >= 3  # outputs that ended with <eos>, as the scored pairs do (the others were cut)
     for hypothesis, score in ended:
-        reported = hypothesis.score * (score.tokens ** 0.7 if beam > 1 else 1.0)  # beam ranks by sum / length**lp
+        reported = hypothesis.score * score.tokens ** 0.7  # every search ranks by sum / length**lp
         assert score.log_prob == pytest.approx(reported, abs=1e-4)
+        assert score.log_prob == pytest.approx(hypothesis.log_prob, abs=1e-4)
 
 
 @pytest.mark.parametrize("family", ["rnn", "transformer"])

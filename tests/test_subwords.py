@@ -212,3 +212,13 @@ def test_attributions_over_pieces_and_over_words(subword_run):
     torch.testing.assert_close(words.attribution[0, 0], expected)
     entry = explanation.to_dict()
     assert len(entry["words"]["attribution"][0]) == len(words.source_tokens) == 4
+
+
+def test_text_in_an_unseen_script_is_reported_as_unknown(subword_run, caplog):
+    """``你好世界`` reads as the bare word-start piece and one ``<unk>``: all of what a user calls a
+    word is unknown, and the warning says so (the bare piece does not dilute the share)."""
+    _, model = subword_run
+    assert model.codec.source_tokens("你好世界") == ["▁", "你好世界"]
+    with caplog.at_level("WARNING", logger="cronos"):
+        model.translate(["你好世界"])
+    assert "100% of the 1 source tokens are unknown to the model's vocabulary (<unk>)" in caplog.text

@@ -209,7 +209,8 @@ class TrainingConfig:
     min_lr: float = key(0.0, "floor for scheduled learning rates", minimum=0.0)
     max_steps: int | None = key(None, "stop after this many optimiser steps in all (null: train all epochs)",
                                 minimum=1)
-    validate_every: int | None = key(None, "validate every N steps (null: once per epoch)", minimum=1)
+    validate_every: int | None = key(None, "validate every N steps as well as at the end of every epoch "
+                                           "(null: at the end of every epoch only)", minimum=1)
     early_stopping_metric: Literal[
         "valid_loss", "valid_ppl", "valid_token_accuracy", "valid_sequence_accuracy", "valid_bleu", "valid_chrf",
         "loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf"] = key(

@@ -127,7 +127,7 @@ def load_eval_split(files: DataFiles | list[RawPair], config: DataConfig, codec:
                        "to it", stats.truncated, len(pairs), config.max_length)
     sources = [r.source for r in raw]
     examples = codec.add_readings(to_examples(pairs, codec.src_vocab, codec.tgt_vocab), sources)
-    warn_if_mostly_unknown(examples)
+    warn_if_mostly_unknown(examples, codec.src_vocab)
     return EvalSplit(sources, [r.target for r in raw], examples)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .readers import DataError, RawPair
+from .subwords import WORD_START
 from .tokenizers import Tokenizer
 from .vocab import UNK_INDEX, Vocabulary
 
@@ -139,14 +140,18 @@ def encode_sources(sources: Sequence[str], tokenizer: Tokenizer, src_vocab: Voca
     if cut:
         logger.warning("%d of %d inputs were longer than data.max_length (%d tokens) and were cut to it",
                        cut, len(examples), max_length)
-    warn_if_mostly_unknown(examples)
+    warn_if_mostly_unknown(examples, src_vocab)
     return examples
 
 
-def warn_if_mostly_unknown(examples: Sequence[Example]) -> None:
+def warn_if_mostly_unknown(examples: Sequence[Example], src_vocab: Vocabulary) -> None:
     """Warn when most source tokens are ``<unk>``: input in another language, script or case than
-    the model was trained on gives outputs that mean little, and nothing else would say so."""
-    total = sum(e.src_length for e in examples)
+    the model was trained on gives outputs that mean little, and nothing else would say so.
+
+    SentencePiece's bare word-start piece (``▁``, before a word it has no piece for) is no part of
+    a word and does not count: ``你好世界`` reads as ``▁ <unk>``, which is all unknown."""
+    ignored = src_vocab.encode([WORD_START])[0] if WORD_START in src_vocab else None
+    total = sum(e.src_length - e.src.count(ignored) for e in examples)
     unknown = sum(e.src.count(UNK_INDEX) for e in examples)
     if total and unknown / total > MOSTLY_UNKNOWN:
         logger.warning("%.0f%% of the %d source tokens are unknown to the model's vocabulary (<unk>): is the input "
