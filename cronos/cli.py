@@ -30,6 +30,7 @@ from .data.preprocess import is_empty
 from .data.readers import BOM, MAX_LINE_BYTES
 from .progress import epochs
 from .explain import EXPLAIN_METHODS
+from .report import VIEWS
 
 __all__ = ["main"]
 
@@ -134,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--steps", type=_positive, default=50, help="integrated gradients' path points [50]")
     explain.add_argument("--html", type=Path, default=None, metavar="PATH",
                          help="also write one self-contained HTML page of all the explanations")
+    explain.add_argument("--view", choices=VIEWS, default="auto",
+                         help="subword models, in the HTML page: pieces, whole words, or auto (words, but pieces "
+                              "for an example with a side written as one word, such as 1,234) [auto]")
     explain.set_defaults(run=_explain)
     score = commands.add_parser("score", help="log-probability of each target given its source (TSV lines)")
     score.add_argument("checkpoint")
@@ -425,7 +429,7 @@ def _explain(args: argparse.Namespace) -> int:
         from .report import html_report
 
         args.html.parent.mkdir(parents=True, exist_ok=True)
-        args.html.write_text(html_report(explanations), encoding="utf-8")
+        args.html.write_text(html_report(explanations, view=args.view), encoding="utf-8")
         print(f"report\t{args.html}")
     return 0
 

@@ -17,7 +17,8 @@ from .data.subwords import WORD_START
 from .network import Seq2Seq
 from .search import decode_examples, in_length_batches, teacher_forced
 
-__all__ = ["EXPLAIN_METHODS", "Explanation", "PlotDependencyError", "explain_decoded", "explain_forced"]
+__all__ = ["EXPLAIN_METHODS", "Explanation", "PlotDependencyError", "explain_decoded", "explain_forced",
+           "piece_labels"]
 
 EXPLAIN_METHODS = ("attention", *ATTRIBUTION_METHODS)
 
@@ -61,7 +62,8 @@ class Explanation:
     def to_words(self) -> "Explanation":
         """The same explanation over words: a source word's attention is the sum over its pieces, an
         output word's row the mean of its pieces' rows, so rows still sum to 1.  Itself when the
-        tokens are no word pieces."""
+        tokens are no word pieces.  A side written as one word becomes one column or row
+        (``words_hide_pieces``): the pieces are then the view to show."""
         if not self.word_pieces:
             return self
         source_words, source_groups = _words(self.source_tokens)
@@ -71,6 +73,14 @@ class Explanation:
                                    attribution=None if self.attribution is None else
                                    _word_matrix(self.attribution, source_groups, output_groups),
                                    completeness_gaps=None, word_pieces=False)
+
+    @property
+    def words_hide_pieces(self) -> bool:
+        """Whether the word view would hide what the pieces show: a side of several pieces that is one
+        word (``1,234`` or ``2026-11-26`` written without spaces), where every attention cell would be 1."""
+        if not self.word_pieces:
+            return False
+        return any(len(_words(tokens)[0]) == 1 < len(tokens) for tokens in (self.source_tokens, self.output_tokens))
 
     def to_dict(self) -> dict[str, Any]:
         entry = {
@@ -102,7 +112,7 @@ class Explanation:
             raise PlotDependencyError("plotting needs matplotlib: pip install 'cronos[plot]'") from None
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        show = _piece_labels if self.word_pieces else _token_labels
+        show = piece_labels if self.word_pieces else _token_labels
         rows, cols = self.attention.shape
         across = show(self.source_tokens)
         upright = max(map(len, across), default=0) > 2 or cols > 20  # words and pieces: read bottom-up
@@ -156,7 +166,7 @@ def _token_labels(tokens: Sequence[str]) -> list[str]:
     return [t if t.strip() else "␣" for t in tokens]  # spaces visible
 
 
-def _piece_labels(pieces: Sequence[str]) -> list[str]:
+def piece_labels(pieces: Sequence[str]) -> list[str]:
     """Readable piece labels: a word's first piece as the text it starts with, a continuation after "·"."""
     return [p.removeprefix(WORD_START) or "▁" if p.startswith(WORD_START) else f"·{p}" for p in pieces]
 

@@ -9,14 +9,17 @@ source that holds ``<script>`` shows as text and runs nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 from typing import Sequence
 
 import torch
 
-from .explain import Explanation
+from .explain import Explanation, piece_labels as _piece_labels
 
-__all__ = ["html_report"]
+__all__ = ["html_report", "VIEWS"]
+
+VIEWS = ("auto", "pieces", "words")  # subword models: how the tokens are shown
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -33,9 +36,15 @@ tbody th { text-align: right; }
 """
 
 
-def html_report(explanations: Sequence[Explanation], title: str = "cronos explanations") -> str:
-    """The page, as a string (UTF-8 when written)."""
-    sections = "\n".join(_section(number, e) for number, e in enumerate(explanations, start=1))
+def html_report(explanations: Sequence[Explanation], title: str = "cronos explanations", view: str = "auto") -> str:
+    """The page, as a string (UTF-8 when written).
+
+    ``view``, for subword models: ``pieces`` as the model read and wrote them, ``words`` joined
+    into whole words (``Explanation.to_words``), or ``auto``: words, except for an example where a
+    side of several pieces is one word (``Explanation.words_hide_pieces``), which shows pieces."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+    sections = "\n".join(_section(number, e, view) for number, e in enumerate(explanations, start=1))
     return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
             f"<h1>{html.escape(title)}</h1>\n<p class=\"note\">Output tokens down, source tokens across; hover a cell "
@@ -43,12 +52,24 @@ def html_report(explanations: Sequence[Explanation], title: str = "cronos explan
             f"scaled to the example's largest magnitude.</p>\n{sections}\n</body>\n</html>\n")
 
 
-def _section(number: int, explanation: Explanation) -> str:
-    shown = explanation.to_words()  # subwords: whole words read better (the JSON keeps the pieces)
+def _in_view(explanation: Explanation, view: str) -> Explanation:
+    """The explanation over the tokens ``view`` shows (the JSON keeps both)."""
+    if not explanation.word_pieces:
+        return explanation
+    if view == "pieces" or (view == "auto" and explanation.words_hide_pieces):
+        return dataclasses.replace(explanation, source_tokens=_piece_labels(explanation.source_tokens),
+                                   output_tokens=_piece_labels(explanation.output_tokens))
+    return explanation.to_words()
+
+
+def _section(number: int, explanation: Explanation, view: str) -> str:
+    shown = _in_view(explanation, view)
     maps = [_heatmap("attention", shown.attention, shown, signed=False)]
     if shown.attribution is not None:
         maps.append(_heatmap(shown.method.replace("_", " "), shown.attribution, shown, signed=True))
     notes = [f"padding: attention {explanation.padding_attention:g}"]
+    if explanation.word_pieces:
+        notes.insert(0, "shown as pieces" if shown.word_pieces else "shown as words")
     if explanation.padding_attribution is not None:
         notes.append(f"attribution {explanation.padding_attribution:g}")
     if explanation.completeness_gaps:

@@ -63,7 +63,7 @@ def test_p7_two_processes_take_the_updates_of_one_process_accumulating_two(tmp_p
     two_record, one_record = records(tmp_path / "two" / "run")[-1], records(tmp_path / "one" / "run")[-1]
     assert two_record["step"] == one_record["step"] == 13  # 25 batches: 12 updates of 2, and the last one
     assert two_record["train_loss"] == pytest.approx(one_record["train_loss"], rel=1e-6)
-    assert result.stdout.count("trained 1 epochs, 13 steps") == 1  # rank 0 alone reports
+    assert result.stdout.count("trained 1 epoch, 13 steps") == 1  # rank 0 alone reports
     assert len(records(tmp_path / "two" / "run")) == 1  # and writes metrics.jsonl once
     last = torch.load(tmp_path / "two" / "run" / "last.pt", weights_only=True)["training"]
     assert last["world_size"] == 2 and len(last["process_rng"]) == 2

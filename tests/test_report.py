@@ -12,6 +12,9 @@ import subprocess
 
 import pytest
 
+import torch
+
+from cronos.explain import Explanation
 from cronos.report import html_report
 from helpers import ROOT
 from test_cli import cronos
@@ -78,3 +81,39 @@ def _colours(png) -> set[tuple[int, int, int]]:
 
     pixels = (matplotlib.image.imread(str(png))[..., :3] * 255).round().astype(int).reshape(-1, 3)
     return {tuple(p) for p in pixels[:: 7].tolist()}
+
+
+def explanation_of(source_tokens: list[str], output_tokens: list[str], word_pieces: bool) -> Explanation:
+    """A hand-made explanation (no model needed): attention spread evenly over the source."""
+    attention = torch.full((len(output_tokens), len(source_tokens)), 1.0 / len(source_tokens))
+    return Explanation(source="".join(source_tokens), source_tokens=source_tokens, output="".join(output_tokens),
+                       output_tokens=output_tokens, attention=attention, score=None, padding_attention=0.0,
+                       forced=True, word_pieces=word_pieces)
+
+
+def test_word_tokens_are_escaped_in_headers_row_labels_and_hover_titles():
+    hostile = ["<script>", '"', "&amp;"]
+    page = html_report([explanation_of(hostile, ["<b>", "x\"y"], word_pieces=False)])
+    assert "<script>" not in page and "<b>" not in page and "&amp;amp;" in page
+    header = re.search(r"<thead><tr><th></th>(.*?)</tr></thead>", page).group(1)
+    assert header == "<th>&lt;script&gt;</th><th>&quot;</th><th>&amp;amp;</th>"
+    assert re.findall(r"<tr><th>(.*?)</th><td", page) == ["&lt;b&gt;", "x&quot;y"]
+    titles = re.findall(r'title="([^"]*)"', page)
+    assert titles[0] == "&lt;b&gt; ← &lt;script&gt;: 0.3333" and titles[-1] == "x&quot;y ← &amp;amp;: 0.3333"
+
+
+def test_a_side_written_as_one_word_is_shown_as_pieces_unless_words_are_asked_for():
+    """``1,234`` is one word of three pieces: the word view would make every cell 1.0."""
+    pieces = explanation_of(["▁1", ",", "234"], ["▁one", "▁thousand"], word_pieces=True)
+    assert pieces.words_hide_pieces and pieces.to_words().attention.tolist() == [[1.0], [1.0]]
+    columns = lambda page: re.search(r"<thead><tr><th></th>(.*?)</tr></thead>", page).group(1)  # noqa: E731
+    assert columns(html_report([pieces])) == "<th>1</th><th>·,</th><th>·234</th>"
+    assert "shown as pieces" in html_report([pieces])
+    assert columns(html_report([pieces], view="words")) == "<th>1,234</th>"
+    sentence = explanation_of(["▁two", "▁thou", "sand"], ["▁zwei", "▁tausend"], word_pieces=True)
+    assert not sentence.words_hide_pieces
+    assert columns(html_report([sentence])) == "<th>two</th><th>thousand</th>"
+    assert "shown as words" in html_report([sentence])
+    assert columns(html_report([sentence], view="pieces")) == "<th>two</th><th>thou</th><th>·sand</th>"
+    with pytest.raises(ValueError, match="unknown view 'letters'"):
+        html_report([sentence], view="letters")
