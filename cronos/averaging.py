@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .checkpoint import CheckpointError, check_same_model, check_weights, model_payload, read_model
+from .checkpoint import check_same_model, check_weights, model_payload, read_model
 from .data import TextCodec
 from .network import Seq2Seq
 
@@ -36,9 +36,8 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     sums = {name: tensor.double() if tensor.is_floating_point() else tensor for name, tensor in first.weights.items()}
     for path in paths[1:]:
         stored = read_model(path)
-        check_same_model(stored, first.config, first.src_vocab, first.tgt_vocab, path)
-        if stored.subwords != first.subwords:
-            raise CheckpointError(f"{path}: its SentencePiece models differ from those of {paths[0]}")
+        check_same_model(stored, first.config, first.src_vocab, first.tgt_vocab, first.subwords, path,
+                         reference=paths[0])
         check_weights(stored.weights, skeleton, path)
         for name, tensor in stored.weights.items():
             if tensor.is_floating_point():

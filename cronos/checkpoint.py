@@ -73,7 +73,7 @@ def read_model(path: str | Path) -> StoredModel:
     except (ConfigError, ValueError, TypeError) as error:
         raise CheckpointError(f"{path}: incompatible checkpoint: {error}") from None
     _check_layer_counts(config, payload["model"], path)
-    subwords = _subwords(payload, config, path)
+    subwords = _subwords(payload, config, vocabularies, path)
     return StoredModel(config, *vocabularies, payload["model"], payload.get("training"), subwords)
 
 
@@ -88,38 +88,58 @@ def _check_layer_counts(config: Config, weights: Mapping[str, torch.Tensor], pat
                                   f"model.{section}.layers is {layers}, but the file holds {len(weights)} tensors")
 
 
-def _subwords(payload: dict[str, Any], config: Config, path: str | Path) -> SubwordModels | None:
-    """The SentencePiece models a subword model's checkpoint carries (it tokenises with nothing else)."""
+def _subwords(payload: dict[str, Any], config: Config, vocabularies: tuple[Vocabulary, Vocabulary],
+              path: str | Path) -> SubwordModels | None:
+    """The SentencePiece models a subword model's checkpoint carries (it tokenises with nothing else),
+    checked against its vocabularies: other pieces would give the model other ids than it learned."""
     if config.data.tokenizer != "sentencepiece":
+        if "subwords" in payload:
+            raise CheckpointError(f"{path}: its config's tokenizer is {config.data.tokenizer}, but it holds "
+                                  "SentencePiece models (entry 'subwords'): the file was altered")
         return None
     entry = payload.get("subwords")
     if not isinstance(entry, dict) or not all(isinstance(entry.get(side), bytes) for side in ("source", "target")):
         raise CheckpointError(f"{path}: the config's tokenizer is sentencepiece, but the checkpoint holds no "
                               "SentencePiece models (entry 'subwords')")
     try:
-        return SubwordModels.from_dict(entry)
+        subwords = SubwordModels.from_dict(entry)
     except RuntimeError as error:
         raise CheckpointError(f"{path}: its SentencePiece models do not load: {str(error).splitlines()[0]}") from None
+    for side, theirs, stored in zip(("source", "target"), subwords.vocabularies(), vocabularies):
+        if theirs != stored:
+            raise CheckpointError(f"{path}: its {side} SentencePiece model's pieces differ from its {side} vocabulary "
+                                  f"({len(theirs)} pieces, {len(stored)} tokens, or the same number in another "
+                                  "order): the file was altered or assembled from two models")
+    return subwords
 
 
 def check_same_model(stored: StoredModel, config: Config, src_vocab: Vocabulary, tgt_vocab: Vocabulary,
-                     path: str | Path) -> None:
-    """Raise ``CheckpointError`` naming what differs when ``stored`` was made for another model."""
-    for side, theirs, ours in (("source", stored.src_vocab, src_vocab), ("target", stored.tgt_vocab, tgt_vocab)):
-        if theirs != ours:
-            raise CheckpointError(
-                f"{path}: the {side} vocabulary differs from the one built from this config's data "
-                f"(checkpoint {len(theirs)} tokens, config {len(ours)}); use the data the checkpoint was trained on")
-    differing = sorted(_differences(config_to_dict(config)["model"], config_to_dict(stored.config)["model"], "model"))
+                     subwords: SubwordModels | None, path: str | Path, reference: str | Path | None = None) -> None:
+    """Raise ``CheckpointError`` naming what differs when ``stored`` was made for another model than
+    the one of ``config``, the vocabularies and SentencePiece models ``subwords``: those of this
+    config and its data, or of the checkpoint ``reference``."""
+    ours = "this config" if reference is None else str(reference)
+    built = "the one built from this config's data" if reference is None else f"that of {reference}"
+    hint = "; use the data the checkpoint was trained on" if reference is None else ""
+    label = "config" if reference is None else "the first"
+    for side, theirs, mine in (("source", stored.src_vocab, src_vocab), ("target", stored.tgt_vocab, tgt_vocab)):
+        if theirs != mine:
+            raise CheckpointError(f"{path}: the {side} vocabulary differs from {built} (checkpoint {len(theirs)} "
+                                  f"tokens, {label} {len(mine)}){hint}")
+    if stored.subwords != subwords:
+        raise CheckpointError(f"{path}: its SentencePiece models differ from those of {ours} (the same pieces, "
+                              "other scores or settings, segment text differently){hint}")
+    differing = sorted(_differences(config_to_dict(config)["model"], config_to_dict(stored.config)["model"], "model",
+                                    label))
     if differing:
-        raise CheckpointError(f"{path}: architecture differs from this config at {', '.join(differing)}")
+        raise CheckpointError(f"{path}: architecture differs from {ours} at {', '.join(differing)}")
 
 
-def _differences(ours: Any, theirs: Any, prefix: str) -> list[str]:
+def _differences(ours: Any, theirs: Any, prefix: str, label: str) -> list[str]:
     if isinstance(ours, dict) and isinstance(theirs, dict):
         keys = set(ours) | set(theirs)
-        return [d for k in keys for d in _differences(ours.get(k), theirs.get(k), f"{prefix}.{k}")]
-    return [] if ours == theirs else [f"{prefix} (checkpoint {theirs!r}, config {ours!r})"]
+        return [d for k in keys for d in _differences(ours.get(k), theirs.get(k), f"{prefix}.{k}", label)]
+    return [] if ours == theirs else [f"{prefix} (checkpoint {theirs!r}, {label} {ours!r})"]
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -165,6 +185,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch.load raises many types on damaged bytes
         text = str(error)
+        if isinstance(error, pickle.UnpicklingError) and "GLOBAL bytes was not an allowed global" in text:
+            raise CheckpointError(f"{path}: not a cronos checkpoint: an entry is an empty byte string, which a "
+                                  "cronos checkpoint never holds (an empty SentencePiece model?)") from None
         if isinstance(error, pickle.UnpicklingError) and "weights_only" in text:
             raise CheckpointError(f"{path}: not a cronos checkpoint: it holds Python objects other than tensors and "
                                   "plain data, which cronos never loads (loading them could run code)") from None
@@ -204,6 +227,9 @@ def _check_entries(payload: dict[str, Any], path: Path) -> None:
         if not isinstance(name, str) or not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{path}: model[{str(name)[:80]!r}]: expected a tensor under a name, "
                                   f"got {type(value).__name__}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: model[{name[:80]!r}] holds NaN or infinite values: the weights were "
+                                  "damaged (a diverged run saves none); use an earlier checkpoint")
     if "training" in payload and not isinstance(payload["training"], dict):
         raise CheckpointError(f"{path}: training: expected a mapping, got {type(payload['training']).__name__}")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import zipfile
@@ -291,12 +292,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         _refuse_to_overwrite_a_checkpoint(args.out, args.checkpoint, "--out")
     model = _load_model(args)
     scores = model.evaluate(args.data, beam_size=args.beam)
-    text = json.dumps(scores, indent=2)
+    text = json.dumps({name: _json_number(value) for name, value in scores.items()}, indent=2, allow_nan=False)
     print(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
     return 0
+
+
+def _json_number(value):
+    """JSON has no NaN or infinity: such a score (a loss that overflowed) is written as null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -451,6 +457,9 @@ def _average(args: argparse.Namespace) -> int:
             raise ConfigError("--last", "", f"{paths[0]} keeps {len(kept)} checkpoint(s) in checkpoints/, fewer than "
                               f"{args.last}; train with training.keep_checkpoints >= {args.last}")
         paths = kept[-args.last:]
+    if len(paths) < 2:
+        raise ConfigError("CHECKPOINT", "", f"averaging needs at least two checkpoints, got {len(paths)}; give more, "
+                          "or a run folder with --last N (N >= 2)")
     save_checkpoint(args.out, average_checkpoints(paths))
     print(f"averaged {len(paths)} checkpoints into {args.out}: {', '.join(map(str, paths))}")
     return 0

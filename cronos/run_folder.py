@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import socket
 import time
@@ -33,6 +34,7 @@ logger = logging.getLogger("cronos")
 BEST, LAST, METRICS, TENSORBOARD, CHECKPOINTS = "best.pt", "last.pt", "metrics.jsonl", "tensorboard", "checkpoints"
 RUN_FILES = (LAST, BEST, METRICS, TENSORBOARD, CHECKPOINTS)  # what a run writes, and what ``training.overwrite`` removes
 LOCK = ".cronos.lock"
+KEPT_NAME = re.compile(r"step_(\d{8,})\.pt")  # what ``kept_checkpoint`` names; other files there are the user's
 WAYS_ON = ("continue it with training.resume=auto, replace it with training.overwrite=true, "
            "or choose another output_dir")
 
@@ -77,11 +79,41 @@ class RunFolder:
         return self.checkpoints / f"step_{step:08d}.pt"
 
     def kept_checkpoints(self) -> list[Path]:
-        """The kept checkpoints, oldest first."""
-        return sorted(self.checkpoints.glob("step_*.pt")) if self.checkpoints.is_dir() else []
+        """The checkpoints a run kept in ``checkpoints/`` (named by ``kept_checkpoint``), oldest step
+        first; files of other names there are not cronos's and are never listed, rotated or removed."""
+        if not self.checkpoints.is_dir():
+            return []
+        steps = {int(match[1]): path for path in self.checkpoints.iterdir()
+                 if (match := KEPT_NAME.fullmatch(path.name)) and path.is_file()}
+        return [steps[step] for step in sorted(steps)]
 
     def existing_run_files(self) -> list[str]:
-        return [name for name in RUN_FILES if (self.path / name).exists()]
+        """The run files in the folder (``checkpoints`` when it holds a checkpoint a run kept)."""
+        return [name for name in RUN_FILES if (self.path / name).exists()
+                and (name != CHECKPOINTS or self.kept_checkpoints())]
+
+    def owns(self, path: Path) -> bool:
+        """Whether ``path`` is one of the files a run writes or keeps in this folder (or its lock)."""
+        path = path.resolve()
+        folder = self.path.resolve()
+        if path.parent == folder:
+            return path.name in RUN_FILES or path.name == LOCK
+        return path.parent == folder / CHECKPOINTS or folder / TENSORBOARD in path.parents
+
+    def remove_run_files(self) -> list[str]:
+        """Remove what an earlier run wrote (``training.overwrite``), leaving the user's files in
+        ``checkpoints/``; returns the names removed."""
+        existing = self.existing_run_files()
+        for name in existing:
+            path = self.path / name
+            if name == CHECKPOINTS:
+                for kept in self.kept_checkpoints():
+                    kept.unlink()
+            elif path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        return existing
 
 
 @contextmanager
@@ -139,9 +171,7 @@ def _check_earlier_run(folder: RunFolder, resume: str | None, overwrite: bool) -
     if not existing:
         return
     if overwrite:
-        for name in existing:
-            path = folder.path / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        folder.remove_run_files()
         logger.warning("training.overwrite=true: removed the earlier run's %s from %s", ", ".join(existing),
                        folder.path)
         return

@@ -467,7 +467,7 @@ class Trainer:
         stored = read_model(path)
         if stored.training is None:
             raise CheckpointError(f"{path}: holds weights only (a best.pt?); resume from a last.pt")
-        check_same_model(stored, self.config, self.codec.src_vocab, self.codec.tgt_vocab, path)
+        check_same_model(stored, self.config, self.codec.src_vocab, self.codec.tgt_vocab, self.codec.subwords, path)
         check_weights(stored.weights, self.network, path)
         self.network.load_state_dict(stored.weights)
         try:

@@ -61,6 +61,32 @@ def test_cronos_average_last_n_writes_a_checkpoint_that_evaluates(run, tmp_path)
     assert model.translate(["Thu 26 Nov 2026"])[0]
 
 
+def test_average_last_n_takes_the_newest_n_of_more_kept(run, tmp_path):
+    result = cli("average", "--last", "2", str(run), "-o", str(tmp_path / "two.pt"))
+    assert result.returncode == 0, result.stderr
+    averaged = result.stdout.split(": ", 1)[1].split(", ")
+    assert [p.rsplit("/", 1)[1].strip() for p in averaged] == ["step_00000075.pt", "step_00000100.pt"]
+
+
+def test_rotation_and_overwrite_touch_only_the_checkpoints_cronos_kept(tmp_path):
+    """A user's file in checkpoints/ (named like a kept checkpoint, sorting after them) is neither
+    rotated away nor counted, on resume or on overwrite; rotation goes by step, not by name."""
+    config = tiny_config(tmp_path, training={"epochs": 2, "keep_checkpoints": 2})
+    cronos.fit(cronos.load_config(config))
+    run = tmp_path / "run"
+    mine = run / "checkpoints" / "step_best_so_far_KEEP.pt"
+    mine.write_bytes((run / "best.pt").read_bytes())
+    (run / "checkpoints" / "step_100.pt").write_bytes(b"a user's file too")
+    resumed = tiny_config(tmp_path, training={"epochs": 4, "keep_checkpoints": 2, "resume": "auto"})
+    cronos.fit(cronos.load_config(resumed))
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["step_00000075.pt", "step_00000100.pt", "step_100.pt", "step_best_so_far_KEEP.pt"]
+    replaced = tiny_config(tmp_path, training={"epochs": 1, "keep_checkpoints": 2, "overwrite": True})
+    cronos.fit(cronos.load_config(replaced))
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["step_00000025.pt", "step_100.pt", "step_best_so_far_KEEP.pt"]
+
+
 def test_average_refuses_an_existing_output_and_too_few_kept_checkpoints(run, tmp_path):
     existing = tmp_path / "there.pt"
     existing.write_bytes(b"x")
@@ -69,7 +95,7 @@ def test_average_refuses_an_existing_output_and_too_few_kept_checkpoints(run, tm
     result = cli("average", "--last", "5", str(run), "-o", str(tmp_path / "new.pt"))
     assert result.returncode == 2 and "keeps 3 checkpoint(s)" in result.stderr and "keep_checkpoints >= 5" in result.stderr
     result = cli("average", str(run / "best.pt"), "-o", str(tmp_path / "one.pt"))
-    assert result.returncode == 1 and "at least two checkpoints" in result.stderr
+    assert result.returncode == 2 and "at least two checkpoints" in result.stderr
     assert not (tmp_path / "new.pt").exists() and not (tmp_path / "one.pt").exists()
 
 

@@ -1,4 +1,6 @@
 """Every bad checkpoint gives a clear error naming the file and the problem."""
+import json
+
 import pytest
 import torch
 
@@ -112,7 +114,12 @@ def set_model(section, key, value):
      r"model\['output_projection.bias'\]: expected a tensor under a name, got list"),
     (lambda p: p["src_vocab"].__setitem__(5, 7), r"src_vocab\[5\]: expected a token string, got int"),
     (lambda p: p.__setitem__("config", "rm -rf /"), r"config: expected a mapping, got str"),
+    (lambda p: p["model"]["output_projection.bias"].__setitem__(2, float("nan")),
+     r"model\['output_projection.bias'\] holds NaN or infinite values"),
+    (lambda p: p["model"]["decoder.combine.weight"].__setitem__((0, 0), float("-inf")),
+     r"model\['decoder.combine.weight'\] holds NaN or infinite values"),
 ])
+@pytest.mark.timeout(30)  # a guard that stops working builds the huge model: fail in seconds, not hours
 def test_hostile_checkpoints_are_refused_naming_the_entry_before_a_model_is_built(good, tmp_path, change, message):
     import time
 
@@ -189,3 +196,20 @@ def test_a_checkpoint_of_the_previous_format_still_loads(trained_models, family,
     old = cronos.Cronos.load(tmp_path / "old.pt", device="cpu")
     assert old.config == model.config
     assert old.translate(["1/2/07", "Thu 26 Nov 2026"]) == model.translate(["1/2/07", "Thu 26 Nov 2026"])
+
+
+def test_non_finite_weights_are_refused_by_every_command_and_scores_stay_json(good, tmp_path, monkeypatch, capsys):
+    from cronos.cli import main
+
+    broken = tampered(good, tmp_path, lambda p: p["model"]["output_projection.bias"].__setitem__(0, float("nan")))
+    for argv in (["average", broken, str(good), "-o", str(tmp_path / "avg.pt")], ["evaluate", broken],
+                 ["score", broken], ["explain", broken, "1/2/07", "--out", str(tmp_path / "x")]):
+        assert main(argv) == 1, argv
+        error = capsys.readouterr().err
+        assert "holds NaN or infinite values" in error and error.count("\n") == 1, argv
+    assert not (tmp_path / "avg.pt").exists() and not (tmp_path / "x").exists()
+    # a loss that overflows (from finite weights) is written as JSON's null, never as NaN
+    monkeypatch.setattr(cronos.Cronos, "evaluate", lambda self, data, beam_size=None: {"loss": float("nan"),
+                                                                                         "bleu": 1.5})
+    assert main(["evaluate", str(good)]) == 0
+    assert json.loads(capsys.readouterr().out, parse_constant=pytest.fail) == {"loss": None, "bleu": 1.5}

@@ -222,3 +222,47 @@ def test_text_in_an_unseen_script_is_reported_as_unknown(subword_run, caplog):
     with caplog.at_level("WARNING", logger="cronos"):
         model.translate(["你好世界"])
     assert "100% of the 1 source tokens are unknown to the model's vocabulary (<unk>)" in caplog.text
+
+
+def altered(run, tmp_path, name: str, change) -> str:
+    """A copy of the run's best.pt with ``change(payload)`` applied."""
+    payload = load_checkpoint(run / "best.pt")
+    change(payload)
+    return str(save_checkpoint(tmp_path / name, {k: v for k, v in payload.items() if not k.startswith("format")}))
+
+
+def test_sentencepiece_models_that_do_not_fit_the_stored_vocabulary_or_config_are_refused(subword_run, tmp_path):
+    """A valid SentencePiece model with other pieces would give the model other ids than it learned."""
+    run, _ = subword_run
+    other = SubwordModels.train(TEXTS[:500], TEXTS[:500], SentencePieceConfig(vocab_size=120), 3).to_dict()
+    swapped = altered(run, tmp_path, "swapped.pt", lambda payload: payload.update(subwords=other))
+    with pytest.raises(cronos.CheckpointError, match=r"swapped\.pt: its source SentencePiece model's pieces differ "
+                                                     r"from its source vocabulary"):
+        cronos.Cronos.load(swapped)
+
+    def as_characters(payload):
+        payload["config"]["data"]["tokenizer"] = "char"
+        del payload["config"]["data"]["sentencepiece"]
+    with pytest.raises(cronos.CheckpointError, match=r"its config's tokenizer is char, but it holds SentencePiece"):
+        cronos.Cronos.load(altered(run, tmp_path, "char.pt", as_characters))
+    empty = altered(run, tmp_path, "empty.pt", lambda payload: payload.update(subwords={"source": b"", "target": b""}))
+    with pytest.raises(cronos.CheckpointError, match=r"an entry is an empty byte string"):
+        cronos.Cronos.load(empty)
+
+
+def test_resuming_with_another_sentencepiece_model_of_the_same_pieces_is_refused(tmp_path):
+    from sentencepiece import sentencepiece_model_pb2
+
+    model_file = tmp_path / "pieces.model"
+    model_file.write_bytes(SubwordModels.train(TEXTS, TEXTS, SentencePieceConfig(vocab_size=150), 1).source)
+    data = {"tokenizer": "sentencepiece", "sentencepiece": {"model": str(model_file)}}
+    cronos.fit(cronos.load_config(tiny_config(tmp_path, data=data, model=TIED, training={"epochs": 1})))
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    for piece in proto.pieces:
+        piece.score = -piece.score  # the same pieces, segmenting text the other way round
+    model_file.write_bytes(proto.SerializeToString())
+    resumed = tiny_config(tmp_path, data=data, model=TIED, training={"epochs": 2, "resume": "auto"})
+    with pytest.raises(cronos.CheckpointError, match=r"last\.pt: its SentencePiece models differ from those of this "
+                                                     r"config \(the same pieces, other scores"):
+        cronos.fit(cronos.load_config(resumed))
