@@ -26,6 +26,7 @@ import torch
 
 from .config import Config, ConfigError, config_from_dict, config_to_dict, without_inapplicable_keys
 from .data import SubwordModels, TextCodec, Vocabulary
+from .files import UnreadableFile, check_readable
 
 __all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "StoredModel", "check_same_model", "check_weights",
            "load_checkpoint", "model_payload", "read_model", "save_checkpoint"]
@@ -169,12 +170,10 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint written by ``save_checkpoint``: its format and the type of each entry."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: is a device or a pipe, not a checkpoint file")
+    try:
+        check_readable(path, "checkpoint", pipes=False)  # torch.load seeks: a regular file only
+    except UnreadableFile as error:
+        raise CheckpointError(f"{path}: no such checkpoint" if error.missing else str(error)) from None
     with open(path, "rb") as file:
         if file.read(4) != ZIP_MAGIC:
             raise CheckpointError(f"{path}: not a checkpoint (cronos checkpoints are the zip files torch.save "

@@ -148,7 +148,7 @@ def test_a_file_that_is_not_a_checkpoint_says_so_and_never_advises_unsafe_loadin
         with pytest.raises(CheckpointError) as caught:
             cronos.Cronos.load(tmp_path / name)
         assert message in str(caught.value) and "weights_only" not in str(caught.value), name
-    with pytest.raises(CheckpointError, match="/dev/zero: is a device or a pipe, not a checkpoint file"):
+    with pytest.raises(CheckpointError, match="/dev/zero: is a device or a socket, not a checkpoint file"):
         cronos.Cronos.load("/dev/zero")
 
 

@@ -170,7 +170,7 @@ def test_merge_keys_may_still_be_overridden(write):
 
 
 def test_devices_and_huge_files_are_not_read_as_configs(tmp_path):
-    with pytest.raises(ConfigError, match="/dev/zero: is not a file"):
+    with pytest.raises(ConfigError, match="/dev/zero: is a device or a socket, not a config file"):
         load_config("/dev/zero")
     big = tmp_path / "big.yaml"
     big.write_bytes(b"# " + b"x" * (1 << 20) + b"\n")

@@ -17,7 +17,6 @@ import difflib
 import math
 import os
 import re
-import stat
 import types
 import typing
 from dataclasses import fields
@@ -26,6 +25,7 @@ from typing import Any, Literal, Mapping, Union
 
 import yaml
 
+from ..files import UnreadableFile, read_bytes
 from .schema import Config, ConfigError, DataFiles, ParallelFiles, all_keys, applies
 
 __all__ = ["load_config", "parse_override", "config_from_dict", "config_to_dict", "without_inapplicable_keys",
@@ -151,17 +151,10 @@ def check_size(raw: Any, source: str) -> None:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        if not (path.is_file() or stat.S_ISFIFO(path.stat().st_mode)):
-            raise ConfigError(str(path), "", "is not a file; a config is a YAML file")
-        with open(path, "rb") as file:  # a bounded read: the path may be /dev/zero or a pipe
-            data = file.read(MAX_CONFIG_BYTES + 1)
-        if len(data) > MAX_CONFIG_BYTES:
-            raise ConfigError(str(path), "", f"larger than {MAX_CONFIG_BYTES // (1 << 20)} MiB; a config is a few "
-                                             "kilobytes of YAML")
-        text = data.decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(path), "", "config file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
+        text = read_bytes(path, "config", MAX_CONFIG_BYTES).decode("utf-8")
+    except UnreadableFile as error:
+        raise ConfigError(str(path), "", "config file not found" if error.missing else error.problem) from None
+    except UnicodeDecodeError as error:
         raise ConfigError(str(path), "", f"cannot read config: {error}") from None
     raw = _parse_yaml(text, str(path), "")
     return {} if raw is None else raw

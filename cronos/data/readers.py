@@ -1,24 +1,22 @@
 """Readers for parallel text: TSV (``source<TAB>target``) and line-aligned ``src``/``tgt`` files.
 
 Errors name the file and the 1-based line; the empty-side policy lives in preprocessing, where it
-is known what "empty" means for the tokenizer in use.  A file is read whole; a named pipe (or
-``/dev/stdin``, or a shell's ``<(...)``) line by line, each line at most ``MAX_LINE_BYTES``, after
-saying that it waits for a writer; a device (``/dev/zero``) is refused, as it may never end.  A
+is known what "empty" means for the tokenizer in use.  Files are read line by line through
+``files.read_lines``, each line at most ``MAX_LINE_BYTES``: a named pipe (``/dev/stdin``, a
+shell's ``<(...)``) after saying that it waits for a writer, a device (``/dev/zero``) refused, as
+it may never end.  A
 UTF-8 byte order mark at the start of a file is not text.  ``quote=False`` keeps a file's contents
 out of the messages (for paths that come from an untrusted checkpoint's config).
 """
 from __future__ import annotations
 
-import logging
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ParallelFiles
+from ..files import UnreadableFile, read_lines
 
 __all__ = ["DataError", "MissingFileError", "RawPair", "read_pairs", "read_tsv", "read_parallel", "MAX_LINE_BYTES", "BOM"]
-
-logger = logging.getLogger("cronos")
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: far more than a sentence; bounds what a pipe that never ends a line costs
 BOM = b"\xef\xbb\xbf"
@@ -85,32 +83,9 @@ def _read_lines(path: str | Path, quote: bool = True) -> list[str]:
 
 
 def _read_raw_lines(path: Path) -> list[bytes]:
-    """The file's lines as bytes, without their ``\\n``."""
+    """The file's lines as bytes, without their ``\n`` (``files.read_lines``: devices refused, pipes
+    read as they come, each line bounded)."""
     try:
-        mode = path.stat().st_mode
-        if stat.S_ISDIR(mode):
-            raise DataError(f"{path}: is a folder, not a text file")
-        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
-            raise DataError(f"{path}: is a device or a socket, not a text file; reading it might never end")
-        if stat.S_ISREG(mode):
-            raw_lines = path.read_bytes().split(b"\n")
-            if raw_lines[-1] == b"":
-                raw_lines.pop()  # the final newline ends the last line, it does not start a new one
-            return raw_lines
-        logger.warning("%s is a pipe: waiting for a program to write into it (Ctrl-C stops)", path)
-        with open(path, "rb") as pipe:  # blocks until a writer opens the other end
-            return _bounded_lines(pipe, path)
-    except FileNotFoundError:
-        raise MissingFileError(path) from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read: {error.strerror or error}") from None
-
-
-def _bounded_lines(stream, path: Path) -> list[bytes]:
-    lines = []
-    while line := stream.readline(MAX_LINE_BYTES + 1):
-        if len(line) > MAX_LINE_BYTES:
-            raise DataError(f"{path}:{len(lines) + 1}: a line longer than {MAX_LINE_BYTES // (1 << 20)} MiB without a "
-                            "line end; is this a text file of sentences?")
-        lines.append(line.removesuffix(b"\n"))
-    return lines
+        return list(read_lines(path, "text", MAX_LINE_BYTES))
+    except UnreadableFile as error:
+        raise (MissingFileError(path) if error.missing else DataError(str(error))) from None

@@ -24,12 +24,14 @@ from typing import Sequence
 import sentencepiece as spm
 
 from ..config import ConfigError, SentencePieceConfig
+from ..files import UnreadableFile, read_bytes
 from .vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocabulary
 
 __all__ = ["WORD_START", "SentencePieceTokenizer", "SubwordModels", "SubwordSampling", "piece_ids", "vocabulary_of"]
 
 logger = logging.getLogger("cronos")
 
+MAX_MODEL_BYTES = 256 << 20  # far above any SentencePiece model; bounds what a wrong path (a device, a pipe) costs
 WORD_START = "\u2581"  # "▁": SentencePiece marks a piece that starts a word with it
 
 
@@ -105,9 +107,12 @@ class SubwordModels:
     def read(cls, path: str | Path) -> "SubwordModels":
         """An existing ``.model`` file, for both sides (``data.sentencepiece.model``)."""
         try:
-            model = Path(path).read_bytes()
+            model = read_bytes(path, "SentencePiece model", MAX_MODEL_BYTES)
+        except UnreadableFile as error:
+            raise ConfigError("config", "data.sentencepiece.model", str(error)) from None
+        try:
             spm.SentencePieceProcessor(model_proto=model)
-        except (OSError, RuntimeError) as error:
+        except RuntimeError as error:
             raise ConfigError("config", "data.sentencepiece.model",
                               f"{path}: not a readable SentencePiece model ({error})") from None
         return cls(model, model)

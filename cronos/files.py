@@ -1,0 +1,101 @@
+"""Reading the files a user names (configs, corpora, SentencePiece models, checkpoints, translation
+input): one set of rules for all of them.
+
+    data = read_bytes(path, "SentencePiece model", limit=MAX_SUBWORD_MODEL_BYTES)
+    for line in read_lines(path, max_line_bytes=MAX_LINE_BYTES): ...
+
+A folder, a device (``/dev/zero``, ``/dev/random``: reading one might never end) or a socket is
+refused before anything is read.  A named pipe (``/dev/stdin``, a shell's ``<(...)``) is read as it
+comes, after a line saying that cronos waits for a program to write into it, and never past the
+limit: a whole file's ``limit`` for ``read_bytes``, a line's for ``read_lines``.  A regular file
+larger than ``limit`` is refused from its size, before it is read.  Every refusal is an
+``UnreadableFile`` whose message starts with the path; callers turn it into their own error.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+__all__ = ["UnreadableFile", "check_readable", "read_bytes", "read_lines", "bounded_lines"]
+
+logger = logging.getLogger("cronos")
+
+
+class UnreadableFile(ValueError):
+    """A path that names nothing readable, or more than may be read; ``missing``: it does not exist."""
+
+    def __init__(self, path: str | os.PathLike, problem: str, missing: bool = False):
+        self.path, self.problem, self.missing = Path(path), problem, missing
+        super().__init__(f"{path}: {problem}")
+
+
+def check_readable(path: str | os.PathLike, what: str, pipes: bool = True) -> bool:
+    """Refuse what ``read_bytes`` refuses (a pipe too, unless ``pipes``); return whether it is a pipe."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UnreadableFile(path, "file not found", missing=True) from None
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
+        raise UnreadableFile(path, f"cannot read: {getattr(error, 'strerror', None) or error}") from None
+    if stat.S_ISDIR(mode):
+        raise UnreadableFile(path, f"is a folder, not a {what} file")
+    if stat.S_ISFIFO(mode) and pipes:
+        return True
+    if not stat.S_ISREG(mode):
+        kind = "a pipe" if stat.S_ISFIFO(mode) else "a device or a socket"
+        raise UnreadableFile(path, f"is {kind}, not a {what} file" + ("" if stat.S_ISFIFO(mode) else
+                                                                       "; reading it might never end"))
+    return False
+
+
+def read_bytes(path: str | os.PathLike, what: str, limit: int) -> bytes:
+    """The whole content of ``path`` (a regular file or a named pipe), at most ``limit`` bytes."""
+    if check_readable(path, what):
+        _say_waiting(path)
+    elif os.stat(path).st_size > limit:
+        raise UnreadableFile(path, f"is larger than {_size(limit)}, the most a {what} may be")
+    try:
+        with open(path, "rb") as file:
+            data = file.read(limit + 1)
+    except OSError as error:
+        raise UnreadableFile(path, f"cannot read: {error.strerror or error}") from None
+    if len(data) > limit:
+        raise UnreadableFile(path, f"is larger than {_size(limit)}, the most a {what} may be")
+    return data
+
+
+def read_lines(path: str | os.PathLike, what: str, max_line_bytes: int) -> Iterator[bytes]:
+    """The lines of ``path`` without their ``\\n``, read as they come, each at most ``max_line_bytes``."""
+    if check_readable(path, what):
+        _say_waiting(path)
+    try:
+        with open(path, "rb") as file:  # a pipe: blocks until a writer opens the other end
+            yield from bounded_lines(file, str(path), max_line_bytes)
+    except OSError as error:
+        raise UnreadableFile(path, f"cannot read: {error.strerror or error}") from None
+
+
+def bounded_lines(stream: BinaryIO, name: str, max_line_bytes: int) -> Iterator[bytes]:
+    """The lines of an open binary ``stream`` (``name`` in messages) without their ``\\n``; a line
+    longer than ``max_line_bytes`` (a file of no lines, such as ``/dev/zero`` piped in) is refused."""
+    number = 0
+    while line := stream.readline(max_line_bytes + 1):
+        number += 1
+        if len(line) > max_line_bytes and not (len(line) == max_line_bytes + 1 and line.endswith(b"\n")):
+            raise UnreadableFile(f"{name}:{number}", f"a line longer than {_size(max_line_bytes)} without a line end; "
+                                                     "is this a text file of sentences?")
+        yield line.removesuffix(b"\n")
+
+
+def _say_waiting(path: str | os.PathLike) -> None:
+    logger.warning("%s is a pipe: waiting for a program to write into it (Ctrl-C stops)", path)
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count} bytes"
