@@ -17,10 +17,11 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
-import zipfile
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence, TextIO
 
 import torch
 
@@ -29,8 +30,10 @@ from .config import ConfigError, load_config, parse_override
 from .data import SPLITS, chunks
 from .data.preprocess import is_empty
 from .data.readers import BOM, MAX_LINE_BYTES
-from .progress import epochs
+from .files import UnreadableFile, bounded_lines, check_readable, read_lines
+from .progress import epochs, is_terminal
 from .explain import EXPLAIN_METHODS
+from .outputs import check_output_file, check_output_folder
 from .report import VIEWS
 
 __all__ = ["main"]
@@ -68,7 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler.setFormatter(_Format("%(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     try:
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        sys.stdout.flush()  # here, where a closed pipe is still ours to handle
+        return code
+    except BrokenPipeError:  # the reader went away (`cronos evaluate ... | head -1`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 128 + signal.SIGPIPE
     except ConfigError as error:
         if args.debug:
             raise
@@ -104,20 +112,28 @@ def _parser() -> argparse.ArgumentParser:
                           help="split name (train/valid/test) or a TSV file [test]")
     evaluate.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
     evaluate.add_argument("--out", type=Path, default=None, help="also write the scores to this JSON file")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     evaluate.set_defaults(run=_evaluate)
 
     translate = commands.add_parser("translate", help="translate stdin to stdout, one sentence per line")
     translate.add_argument("checkpoint", nargs="+", metavar="CHECKPOINT",
                            help="a model, or several: an ensemble (the mean of their probabilities)")
     translate.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
-    translate.add_argument("--batch-size", type=_positive, default=None, help="sentences per batch")
+    translate.add_argument("--input", type=Path, default=None, metavar="FILE",
+                           help="read the sentences from FILE instead of stdin")
+    translate.add_argument("--output", type=Path, default=None, metavar="FILE",
+                           help="write the translations to FILE instead of stdout (an existing FILE needs --overwrite)")
+    translate.add_argument("--batch-size", type=_positive, default=None,
+                           help="sentences per batch from a file or a pipe [evaluation.batch_size]; typed into a "
+                                "terminal, each line is translated as soon as it is entered")
+    translate.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     translate.add_argument("--n-best", type=_positive, default=None, metavar="M",
                            help="M hypotheses per sentence (at most the beam size): index<TAB>score<TAB>text lines; "
                                 "score: the log-probability over length ** evaluation.length_penalty, in every search")
     translate.add_argument("--scores", action="store_true", help="1-best as score<TAB>text lines (score as for --n-best)")
     translate.add_argument("--sampling", type=_sampling, default=None, metavar="top_k=K|top_p=P|all",
                            help="sample instead of search (e.g. for back-translation)")
-    translate.add_argument("--temperature", type=float, default=1.0, help="with --sampling [1.0]")
+    translate.add_argument("--temperature", type=float, default=None, help="with --sampling [1.0]")
     translate.add_argument("--seed", type=int, default=0, help="with --sampling: the samples' seed [0]")
     translate.set_defaults(run=_translate)
 
@@ -136,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--steps", type=_positive, default=50, help="integrated gradients' path points [50]")
     explain.add_argument("--html", type=Path, default=None, metavar="PATH",
                          help="also write one self-contained HTML page of all the explanations")
+    explain.add_argument("--overwrite", action="store_true", help="replace an existing --html page")
     explain.add_argument("--view", choices=VIEWS, default="auto",
                          help="subword models, in the HTML page: pieces, whole words, or auto (words, but pieces "
                               "for an example with a side written as one word, such as 1,234) [auto]")
@@ -277,19 +294,9 @@ def _load_model(args: argparse.Namespace):
     return Cronos.load(args.checkpoint, _device(args))
 
 
-def _refuse_to_overwrite_a_checkpoint(output: Path, checkpoint: str, flag: str) -> None:
-    """An output flag never replaces the checkpoint being read, nor any other checkpoint."""
-    if not output.exists():
-        return
-    if os.path.exists(checkpoint) and os.path.samefile(output, checkpoint):
-        raise ConfigError(flag, "", f"{output} is the checkpoint being read; write the output elsewhere")
-    if output.is_file() and zipfile.is_zipfile(output):  # what torch.save writes
-        raise ConfigError(flag, "", f"{output} holds a checkpoint (or another archive); write the output elsewhere")
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     if args.out is not None:
-        _refuse_to_overwrite_a_checkpoint(args.out, args.checkpoint, "--out")
+        check_output_file(args.out, "--out", args.overwrite, reading=[args.checkpoint])
     model = _load_model(args)
     scores = model.evaluate(args.data, beam_size=args.beam)
     text = json.dumps({name: _json_number(value) for name, value in scores.items()}, indent=2, allow_nan=False)
@@ -317,9 +324,14 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    """stdin -> stdout, line for line: an empty input line gives an empty output line."""
+    """Input lines -> output lines, one for one: an empty input line gives an empty output line."""
     from .model import Cronos
 
+    _check_translate_options(args)
+    if args.input is not None:
+        _check_input(args.input)
+    if args.output is not None:
+        check_output_file(args.output, "--output", args.overwrite, reading=[*args.checkpoint, args.input or ""])
     checkpoints = args.checkpoint  # one, or several: their ensemble
     model = (Cronos.ensemble(checkpoints, _device(args)) if len(checkpoints) > 1
              else Cronos.load(checkpoints[0], _device(args)))
@@ -328,38 +340,63 @@ def _translate(args: argparse.Namespace) -> int:
     if args.n_best is not None and args.n_best > beam:
         raise ConfigError("--n-best", "", f"{args.n_best} hypotheses need a beam of at least {args.n_best} (the beam "
                           f"is {beam}); raise --beam")
-    if args.sampling is not None and (args.n_best or args.scores or args.beam):
-        raise ConfigError("--sampling", "", "samples are drawn, not searched: leave out --beam, --n-best and --scores")
-    write = _writer(args)
-    once = _OncePerKind()
-    logger.addFilter(once)
-    stdin = _StdinLines()
-    empty_lines: list[int] = []
-    try:
-        for chunk in chunks(stdin, batch_size):  # a stream: translated as it comes
-            real = [i for i, (_, text) in enumerate(chunk) if not is_empty(text, model.codec.source_tokens(text))]
-            texts = [chunk[i][1] for i in real]
-            translated = dict(zip(real, _decode(model, texts, args, batch_size) if texts else []))
-            for i, (number, _) in enumerate(chunk):
-                write(number - 1, translated.get(i))
-            empty_lines.extend(number for i, (number, _) in enumerate(chunk) if i not in translated)
-            sys.stdout.flush()
-    finally:
-        logger.removeFilter(once)
+    lines = _InputLines(args.input)
+    typed = args.input is None and is_terminal(sys.stdin)  # a person waits for each line's translation
+    with ExitStack() as stack:
+        out = sys.stdout if args.output is None else stack.enter_context(
+            open(args.output, "w", encoding="utf-8"))
+        once = _OncePerKind()
+        logger.addFilter(once)
+        stack.callback(logger.removeFilter, once)
+        empty_lines = _translate_lines(model, lines, 1 if typed else batch_size, batch_size, args, out)
     if empty_lines:
         shown = ", ".join(map(str, empty_lines[:10])) + (f" and {len(empty_lines) - 10} more" if len(empty_lines) > 10
                                                          else "")
         logger.warning("%d empty input line(s) gave empty output lines: line(s) %s", len(empty_lines), shown)
-    if stdin.error is not None:  # raised after the lines before the bad one were translated
-        raise stdin.error
+    if lines.error is not None:  # raised after the lines before the bad one were translated
+        raise lines.error
     return 0
+
+
+def _check_translate_options(args: argparse.Namespace) -> None:
+    """Options that mean nothing together are refused, not silently ignored."""
+    if args.sampling is not None and (args.n_best or args.scores or args.beam):
+        raise ConfigError("--sampling", "", "samples are drawn, not searched: leave out --beam, --n-best and --scores")
+    if args.sampling is None and args.temperature is not None:
+        raise ConfigError("--temperature", "", "shapes the distribution samples are drawn from; add --sampling")
+    if args.scores and args.n_best:
+        raise ConfigError("--scores", "", "--n-best prints every hypothesis's score already; leave out --scores")
+
+
+def _check_input(path: Path) -> None:
+    try:
+        check_readable(path, "text")
+    except UnreadableFile as error:
+        raise ConfigError("--input", "", str(error)) from None
+
+
+def _translate_lines(model, lines: Iterable[tuple[int, str]], chunk_size: int, batch_size: int,
+                     args: argparse.Namespace, out: TextIO) -> list[int]:
+    """Translate ``lines`` ``chunk_size`` at a time into ``out``; return the numbers of the empty ones."""
+    write = _writer(args, out)
+    empty_lines: list[int] = []
+    for chunk in chunks(lines, chunk_size):  # a stream: translated as it comes
+        real = [i for i, (_, text) in enumerate(chunk) if not is_empty(text, model.codec.source_tokens(text))]
+        texts = [chunk[i][1] for i in real]
+        translated = dict(zip(real, _decode(model, texts, args, batch_size) if texts else []))
+        for i, (number, _) in enumerate(chunk):
+            write(number - 1, translated.get(i))
+        empty_lines.extend(number for i, (number, _) in enumerate(chunk) if i not in translated)
+        out.flush()
+    return empty_lines
 
 
 def _decode(model, texts: list[str], args: argparse.Namespace, batch_size: int) -> list:
     """``translate``'s outputs for ``texts``: searched (1-best, n-best, scored) or sampled."""
     if args.sampling is not None:
         try:
-            return model.sample(texts, temperature=args.temperature, seed=args.seed, batch_size=batch_size,
+            temperature = 1.0 if args.temperature is None else args.temperature
+            return model.sample(texts, temperature=temperature, seed=args.seed, batch_size=batch_size,
                                 **args.sampling)
         except ValueError as error:  # top_k < 1, top_p outside (0, 1], a temperature <= 0
             raise ConfigError("--sampling", "", str(error)) from None
@@ -367,43 +404,43 @@ def _decode(model, texts: list[str], args: argparse.Namespace, batch_size: int) 
     return model.translate(texts, beam_size=args.beam, batch_size=batch_size, n_best=n_best)
 
 
-def _writer(args: argparse.Namespace):
-    """How ``translate`` prints an input's result (None for an empty input line)."""
+def _writer(args: argparse.Namespace, out: TextIO):
+    """How ``translate`` writes an input's result (None for an empty input line) to ``out``."""
     def plain(index: int, result) -> None:
-        print(result or "")
+        print(result or "", file=out)
 
     def scored(index: int, result) -> None:
-        print(f"{result[0].score:.6f}\t{result[0].text}" if result else "")
+        print(f"{result[0].score:.6f}\t{result[0].text}" if result else "", file=out)
 
     def n_best(index: int, result) -> None:
         for hypothesis in result or []:  # an empty input line has no hypotheses
-            print(f"{index}\t{hypothesis.score:.6f}\t{hypothesis.text}")
+            print(f"{index}\t{hypothesis.score:.6f}\t{hypothesis.text}", file=out)
     return n_best if args.n_best else scored if args.scores else plain
 
 
-class _StdinLines:
-    """``(line number, text)`` for each line of stdin (UTF-8, a leading byte order mark dropped,
-    each at most ``MAX_LINE_BYTES``).  A bad line ends the iteration and is kept in ``error``, so
-    that the lines before it are still handed out."""
+class _InputLines:
+    """``(line number, text)`` for each line of ``path`` (None: stdin), read as it comes (UTF-8, a
+    leading byte order mark dropped, each at most ``MAX_LINE_BYTES``).  A bad line ends the
+    iteration and is kept in ``error``, so that the lines before it are still handed out."""
 
-    def __init__(self):
-        self.error: ValueError | None = None
+    def __init__(self, path: Path | None):
+        self.path, self.error = path, None
+        self.name = "stdin" if path is None else str(path)
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
-        number = 0
-        while raw := sys.stdin.buffer.readline(MAX_LINE_BYTES + 1):
-            number += 1
-            if len(raw) > MAX_LINE_BYTES:
-                self.error = ValueError(f"stdin line {number}: longer than {MAX_LINE_BYTES // (1 << 20)} MiB "
-                                        "without a line end")
-                return
-            if number == 1:
-                raw = raw.removeprefix(BOM)
-            try:
-                yield number, raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
-            except UnicodeDecodeError as error:
-                self.error = ValueError(f"stdin line {number}: not valid UTF-8 (at column {error.start + 1})")
-                return
+        raw_lines = (bounded_lines(sys.stdin.buffer, "stdin", MAX_LINE_BYTES) if self.path is None
+                     else read_lines(self.path, "text", MAX_LINE_BYTES))
+        try:
+            for number, raw in enumerate(raw_lines, start=1):
+                if number == 1:
+                    raw = raw.removeprefix(BOM)
+                try:
+                    yield number, raw.decode("utf-8").removesuffix("\r")
+                except UnicodeDecodeError as error:
+                    self.error = ValueError(f"{self.name} line {number}: not valid UTF-8 (at column {error.start + 1})")
+                    return
+        except UnreadableFile as error:
+            self.error = ValueError(str(error))
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -412,13 +449,12 @@ def _explain(args: argparse.Namespace) -> int:
     out = args.out or Path(args.checkpoint).resolve().parent / "explanations"
     if out.exists() and not out.is_dir():
         raise ConfigError("--out", "", f"{out} is a file; --out names a folder for the explanations")
-    for number in range(1, len(args.texts) + 1):
+    check_output_folder(out, "--out")
+    for number in range(1, len(args.texts) + 1):  # the folder's own explanation files are replaced
         for suffix in (".json", ".png", "_words.png"):
-            _refuse_to_overwrite_a_checkpoint(out / f"explanation_{number}{suffix}", args.checkpoint, "--out")
+            check_output_file(out / f"explanation_{number}{suffix}", "--out", True, reading=[args.checkpoint])
     if args.html is not None:
-        _refuse_to_overwrite_a_checkpoint(args.html, args.checkpoint, "--html")
-        if args.html.is_dir():
-            raise ConfigError("--html", "", f"{args.html} is a folder; --html names the page to write")
+        check_output_file(args.html, "--html", args.overwrite, reading=[args.checkpoint])
     model = _load_model(args)
     out.mkdir(parents=True, exist_ok=True)
     explanations = model.explain(args.texts, args.targets, beam_size=args.beam, method=args.method,
@@ -447,6 +483,7 @@ def _average(args: argparse.Namespace) -> int:
 
     if args.out.exists():
         raise ConfigError("--out", "", f"{args.out} exists; the average goes to a new file")
+    check_output_folder(args.out.parent, "--out")
     paths = [Path(p) for p in args.checkpoints]
     if args.last is not None:
         if len(paths) != 1 or not paths[0].is_dir():

@@ -17,7 +17,7 @@ from typing import Iterator
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-__all__ = ["ProgressReport", "report_to_stderr_unless_configured", "format_duration", "epochs"]
+__all__ = ["ProgressReport", "report_to_stderr_unless_configured", "format_duration", "epochs", "is_terminal"]
 
 logger = logging.getLogger("cronos")
 
@@ -45,7 +45,7 @@ class ProgressReport:
                  log_every: int | None):
         self.total_steps, self.epochs, self.log_every = total_steps, epochs, log_every
         self.first_step, self.first_epoch = first_step, first_epoch
-        self.show_bar = bar and _is_terminal(sys.stderr)
+        self.show_bar = bar and is_terminal(sys.stderr)
         self._bar = None
         self._stack = ExitStack()
         self._window_loss = self._window_seconds = 0.0
@@ -98,7 +98,7 @@ def _loggers_that_print(start: logging.Logger) -> list[logging.Logger]:
     return found
 
 
-def _is_terminal(stream) -> bool:
+def is_terminal(stream) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # replaced or closed streams

@@ -93,7 +93,9 @@ class RunFolder:
                 and (name != CHECKPOINTS or self.kept_checkpoints())]
 
     def owns(self, path: Path) -> bool:
-        """Whether ``path`` is one of the files a run writes or keeps in this folder (or its lock)."""
+        """Whether ``path`` is one of the files a run wrote or keeps in this folder, which holds a run."""
+        if not (self.existing_run_files() or (self.path / LOCK).exists()):
+            return False
         path = path.resolve()
         folder = self.path.resolve()
         if path.parent == folder:

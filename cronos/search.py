@@ -288,7 +288,10 @@ class Sampling:
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """``logits [b, V]`` -> the distribution to draw from, ``[b, V]`` float32."""
-        logits = logits.float() / self.temperature
+        logits = logits.float()
+        # the largest logit as 0 before dividing: a tiny temperature then sends the others to -inf
+        # (probability 0), never the largest to +inf (inf - inf is NaN in the softmax)
+        logits = (logits - logits.max(dim=-1, keepdim=True).values) / self.temperature
         if self.top_k is not None:
             kth = logits.topk(min(self.top_k, logits.size(-1)), dim=-1).values[:, -1:]  # [b, 1]
             logits = logits.masked_fill(logits < kth, float("-inf"))

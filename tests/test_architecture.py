@@ -21,7 +21,7 @@ LAYERS = [
     {"network", "run_folder"},
     {"search", "ensemble", "averaging", "attribution"},
     {"evaluation", "explain", "scoring"},
-    {"training", "report"},
+    {"training", "report", "outputs"},
     {"model"},
     {"api", "cli"},
     {"__init__", "__main__"},
