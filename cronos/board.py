@@ -38,7 +38,15 @@ class Board:
         except ImportError:  # torch imports tensorboard lazily, here
             raise ConfigError("config", "training.tensorboard", "needs the tensorboard package: "
                               "pip install 'cronos[tensorboard]'") from None
-        return cls(SummaryWriter(log_dir=str(folder), purge_step=purge_step))
+        try:  # here, in one line, not in TensorBoard's writer thread as a traceback
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / ".cronos-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+            return cls(SummaryWriter(log_dir=str(folder), purge_step=purge_step))
+        except OSError as error:
+            raise ConfigError("config", "training.tensorboard", f"cannot write TensorBoard events into {folder}: "
+                              f"{error.strerror or error}") from None
 
     def step(self, step: int, loss: float, tokens_per_second: float, lr: float) -> None:
         """One optimiser step: its per-token loss, real target tokens per second and learning rate."""

@@ -122,7 +122,7 @@ def check_same_model(stored: StoredModel, config: Config, src_vocab: Vocabulary,
     ours = "this config" if reference is None else str(reference)
     built = "the one built from this config's data" if reference is None else f"that of {reference}"
     hint = "; use the data the checkpoint was trained on" if reference is None else ""
-    label = "config" if reference is None else "the first"
+    label = "config" if reference is None else "the first checkpoint"
     for side, theirs, mine in (("source", stored.src_vocab, src_vocab), ("target", stored.tgt_vocab, tgt_vocab)):
         if theirs != mine:
             raise CheckpointError(f"{path}: the {side} vocabulary differs from {built} (checkpoint {len(theirs)} "

@@ -130,7 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     translate.add_argument("--n-best", type=_positive, default=None, metavar="M",
                            help="M hypotheses per sentence (at most the beam size): index<TAB>score<TAB>text lines; "
                                 "score: the log-probability over length ** evaluation.length_penalty, in every search")
-    translate.add_argument("--scores", action="store_true", help="1-best as score<TAB>text lines (score as for --n-best)")
+    translate.add_argument("--scores", action="store_true",
+                           help="1-best as score<TAB>text lines (score as for --n-best)")
     translate.add_argument("--sampling", type=_sampling, default=None, metavar="top_k=K|top_p=P|all",
                            help="sample instead of search (e.g. for back-translation)")
     translate.add_argument("--temperature", type=float, default=None, help="with --sampling [1.0]")
@@ -215,8 +216,8 @@ def _key_value(text: str) -> str:
     """``--set`` takes one ``KEY=VALUE`` word: ``--set training.epochs 5`` is refused here, naming the
     option, before argparse would call the ``5`` an unrecognized argument."""
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with no space around '=', e.g. --set {text or 'KEY'}=VALUE"
-                                          f", got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with no space around '=', e.g. --set "
+                                          f"{text or 'KEY'}=VALUE, got {text!r}")
     return text
 
 

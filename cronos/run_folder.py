@@ -32,7 +32,7 @@ __all__ = ["RunFolder", "RunFolderError", "claim", "BEST", "LAST", "METRICS", "T
 logger = logging.getLogger("cronos")
 
 BEST, LAST, METRICS, TENSORBOARD, CHECKPOINTS = "best.pt", "last.pt", "metrics.jsonl", "tensorboard", "checkpoints"
-RUN_FILES = (LAST, BEST, METRICS, TENSORBOARD, CHECKPOINTS)  # what a run writes, and what ``training.overwrite`` removes
+RUN_FILES = (LAST, BEST, METRICS, TENSORBOARD, CHECKPOINTS)  # what a run writes; ``training.overwrite`` removes them
 LOCK = ".cronos.lock"
 KEPT_NAME = re.compile(r"step_(\d{8,})\.pt")  # what ``kept_checkpoint`` names; other files there are the user's
 WAYS_ON = ("continue it with training.resume=auto, replace it with training.overwrite=true, "

@@ -288,9 +288,9 @@ class Sampling:
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """``logits [b, V]`` -> the distribution to draw from, ``[b, V]`` float32."""
-        logits = logits.float()
-        # the largest logit as 0 before dividing: a tiny temperature then sends the others to -inf
-        # (probability 0), never the largest to +inf (inf - inf is NaN in the softmax)
+        # in float64, the largest logit as 0 before dividing: a tiny temperature (any positive float)
+        # then sends the others to -inf (probability 0), never the largest to +inf or 0/0 (NaN)
+        logits = logits.double()
         logits = (logits - logits.max(dim=-1, keepdim=True).values) / self.temperature
         if self.top_k is not None:
             kth = logits.topk(min(self.top_k, logits.size(-1)), dim=-1).values[:, -1:]  # [b, 1]
@@ -301,7 +301,7 @@ class Sampling:
             before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the more likely tokens
             keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, before < self.top_p)
             probs = probs.masked_fill(~keep, 0.0)
-        return probs
+        return probs.float()
 
 
 def decode_samples(network: Seq2Seq, examples: Sequence[Example], options: EvaluationConfig, sampling: Sampling,

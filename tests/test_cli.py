@@ -151,3 +151,103 @@ def test_explain_out_must_be_a_folder(trained_run, capsys):
 def test_debug_shows_the_traceback(trained_run):
     result = cronos("--debug", "evaluate", "missing.pt")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_typed_into_a_terminal_each_line_is_translated_before_the_next_is_read(trained_run):
+    """stdin a terminal: the first line's translation shows while the input is still open."""
+    import os
+    import select
+
+    folder, _, _ = trained_run
+    expected = cronos("translate", str(folder / "run" / "best.pt"), stdin="1/2/07\n").stdout.strip()
+    primary, secondary = os.openpty()
+    process = subprocess.Popen(cronos_command("translate", str(folder / "run" / "best.pt")), stdin=secondary,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(secondary)
+    try:
+        os.write(primary, b"1/2/07\n")
+        ready, _, _ = select.select([process.stdout], [], [], 120)
+        assert ready, "nothing printed while the terminal stays open"
+        assert process.stdout.readline().decode().strip() == expected
+        os.write(primary, b"\x04")  # Ctrl-D: end of input
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+        os.close(primary)
+
+
+def test_translate_reads_input_and_writes_output_files_and_replaces_one_only_when_told(trained_run, tmp_path):
+    folder, _, _ = trained_run
+    best = str(folder / "run" / "best.pt")
+    sources = tmp_path / "in.txt"
+    sources.write_text("1/2/07\n\nThu 26 Nov 2026\n", encoding="utf-8")
+    output = tmp_path / "out.txt"
+    assert cronos("translate", best, "--input", str(sources), "--output", str(output)).returncode == 0
+    lines = output.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3 and lines[1] == ""
+    assert lines == cronos("translate", best, stdin=sources.read_text()).stdout.splitlines()
+    again = cronos("translate", best, "--input", str(sources), "--output", str(output))
+    assert again.returncode == 2 and f"--output: {output} exists; add --overwrite to replace it" in again.stderr
+    output.write_text("old\n")
+    assert cronos("translate", best, "--input", str(sources), "--output", str(output), "--overwrite").returncode == 0
+    assert output.read_text(encoding="utf-8").splitlines() == lines
+    missing = cronos("translate", best, "--input", str(tmp_path / "nope.txt"))
+    assert missing.returncode == 2 and "--input: " in missing.stderr and "nope.txt: file not found" in missing.stderr
+
+
+@pytest.mark.parametrize("flag_and_name", [
+    ("evaluate", "--out", "metrics.jsonl"), ("explain", "--html", "metrics.jsonl"), ("evaluate", "--out", "last.pt"),
+    ("explain", "--html", ".cronos.lock"), ("evaluate", "--out", "../tiny.yaml")])
+def test_output_flags_never_replace_a_runs_files_or_a_config(trained_run, flag_and_name):
+    folder, _, _ = trained_run
+    command, flag, name = flag_and_name
+    target = folder / "run" / name
+    before = target.read_bytes()
+    extra = ["1/2/07"] if command == "explain" else []
+    result = cronos(command, str(folder / "run" / "best.pt"), *extra, flag, str(target), "--overwrite")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert ("one of a training run's files" in result.stderr or "is a config" in result.stderr
+            or "holds a checkpoint" in result.stderr)
+    assert target.read_bytes() == before
+
+
+def test_output_that_cannot_be_written_is_refused_before_any_work(trained_run, tmp_path, monkeypatch, capsys):
+    folder, _, _ = trained_run
+    a_file = tmp_path / "file.json"
+    a_file.write_text("{}")
+    result = cronos("evaluate", str(folder / "run" / "best.pt"), "--out", str(a_file / "sub.json"))
+    assert result.returncode == 2 and f"{a_file} is a file, so nothing can be written under it" in result.stderr
+    from cronos import outputs
+
+    monkeypatch.setattr(outputs.os, "access", lambda path, mode: False)  # as a read-only folder is to a user
+    assert main(["evaluate", str(folder / "run" / "best.pt"), "--out", str(tmp_path / "new" / "s.json")]) == 2
+    assert f"{tmp_path} is not writable; write elsewhere" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--temperature", "0.5"), "--temperature: shapes the distribution samples are drawn from; add --sampling"),
+    (("--scores", "--n-best", "2", "--beam", "2"), "--scores: --n-best prints every hypothesis's score already"),
+])
+def test_translate_options_that_would_be_ignored_are_refused(trained_run, args, message):
+    folder, _, _ = trained_run
+    result = cronos("translate", str(folder / "run" / "best.pt"), *args, stdin="1/2/07\n")
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_a_tiny_temperature_samples_the_most_likely_output(trained_run):
+    folder, _, _ = trained_run
+    best = str(folder / "run" / "best.pt")
+    sampled = cronos("translate", best, "--sampling", "all", "--temperature", "1e-300", stdin="1/2/07\n")
+    assert sampled.returncode == 0, sampled.stderr
+    assert sampled.stdout == cronos("translate", best, "--beam", "1", stdin="1/2/07\n").stdout
+
+
+def test_a_reader_that_goes_away_ends_translate_quietly(trained_run, tmp_path):
+    folder, _, _ = trained_run
+    sources = tmp_path / "many.txt"
+    sources.write_text("1/2/07\n" * 300, encoding="utf-8")
+    command = " ".join(cronos_command("translate", str(folder / "run" / "best.pt"), "--batch-size", "1",
+                                      "--input", str(sources)))
+    result = subprocess.run(f"{command} | head -1", shell=True, capture_output=True, text=True, timeout=300)
+    assert result.stdout.count("\n") == 1
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr

@@ -170,6 +170,8 @@ def test_a_subword_checkpoint_without_its_models_is_refused(subword_run, tmp_pat
      r"model\.tie_output_embedding: needs model\.decoder\.hidden_size \(128\) equal to model\.embedding_size \(32\)"),
     ({"data": {"tokenizer": "sentencepiece", "sentencepiece": {"model_type": "word"}}},
      r"data\.sentencepiece\.model_type"),
+    ({"data": {"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 2147483648}}},
+     r"data\.sentencepiece\.vocab_size: expected a value <= 1,000,000, got 2147483648"),
 ])
 def test_subword_and_embedding_config_mistakes_name_the_key(sections, message):
     with pytest.raises(ConfigError, match=message):

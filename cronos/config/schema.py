@@ -78,7 +78,7 @@ DataFiles = Union[str, ParallelFiles, None]
 @dataclass(frozen=True)
 class SentencePieceConfig:
     model_type: Literal["unigram", "bpe"] = key("unigram", "`unigram` or `bpe`")
-    vocab_size: int = key(8000, "pieces per model, cronos's four specials included", minimum=8)
+    vocab_size: int = key(8000, "pieces per model, cronos's four specials included", minimum=8, maximum=1_000_000)
     joint: bool = key(True, "one model and one vocabulary for both sides (needed by model.share_embeddings)")
     character_coverage: float = key(1.0, "share of the training text's characters the model covers (0.9995 "
                                          "for scripts with large alphabets)", above=0.0, maximum=1.0)

@@ -16,7 +16,8 @@ from pathlib import Path
 from ..config import ParallelFiles
 from ..files import UnreadableFile, read_lines
 
-__all__ = ["DataError", "MissingFileError", "RawPair", "read_pairs", "read_tsv", "read_parallel", "MAX_LINE_BYTES", "BOM"]
+__all__ = ["DataError", "MissingFileError", "RawPair", "read_pairs", "read_tsv", "read_parallel", "MAX_LINE_BYTES",
+           "BOM"]
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: far more than a sentence; bounds what a pipe that never ends a line costs
 BOM = b"\xef\xbb\xbf"
