@@ -32,6 +32,7 @@ from .data.preprocess import is_empty
 from .data.readers import BOM, MAX_LINE_BYTES
 from .files import UnreadableFile, bounded_lines, check_readable, read_lines
 from .progress import epochs, is_terminal
+from .attribution import MAX_STEPS
 from .explain import EXPLAIN_METHODS
 from .outputs import check_output_file, check_output_folder
 from .report import VIEWS
@@ -150,7 +151,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--method", choices=EXPLAIN_METHODS, default="attention",
                          help="attention alone, or a gradient attribution beside it (needs cronos[attributions]) "
                               "[attention]")
-    explain.add_argument("--steps", type=_positive, default=50, help="integrated gradients' path points [50]")
+    explain.add_argument("--steps", type=_path_points, default=50,
+                         help=f"integrated gradients' path points, 1 to {MAX_STEPS:,} (time grows linearly) [50]")
     explain.add_argument("--html", type=Path, default=None, metavar="PATH",
                          help="also write one self-contained HTML page of all the explanations")
     explain.add_argument("--overwrite", action="store_true", help="replace an existing --html page")
@@ -200,6 +202,14 @@ def _split_or_file(text: str) -> str:
     if text not in SPLITS and not os.path.exists(text):
         raise argparse.ArgumentTypeError(f"{text!r} is neither a split name ({', '.join(SPLITS)}) nor an existing file")
     return text
+
+
+def _path_points(text: str) -> int:
+    steps = _positive(text)
+    if steps > MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_STEPS:,} path points (each a forward and backward pass per "
+                                         f"output token), got {steps:,}")
+    return steps
 
 
 def _positive(text: str) -> int:

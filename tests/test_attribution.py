@@ -4,7 +4,9 @@ float64 to 1e-10) over every encoder x decoder combination; each method is what 
 against autograd and against the model's own log-probs; the API, the word view and the errors."""
 from __future__ import annotations
 
+import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 import cronos
 from cronos.attribution import ATTRIBUTION_METHODS, AttributionDependencyError, attribute
 from cronos.data.vocab import PAD_INDEX
+from helpers import ROOT
 from test_padding_inert import MODELS, batch_strategy, make_batch, tiny_model
 
 FEW = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -119,3 +122,30 @@ def test_without_the_mask_padding_does_get_attribution():
     network = tiny_model("transformer", "transformer", mask_padding=False).network
     found = attribute(network, make_batch([([4, 5, 6, 7], [8, 9]), ([11], [12])], extra_padding=2), "saliency")
     assert float(found.scores[1, :, 1:].abs().sum()) > 0
+
+
+@pytest.mark.timeout(120)
+def test_integrated_gradients_costs_linear_memory_in_its_steps_and_refuses_absurd_counts():
+    """6,000 path points on a tiny model: a quadrature whose set-up is quadratic in memory (Captum's
+    default, Gauss-Legendre: ~550 MB more for 6,000 points, gigabytes for 15,000) would show in the
+    process's peak; the trapezoidal rule adds nothing measurable.  Past MAX_STEPS: a clear error."""
+    program = textwrap.dedent("""
+        import resource, sys
+        sys.path.insert(0, "tests")
+        import torch
+        from test_padding_inert import make_batch, tiny_model
+        from cronos.attribution import attribute
+        network = tiny_model("gru", "rnn-additive").network.eval()
+        batch = make_batch([([4, 5, 6], [])])
+        attribute(network, batch, "saliency")  # everything imported and allocated once
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        found = attribute(network, batch, "integrated_gradients", steps=6000)
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, float(found.gaps.abs().max()))
+    """)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, timeout=110)
+    assert result.returncode == 0, result.stderr
+    grown_mb, gap = result.stdout.split()
+    assert int(grown_mb) < 100 and float(gap) < 1e-4
+    network = tiny_model("gru", "rnn-additive").network
+    with pytest.raises(ValueError, match=r"integrated gradients takes 1 to 10,000 steps .* got 100,000"):
+        attribute(network, make_batch([([4, 5], [6])]), "integrated_gradients", steps=100_000)

@@ -10,12 +10,17 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import torch
 
+import cronos
+from cronos import training
 from cronos.data import plan_updates
+from cronos.distributed import Processes
+from cronos.evaluation import METRICS
 from helpers import tiny_config, write_config
 
 NO_DROPOUT = {"encoder": {"type": "rnn", "hidden_size": 32, "dropout": 0.0},
@@ -182,3 +187,33 @@ def test_a_folder_that_holds_a_run_is_refused_by_every_process_at_once(tmp_path)
     assert result.returncode != 0 and time.monotonic() - started < 60
     assert f"cronos: error: {tmp_path / 'run'}: holds a run" in result.stderr  # rank 0: the folder and the ways on
     assert "rank 0 could not start the run" in result.stderr  # rank 1: no wait for a run that never starts
+
+
+@dataclass(frozen=True)
+class SecondProcess(Processes):
+    """Rank 1 of two, in this one process: it trains its share of each update, and what would come
+    from rank 0 comes from this stand-in: first that the folder is claimed, then validation scores."""
+
+    from_rank_0: list = field(default_factory=lambda: [True])
+
+    @property
+    def distributed(self) -> bool:  # no process group to join: the exchanges stand in for it
+        return False
+
+    def from_main(self, value):
+        return self.from_rank_0.pop(0) if self.from_rank_0 else {name: 1.0 for name in METRICS}
+
+
+def test_a_process_other_than_rank_0_writes_nothing_into_the_run_folder(tmp_path, monkeypatch):
+    """The run folder is rank 0's: another process trains, validates (with rank 0's scores) and
+    stops, and the folder's files, byte for byte, are as rank 0 left them."""
+    config = tiny_config(tmp_path, training={"epochs": 1, "keep_checkpoints": 2, "checkpoint_every": 5})
+    cronos.fit(cronos.load_config(config))  # rank 0's run: best.pt for the other process to end on
+    run = tmp_path / "run"
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    monkeypatch.setattr(training.Processes, "from_environment", classmethod(lambda cls: SecondProcess(1, 2, 1)))
+    history = cronos.Cronos.from_config(cronos.load_config({**config, "training": {
+        **config["training"], "epochs": 2}})).fit()
+    assert history.step == 13 * 2  # it did train: its half of each epoch's 25 batches, 13 updates an epoch
+    after = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    assert after.keys() == before.keys() and all(after[path] == before[path] for path in before)

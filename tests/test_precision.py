@@ -139,3 +139,30 @@ def test_bf16_training_of_an_lstm_on_a_cpu_without_the_kernel_says_so_once(tmp_p
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("no bfloat16 LSTM kernel, so LSTMs run their recurrence in float32") == 1
     assert "trained 1 epoch" in result.stdout
+
+
+def test_fp16_clips_the_unscaled_gradient(tmp_path, monkeypatch):
+    """With a loss scale of 2**8 (no overflow) and clip_grad_norm 0.05, the gradient the optimiser
+    steps with has norm 0.05: clipped after unscaling.  Clipping the scaled gradient would leave
+    0.05 / 256, which Adam would hide (its steps do not depend on the gradient's scale)."""
+    from cronos.data import load_training_data
+    from cronos.training import Trainer
+
+    monkeypatch.setattr(precision, "FP16_DEVICE_TYPES", ("cuda", "cpu"))
+    monkeypatch.setattr(precision.MixedPrecision, "INITIAL_SCALE", 2.0 ** 8)
+    layer = {"type": "transformer", "hidden_size": 32, "layers": 1, "heads": 4, "ff_size": 64, "dropout": 0.1}
+    config = cronos.load_config(tiny_config(tmp_path, training={"epochs": 1, "max_steps": 2, "precision": "fp16",
+                                                                "clip_grad_norm": 0.05},
+                                            model={"embedding_size": 32, "encoder": layer, "decoder": layer}))
+    model = cronos.Cronos.from_config(config)
+    trainer = Trainer(model.network, model.codec, config, load_training_data(config.data), None)
+    norms, step = [], trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        grads = [p.grad for p in model.network.parameters() if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+        return step(*args, **kwargs)
+    trainer.optimizer.step = recording_step
+    history = trainer.run()
+    assert history.step == 2 and len(norms) == 2
+    assert norms == pytest.approx([0.05, 0.05], rel=1e-3)
