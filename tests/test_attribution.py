@@ -149,3 +149,23 @@ def test_integrated_gradients_costs_linear_memory_in_its_steps_and_refuses_absur
     network = tiny_model("gru", "rnn-additive").network
     with pytest.raises(ValueError, match=r"integrated gradients takes 1 to 10,000 steps .* got 100,000"):
         attribute(network, make_batch([([4, 5], [6])]), "integrated_gradients", steps=100_000)
+
+
+@pytest.mark.parametrize("encoder, decoder", [("gru", "rnn-additive"), ("transformer", "transformer")])
+def test_the_baseline_is_the_networks_pad_embedding_even_when_it_is_trained(encoder, decoder):
+    """With ``freeze_pad_embedding: false`` the <pad> row is trained and no longer zero: integrated
+    gradients' rows still add up to the log-prob minus that of the all-<pad> input (its baseline),
+    not of an all-zero one."""
+    network = tiny_model(encoder, decoder, freeze_pad_embedding=False).network
+    with torch.no_grad():
+        network.src_embedding.weight[PAD_INDEX] = torch.randn_like(network.src_embedding.weight[PAD_INDEX])
+    batch = make_batch([([4, 5, 6, 7], [8, 9, 10]), ([11, 5], [12])], extra_padding=1)
+    embedded = network.src_embedding(batch.src).detach()
+    pads = network.src_embedding(torch.full_like(batch.src, PAD_INDEX)).detach()
+    zeros = torch.zeros_like(embedded)
+    with torch.no_grad():
+        from_pads = target_log_probs(network, batch, embedded) - target_log_probs(network, batch, pads)
+        from_zeros = target_log_probs(network, batch, embedded) - target_log_probs(network, batch, zeros)
+    assert not torch.allclose(from_pads, from_zeros, atol=1e-3)  # the two baselines do differ here
+    found = attribute(network, batch, "integrated_gradients", steps=32)
+    torch.testing.assert_close(found.scores.sum(-1) - found.gaps, from_pads, atol=1e-9, rtol=0)

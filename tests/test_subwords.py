@@ -268,3 +268,20 @@ def test_resuming_with_another_sentencepiece_model_of_the_same_pieces_is_refused
     with pytest.raises(cronos.CheckpointError, match=r"last\.pt: its SentencePiece models differ from those of this "
                                                      r"config \(the same pieces, other scores"):
         cronos.fit(cronos.load_config(resumed))
+
+
+def test_separate_source_and_target_models_survive_save_and_load(tmp_path):
+    """With ``joint: false`` each side has its own SentencePiece model: after save and load, text
+    encodes to the same ids on each side, and scores and translations are the same."""
+    data = {"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 120, "joint": False}}
+    model = cronos.fit(cronos.load_config(tiny_config(tmp_path, data=data, training={"epochs": 1})))
+    assert not model.codec.subwords.joint
+    loaded = cronos.Cronos.load(model.save(tmp_path / "separate.pt"))
+    assert loaded.codec.subwords.source == model.codec.subwords.source
+    assert loaded.codec.subwords.target == model.codec.subwords.target
+    pairs = [("Thu 26 Nov 2026", "2026-11-26"), ("1/2/07", "2007-02-01")]
+    before, after = model.codec.encode(*zip(*pairs)), loaded.codec.encode(*zip(*pairs))
+    assert [(e.src, e.tgt) for e in after] == [(e.src, e.tgt) for e in before]
+    assert [s.log_prob for s in loaded.score(pairs)] == pytest.approx([s.log_prob for s in model.score(pairs)],
+                                                                     abs=1e-6)
+    assert loaded.translate([p[0] for p in pairs]) == model.translate([p[0] for p in pairs])
