@@ -342,7 +342,8 @@ def _translate(args: argparse.Namespace) -> int:
     if args.input is not None:
         _check_input(args.input)
     if args.output is not None:
-        check_output_file(args.output, "--output", args.overwrite, reading=[*args.checkpoint, args.input or ""])
+        inputs = [*args.checkpoint, *([args.input] if args.input is not None else [])]
+        check_output_file(args.output, "--output", args.overwrite, reading=inputs)
     checkpoints = args.checkpoint  # one, or several: their ensemble
     model = (Cronos.ensemble(checkpoints, _device(args)) if len(checkpoints) > 1
              else Cronos.load(checkpoints[0], _device(args)))

@@ -126,9 +126,9 @@ def test_without_the_mask_padding_does_get_attribution():
 
 @pytest.mark.timeout(120)
 def test_integrated_gradients_costs_linear_memory_in_its_steps_and_refuses_absurd_counts():
-    """6,000 path points on a tiny model: a quadrature whose set-up is quadratic in memory (Captum's
-    default, Gauss-Legendre: ~550 MB more for 6,000 points, gigabytes for 15,000) would show in the
-    process's peak; the trapezoidal rule adds nothing measurable.  Past MAX_STEPS: a clear error."""
+    """4,000 path points on a tiny model: a quadrature whose set-up is quadratic in memory (Captum's
+    default, Gauss-Legendre: 246 MB more for 4,000 points, measured; gigabytes for 15,000) would show
+    in the process's peak; the trapezoidal rule adds nothing measurable.  Past MAX_STEPS: a clear error."""
     program = textwrap.dedent("""
         import resource, sys
         sys.path.insert(0, "tests")
@@ -139,7 +139,7 @@ def test_integrated_gradients_costs_linear_memory_in_its_steps_and_refuses_absur
         batch = make_batch([([4, 5, 6], [])])
         attribute(network, batch, "saliency")  # everything imported and allocated once
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        found = attribute(network, batch, "integrated_gradients", steps=6000)
+        found = attribute(network, batch, "integrated_gradients", steps=4000)
         print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, float(found.gaps.abs().max()))
     """)
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, timeout=110)

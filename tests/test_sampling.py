@@ -68,3 +68,11 @@ def test_cronos_translate_samples_what_the_api_samples(trained_models, tmp_path)
     refused = subprocess.run([sys.executable, "-m", "cronos", "translate", str(checkpoint), "--sampling", "top_p=2"],
                              input="1/2/07\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert refused.returncode == 2 and "top_p must be in (0, 1]" in refused.stderr
+
+
+def test_a_tiny_temperature_samples_the_most_likely_output(trained_models):
+    """A temperature of 1e-300 (under float32's smallest number) leaves the most likely token alone:
+    sampling becomes greedy search, not a NaN distribution."""
+    model = trained_models["rnn"]
+    sources = ["1/2/07", "Thu 26 Nov 2026"]
+    assert model.sample(sources, temperature=1e-300) == model.translate(sources, beam_size=1)
