@@ -14,8 +14,8 @@ if [ -f "$RUN/last.pt" ]; then
     echo "main job: $RUN holds this job's earlier run; continuing it (delete the folder to start over)" >&2
 fi
 "$VENV/bin/cronos" train configs/dates.yaml --set training.resume=auto "$@"
-"$VENV/bin/cronos" evaluate "$RUN/best.pt" --data test --out "$RUN/test_metrics.json"
+"$VENV/bin/cronos" evaluate "$RUN/best.pt" --data test --out "$RUN/test_metrics.json" --overwrite
 mapfile -t SOURCES < <(head -n 4 data/dates/test.tsv | cut -f1)
 "$VENV/bin/cronos" explain "$RUN/best.pt" "Thu 26 Nov 2026" "${SOURCES[@]}" --out "$RUN/explanations" \
-    --method integrated_gradients --html "$RUN/explanations/report.html"
+    --method integrated_gradients --html "$RUN/explanations/report.html" --overwrite
 echo "done: $RUN/{best.pt,last.pt,metrics.jsonl,test_metrics.json,explanations/ (report.html)}"
