@@ -49,8 +49,8 @@ class Encoded:
 class Seq2Seq(nn.Module):
     """Embeddings -> encoder -> decoder -> output projection, with one mask from the lengths.
 
-    ``mask_padding`` (methodology A) hands the mask to every attention class; off, attention sees
-    padded positions (for ablations only).  ``freeze_pad_embedding`` (methodology B) keeps the
+    ``mask_padding`` (masking) hands the mask to every attention class; off, attention sees
+    padded positions (for ablations only).  ``freeze_pad_embedding`` (frozen ``<pad>`` rows) keeps the
     ``<pad>`` embedding rows zero and gradient-free, so they stay bit-identical under any
     optimizer, weight decay included.  ``share_embeddings`` makes the source and target embedding
     one module (one vocabulary for both sides); ``tie_output_embedding`` makes the output

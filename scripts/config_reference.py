@@ -2,14 +2,14 @@
 """Print the config reference (every key, its default and meaning) as a markdown table.
 
     python scripts/config_reference.py            # print it
-    python scripts/config_reference.py --update   # rewrite the table in README.md between its markers
+    python scripts/config_reference.py --update   # rewrite the table in docs/configuration.md between its markers
 """
 import argparse
 from pathlib import Path
 
 from cronos.config import all_keys
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 
 
@@ -23,14 +23,14 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--update", action="store_true", help="rewrite the table in README.md")
+    parser.add_argument("--update", action="store_true", help="rewrite the table in docs/configuration.md")
     args = parser.parse_args()
     if not args.update:
         print(table())
         return
-    text = README.read_text(encoding="utf-8")
+    text = REFERENCE.read_text(encoding="utf-8")
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    README.write_text(text[:start] + "\n" + table() + "\n" + text[end:], encoding="utf-8")
+    REFERENCE.write_text(text[:start] + "\n" + table() + "\n" + text[end:], encoding="utf-8")
 
 
 if __name__ == "__main__":

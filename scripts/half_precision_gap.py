@@ -3,7 +3,7 @@
 encoder x decoder combination, float32 weights) runs a fixed three-example batch with three extra pad
 columns under CPU autocast in bfloat16 and in float16, and each example alone; prints the largest
 absolute difference of their log-probs per dtype (float16 skips LSTMs: oneDNN has none on the CPU).
-This is the "largest gap on the fixed batch" the README gives beside the tests' tolerances.
+This is the "largest gap on the fixed batch" docs/training.md gives beside the tests' tolerances.
 
     python scripts/half_precision_gap.py
 """

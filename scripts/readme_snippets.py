@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Run every ```python block of README.md, in order, the way a user pastes them, and check that
+"""Run every ```python block of README.md and then of docs/*.md, in order, the way a user pastes
+them, and check that
 the main job's run (runs/dates/, written by scripts/main.sh) is left exactly as it was.
 
     bash scripts/main.sh && python scripts/readme_snippets.py
@@ -28,17 +29,19 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 def main() -> int:
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    blocks = [(page.relative_to(ROOT), block) for page in pages
+              for block in re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)]
     before = digest(MAIN_RUN) if MAIN_RUN.exists() else None
     if before is None:
         print(f"note: {MAIN_RUN} does not exist; run scripts/main.sh first to check that it stays unchanged")
     with tempfile.TemporaryDirectory() as scratch:
         (Path(scratch) / "configs").symlink_to(ROOT / "configs")
         os.chdir(scratch)
-        for number, block in enumerate(blocks, start=1):
+        for number, (page, block) in enumerate(blocks, start=1):
             started = time.perf_counter()
-            exec(compile(block, f"README.md python block {number}", "exec"), {"__name__": "__readme__"})  # noqa: S102
-            print(f"README python block {number}: ran in {time.perf_counter() - started:.1f} s")
+            exec(compile(block, f"{page} python block {number}", "exec"), {"__name__": "__readme__"})  # noqa: S102
+            print(f"{page} python block {number}: ran in {time.perf_counter() - started:.1f} s")
     if before is not None:
         after = digest(MAIN_RUN) if MAIN_RUN.exists() else {}
         if after != before:

@@ -97,7 +97,7 @@ def test_positions_past_the_cached_table_on_the_gpu():
 @pytest.mark.parametrize("encoder, decoder", [("gru", "rnn-additive"), ("lstm", "rnn-multihead"),
                                               ("transformer", "transformer")])
 def test_half_precision_on_the_gpu_keeps_padding_inert(precision, tolerance, encoder, decoder):
-    """P1/P2 on CUDA under autocast: exact zeros on padded keys, nothing NaN, P1 within the README's tolerance."""
+    """P1/P2 on CUDA under autocast: exact zeros on padded keys, nothing NaN, P1 within the tolerance of docs/training.md."""
     from test_padding_inert import make_batch, tiny_model
 
     model = tiny_model(encoder, decoder, torch.float32)

@@ -1,6 +1,6 @@
 """Padding stays inert in bfloat16 (``training.precision: bf16``: the forward pass under autocast):
 padded keys get exactly 0 attention, nothing is NaN/Inf from the -inf fill, P1 holds within the
-tolerance the README states, and the <pad> rows stay bit-identical through training."""
+tolerance docs/training.md states, and the <pad> rows stay bit-identical through training."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ from cronos import precision
 from helpers import tiny_config
 from test_padding_inert import COMBINATIONS, PROPERTY, batch_strategy, make_batch, tiny_model
 
-BF16_P1_TOLERANCE = 5e-2  # log-probs, absolute; scripts/half_precision_gap.py measures 1.8e-2 (README)
+BF16_P1_TOLERANCE = 5e-2  # log-probs, absolute; scripts/half_precision_gap.py measures 1.8e-2 (docs/training.md)
 
 
 def bf16_log_probs(model, batch):

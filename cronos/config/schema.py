@@ -151,9 +151,9 @@ class ModelConfig:
     embedding_size: int = key(64, "source and target embedding size", minimum=1)
     encoder: EncoderConfig = key(EncoderConfig(), "encoder section")
     decoder: DecoderConfig = key(DecoderConfig(), "decoder section")
-    mask_padding: bool = key(True, "methodology A: attention never sees padded keys (off only for ablations)")
+    mask_padding: bool = key(True, "masking: attention never sees padded keys (off only for ablations)")
     freeze_pad_embedding: bool = key(
-        True, "methodology B: the <pad> embedding row is zero and never changes (off only for ablations)")
+        True, "frozen <pad> rows: the <pad> embedding row is zero and never changes (off only for ablations)")
     tie_output_embedding: bool = key(
         False, "the output projection's weight is the target embedding (needs model.decoder.hidden_size equal "
                "to model.embedding_size)")
@@ -194,7 +194,7 @@ class TrainingConfig:
                 "optimiser state and evaluation stay float32); `fp16`: float16 autocast with a gradient scaler "
                 "(CUDA GPUs only)")
     compile: bool = key(False, "torch.compile the blocks that gain from it (the loss head, the RNN decoder's "
-                               "additive attention), for training and decoding; see the README for when it pays")
+                               "additive attention), for training and decoding; docs/training.md says when it pays")
     optimizer: Literal["adam", "adamw"] = key("adam", "`adam` or `adamw`")
     lr: float = key(1e-3, "peak learning rate", minimum=0.0)
     weight_decay: float = key(0.0, "weight decay (decoupled for adamw)", minimum=0.0)
