@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import math
 import os
 import re
@@ -30,6 +31,8 @@ from .schema import Config, ConfigError, DataFiles, ParallelFiles, all_keys, app
 
 __all__ = ["load_config", "parse_override", "config_from_dict", "config_to_dict", "without_inapplicable_keys",
            "check_size", "expand_path", "MAX_CONFIG_BYTES", "MAX_CONFIG_VALUES", "MAX_CONFIG_DEPTH"]
+
+logger = logging.getLogger("cronos")
 
 # A config is a few dozen values four levels deep; anything far larger is refused before it is
 # looked at (YAML aliases can make a few hundred bytes stand for billions of values).
@@ -62,6 +65,12 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any],
         if isinstance(value, str) and value != "auto" and _is_path_key(key):
             value = _absolute(value, Path.cwd())
         created |= _set_dotted(raw, key, value, source=overrides_source)
+    switched = _switched_away(raw, overrides)
+    for dotted in switched:
+        _delete_dotted(raw, dotted)
+    if switched:
+        logger.warning("%s switched a type: dropped %s, set by %s for the type it switched away from",
+                       overrides_source, ", ".join(switched), source)
     try:
         return config_from_dict(raw, source=source, base_dir=base)
     except ConfigError as error:
@@ -105,22 +114,57 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 def without_inapplicable_keys(raw: Any) -> Any:
     """``raw`` without the keys that mean nothing for their section's type: configs stored in
     checkpoints by cronos 0.1 hold every key (``cell`` under a transformer encoder, too)."""
-    return _prune(Config, raw)
+    kept = _deep_copy(raw)
+    for dotted in _inapplicable(Config, kept, ""):
+        _delete_dotted(kept, dotted)
+    return kept
 
 
-def _prune(cls: type, raw: Any) -> Any:
+def _inapplicable(cls: type, raw: Any, prefix: str) -> list[str]:
+    """The dotted names of the keys in ``raw`` that mean nothing for their section's settings
+    (``only_for``); unknown keys are left for validation to report."""
     if not isinstance(raw, Mapping):
-        return raw
+        return []
     hints, known, defaults = typing.get_type_hints(cls), {f.name: f for f in fields(cls)}, cls()
-    kept = {}
+    found = []
     for name, value in raw.items():
-        if name not in known:  # left for validation to report
-            kept[name] = value
+        if name not in known:
             continue
         only_for = known[name].metadata.get("only_for", ())
-        if not only_for or any(raw.get(sibling, getattr(defaults, sibling)) == wanted for sibling, wanted in only_for):
-            kept[name] = _prune(hints[name], value) if dataclasses.is_dataclass(hints[name]) else value
-    return kept
+        if only_for and not any(raw.get(sibling, getattr(defaults, sibling)) == wanted
+                                for sibling, wanted in only_for):
+            found.append(prefix + name)
+        elif dataclasses.is_dataclass(hints[name]):
+            found += _inapplicable(hints[name], value, f"{prefix}{name}.")
+    return found
+
+
+def _switched_away(raw: Any, overrides: Mapping[str, Any]) -> list[str]:
+    """The keys the file sets for a type (or attention) that an override switched away from, such
+    as the RNN's ``cell`` after ``--set model.encoder.type=transformer``: not errors, but dropped.
+    A key an override sets itself, or that no override made inapplicable, stays (and is refused)."""
+    switched = []
+    for dotted in _inapplicable(Config, raw, ""):
+        section, _, name = dotted.rpartition(".")
+        siblings = _only_for_siblings(section, name)
+        if dotted not in overrides and any(f"{section}.{sibling}".lstrip(".") in overrides for sibling in siblings):
+            switched.append(dotted)
+    return switched
+
+
+def _only_for_siblings(section: str, name: str) -> set[str]:
+    owner: Any = Config
+    for part in filter(None, section.split(".")):
+        owner = typing.get_type_hints(owner)[part]
+    return {sibling for sibling, _ in {f.name: f for f in fields(owner)}[name].metadata.get("only_for", ())}
+
+
+def _delete_dotted(raw: dict, dotted: str) -> None:
+    *sections, name = dotted.split(".")
+    node = raw
+    for section in sections:
+        node = node[section]
+    del node[name]
 
 
 def parse_override(text: str) -> tuple[str, Any]:
