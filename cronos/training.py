@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
-import threading
 import time
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -32,7 +30,8 @@ from torch.nn.parallel import DistributedDataParallel
 from .checkpoint import (CheckpointError, StoredModel, check_same_model, check_weights, load_checkpoint, model_payload,
                          read_model, save_checkpoint)
 from .config import Config, TrainingConfig
-from .data import BucketBatchSampler, EvalSplit, TextCodec, TrainingData, collate, padded_share, plan_updates
+from .data import (BucketBatchSampler, EvalSplit, TextCodec, TrainingData, Update, collate, padded_share,
+                   plan_updates)
 from .distributed import Processes, process_group
 from .board import Board
 from .evaluation import METRICS, evaluate_split
@@ -41,6 +40,7 @@ from .network import Seq2Seq
 from .precision import MixedPrecision
 from .progress import ProgressReport, epochs, report_to_stderr_unless_configured
 from .run_folder import RunFolder, claim
+from .stopping import StopSignals
 
 __all__ = ["Trainer", "TrainingError", "TrainingHistory", "TrainingProgress", "build_optimizer"]
 
@@ -119,8 +119,7 @@ class Trainer:
         self.optimizer = build_optimizer(network, self.training)
         self.scheduler = self._scheduler()
         self.progress = TrainingProgress()
-        self._stop_requested: str | None = None  # by a signal to this process
-        self._stopping: str | None = None  # what every process agreed on, after a step
+        self.stop = StopSignals(self.processes)
         self._last_record: dict | None = None
         self.board = Board()  # TensorBoard, opened by rank 0 when the run starts (training.tensorboard)
         self._clock = time.perf_counter()  # epoch_seconds counts up to here
@@ -167,24 +166,24 @@ class Trainer:
             finally:
                 self.trained = self.network  # DistributedDataParallel must go before its process group
                 self.board.close()
-        return TrainingHistory(self.progress, self._stopping, self._last_record)
+        return TrainingHistory(self.progress, self.stop.agreed, self._last_record)
 
     def _train_and_save(self) -> None:
         main = self.processes.main
         report = ProgressReport(self.progress.step, self.progress.epoch + 1, self._planned_steps(),
                                 self.training.epochs, bar=self.training.progress and main,
                                 log_every=self.training.log_every if main else None)
-        with self._stop_on_signals(), report:
+        with self.stop.handled(), report:
             self._clock = time.perf_counter()
-            while not self._done():
+            while not self._complete():
                 self._train_epoch(report)
-                if self._stopping:
+                if self.stop.agreed:
                     break
-        if self._stopping:
+        if self.stop.agreed:
             self.save_last()
             if main:
                 logger.info("stopped by %s at step %d; %s holds the run: continue it with --set "
-                            "training.resume=auto", self._stopping, self.progress.step, self.folder.last)
+                            "training.resume=auto", self.stop.agreed, self.progress.step, self.folder.last)
         elif not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
             self.save_last()
         self._ensure_best()
@@ -218,12 +217,14 @@ class Trainer:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(self.network, device_ids=device_ids)
 
-    def _finished(self) -> bool:
+    def _cut_short(self) -> bool:
+        """Early stopping or ``max_steps`` ended the run before its last epoch's end."""
         max_steps = self.training.max_steps
         return self.progress.stopped_early or (max_steps is not None and self.progress.step >= max_steps)
 
-    def _done(self) -> bool:
-        return self.progress.epoch >= self.training.epochs or self._finished()
+    def _complete(self) -> bool:
+        """Nothing is left to train: every epoch trained, or the run cut short."""
+        return self.progress.epoch >= self.training.epochs or self._cut_short()
 
     def _planned_steps(self) -> int:
         """The run's last step, if it trains every planned batch (``max_steps`` when that comes first)."""
@@ -245,7 +246,7 @@ class Trainer:
         self.sampler = BucketBatchSampler(*self.lengths, batch_size=self.training.batch_size,
                                           batch_tokens=self.training.batch_tokens, seed=self.config.seed)
 
-    def _updates(self, epoch: int) -> list[list[list[list[int]]]]:
+    def _updates(self, epoch: int) -> list[Update]:
         """The epoch's optimiser updates: ``[update][rank]`` -> that process's batches (``plan_updates``)."""
         self._use_epoch(epoch)
         return plan_updates(self.sampler.batches(epoch), self.lengths[1], self.training.accumulate,
@@ -261,7 +262,7 @@ class Trainer:
         for update in updates[progress.batches_done:]:
             started = time.perf_counter()
             batch_loss, batch_tokens = self._train_step(update)
-            self._agree_to_stop()
+            self.stop.agree(self.device)
             progress.epoch_loss_sum += batch_loss
             progress.epoch_tokens += batch_tokens
             progress.batches_done += 1
@@ -269,23 +270,17 @@ class Trainer:
                 seconds = time.perf_counter() - started
                 report.step(progress.step, epoch + 1, batch_loss, batch_tokens, seconds, self.lr)
                 self.board.step(progress.step, batch_loss / batch_tokens, batch_tokens / seconds, self.lr)
-            if progress.batches_done == len(updates) and not self._stopping:
+            if progress.batches_done == len(updates) and not self.stop.agreed:
                 break  # the epoch's last step: the epoch ends below, also when max_steps ends the run here
-            reached_max_steps = self._finished() and not self._stopping
+            reached_max_steps = self._cut_short() and not self.stop.agreed
             if reached_max_steps or self._validation_due():
                 self._validate(share, epoch + 1, in_history=reached_max_steps)
             elif self.training.checkpoint_every and progress.step % self.training.checkpoint_every == 0:
                 self.save_last()
-            if self._stopping or reached_max_steps:
+            if self.stop.agreed or reached_max_steps:
                 return
         progress.epoch, progress.batches_done = epoch + 1, 0
         self._validate(share, epoch + 1, in_history=True)
-
-    def _agree_to_stop(self) -> None:
-        """Every process stops after the same step: the first after which any of them was asked to."""
-        asked, = self.processes.sum([self._stop_requested is not None], self.device)
-        if asked:
-            self._stopping = self._stop_requested or "a signal to another process"
 
     def _tick(self) -> None:
         """Add the time since the last tick to the epoch's seconds."""
@@ -297,7 +292,7 @@ class Trainer:
         every = self.training.validate_every
         return every is not None and self.progress.step % every == 0
 
-    def _train_step(self, update: list[list[list[int]]]) -> tuple[float, int]:
+    def _train_step(self, update: Update) -> tuple[float, int]:
         """One optimiser step over ``update``: each process's batches (lists of example indices).
 
         The step's loss is the cross-entropy summed over the real target tokens of all its batches,
@@ -478,7 +473,7 @@ class Trainer:
         self._check_same_plan(stored, path)
         if self.progress.history:
             self._last_record = self.progress.history[-1]
-        if self._done():
+        if self._complete():
             logger.info("%s holds a finished run (step %d, %s completed): nothing left to train; raise "
                         "training.epochs or training.max_steps to train on, or start over with training.overwrite=true "
                         "in place of training.resume", path, self.progress.step, epochs(self.progress.epoch))
@@ -517,29 +512,6 @@ class Trainer:
                 torch.cuda.set_rng_state_all(state["cuda_rng"][:torch.cuda.device_count()])
         self.progress = TrainingProgress(**state["progress"])  # checkpoints before epoch_* fields: their defaults
 
-    # --- signals --------------------------------------------------------------------------------
-
     def request_stop(self, reason: str) -> None:
         """Stop after the current step: write last.pt and return (what SIGINT and SIGTERM do)."""
-        self._stop_requested = reason
-        logger.warning("%s: finishing the current step, then writing a checkpoint", reason)
-
-    @contextmanager
-    def _stop_on_signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM: finish the current step, write last.pt, return. A second SIGINT aborts (one process)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def on_signal(signum, frame):
-            # a second Ctrl-C aborts one process; torchrun passes on the SIGINT its workers got already
-            if self._stop_requested and signum == signal.SIGINT and not self.processes.distributed:
-                raise KeyboardInterrupt
-            self.request_stop(signal.Signals(signum).name)
-
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        self.stop.request(reason)

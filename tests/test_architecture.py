@@ -18,7 +18,7 @@ LAYERS = [
     {"config", "version"},
     {"data", "masking", "device", "progress", "board", "precision"},
     {"loss", "checkpoint", "modules", "distributed"},
-    {"network", "run_folder"},
+    {"network", "run_folder", "stopping"},
     {"search", "ensemble", "averaging", "attribution"},
     {"evaluation", "explain", "scoring"},
     {"training", "report", "outputs"},

@@ -13,9 +13,13 @@ from typing import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["BucketBatchSampler", "RandomBatchSampler", "padded_share", "plan_updates", "DEFAULT_BATCH_SIZE"]
+__all__ = ["BucketBatchSampler", "RandomBatchSampler", "padded_share", "plan_updates", "DEFAULT_BATCH_SIZE",
+           "Batches", "Update"]
 
 DEFAULT_BATCH_SIZE = 64
+
+Batches = list[list[int]]  # batches of example indices
+Update = list[Batches]     # one optimiser update: ``update[rank]``, the batches process ``rank`` trains on
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -87,7 +91,7 @@ class RandomBatchSampler(BucketBatchSampler):
 
 
 def plan_updates(batches: Sequence[list[int]], tokens: Sequence[int], accumulate: int,
-                 world_size: int = 1) -> list[list[list[list[int]]]]:
+                 world_size: int = 1) -> list[Update]:
     """An epoch's optimiser updates: ``plan[u][r]`` lists the batches process ``r`` trains on in update ``u``.
 
     Every process computes the same plan from the same batches.  Each update takes the next
@@ -122,8 +126,8 @@ def _split_until(batches: list[list[int]], count: int) -> list[list[int]]:
     return batches
 
 
-def _deal(update: list[list[int]], tokens: Sequence[int], world_size: int) -> list[list[list[int]]]:
-    shares: list[list[list[int]]] = [[] for _ in range(world_size)]
+def _deal(update: Batches, tokens: Sequence[int], world_size: int) -> Update:
+    shares: Update = [[] for _ in range(world_size)]
     load = [0] * world_size
     sizes = [sum(tokens[i] for i in batch) for batch in update]
     for b in sorted(range(len(update)), key=lambda b: (-sizes[b], b)):
