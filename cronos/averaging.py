@@ -15,11 +15,9 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-import torch
-
-from .checkpoint import check_same_model, check_weights, model_payload, read_model
+from .checkpoint import check_same_model, model_payload
 from .data import TextCodec
-from .network import Seq2Seq
+from .model_file import read_model_file
 
 __all__ = ["average_checkpoints"]
 
@@ -29,16 +27,12 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     ``paths``' weights, computed in float64; config and vocabularies those of the first file."""
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}")
-    first = read_model(paths[0])
-    with torch.device("meta"):  # the weights' names and shapes the config asks for; nothing allocated
-        skeleton = Seq2Seq(first.config.model, len(first.src_vocab), len(first.tgt_vocab))
-    check_weights(first.weights, skeleton, paths[0])
+    first = read_model_file(paths[0])
     sums = {name: tensor.double() if tensor.is_floating_point() else tensor for name, tensor in first.weights.items()}
     for path in paths[1:]:
-        stored = read_model(path)
+        stored = read_model_file(path)
         check_same_model(stored, first.config, first.src_vocab, first.tgt_vocab, first.subwords, path,
                          reference=paths[0])
-        check_weights(stored.weights, skeleton, path)
         for name, tensor in stored.weights.items():
             if tensor.is_floating_point():
                 sums[name] = sums[name] + tensor.double()

@@ -19,13 +19,14 @@ from typing import Sequence, overload
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import check_weights, model_payload, read_model, save_checkpoint
+from .checkpoint import model_payload, save_checkpoint
 from .config import Config, ConfigError, load_config
 from .data import Batch, SubwordModels, TextCodec, TrainingData, Vocabulary, collate, load_split, load_training_data
 from .device import resolve_device
 from .ensemble import Ensemble
 from .evaluation import evaluate_split
 from .explain import Explanation, explain_decoded, explain_forced
+from .model_file import read_model_file
 from .network import Seq2Seq, TokenLoss
 from .scoring import PairScore, score_examples
 from .search import Sampling, decode_examples, decode_n_best, decode_samples
@@ -232,12 +233,7 @@ class Cronos(nn.Module):
         or a ``torch.device``.
         """
         device = device if isinstance(device, torch.device) else resolve_device(device, "Cronos.load", "device")
-        stored = read_model(path)
-        # The file is untrusted: its config must describe exactly the weights it stores before
-        # a model is allocated from that config (a few KB could otherwise ask for gigabytes).
-        with torch.device("meta"):  # shapes only: nothing is allocated
-            skeleton = Seq2Seq(stored.config.model, len(stored.src_vocab), len(stored.tgt_vocab))
-        check_weights(stored.weights, skeleton, path)
+        stored = read_model_file(path)  # untrusted: every check before a model is allocated
         model = cls(stored.config, stored.src_vocab, stored.tgt_vocab, stored.subwords)
         model.network.load_state_dict(stored.weights)
         return model.to(device).eval()

@@ -27,8 +27,7 @@ from typing import Iterator
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import (CheckpointError, StoredModel, check_same_model, check_weights, load_checkpoint, model_payload,
-                         read_model, save_checkpoint)
+from .checkpoint import CheckpointError, StoredModel, check_same_model, model_payload, save_checkpoint
 from .config import Config, TrainingConfig
 from .data import (BucketBatchSampler, EvalSplit, TextCodec, TrainingData, Update, collate, padded_share,
                    plan_updates)
@@ -36,6 +35,7 @@ from .distributed import Processes, process_group
 from .board import Board
 from .evaluation import METRICS, evaluate_split
 from .explain import explain_forced
+from .model_file import read_model_file
 from .network import Seq2Seq
 from .precision import MixedPrecision
 from .progress import ProgressReport, epochs, report_to_stderr_unless_configured
@@ -189,7 +189,7 @@ class Trainer:
         self._ensure_best()
         self.processes.barrier()  # best.pt is written
         if self.progress.best_step is not None:  # best.pt holds this run's best validation
-            self.network.load_state_dict(load_checkpoint(self.folder.best)["model"])
+            self.network.load_state_dict(read_model_file(self.folder.best).weights)
 
     @contextmanager
     def _claimed(self) -> Iterator[None]:
@@ -459,11 +459,10 @@ class Trainer:
         if resume == "auto" and not path.exists():
             logger.info("training.resume=auto: no %s yet, starting a new run", path)
             return
-        stored = read_model(path)
+        stored = read_model_file(path)
         if stored.training is None:
             raise CheckpointError(f"{path}: holds weights only (a best.pt?); resume from a last.pt")
         check_same_model(stored, self.config, self.codec.src_vocab, self.codec.tgt_vocab, self.codec.subwords, path)
-        check_weights(stored.weights, self.network, path)
         self.network.load_state_dict(stored.weights)
         try:
             self._restore(stored.training)
