@@ -1,4 +1,5 @@
-"""The fit loop: optimiser and schedule, validation, early stopping, checkpoints, resume, signals.
+"""The fit loop: optimiser and schedule, checkpoints, resume; validation (``validation.Validator``)
+and signals (``stopping.StopSignals``) are parts it composes.
 
     history = Trainer(network, codec, config, data, valid).run()   # the network ends on its best weights
 
@@ -33,14 +34,13 @@ from .data import (BucketBatchSampler, EvalSplit, TextCodec, TrainingData, Updat
                    plan_updates)
 from .distributed import Processes, process_group
 from .board import Board
-from .evaluation import METRICS, evaluate_split
-from .explain import explain_forced
 from .model_file import read_model_file
 from .network import Seq2Seq
 from .precision import MixedPrecision
 from .progress import ProgressReport, epochs, report_to_stderr_unless_configured
 from .run_folder import RunFolder, claim
 from .stopping import StopSignals
+from .validation import Validator
 
 __all__ = ["Trainer", "TrainingError", "TrainingHistory", "TrainingProgress", "build_optimizer"]
 
@@ -104,7 +104,7 @@ class Trainer:
 
     def __init__(self, network: Seq2Seq, codec: TextCodec, config: Config, data: TrainingData,
                  valid: EvalSplit | None):
-        self.network, self.codec, self.config, self.data, self.valid = network, codec, config, data, valid
+        self.network, self.codec, self.config, self.data = network, codec, config, data
         self.training = config.training
         self.processes = Processes.from_environment()  # one, or those torchrun started
         self.device = self.processes.device(self.training.device)
@@ -120,6 +120,8 @@ class Trainer:
         self.scheduler = self._scheduler()
         self.progress = TrainingProgress()
         self.stop = StopSignals(self.processes)
+        self.validator = None if valid is None else Validator(network, codec, valid, config.evaluation,
+                                                              self.training, self.processes)
         self._last_record: dict | None = None
         self.board = Board()  # TensorBoard, opened by rank 0 when the run starts (training.tensorboard)
         self._clock = time.perf_counter()  # epoch_seconds counts up to here
@@ -368,12 +370,9 @@ class Trainer:
                       "train_loss": progress.epoch_loss_sum / max(progress.epoch_tokens, 1), "lr": self.lr,
                       "seconds": round(progress.epoch_seconds, 3), "padded_share": share,
                       "skipped_batches": progress.skipped_batches}
-            if self.valid is not None:  # scored once, by rank 0; every process tracks the result
-                main = self.processes.main
-                scores = evaluate_split(self.network, self.codec, self.valid, self.config.evaluation) if main else None
-                scores = self.processes.from_main(scores)
-                record.update({f"valid_{k}": scores[k] for k in METRICS})
-                self._track_best(record)
+            if self.validator is not None:  # scored once, by rank 0; every process follows the result
+                record.update(self.validator.scores())
+                self._follow(record)
             if self.processes.main:
                 with open(self.folder.metrics, "a", encoding="utf-8") as file:
                     file.write(json.dumps(record) + "\n")
@@ -389,31 +388,18 @@ class Trainer:
             self.save_last()
 
     def _example_attention(self) -> torch.Tensor | None:
-        """The attention ``[T, S]`` of the first validation example, its target forced (for TensorBoard)."""
-        if self.valid is None or self.board.writer is None:
+        """For TensorBoard, when it is on: the first validation example's attention."""
+        if self.validator is None or self.board.writer is None:
             return None
-        source, target = self.valid.sources[0], self.valid.targets[0]
-        return explain_forced(self.network, self.codec, [source], [target], 1)[0].attention
+        return self.validator.example_attention()
 
-    def _track_best(self, record: dict) -> None:
-        metric = self.training.metric
-        score = record[metric]
-        progress = self.progress
+    def _follow(self, record: dict) -> None:
+        """The validation's consequences: the plateau schedule's step, best.pt when it improved
+        (rank 0), and early stopping (``progress.stopped_early``, which ends the run)."""
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.scheduler.step(score)
-        better = progress.best_score is None or (score < progress.best_score if self.training.lower_is_better
-                                                 else score > progress.best_score)
-        if better:
-            progress.best_score, progress.best_step, progress.bad_validations = score, progress.step, 0
-            if self.processes.main:
-                save_checkpoint(self.folder.best, self._model_payload())
-        else:
-            progress.bad_validations += 1
-            if self.training.patience is not None and progress.bad_validations >= self.training.patience:
-                progress.stopped_early = True
-                if self.processes.main:
-                    logger.info("early stopping: %s has not improved for %d validations (best %.4g at step %d)",
-                                metric, progress.bad_validations, progress.best_score, progress.best_step)
+            self.scheduler.step(record[self.training.metric])
+        if self.validator.judge(self.progress, record) and self.processes.main:
+            save_checkpoint(self.folder.best, self._model_payload())
 
     def _keep_checkpoint(self) -> None:
         """``training.keep_checkpoints``: this validation's weights beside the last N-1 (``cronos average``)."""
@@ -425,7 +411,7 @@ class Trainer:
             old.unlink()
 
     def _ensure_best(self) -> None:
-        if self.valid is None and self.processes.main:  # no validation data: the last weights are the best
+        if self.validator is None and self.processes.main:  # no validation data: the last weights are the best
             save_checkpoint(self.folder.best, self._model_payload())
 
     def _model_payload(self) -> dict:
