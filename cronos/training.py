@@ -1,5 +1,6 @@
-"""The fit loop: optimiser and schedule, checkpoints, resume; validation (``validation.Validator``)
-and signals (``stopping.StopSignals``) are parts it composes.
+"""The fit loop: optimiser and schedule, checkpoints, resume; the saved state
+(``training_state.TrainingState``), validation (``validation.Validator``) and signals
+(``stopping.StopSignals``) are parts it composes.
 
     history = Trainer(network, codec, config, data, valid).run()   # the network ends on its best weights
 
@@ -21,14 +22,13 @@ import logging
 import math
 import time
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import CheckpointError, StoredModel, check_same_model, model_payload, save_checkpoint
+from .checkpoint import CheckpointError, check_same_model, model_payload, save_checkpoint
 from .config import Config, TrainingConfig
 from .data import (BucketBatchSampler, EvalSplit, TextCodec, TrainingData, Update, collate, padded_share,
                    plan_updates)
@@ -40,6 +40,7 @@ from .precision import MixedPrecision
 from .progress import ProgressReport, epochs, report_to_stderr_unless_configured
 from .run_folder import RunFolder, claim
 from .stopping import StopSignals
+from .training_state import TrainingProgress, TrainingState
 from .validation import Validator
 
 __all__ = ["Trainer", "TrainingError", "TrainingHistory", "TrainingProgress", "build_optimizer"]
@@ -59,24 +60,6 @@ def build_optimizer(network: torch.nn.Module, training: TrainingConfig) -> torch
         return kind(network.parameters(), fused=True, **options)
     except (RuntimeError, TypeError, ValueError):  # torch < 2.4 has no fused CPU kernel
         return kind(network.parameters(), **options)
-
-
-@dataclass
-class TrainingProgress:
-    """Where a run stands; saved in ``last.pt`` so a resumed run picks up exactly here."""
-
-    step: int = 0
-    epoch: int = 0
-    batches_done: int = 0            # updates of ``epoch`` already trained (each ``training.accumulate`` batches)
-    epoch_loss_sum: float = 0.0      # summed loss over those batches' real target tokens
-    epoch_tokens: int = 0            # and their number: a resumed epoch reports the whole epoch
-    epoch_seconds: float = 0.0       # seconds spent in ``epoch`` so far, in every process that trained it
-    best_score: float | None = None  # of ``training.early_stopping_metric``
-    best_step: int | None = None
-    bad_validations: int = 0
-    skipped_batches: int = 0
-    stopped_early: bool = False
-    history: list[dict] = field(default_factory=list)
 
 
 class TrainingHistory(list):
@@ -118,7 +101,7 @@ class Trainer:
         self._use_epoch(0)
         self.optimizer = build_optimizer(network, self.training)
         self.scheduler = self._scheduler()
-        self.progress = TrainingProgress()
+        self.state = TrainingState(self.optimizer, self.scheduler, self.precision, self.processes, self.device)
         self.stop = StopSignals(self.processes)
         self.validator = None if valid is None else Validator(network, codec, valid, config.evaluation,
                                                               self.training, self.processes)
@@ -139,6 +122,11 @@ class Trainer:
             return torch.optim.lr_scheduler.LambdaLR(
                 self.optimizer, lambda step: max(floor, min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))))
         return None
+
+    @property
+    def progress(self) -> TrainingProgress:
+        """Where the run stands (``TrainingState.progress``, saved in last.pt)."""
+        return self.state.progress
 
     @property
     def lr(self) -> float:
@@ -420,22 +408,9 @@ class Trainer:
     def save_last(self) -> None:
         """Write last.pt (rank 0; every process calls this at the same step, for the random states)."""
         self._tick()
-        cuda = self.device.type == "cuda"  # dropout on a GPU draws from its generator
-        process_rng = self.processes.gather((torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda
-                                             else None))
-        if not self.processes.main:
-            return
-        state = {
-            "progress": asdict(self.progress),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all(),  # [] without a GPU
-            "scaler": self.precision.state_dict(),  # fp16's loss scale ({} otherwise)
-            "world_size": self.processes.world_size,
-            "process_rng": process_rng,  # each process's (CPU, its GPU's) random state, in rank order
-        }
-        save_checkpoint(self.folder.last, {**self._model_payload(), "training": state})
+        state = self.state.state_dict()
+        if state is not None:
+            save_checkpoint(self.folder.last, {**self._model_payload(), "training": state})
 
     def _maybe_resume(self) -> None:
         resume = self.training.resume
@@ -451,11 +426,12 @@ class Trainer:
         check_same_model(stored, self.config, self.codec.src_vocab, self.codec.tgt_vocab, self.codec.subwords, path)
         self.network.load_state_dict(stored.weights)
         try:
-            self._restore(stored.training)
+            self.state.load_state_dict(stored.training)
+            world_size = stored.training["world_size"]
         except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a damaged or foreign training state
             raise CheckpointError(f"{path}: its training state does not fit this run: {type(error).__name__}: "
                                   f"{str(error).splitlines()[0] if str(error) else ''}") from None
-        self._check_same_plan(stored, path)
+        self.state.check_same_plan(stored.config.training.accumulate, world_size, self.training.accumulate, path)
         if self.progress.history:
             self._last_record = self.progress.history[-1]
         if self._complete():
@@ -464,38 +440,6 @@ class Trainer:
                         "in place of training.resume", path, self.progress.step, epochs(self.progress.epoch))
         else:
             logger.info("resumed from %s at epoch %d, step %d", path, self.progress.epoch + 1, self.progress.step)
-
-    def _check_same_plan(self, stored: StoredModel, path: Path) -> None:
-        """A run stopped inside an epoch continues that epoch's plan: the same batches per update,
-        ``training.accumulate`` x processes (an epoch boundary may change either)."""
-        if not self.progress.batches_done:
-            return
-        accumulate, world_size = stored.config.training.accumulate, stored.training.get("world_size", 1)
-        if accumulate * world_size != self.training.accumulate * self.processes.world_size:
-            raise CheckpointError(
-                f"{path}: stopped inside epoch {self.progress.epoch + 1} after {self.progress.batches_done} updates of "
-                f"{accumulate * world_size} batches (training.accumulate={accumulate} x {world_size} process(es)); "
-                f"continue with training.accumulate x processes = {accumulate * world_size}, e.g. "
-                f"training.accumulate={accumulate} on {world_size} process(es) (the epoch's remaining updates are "
-                "planned from it)")
-
-    def _restore(self, state: dict) -> None:
-        """Optimiser, scheduler, RNG and progress from a last.pt's ``training`` entry."""
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.precision.load_state_dict(state.get("scaler", {}))  # older last.pt files lack it
-        process_rng = state.get("process_rng")  # older last.pt files lack it; the same processes get their own back
-        if process_rng and len(process_rng) == self.processes.world_size:
-            cpu, gpu = process_rng[self.processes.rank]
-            torch.set_rng_state(cpu)
-            if gpu is not None and self.device.type == "cuda":
-                torch.cuda.set_rng_state(gpu, self.device)
-        else:
-            torch.set_rng_state(state["rng"])
-            if state.get("cuda_rng") and torch.cuda.is_available():  # older checkpoints lack it
-                torch.cuda.set_rng_state_all(state["cuda_rng"][:torch.cuda.device_count()])
-        self.progress = TrainingProgress(**state["progress"])  # checkpoints before epoch_* fields: their defaults
 
     def request_stop(self, reason: str) -> None:
         """Stop after the current step: write last.pt and return (what SIGINT and SIGTERM do)."""

@@ -21,7 +21,7 @@ LAYERS = [
     {"network", "run_folder", "stopping"},
     {"search", "ensemble", "model_file", "attribution"},
     {"evaluation", "explain", "scoring", "averaging"},
-    {"validation", "report", "outputs"},
+    {"validation", "report", "outputs", "training_state"},
     {"training"},
     {"model"},
     {"api", "cli"},
