@@ -28,15 +28,14 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}")
     first = read_model_file(paths[0])
+    codec = TextCodec.for_data(first.config.data, first.src_vocab, first.tgt_vocab, first.subwords)
     sums = {name: tensor.double() if tensor.is_floating_point() else tensor for name, tensor in first.weights.items()}
     for path in paths[1:]:
         stored = read_model_file(path)
-        check_same_model(stored, first.config, first.src_vocab, first.tgt_vocab, first.subwords, path,
-                         reference=paths[0])
+        check_same_model(stored, first.config, codec, path, reference=paths[0])
         for name, tensor in stored.weights.items():
             if tensor.is_floating_point():
                 sums[name] = sums[name] + tensor.double()
     averaged = {name: (total / len(paths)).to(first.weights[name].dtype) if total.is_floating_point() else total
                 for name, total in sums.items()}
-    codec = TextCodec.for_data(first.config.data, first.src_vocab, first.tgt_vocab, first.subwords)
     return model_payload(first.config, codec, averaged)

@@ -114,22 +114,25 @@ def _subwords(payload: dict[str, Any], config: Config, vocabularies: tuple[Vocab
     return subwords
 
 
-def check_same_model(stored: StoredModel, config: Config, src_vocab: Vocabulary, tgt_vocab: Vocabulary,
-                     subwords: SubwordModels | None, path: str | Path, reference: str | Path | None = None) -> None:
+def check_same_model(stored: StoredModel, config: Config, codec: TextCodec, path: str | Path,
+                     reference: str | Path | None = None) -> None:
     """Raise ``CheckpointError`` naming what differs when ``stored`` was made for another model than
-    the one of ``config``, the vocabularies and SentencePiece models ``subwords``: those of this
-    config and its data, or of the checkpoint ``reference``."""
+    the one of ``config`` and ``codec`` (how it reads and writes text, ``TextCodec.differences``):
+    those of this config and its data, or of the checkpoint ``reference``."""
     ours = "this config" if reference is None else str(reference)
     built = "the one built from this config's data" if reference is None else f"that of {reference}"
     hint = "; use the data the checkpoint was trained on" if reference is None else ""
     label = "config" if reference is None else "the first checkpoint"
-    for side, theirs, mine in (("source", stored.src_vocab, src_vocab), ("target", stored.tgt_vocab, tgt_vocab)):
-        if theirs != mine:
-            raise CheckpointError(f"{path}: the {side} vocabulary differs from {built} (checkpoint {len(theirs)} "
-                                  f"tokens, {label} {len(mine)}){hint}")
-    if stored.subwords != subwords:
-        raise CheckpointError(f"{path}: its SentencePiece models differ from those of {ours} (the same pieces, "
-                              "other scores or settings, segment text differently){hint}")
+    theirs = TextCodec.for_data(stored.config.data, stored.src_vocab, stored.tgt_vocab, stored.subwords)
+    for difference in codec.differences(theirs):
+        if difference.part == "vocabulary":
+            raise CheckpointError(f"{path}: the {difference.side} vocabulary differs from {built} (checkpoint "
+                                  f"{difference.theirs} tokens, {label} {difference.ours}){hint}")
+        if difference.part == "SentencePiece model":
+            raise CheckpointError(f"{path}: its SentencePiece models differ from those of {ours} (the same pieces, "
+                                  f"other scores or settings, segment text differently){hint}")
+        raise CheckpointError(f"{path}: its {difference.side} tokenizer differs from that of {ours} "
+                              f"(data.tokenizer, data.lowercase){hint}")
     differing = sorted(_differences(config_to_dict(config)["model"], config_to_dict(stored.config)["model"], "model",
                                     label))
     if differing:

@@ -211,9 +211,9 @@ class Cronos(nn.Module):
         first = models[0]
         sides, reading_of = [first.codec], []  # the distinct source sides, the first member's first
         for number, model in enumerate(models, start=1):
-            differs = first.codec.target_difference(model.codec)
+            differs = [d for d in first.codec.differences(model.codec) if d.side == "target"]
             if differs:
-                raise ValueError(f"ensemble member {number} does not write text as member 1 does: {differs}")
+                raise ValueError(f"ensemble member {number} does not write text as member 1 does: {differs[0]}")
             same = [r for r, side in enumerate(sides) if side.reads_source_as(model.codec)]
             if not same:
                 sides.append(model.codec)

@@ -423,7 +423,7 @@ class Trainer:
         stored = read_model_file(path)
         if stored.training is None:
             raise CheckpointError(f"{path}: holds weights only (a best.pt?); resume from a last.pt")
-        check_same_model(stored, self.config, self.codec.src_vocab, self.codec.tgt_vocab, self.codec.subwords, path)
+        check_same_model(stored, self.config, self.codec, path)
         self.network.load_state_dict(stored.weights)
         try:
             self.state.load_state_dict(stored.training)

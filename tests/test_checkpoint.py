@@ -213,3 +213,21 @@ def test_non_finite_weights_are_refused_by_every_command_and_scores_stay_json(go
                                                                                          "bleu": 1.5})
     assert main(["evaluate", str(good)]) == 0
     assert json.loads(capsys.readouterr().out, parse_constant=pytest.fail) == {"loss": None, "bleu": 1.5}
+
+
+def test_a_checkpoint_that_reads_text_another_way_is_not_the_same_model():
+    """The same vocabularies, but lowercased input: resuming or averaging with it would feed the
+    model other ids for the same text, so it is another model (``TextCodec.differences``)."""
+    from cronos.checkpoint import StoredModel, check_same_model
+    from cronos.data import TextCodec, Vocabulary
+
+    vocab = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"])
+    ours = cronos.load_config({"data": {"tokenizer": "char"}})
+    theirs = cronos.load_config({"data": {"tokenizer": "char", "lowercase": True}})
+    codec = TextCodec.for_data(ours.data, vocab, vocab)
+    assert [str(d) for d in codec.differences(TextCodec.for_data(theirs.data, vocab, vocab))] == [
+        "its source tokenizer differs", "its target tokenizer differs"]
+    with pytest.raises(CheckpointError, match=r"^last\.pt: its source tokenizer differs from that of this config "
+                                              r"\(data\.tokenizer, data\.lowercase\)"):
+        check_same_model(StoredModel(theirs, vocab, vocab, {}, None), ours, codec, "last.pt")
+    check_same_model(StoredModel(ours, vocab, vocab, {}, None), ours, codec, "last.pt")  # the same: no error

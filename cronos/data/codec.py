@@ -23,7 +23,23 @@ from .subwords import SubwordModels
 from .tokenizers import Tokenizer, build_tokenizer
 from .vocab import Vocabulary
 
-__all__ = ["TextCodec", "tokenizers_for"]
+__all__ = ["TextCodec", "TextDifference", "tokenizers_for"]
+
+
+@dataclass(frozen=True)
+class TextDifference:
+    """One way two codecs differ: on ``side`` (``source``, ``target``), their ``part`` (``vocabulary``,
+    ``SentencePiece model``, ``tokenizer``); a vocabulary's sizes, ours and theirs."""
+
+    side: str
+    part: str
+    ours: int | None = None
+    theirs: int | None = None
+
+    def __str__(self) -> str:
+        if self.part == "vocabulary":
+            return f"its {self.side} vocabulary ({self.theirs} tokens) is not this one's ({self.ours})"
+        return f"its {self.side} {self.part} differs"
 
 
 def tokenizers_for(config: DataConfig, subwords: SubwordModels | None = None) -> tuple[Tokenizer, Tokenizer]:
@@ -79,21 +95,26 @@ class TextCodec:
             with_readings.append(replace(example, readings=tuple(ids)))
         return with_readings
 
-    def reads_source_as(self, other: "TextCodec") -> bool:
-        """Whether ``other`` turns every source into the same ids (tokenizer, model, vocabulary, length)."""
-        return (_kind(self.src_tokenizer) == _kind(other.src_tokenizer) and self.src_vocab == other.src_vocab
-                and _model(self.subwords, "source") == _model(other.subwords, "source")
-                and self.max_length == other.max_length)
+    def differences(self, other: "TextCodec") -> list["TextDifference"]:
+        """How ``other`` turns text into ids differently, per side (empty: alike): the one answer to
+        "do these read and write text alike?" that resuming, averaging and ensembles ask."""
+        found = []
+        for side, vocabs, tokenizers in (("source", (self.src_vocab, other.src_vocab),
+                                          (self.src_tokenizer, other.src_tokenizer)),
+                                         ("target", (self.tgt_vocab, other.tgt_vocab),
+                                          (self.tgt_tokenizer, other.tgt_tokenizer))):
+            if vocabs[0] != vocabs[1]:
+                found.append(TextDifference(side, "vocabulary", len(vocabs[0]), len(vocabs[1])))
+            elif _model(self.subwords, side) != _model(other.subwords, side):
+                found.append(TextDifference(side, "SentencePiece model"))
+            elif _kind(tokenizers[0]) != _kind(tokenizers[1]):
+                found.append(TextDifference(side, "tokenizer"))
+        return found
 
-    def target_difference(self, other: "TextCodec") -> str:
-        """What differs in how ``other`` reads and writes targets ("" when nothing)."""
-        if self.tgt_vocab != other.tgt_vocab:
-            return f"its target vocabulary ({len(other.tgt_vocab)} tokens) is not this one's ({len(self.tgt_vocab)})"
-        if _model(self.subwords, "target") != _model(other.subwords, "target"):
-            return "its target SentencePiece model differs"
-        if _kind(self.tgt_tokenizer) != _kind(other.tgt_tokenizer):
-            return "its target tokenizer differs"
-        return ""
+    def reads_source_as(self, other: "TextCodec") -> bool:
+        """Whether ``other`` turns every source into the same ids (no source difference, the same cut)."""
+        return (not any(d.side == "source" for d in self.differences(other))
+                and self.max_length == other.max_length)
 
     def decode(self, token_ids: Sequence[int]) -> str:
         """Output ids -> text (specials dropped, stopping at ``<eos>``)."""
