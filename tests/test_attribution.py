@@ -116,7 +116,7 @@ def test_explanation_errors(trained_models, monkeypatch):
 
 
 def test_without_the_mask_padding_does_get_attribution():
-    """The control: the zero above is the mask's doing (methodology A off: padded keys are attended,
+    """The control: the zero above is the mask's doing (masking off: padded keys are attended,
     so gradient reaches them and the padded columns' saliency is not zero).  A Transformer encoder:
     an RNN encoder packs its input, so padded positions never reach it, mask or not."""
     network = tiny_model("transformer", "transformer", mask_padding=False).network

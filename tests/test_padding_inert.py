@@ -196,7 +196,7 @@ def test_without_freeze_the_pad_row_is_not_protected():
 
 
 def test_with_the_mask_off_an_unfrozen_pad_row_is_read_and_drifts():
-    """The control for the test above: without methodology B, the unmasked Transformer's <pad>
+    """The control for the test above: without frozen <pad> rows, the unmasked Transformer's <pad>
     row gets gradient (no weight decay here) and moves, so a row left unfrozen is caught."""
     torch.manual_seed(0)
     config = tiny_config("transformer", "transformer", mask_padding=False, freeze_pad_embedding=False)
