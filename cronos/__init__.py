@@ -5,7 +5,7 @@
     model.translate(["Thu 26 Nov 2026"])            # ['2026-11-26']
     cronos.explain(model, ["Thu 26 Nov 2026"])[0].plot("attention.png")
 """
-from .api import evaluate, explain, fit, score, translate
+from .api import evaluate, explain, fit, sample, score, translate
 from .checkpoint import CheckpointError
 from .config import Config, ConfigError, load_config
 from .data import DataError
@@ -18,4 +18,4 @@ from .version import __version__
 
 __all__ = ["CheckpointError", "Config", "ConfigError", "Cronos", "DataError", "Explanation", "RunFolderError",
            "TrainingError", "TrainingHistory", "Translation", "evaluate", "explain", "fit", "lengths_to_mask", "load_config",
-           "score", "translate", "__version__"]
+           "sample", "score", "translate", "__version__"]

@@ -1,4 +1,5 @@
-"""Module-level API: ``cronos.fit``, ``cronos.evaluate``, ``cronos.explain``, ``cronos.translate``, ``cronos.score``."""
+"""Module-level API: ``cronos.fit``, and ``cronos.evaluate``, ``explain``, ``translate``, ``sample`` and
+``score``, each the ``Cronos`` method of the same name, with every option, on a model or a checkpoint path."""
 from __future__ import annotations
 
 import os
@@ -6,10 +7,10 @@ from typing import Any, Sequence
 
 from .config import Config, config_to_dict, load_config
 from .explain import Explanation
-from .model import Cronos
+from .model import Cronos, Translation
 from .scoring import PairScore
 
-__all__ = ["fit", "evaluate", "explain", "score", "translate"]
+__all__ = ["fit", "evaluate", "explain", "sample", "score", "translate"]
 
 ModelOrCheckpoint = Cronos | str | os.PathLike
 
@@ -42,10 +43,17 @@ def explain(model_or_checkpoint: ModelOrCheckpoint, sources: Sequence[str], targ
     return _model(model_or_checkpoint).explain(sources, targets, beam_size, method, steps)
 
 
-def translate(model_or_checkpoint: ModelOrCheckpoint, sources: Sequence[str], beam_size: int | None = None) -> list[str]:
-    return _model(model_or_checkpoint).translate(sources, beam_size)
+def translate(model_or_checkpoint: ModelOrCheckpoint, sources: Sequence[str], beam_size: int | None = None,
+              batch_size: int | None = None, n_best: int | None = None) -> list[str] | list[list[Translation]]:
+    return _model(model_or_checkpoint).translate(sources, beam_size, batch_size, n_best)
+
+
+def sample(model_or_checkpoint: ModelOrCheckpoint, sources: Sequence[str], top_k: int | None = None,
+           top_p: float | None = None, temperature: float = 1.0, seed: int = 0,
+           batch_size: int | None = None) -> list[str]:
+    return _model(model_or_checkpoint).sample(sources, top_k, top_p, temperature, seed, batch_size)
 
 
 def score(model_or_checkpoint: ModelOrCheckpoint, data: str | Sequence[tuple[str, str]] = "test",
-          per_token: bool = False) -> list[PairScore]:
-    return _model(model_or_checkpoint).score(data, per_token)
+          per_token: bool = False, batch_size: int | None = None) -> list[PairScore]:
+    return _model(model_or_checkpoint).score(data, per_token, batch_size)

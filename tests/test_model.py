@@ -75,3 +75,13 @@ def test_mostly_unknown_input_is_reported(trained_models, caplog):
     with caplog.at_level("WARNING", logger="cronos"):
         model.translate(["日本語の文章です", "1/2/07"])
     assert "57% of the 14 source tokens are unknown to the model's vocabulary (<unk>)" in caplog.text
+
+
+def test_the_module_level_functions_take_every_option_of_the_methods(trained_models, tmp_path):
+    model = trained_models["rnn"]
+    path = model.save(tmp_path / "rnn.pt")
+    sources = ["1/2/07", "Thu 26 Nov 2026"]
+    assert cronos.translate(path, sources, beam_size=3, n_best=2) == model.translate(sources, beam_size=3, n_best=2)
+    assert cronos.sample(path, sources, top_k=3, seed=5) == model.sample(sources, top_k=3, seed=5)
+    pairs = [("1/2/07", "2007-02-01")]
+    assert cronos.score(path, pairs, batch_size=1) == model.score(pairs, batch_size=1)
