@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .config import ConfigError
+from .files import ensure_writable_folder
 
 __all__ = ["Board"]
 
@@ -39,10 +40,7 @@ class Board:
             raise ConfigError("config", "training.tensorboard", "needs the tensorboard package: "
                               "pip install 'cronos[tensorboard]'") from None
         try:  # here, in one line, not in TensorBoard's writer thread as a traceback
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / ".cronos-write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
+            ensure_writable_folder(folder)
             return cls(SummaryWriter(log_dir=str(folder), purge_step=purge_step))
         except OSError as error:
             raise ConfigError("config", "training.tensorboard", f"cannot write TensorBoard events into {folder}: "

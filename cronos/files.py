@@ -1,8 +1,9 @@
 """Reading the files a user names (configs, corpora, SentencePiece models, checkpoints, translation
-input): one set of rules for all of them.
+input): one set of rules for all of them; and the one check that a folder takes files.
 
-    data = read_bytes(path, "SentencePiece model", limit=MAX_SUBWORD_MODEL_BYTES)
-    for line in read_lines(path, max_line_bytes=MAX_LINE_BYTES): ...
+    data = read_bytes(path, "SentencePiece model", limit=256 << 20)
+    for line in read_lines(path, "text", max_line_bytes=1 << 20): ...
+    ensure_writable_folder(folder)     # OSError when it cannot be made or written into
 
 A folder, a device (``/dev/zero``, ``/dev/random``: reading one might never end) or a socket is
 refused before anything is read.  A named pipe (``/dev/stdin``, a shell's ``<(...)``) is read as it
@@ -19,7 +20,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-__all__ = ["UnreadableFile", "check_readable", "read_bytes", "read_lines", "bounded_lines"]
+__all__ = ["UnreadableFile", "check_readable", "read_bytes", "read_lines", "bounded_lines", "ensure_writable_folder"]
 
 logger = logging.getLogger("cronos")
 
@@ -88,6 +89,15 @@ def bounded_lines(stream: BinaryIO, name: str, max_line_bytes: int) -> Iterator[
             raise UnreadableFile(f"{name}:{number}", f"a line longer than {_size(max_line_bytes)} without a line end; "
                                                      "is this a text file of sentences?")
         yield line.removesuffix(b"\n")
+
+
+def ensure_writable_folder(folder: Path) -> None:
+    """Make ``folder`` (with its parents) and write and remove a file in it: ``OSError`` when it cannot,
+    found before a run's first step (callers say it in their own words)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / ".cronos-write-test"
+    probe.write_bytes(b"")
+    probe.unlink()
 
 
 def _say_waiting(path: str | os.PathLike) -> None:

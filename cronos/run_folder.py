@@ -21,6 +21,7 @@ from typing import Iterator
 
 from .checkpoint import CheckpointError
 from .config import ConfigError
+from .files import ensure_writable_folder
 
 try:  # POSIX; where there is no fcntl (Windows) runs are not locked
     import fcntl
@@ -137,10 +138,7 @@ def claim(folder: RunFolder, resume: str | None, overwrite: bool) -> Iterator[No
 
 def _make_writable(path: Path) -> None:
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".cronos-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        ensure_writable_folder(path)
     except OSError as error:
         # a CheckpointError, as every other failure to write a run's files
         raise CheckpointError(f"output_dir {path} is not writable: {error.strerror or error}") from None

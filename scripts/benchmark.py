@@ -28,7 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cronos.config import TrainingConfig, load_config, parse_override
-from cronos.data import (BucketBatchSampler, RandomBatchSampler, TextCodec, collate, load_eval_split, load_training_data,
+from cronos.data import (BucketBatchSampler, RandomBatchSampler, TextCodec, collate, load_split, load_training_data,
                          padded_share)
 from cronos.device import resolve_device
 from cronos.network import Seq2Seq
@@ -170,7 +170,7 @@ def main() -> None:
     examples = []
     if args.decode and config.data.test is not None:
         codec = TextCodec.for_data(config.data, data.src_vocab, data.tgt_vocab, data.subwords)
-        split = load_eval_split(config.data.test, config.data, codec)
+        split = load_split("test", config.data, codec)
         examples = split.examples[: args.decode]
         results.update(decoding_speed(network, examples, config))
     if device.type == "cuda":

@@ -180,7 +180,7 @@ def test_eval_split_keeps_texts_aligned_with_examples(write):
     train = write("t.tsv", "ab\tx\nabc\ty\n")
     data = load_training_data(data_config(train))
     codec = TextCodec.for_data(data_config(train), data.src_vocab, data.tgt_vocab)
-    split = load_eval_split(str(write("v.tsv", "ba\tyx\nq\tz\n")), data_config(train), codec)
+    split = load_eval_split(read_pairs(str(write("v.tsv", "ba\tyx\nq\tz\n"))), data_config(train), codec)
     assert split.sources == ["ba", "q"] and split.targets == ["yx", "z"]
     assert split.examples[1].src == (UNK_INDEX,) and split.examples[0].tgt_length == 3
 

@@ -115,14 +115,15 @@ def without_inapplicable_keys(raw: Any) -> Any:
     """``raw`` without the keys that mean nothing for their section's type: configs stored in
     checkpoints by cronos 0.1 hold every key (``cell`` under a transformer encoder, too)."""
     kept = _deep_copy(raw)
-    for dotted in _inapplicable(Config, kept, ""):
+    for dotted, _ in _inapplicable(Config, kept, ""):
         _delete_dotted(kept, dotted)
     return kept
 
 
-def _inapplicable(cls: type, raw: Any, prefix: str) -> list[str]:
-    """The dotted names of the keys in ``raw`` that mean nothing for their section's settings
-    (``only_for``); unknown keys are left for validation to report."""
+def _inapplicable(cls: type, raw: Any, prefix: str) -> list[tuple[str, list[str]]]:
+    """The keys in ``raw`` that mean nothing for their section's settings (``only_for``): each
+    dotted name, with the dotted names of the sibling keys that decide it (``model.encoder.type``);
+    unknown keys are left for validation to report."""
     if not isinstance(raw, Mapping):
         return []
     hints, known, defaults = typing.get_type_hints(cls), {f.name: f for f in fields(cls)}, cls()
@@ -133,7 +134,7 @@ def _inapplicable(cls: type, raw: Any, prefix: str) -> list[str]:
         only_for = known[name].metadata.get("only_for", ())
         if only_for and not any(raw.get(sibling, getattr(defaults, sibling)) == wanted
                                 for sibling, wanted in only_for):
-            found.append(prefix + name)
+            found.append((prefix + name, [prefix + sibling for sibling, _ in only_for]))
         elif dataclasses.is_dataclass(hints[name]):
             found += _inapplicable(hints[name], value, f"{prefix}{name}.")
     return found
@@ -143,20 +144,8 @@ def _switched_away(raw: Any, overrides: Mapping[str, Any]) -> list[str]:
     """The keys the file sets for a type (or attention) that an override switched away from, such
     as the RNN's ``cell`` after ``--set model.encoder.type=transformer``: not errors, but dropped.
     A key an override sets itself, or that no override made inapplicable, stays (and is refused)."""
-    switched = []
-    for dotted in _inapplicable(Config, raw, ""):
-        section, _, name = dotted.rpartition(".")
-        siblings = _only_for_siblings(section, name)
-        if dotted not in overrides and any(f"{section}.{sibling}".lstrip(".") in overrides for sibling in siblings):
-            switched.append(dotted)
-    return switched
-
-
-def _only_for_siblings(section: str, name: str) -> set[str]:
-    owner: Any = Config
-    for part in filter(None, section.split(".")):
-        owner = typing.get_type_hints(owner)[part]
-    return {sibling for sibling, _ in {f.name: f for f in fields(owner)}[name].metadata.get("only_for", ())}
+    return [dotted for dotted, deciding in _inapplicable(Config, raw, "")
+            if dotted not in overrides and any(sibling in overrides for sibling in deciding)]
 
 
 def _delete_dotted(raw: dict, dotted: str) -> None:

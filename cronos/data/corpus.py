@@ -110,13 +110,11 @@ def read_split(config: DataConfig, split: str, quote: bool = True) -> list[RawPa
                         "as the config's comments say") from None
 
 
-def load_eval_split(files: DataFiles | list[RawPair], config: DataConfig, codec: TextCodec,
-                    quote: bool = True) -> EvalSplit:
-    """Read an evaluation split (files, or pairs already read).  Every example is scored: none is
-    filtered for length, but the model reads sources and references cut to ``data.max_length``
-    tokens (a warning counts them); BLEU and chrF compare with the whole references.
-    ``quote=False`` keeps the files' contents out of error messages."""
-    raw = files if isinstance(files, list) else read_pairs(files, quote)
+def load_eval_split(raw: list[RawPair], config: DataConfig, codec: TextCodec) -> EvalSplit:
+    """An evaluation split from the pairs read (``read_split``, ``read_pairs``).  Every example is
+    scored: none is filtered for length, but the model reads sources and references cut to
+    ``data.max_length`` tokens (a warning counts them); BLEU and chrF compare with the whole
+    references."""
     stats = PreprocessStats()
     pairs = tokenize_pairs(raw, (codec.src_tokenizer, codec.tgt_tokenizer), config.empty_policy, stats)
     kept = {p.origin for p in pairs}
@@ -145,7 +143,7 @@ def load_split(data: str | os.PathLike | Sequence[tuple[str, str]], config: Data
     if isinstance(data, (str, os.PathLike)):
         if not os.path.exists(data):
             raise ValueError(f"{str(data)!r} is neither a split name ({', '.join(SPLITS)}) nor an existing file")
-        return load_eval_split(str(data), config, codec)
+        return load_eval_split(read_pairs(str(data)), config, codec)
     pairs = list(data)
     sources, targets = [p[0] for p in pairs], [p[1] for p in pairs]
     return EvalSplit(sources, targets, codec.encode(sources, targets))
