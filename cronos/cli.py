@@ -29,7 +29,7 @@ from .version import __version__
 from .config import ConfigError, load_config, parse_override
 from .data import SPLITS, chunks
 from .data.preprocess import is_empty
-from .data.readers import BOM, MAX_LINE_BYTES
+from .data.readers import MAX_LINE_BYTES, DataError, text_lines
 from .files import UnreadableFile, bounded_lines, check_readable, read_lines
 from .progress import epochs, is_terminal
 from .attribution import MAX_STEPS
@@ -431,28 +431,20 @@ def _writer(args: argparse.Namespace, out: TextIO):
 
 
 class _InputLines:
-    """``(line number, text)`` for each line of ``path`` (None: stdin), read as it comes (UTF-8, a
-    leading byte order mark dropped, each at most ``MAX_LINE_BYTES``).  A bad line ends the
+    """``(line number, text)`` for each line of ``path`` (None: stdin), read as it comes (the data
+    readers' rules: ``text_lines``, each line at most ``MAX_LINE_BYTES``).  A bad line ends the
     iteration and is kept in ``error``, so that the lines before it are still handed out."""
 
     def __init__(self, path: Path | None):
         self.path, self.error = path, None
-        self.name = "stdin" if path is None else str(path)
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         raw_lines = (bounded_lines(sys.stdin.buffer, "stdin", MAX_LINE_BYTES) if self.path is None
                      else read_lines(self.path, "text", MAX_LINE_BYTES))
         try:
-            for number, raw in enumerate(raw_lines, start=1):
-                if number == 1:
-                    raw = raw.removeprefix(BOM)
-                try:
-                    yield number, raw.decode("utf-8").removesuffix("\r")
-                except UnicodeDecodeError as error:
-                    self.error = ValueError(f"{self.name} line {number}: not valid UTF-8 (at column {error.start + 1})")
-                    return
-        except UnreadableFile as error:
-            self.error = ValueError(str(error))
+            yield from text_lines(raw_lines, "stdin" if self.path is None else str(self.path))
+        except (DataError, UnreadableFile) as error:
+            self.error = error
 
 
 def _explain(args: argparse.Namespace) -> int:

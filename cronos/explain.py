@@ -13,6 +13,7 @@ import torch
 from .attribution import ATTRIBUTION_METHODS, attribute
 from .config import EvaluationConfig
 from .data import Batch, Example, TextCodec
+from .data.preprocess import TokenizedPair
 from .data.subwords import WORD_START
 from .network import Seq2Seq
 from .search import decode_examples, in_length_batches, teacher_forced
@@ -175,29 +176,31 @@ def explain_decoded(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], 
                     beam_size: int | None = None, method: str = "attention", steps: int = 50) -> list[Explanation]:
     """Decode ``sources`` and explain each returned hypothesis (with ``method``'s attributions of its tokens)."""
     _check_method(method)
-    examples = codec.encode(sources)
+    pairs = codec.tokenize(sources)
+    examples = codec.examples(pairs)
     hypotheses = decode_examples(network, examples, options, beam_size, need_weights=True)
     attributions = _attributions(network, examples, [h.tokens for h in hypotheses], options.batch_size, method, steps)
-    return [_explanation(codec, source, example.src_length, codec.output_tokens(h.tokens), codec.decode(h.tokens),
+    return [_explanation(codec, pair, codec.output_tokens(h.tokens), codec.decode(h.tokens),
                          h.attention, h.score, False, method, attributed)
-            for source, example, h, attributed in zip(sources, examples, hypotheses, attributions)]
+            for pair, h, attributed in zip(pairs, hypotheses, attributions)]
 
 
 def explain_forced(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], targets: Sequence[str],
                    batch_size: int, method: str = "attention", steps: int = 50) -> list[Explanation]:
     """Teacher-force ``targets`` and explain each of their tokens."""
     _check_method(method)
-    examples = codec.encode(sources, targets)
+    pairs = codec.tokenize(sources, targets)
+    examples = codec.examples(pairs)
     attributions = _attributions(network, examples, [e.tgt for e in examples], batch_size, method, steps)
 
     def explain_batch(batch: Batch, positions: list[int]) -> list[Explanation]:
         _, attention = teacher_forced(network, batch)  # [B, T, S]
         explanations = []
         for row, i in enumerate(positions):
-            output_tokens = codec.read_target(targets[i])  # as the model read them
+            output_tokens = pairs[i].target  # as the model read them
             rows = attention[row, : len(output_tokens)].float().cpu()  # the <eos> row is not an output token
-            explanations.append(_explanation(codec, sources[i], examples[i].src_length, output_tokens, targets[i],
-                                             rows, None, True, method, attributions[i]))
+            explanations.append(_explanation(codec, pairs[i], output_tokens, targets[i], rows, None, True, method,
+                                             attributions[i]))
         return explanations
     return in_length_batches(network, examples, batch_size, explain_batch)
 
@@ -224,11 +227,12 @@ def _attributions(network: Seq2Seq, examples: Sequence[Example], outputs: Sequen
     return in_length_batches(network, forced, batch_size, attribute_batch)
 
 
-def _explanation(codec: TextCodec, source: str, source_length: int, output_tokens: list[str], output: str,
+def _explanation(codec: TextCodec, read: TokenizedPair, output_tokens: list[str], output: str,
                  attention: torch.Tensor, score: float | None, forced: bool, method: str,
                  attributed: tuple[torch.Tensor, torch.Tensor | None] | None) -> Explanation:
-    source_tokens = codec.read_source(source)  # as the model read it: cut to max_length
-    explanation = Explanation(source=source, source_tokens=source_tokens, output=output, output_tokens=output_tokens,
+    """``read``: the source as the model read it (cut to max_length); ``attention`` ``[T, S_batch]``."""
+    source_length = len(read.source)
+    explanation = Explanation(source=read.raw.source, source_tokens=read.source, output=output, output_tokens=output_tokens,
                               attention=attention[:, :source_length].clone(), score=score,
                               padding_attention=float(attention[:, source_length:].sum()), forced=forced,
                               word_pieces=codec.subwords is not None, method=method)

@@ -117,7 +117,7 @@ def test_translate_drops_a_byte_order_mark_and_reports_bad_bytes_by_line(trained
     assert marked.returncode == 0 and marked.stdout.decode() == plain.stdout
     bad = subprocess.run(cronos_command("translate", best), input=b"1/2/07\n\xff\xfe\n", capture_output=True,
                          timeout=300)
-    assert bad.returncode == 1 and b"stdin line 2: not valid UTF-8 (at column 1)" in bad.stderr
+    assert bad.returncode == 1 and b"stdin:2: not valid UTF-8 (byte 0xff at column 1)" in bad.stderr
     assert bad.stdout.decode() == plain.stdout  # the lines before it were written
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from cronos.config import DataConfig, ParallelFiles, load_config
 from cronos.data import (BOS_INDEX, EOS_INDEX, PAD_INDEX, UNK_INDEX, BucketBatchSampler, DataError,
-                         RandomBatchSampler, TextCodec, Vocabulary, build_tokenizer, collate, encode_sources,
+                         RandomBatchSampler, TextCodec, Vocabulary, build_tokenizer, collate,
                          load_eval_split, load_training_data, padded_share, read_pairs)
 from cronos.data.preprocess import Example
 
@@ -105,7 +105,7 @@ def test_vocabulary_specials_order_and_round_trip(tmp_path):
 def test_lengths_equal_the_true_token_counts(sources):
     tokenizer = build_tokenizer("whitespace")
     vocab = Vocabulary.build([tokenizer.tokenize(s) for s in sources])
-    examples = encode_sources(sources, tokenizer, vocab, targets=sources, tgt_vocab=vocab)
+    examples = TextCodec(tokenizer, tokenizer, vocab, vocab, max_length=100).encode(sources, targets=sources)
     for text, example in zip(sources, examples):
         assert example.src_length == len(text.split()) == len(example.src)
         assert example.tgt_length == len(text.split()) + 1
@@ -127,9 +127,9 @@ def test_collate_pads_right_with_zero_and_returns_lengths():
 def test_empty_user_input_is_rejected():
     tokenizer, vocab = build_tokenizer("char"), Vocabulary.build([list("abc")])
     with pytest.raises(ValueError, match="input 1: empty source"):
-        encode_sources(["abc", ""], tokenizer, vocab)
+        TextCodec(tokenizer, tokenizer, vocab, vocab, max_length=100).encode(["abc", ""])
     with pytest.raises(TypeError, match="wrap it"):
-        encode_sources("abc", tokenizer, vocab)
+        TextCodec(tokenizer, tokenizer, vocab, vocab, max_length=100).encode("abc")
 
 
 # --- sampler --------------------------------------------------------------------------------------

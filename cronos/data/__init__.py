@@ -3,7 +3,7 @@ from .batch import Batch, chunks, collate, length_batches
 from .codec import TextCodec, tokenizers_for
 from .subwords import SubwordModels
 from .corpus import SPLITS, EvalSplit, TrainingData, load_eval_split, load_split, load_training_data
-from .preprocess import Example, PreprocessStats, encode_sources
+from .preprocess import Example, PreprocessStats, TextRules, TokenizedPair
 from .readers import DataError, read_pairs
 from .sampler import Batches, BucketBatchSampler, RandomBatchSampler, Update, padded_share, plan_updates
 from .tokenizers import Tokenizer, build_tokenizer
@@ -12,7 +12,7 @@ from .vocab import BOS_INDEX, EOS_INDEX, PAD_INDEX, UNK_INDEX, Vocabulary
 __all__ = [
     "Batch", "chunks", "collate", "length_batches", "TextCodec", "tokenizers_for", "SubwordModels", "SPLITS", "EvalSplit",
     "TrainingData", "load_eval_split", "load_split", "load_training_data",
-    "Example", "PreprocessStats", "encode_sources", "DataError", "read_pairs", "BucketBatchSampler",
+    "Example", "PreprocessStats", "TextRules", "TokenizedPair", "DataError", "read_pairs", "BucketBatchSampler",
     "RandomBatchSampler", "padded_share", "plan_updates", "Batches", "Update", "Tokenizer", "build_tokenizer", "Vocabulary", "PAD_INDEX",
     "UNK_INDEX", "BOS_INDEX", "EOS_INDEX",
 ]

@@ -2,7 +2,7 @@
 input it reads).  What every part that meets text needs, and nothing else of the model.
 
     codec = TextCodec.for_data(config.data, src_vocab, tgt_vocab)   # subwords=... for sentencepiece
-    examples = codec.encode(["Thu 26 Nov 2026"])        # lengths measured, cut to max_length
+    examples = codec.encode(["Thu 26 Nov 2026"])        # lengths measured, cut to max_length (TextRules)
     codec.decode(hypothesis.tokens)                     # '2026-11-26'
 
 Each side has its tokenizer: the same one for ``char``, ``whitespace`` and ``word``, and the
@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 from ..config import DataConfig
-from .preprocess import Example, encode_sources
+from .preprocess import (Example, PreprocessStats, TextRules, TokenizedPair, to_examples, tokenize_pairs, user_pairs,
+                         warn_if_mostly_unknown)
 from .subwords import SubwordModels
 from .tokenizers import Tokenizer, build_tokenizer
 from .vocab import Vocabulary
@@ -68,27 +69,44 @@ class TextCodec:
         return cls(*tokenizers_for(config, subwords), src_vocab, tgt_vocab, config.max_length,
                    subwords if config.tokenizer == "sentencepiece" else None)
 
+    @property
+    def tokenizers(self) -> tuple[Tokenizer, Tokenizer]:
+        return self.src_tokenizer, self.tgt_tokenizer
+
+    def tokenize(self, sources: Sequence[str], targets: Sequence[str] | None = None) -> list[TokenizedPair]:
+        """A caller's strings -> their tokens as the model reads them (``TextRules`` for inputs: an
+        empty source or target raises ``ValueError`` naming its position, a long one is cut to
+        ``max_length``, with one warning that counts them)."""
+        stats = PreprocessStats()
+        pairs = tokenize_pairs(user_pairs(sources, targets), self.tokenizers, TextRules(self.max_length), stats)
+        stats.report(self.max_length)
+        return pairs
+
+    def examples(self, pairs: Sequence[TokenizedPair]) -> list[Example]:
+        """Tokenised pairs -> examples (ids and lengths, and the sources as ``readings`` read them);
+        warns when most source tokens are unknown to the vocabulary."""
+        examples = to_examples(pairs, self.src_vocab, self.tgt_vocab)
+        warn_if_mostly_unknown(examples, self.src_vocab)
+        return self._add_readings(examples, [p.raw.source for p in pairs])
+
     def encode(self, sources: Sequence[str], targets: Sequence[str] | None = None) -> list[Example]:
-        """User strings -> examples with their lengths (see ``encode_sources``: empty inputs raise,
-        long ones are cut to ``max_length`` with a warning)."""
-        examples = encode_sources(sources, self.src_tokenizer, self.src_vocab, targets, self.tgt_vocab,
-                                  self.max_length, self.tgt_tokenizer)
-        return self.add_readings(examples, sources)
+        """A caller's strings -> examples: ``examples(tokenize(sources, targets))``."""
+        return self.examples(self.tokenize(sources, targets))
 
     def with_readings(self, others: Sequence["TextCodec"]) -> "TextCodec":
         """This codec, also reading every source as each of ``others`` reads it (their source sides)."""
         return replace(self, readings=tuple(replace(other, readings=()) for other in others))
 
-    def add_readings(self, examples: Sequence[Example], sources: Sequence[str]) -> list[Example]:
+    def _add_readings(self, examples: list[Example], sources: Sequence[str]) -> list[Example]:
         """``examples`` (of ``sources``, aligned) with the sources as ``readings`` read them, each cut
         to its ``max_length``; unchanged without readings."""
         if not self.readings:
-            return list(examples)
+            return examples
         with_readings = []
         for example, text in zip(examples, sources, strict=True):
             ids = []
             for number, reading in enumerate(self.readings, start=1):
-                tokens = reading.read_source(text)
+                tokens = TextRules(reading.max_length).cut(reading.src_tokenizer.tokenize(text))
                 if not tokens:
                     raise ValueError(f"input {example.index}: source reading {number} finds no tokens in {text!r}")
                 ids.append(tuple(reading.src_vocab.encode(tokens)))
@@ -124,6 +142,7 @@ class TextCodec:
         return [self.tgt_vocab.itos[i] for i in token_ids]
 
     def source_tokens(self, text: str) -> list[str]:
+        """All of ``text``'s source tokens (``tokenize`` gives them as the model reads them)."""
         return self.src_tokenizer.tokenize(text)
 
     def target_tokens(self, text: str) -> list[str]:
@@ -133,14 +152,6 @@ class TextCodec:
         """A target text as the model's outputs would spell it (tokenised, then detokenised:
         lowercased when the data is, spaced as the tokenizer spaces): what BLEU compares with."""
         return self.tgt_tokenizer.detokenize(self.tgt_tokenizer.tokenize(text))
-
-    def read_source(self, text: str) -> list[str]:
-        """The tokens of source ``text`` as a model reads them: cut to ``max_length``."""
-        return self.source_tokens(text)[: self.max_length]
-
-    def read_target(self, text: str) -> list[str]:
-        """The tokens of target ``text`` as a model reads them: cut to ``max_length``."""
-        return self.target_tokens(text)[: self.max_length]
 
 
 def _kind(tokenizer: Tokenizer) -> tuple:

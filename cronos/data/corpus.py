@@ -8,8 +8,7 @@ from typing import Sequence
 
 from ..config import DataConfig, DataFiles
 from .codec import TextCodec, tokenizers_for
-from .preprocess import (Example, PreprocessStats, TokenizedPair, limit_lengths, to_examples, tokenize_pairs,
-                         warn_if_mostly_unknown)
+from .preprocess import Example, PreprocessStats, TextRules, to_examples, tokenize_pairs
 from .readers import DataError, MissingFileError, RawPair, read_pairs
 from .subwords import SubwordModels, SubwordSampling
 from .vocab import Vocabulary
@@ -31,6 +30,7 @@ class TrainingData:
     subwords: SubwordModels | None = None  # the SentencePiece models (data.tokenizer: sentencepiece)
     sampling: SubwordSampling | None = None  # subword regularisation (data.sentencepiece.sampling_alpha)
     texts: list[tuple[str, str]] = field(default_factory=list)  # the examples' texts, kept for sampling
+    max_length: int = 0  # data.max_length: sampled segmentations are cut to it
 
     def for_epoch(self, epoch: int) -> list[Example]:
         """The examples ``epoch`` trains on: ``examples``, or with subword regularisation the same
@@ -38,7 +38,9 @@ class TrainingData:
         resumed run)."""
         if self.sampling is None:
             return self.examples
-        pairs = [TokenizedPair(s, t, "") for s, t in self.sampling.segment(self.texts, epoch)]
+        texts = [RawPair(source, target, f"example {i}") for i, (source, target) in enumerate(self.texts)]
+        pairs = tokenize_pairs(texts, self.sampling.tokenizers_for(epoch), TextRules(self.max_length),
+                               PreprocessStats())  # cut quietly: a sampled segmentation may be longer, epoch by epoch
         return to_examples(pairs, self.src_vocab, self.tgt_vocab)
 
 
@@ -66,8 +68,8 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
     if config.tokenizer == "sentencepiece" and subwords is None:
         subwords = _subword_models(raw, config, seed)
     stats = PreprocessStats()
-    pairs = tokenize_pairs(raw, tokenizers_for(config, subwords), config.empty_policy, stats)
-    pairs = limit_lengths(pairs, config.max_length, config.long_policy, stats)
+    pairs = tokenize_pairs(raw, tokenizers_for(config, subwords), TextRules.for_training(config), stats)
+    stats.report(config.max_length)
     if not pairs:
         raise DataError(f"{_describe(config.train)}: no training examples left after preprocessing")
     if vocabularies is not None:
@@ -80,13 +82,12 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
     logger.info("training data: %d examples, vocabularies %d (source) and %d (target)",
                 len(pairs), len(src_vocab), len(tgt_vocab))
     data = TrainingData(src_vocab, tgt_vocab, to_examples(pairs, src_vocab, tgt_vocab), [p.origin for p in pairs],
-                        stats, subwords)
+                        stats, subwords, max_length=config.max_length)
     alpha = config.sentencepiece.sampling_alpha
     if subwords is not None and alpha is not None:
-        texts = {p.origin: (p.source, p.target) for p in raw}
-        data.texts = [texts[p.origin] for p in pairs]
+        data.texts = [(p.raw.source, p.raw.target) for p in pairs]
         data.sampling = SubwordSampling(subwords.tokenizers(config.lowercase), alpha, config.sentencepiece.nbest_size,
-                                        config.max_length, seed)
+                                        seed)
     return data
 
 
@@ -116,17 +117,9 @@ def load_eval_split(raw: list[RawPair], config: DataConfig, codec: TextCodec) ->
     ``data.max_length`` tokens (a warning counts them); BLEU and chrF compare with the whole
     references."""
     stats = PreprocessStats()
-    pairs = tokenize_pairs(raw, (codec.src_tokenizer, codec.tgt_tokenizer), config.empty_policy, stats)
-    kept = {p.origin for p in pairs}
-    raw = [r for r in raw if r.origin in kept]
-    pairs = limit_lengths(pairs, config.max_length, "truncate", stats)
-    if stats.truncated:
-        logger.warning("%d of %d examples were longer than data.max_length (%d tokens); the model reads them cut "
-                       "to it", stats.truncated, len(pairs), config.max_length)
-    sources = [r.source for r in raw]
-    examples = codec.add_readings(to_examples(pairs, codec.src_vocab, codec.tgt_vocab), sources)
-    warn_if_mostly_unknown(examples, codec.src_vocab)
-    return EvalSplit(sources, [r.target for r in raw], examples)
+    pairs = tokenize_pairs(raw, codec.tokenizers, TextRules.for_evaluation(config), stats)
+    stats.report(config.max_length)
+    return EvalSplit([p.raw.source for p in pairs], [p.raw.target for p in pairs], codec.examples(pairs))
 
 
 def load_split(data: str | os.PathLike | Sequence[tuple[str, str]], config: DataConfig,

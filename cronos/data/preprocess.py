@@ -1,4 +1,7 @@
-"""Text pairs -> examples that carry their token ids and their lengths.
+"""Text pairs -> examples that carry their token ids and their lengths: the one path from text to
+examples (``tokenize_pairs`` under ``TextRules``, then ``to_examples``) that training data,
+evaluation files and a caller's strings all take, so an empty side and a long one are judged and
+reported alike everywhere.
 
 Lengths are computed here, once: ``src_length`` counts exactly the tokens the encoder sees (no
 BOS/EOS on the source); ``tgt_length`` counts the target tokens plus one (the ``<bos>`` that starts
@@ -8,15 +11,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
+
+from ..config import DataConfig
 
 from .readers import DataError, RawPair
 from .subwords import WORD_START
 from .tokenizers import Tokenizer
 from .vocab import UNK_INDEX, Vocabulary
 
-__all__ = ["Example", "TokenizedPair", "PreprocessStats", "tokenize_pairs", "limit_lengths", "to_examples",
-           "encode_sources", "is_empty", "warn_if_mostly_unknown", "MOSTLY_UNKNOWN"]
+__all__ = ["Example", "TokenizedPair", "TextRules", "PreprocessStats", "tokenize_pairs", "to_examples", "user_pairs",
+           "is_empty", "warn_if_mostly_unknown", "MOSTLY_UNKNOWN"]
 
 logger = logging.getLogger("cronos")
 
@@ -43,8 +48,43 @@ class Example:
 @dataclass(frozen=True, slots=True)
 class TokenizedPair:
     source: list[str]
-    target: list[str]
-    origin: str
+    target: list[str] | None  # None: a source without a reference
+    raw: RawPair              # the texts it was made from, and where they came from
+
+    @property
+    def origin(self) -> str:
+        return self.raw.origin
+
+
+FILE_HINT = "fix the line or set data.empty_policy: skip"
+INPUT_HINT = "a {side} needs at least one token"
+
+
+@dataclass(frozen=True)
+class TextRules:
+    """What becomes of a text a model cannot read as it is: a side with no tokens (``empty_policy``
+    ``error``: raise, naming where it came from, with ``hint``; ``skip``: leave the pair out) and a
+    side longer than ``max_length`` tokens (``long_policy`` ``truncate``: cut to it; ``filter``:
+    leave the pair out).  Inputs (the API, evaluation) are always cut: a model trained on
+    ``data.max_length`` tokens has never seen more, and an input of any length would cost time
+    without bound."""
+
+    max_length: int
+    empty_policy: str = "error"
+    long_policy: str = "truncate"
+    hint: str = INPUT_HINT  # ``{side}`` is the empty side
+
+    @classmethod
+    def for_training(cls, config: DataConfig) -> "TextRules":
+        return cls(config.max_length, config.empty_policy, config.long_policy, FILE_HINT)
+
+    @classmethod
+    def for_evaluation(cls, config: DataConfig) -> "TextRules":
+        """Every example of an evaluation file is scored: long ones are cut, never left out."""
+        return cls(config.max_length, config.empty_policy, "truncate", FILE_HINT)
+
+    def cut(self, tokens: list[str]) -> list[str]:
+        return tokens[: self.max_length]
 
 
 @dataclass
@@ -54,94 +94,69 @@ class PreprocessStats:
     filtered_long: int = 0
     truncated: int = 0
 
+    def report(self, max_length: int) -> None:
+        """Say what the rules did: the one message for each thing they do to a text."""
+        seen = self.read - self.skipped_empty
+        if self.skipped_empty:
+            logger.info("skipped %d examples with an empty source or target", self.skipped_empty)
+        if self.filtered_long:
+            logger.info("%d of %d examples were longer than data.max_length (%d tokens) and were left out "
+                        "(data.long_policy: filter)", self.filtered_long, seen, max_length)
+        if self.truncated:
+            logger.warning("%d of %d inputs were longer than data.max_length (%d tokens) and were cut to it",
+                           self.truncated, seen, max_length)
 
-def tokenize_pairs(pairs: Sequence[RawPair], tokenizers: tuple[Tokenizer, Tokenizer], empty_policy: str,
+
+def tokenize_pairs(pairs: Iterable[RawPair], tokenizers: tuple[Tokenizer, Tokenizer], rules: TextRules,
                    stats: PreprocessStats) -> list[TokenizedPair]:
-    """Tokenise both sides (``tokenizers``: source, target); a side with no tokens is an error or is
-    skipped (``empty_policy``)."""
+    """Tokenise both sides (``tokenizers``: source, target) and apply ``rules``: the one way from
+    text to the tokens a model reads, for training, evaluation and user inputs alike.  ``stats``
+    counts what the rules did (``PreprocessStats.report`` says it)."""
     result = []
-    stats.read += len(pairs)
     source_tokenizer, target_tokenizer = tokenizers
     for pair in pairs:
-        source, target = source_tokenizer.tokenize(pair.source), target_tokenizer.tokenize(pair.target)
-        if is_empty(pair.source, source) or is_empty(pair.target, target):
-            side = "source" if is_empty(pair.source, source) else "target"
-            if empty_policy == "error":
-                raise DataError(f"{pair.origin}: empty {side} (no text, or only white space); "
-                                "fix the line or set data.empty_policy: skip")
+        stats.read += 1
+        source = source_tokenizer.tokenize(pair.source)
+        target = None if pair.target is None else target_tokenizer.tokenize(pair.target)
+        empty_side = ("source" if is_empty(pair.source, source) else
+                      "target" if target is not None and is_empty(pair.target, target) else None)
+        if empty_side is not None:
+            if rules.empty_policy == "error":
+                raise DataError(f"{pair.origin}: empty {empty_side} (no text, or only white space); "
+                                + rules.hint.format(side=empty_side))
             stats.skipped_empty += 1
             continue
-        result.append(TokenizedPair(source, target, pair.origin))
-    if stats.skipped_empty:
-        logger.info("skipped %d examples with an empty source or target", stats.skipped_empty)
+        if len(source) > rules.max_length or (target is not None and len(target) > rules.max_length):
+            if rules.long_policy == "filter":
+                stats.filtered_long += 1
+                continue
+            source, target = rules.cut(source), None if target is None else rules.cut(target)
+            stats.truncated += 1
+        result.append(TokenizedPair(source, target, pair))
     return result
 
 
-def limit_lengths(pairs: list[TokenizedPair], max_length: int, policy: str,
-                  stats: PreprocessStats) -> list[TokenizedPair]:
-    """Drop (``filter``) or cut (``truncate``) pairs with a side longer than ``max_length`` tokens."""
-    kept = []
-    for pair in pairs:
-        if len(pair.source) <= max_length and len(pair.target) <= max_length:
-            kept.append(pair)
-        elif policy == "truncate":
-            kept.append(TokenizedPair(pair.source[:max_length], pair.target[:max_length], pair.origin))
-            stats.truncated += 1
-        else:
-            stats.filtered_long += 1
-    if stats.filtered_long or stats.truncated:
-        logger.info("examples longer than %d tokens: %d filtered, %d truncated",
-                    max_length, stats.filtered_long, stats.truncated)
-    return kept
-
-
 def to_examples(pairs: Sequence[TokenizedPair], src_vocab: Vocabulary, tgt_vocab: Vocabulary) -> list[Example]:
-    return [Example(i, tuple(src_vocab.encode(p.source)), tuple(tgt_vocab.encode(p.target)),
-                    len(p.source), len(p.target) + 1)
+    return [Example(i, tuple(src_vocab.encode(p.source)),
+                    None if p.target is None else tuple(tgt_vocab.encode(p.target)),
+                    len(p.source), 0 if p.target is None else len(p.target) + 1)
             for i, p in enumerate(pairs)]
 
 
-def encode_sources(sources: Sequence[str], tokenizer: Tokenizer, src_vocab: Vocabulary,
-                   targets: Sequence[str] | None = None, tgt_vocab: Vocabulary | None = None,
-                   max_length: int | None = None, tgt_tokenizer: Tokenizer | None = None) -> list[Example]:
-    """User strings -> examples; an empty source (or target) raises ``ValueError`` naming its position.
-
-    ``tgt_tokenizer`` tokenises the targets (default: ``tokenizer``, the sources').
-
-    Sources (and targets) longer than ``max_length`` tokens are cut to it, with one warning that
-    counts them: a model trained on ``data.max_length`` tokens has never seen more, and an input
-    of any length would cost time without bound.  A warning also says when most source tokens are
-    unknown to the vocabulary.
-    """
+def user_pairs(sources: Sequence[str], targets: Sequence[str] | None = None) -> list[RawPair]:
+    """A caller's strings as pairs named ``input i`` (targets: their references, or None)."""
     if isinstance(sources, str):
         raise TypeError("expected a list of strings, got a single string; wrap it: [text]")
     if targets is not None and len(targets) != len(sources):
         raise ValueError(f"got {len(sources)} sources but {len(targets)} targets")
-    examples, cut = [], 0
+    pairs = []
     for i, text in enumerate(sources):
         if not isinstance(text, str):
             raise TypeError(f"input {i}: expected a string, got {type(text).__name__}")
-        tokens = tokenizer.tokenize(text)
-        if is_empty(text, tokens):
-            raise ValueError(f"input {i}: empty source {text!r} (empty or only white space); "
-                             "a source needs at least one token")
-        cut += max_length is not None and len(tokens) > max_length
-        tokens = tokens[:max_length]
-        tgt, tgt_length = None, 0
-        if targets is not None:
-            if not isinstance(targets[i], str):
-                raise TypeError(f"target {i}: expected a string, got {type(targets[i]).__name__}")
-            target_tokens = (tgt_tokenizer or tokenizer).tokenize(targets[i])
-            if is_empty(targets[i], target_tokens):
-                raise ValueError(f"input {i}: empty target {targets[i]!r}")
-            target_tokens = target_tokens[:max_length]
-            tgt, tgt_length = tuple(tgt_vocab.encode(target_tokens)), len(target_tokens) + 1
-        examples.append(Example(i, tuple(src_vocab.encode(tokens)), tgt, len(tokens), tgt_length))
-    if cut:
-        logger.warning("%d of %d inputs were longer than data.max_length (%d tokens) and were cut to it",
-                       cut, len(examples), max_length)
-    warn_if_mostly_unknown(examples, src_vocab)
-    return examples
+        if targets is not None and not isinstance(targets[i], str):
+            raise TypeError(f"target {i}: expected a string, got {type(targets[i]).__name__}")
+        pairs.append(RawPair(text, None if targets is None else targets[i], f"input {i}"))
+    return pairs
 
 
 def warn_if_mostly_unknown(examples: Sequence[Example], src_vocab: Vocabulary) -> None:

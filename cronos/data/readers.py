@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from ..config import ParallelFiles
 from ..files import UnreadableFile, read_lines
 
-__all__ = ["DataError", "MissingFileError", "RawPair", "read_pairs", "read_tsv", "read_parallel", "MAX_LINE_BYTES",
-           "BOM"]
+__all__ = ["DataError", "MissingFileError", "RawPair", "read_pairs", "read_tsv", "read_parallel", "text_lines",
+           "MAX_LINE_BYTES"]
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: far more than a sentence; bounds what a pipe that never ends a line costs
 BOM = b"\xef\xbb\xbf"
@@ -38,8 +39,8 @@ class MissingFileError(DataError):
 @dataclass(frozen=True)
 class RawPair:
     source: str
-    target: str
-    origin: str  # "file:line", for messages
+    target: str | None  # None: a source without a reference (a caller's input)
+    origin: str         # "file:line" (or "input i"), for messages
 
 
 def read_pairs(files: str | ParallelFiles, quote: bool = True) -> list[RawPair]:
@@ -69,24 +70,22 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path, quote: bool = True
     return [RawPair(s, t, f"{src_path}:{i}") for i, (s, t) in enumerate(zip(sources, targets), start=1)]
 
 
-def _read_lines(path: str | Path, quote: bool = True) -> list[str]:
-    raw_lines = _read_raw_lines(Path(path))
-    if raw_lines and raw_lines[0].startswith(BOM):
-        raw_lines[0] = raw_lines[0][len(BOM):]
-    lines = []
+def text_lines(raw_lines: Iterable[bytes], name: str, quote: bool = True) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` for each of ``raw_lines`` (bytes without their ``\n``) of the file or
+    stream ``name``, as they come: UTF-8, a leading byte order mark dropped, a ``\r`` ending dropped;
+    a line that is not UTF-8 raises ``DataError`` naming ``name:line``."""
     for number, raw in enumerate(raw_lines, start=1):
+        if number == 1:
+            raw = raw.removeprefix(BOM)
         try:
-            lines.append(raw.decode("utf-8").removesuffix("\r"))
+            yield number, raw.decode("utf-8").removesuffix("\r")
         except UnicodeDecodeError as error:
             byte = f"byte 0x{raw[error.start]:02x} " if quote else ""
-            raise DataError(f"{path}:{number}: not valid UTF-8 ({byte}at column {error.start + 1})") from None
-    return lines
+            raise DataError(f"{name}:{number}: not valid UTF-8 ({byte}at column {error.start + 1})") from None
 
 
-def _read_raw_lines(path: Path) -> list[bytes]:
-    """The file's lines as bytes, without their ``\n`` (``files.read_lines``: devices refused, pipes
-    read as they come, each line bounded)."""
+def _read_lines(path: str | Path, quote: bool = True) -> list[str]:
     try:
-        return list(read_lines(path, "text", MAX_LINE_BYTES))
+        return [text for _, text in text_lines(read_lines(Path(path), "text", MAX_LINE_BYTES), str(path), quote)]
     except UnreadableFile as error:
-        raise (MissingFileError(path) if error.missing else DataError(str(error))) from None
+        raise (MissingFileError(Path(path)) if error.missing else DataError(str(error))) from None

@@ -145,16 +145,30 @@ class SubwordSampling:
     tokenizers: tuple[SentencePieceTokenizer, SentencePieceTokenizer]
     alpha: float
     nbest_size: int
-    max_length: int  # data.max_length: the pieces a side keeps
-    seed: int        # the run's seed: with the epoch, it seeds each epoch's segmentation
+    seed: int  # the run's seed: with the epoch, it seeds each epoch's segmentation
 
-    def segment(self, texts: Sequence[tuple[str, str]], epoch: int) -> list[tuple[list[str], list[str]]]:
-        """``(source, target)`` texts -> sampled pieces of each, cut to ``max_length``; the same for
-        the same seed and epoch (in every process, and in a resumed run)."""
+    def tokenizers_for(self, epoch: int) -> tuple["SampledPieces", "SampledPieces"]:
+        """(source, target) tokenizers that sample ``epoch``'s segmentations: the same for the same
+        seed and epoch (in every process, and in a resumed run) when the texts are tokenised right
+        away, source then target, pair by pair."""
         spm.set_random_generator_seed(self.seed * 1_000_003 + epoch)  # sampled right after, in this thread
         source, target = self.tokenizers
-        return [(source.sample(s, self.alpha, self.nbest_size)[: self.max_length],
-                 target.sample(t, self.alpha, self.nbest_size)[: self.max_length]) for s, t in texts]
+        return SampledPieces(source, self.alpha, self.nbest_size), SampledPieces(target, self.alpha, self.nbest_size)
+
+
+@dataclass(frozen=True)
+class SampledPieces:
+    """A SentencePiece tokenizer that samples a segmentation each time it tokenises."""
+
+    tokenizer: SentencePieceTokenizer
+    alpha: float
+    nbest_size: int
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.tokenizer.sample(text, self.alpha, self.nbest_size)
+
+    def detokenize(self, tokens: list[str]) -> str:
+        return self.tokenizer.detokenize(tokens)
 
 
 def _train(texts: Sequence[str], options: SentencePieceConfig, seed: int, key: str) -> bytes:
