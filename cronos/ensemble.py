@@ -1,7 +1,7 @@
 """Ensembles: several networks decoding together, each step from the mean of their probabilities.
 
     ensemble = Ensemble([model_a.network, model_b.network])
-    hypotheses = decode_examples(ensemble, examples, options)      # any search, n-best, sampling
+    hypotheses = decode(ensemble, examples, Beam(5, n_best=2), options)   # any strategy
 
 ``Ensemble`` speaks the decoding protocol of ``Seq2Seq`` (``encode``, ``start_decoding``,
 ``decode``), returning as "logits" the log of the members' mean probability,

@@ -12,11 +12,12 @@ from typing import Sequence
 from sacrebleu.metrics import BLEU, CHRF
 
 from .config import EvaluationConfig
-from .data import EvalSplit, Example, TextCodec, collate, length_batches
+from .data import EvalSplit, Example, TextCodec
 from .data.vocab import PAD_INDEX
+from .inference import length_batched, teacher_forced
 from .loss import token_cross_entropy
-from .network import Seq2Seq, evaluating
-from .search import decode_examples, teacher_forced
+from .network import Seq2Seq
+from .search import Beam, decode
 
 __all__ = ["teacher_forced_scores", "evaluate_split", "METRICS"]
 
@@ -26,14 +27,12 @@ METRICS = ("loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf")
 def teacher_forced_scores(network: Seq2Seq, examples: Sequence[Example], batch_size: int) -> dict[str, float]:
     """Per-token loss (no label smoothing), perplexity and token accuracy over real target tokens."""
     loss_sum, tokens, correct = 0.0, 0, 0
-    with evaluating(network):
-        for positions in length_batches(examples, batch_size):
-            batch = collate([examples[i] for i in positions]).to(network.device)
-            logits, _ = teacher_forced(network, batch, need_weights=False)
-            batch_loss, count = token_cross_entropy(logits, batch.tgt_out, 0.0)
-            real = batch.tgt_out != PAD_INDEX
-            loss_sum, tokens = loss_sum + float(batch_loss), tokens + count
-            correct += int(((logits.argmax(-1) == batch.tgt_out) & real).sum())
+    for batch, _ in length_batched(network, examples, batch_size):
+        logits, _ = teacher_forced(network, batch, need_weights=False)
+        batch_loss, count = token_cross_entropy(logits, batch.tgt_out, 0.0)
+        real = batch.tgt_out != PAD_INDEX
+        loss_sum, tokens = loss_sum + float(batch_loss), tokens + count
+        correct += int(((logits.argmax(-1) == batch.tgt_out) & real).sum())
     loss = loss_sum / max(tokens, 1)
     return {"loss": loss, "ppl": math.exp(min(loss, 100.0)), "token_accuracy": correct / max(tokens, 1)}
 
@@ -43,7 +42,7 @@ def evaluate_split(network: Seq2Seq, codec: TextCodec, split: EvalSplit, options
     """Every metric on ``split``, decoding with ``beam_size`` (default: ``options.beam_size``)."""
     beam_size = beam_size or options.beam_size
     scores = teacher_forced_scores(network, split.examples, options.batch_size)
-    hypotheses = decode_examples(network, split.examples, options, beam_size)
+    hypotheses = [found[0] for found in decode(network, split.examples, Beam(beam_size), options)]
     outputs = [codec.decode(h.tokens) for h in hypotheses]
     references = [codec.as_output(t) for t in split.targets]
     bleu, chrf, tokenized_bleu = BLEU(), CHRF(), BLEU(tokenize="none", force=True)

@@ -16,7 +16,8 @@ from .data import Batch, Example, TextCodec
 from .data.preprocess import TokenizedPair
 from .data.subwords import WORD_START
 from .network import Seq2Seq
-from .search import decode_examples, in_length_batches, teacher_forced
+from .inference import in_length_batches, teacher_forced
+from .search import Beam, decode
 
 __all__ = ["EXPLAIN_METHODS", "Explanation", "PlotDependencyError", "explain_decoded", "explain_forced",
            "piece_labels"]
@@ -178,7 +179,8 @@ def explain_decoded(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], 
     _check_method(method)
     pairs = codec.tokenize(sources)
     examples = codec.examples(pairs)
-    hypotheses = decode_examples(network, examples, options, beam_size, need_weights=True)
+    strategy = Beam(beam_size or options.beam_size)
+    hypotheses = [found[0] for found in decode(network, examples, strategy, options, need_weights=True)]
     attributions = _attributions(network, examples, [h.tokens for h in hypotheses], options.batch_size, method, steps)
     return [_explanation(codec, pair, codec.output_tokens(h.tokens), codec.decode(h.tokens),
                          h.attention, h.score, False, method, attributed)

@@ -4,7 +4,7 @@ module that owns the work, handing it only what that work needs.
 
     model = Cronos.from_config("configs/dates.yaml")       # reads the data, builds the vocabularies
     model.fit()                                            # training.Trainer
-    model.translate(["Thu 26 Nov 2026"])                   # search.decode_examples -> ['2026-11-26']
+    model.translate(["Thu 26 Nov 2026"])                   # search.decode -> ['2026-11-26']
     model.evaluate("test"), model.explain([...])           # evaluation, explain
     batch = model.prepare(["Thu 26 Nov 2026"], ["2026-11-26"])
     logits, attention = model(batch.src, batch.src_lengths, batch.tgt_in)   # the network's forward
@@ -29,7 +29,7 @@ from .explain import Explanation, explain_decoded, explain_forced
 from .model_file import read_model_file
 from .network import Seq2Seq, TokenLoss
 from .scoring import PairScore, score_examples
-from .search import Sampling, decode_examples, decode_n_best, decode_samples
+from .search import Beam, Sampling, decode
 from .training import Trainer, TrainingHistory
 
 __all__ = ["Cronos", "Translation"]
@@ -151,13 +151,13 @@ class Cronos(nn.Module):
         ranking score, summed log-prob), best first; the first is the 1-best output.  Sources
         longer than ``data.max_length`` tokens are cut to it, with a warning that counts them.
         """
-        examples = self.codec.encode(sources)
+        options = self.config.evaluation
+        found = decode(self.network, self.codec.encode(sources), Beam(beam_size or options.beam_size, n_best or 1),
+                       options, batch_size)
         if n_best is None:
-            hypotheses = decode_examples(self.network, examples, self.config.evaluation, beam_size, batch_size)
-            return [self.codec.decode(h.tokens) for h in hypotheses]
-        lists = decode_n_best(self.network, examples, self.config.evaluation, n_best, beam_size, batch_size)
+            return [self.codec.decode(hypotheses[0].tokens) for hypotheses in found]
         return [[Translation(self.codec.decode(h.tokens), h.score, h.log_prob) for h in hypotheses]
-                for hypotheses in lists]
+                for hypotheses in found]
 
     def sample(self, sources: Sequence[str], top_k: int | None = None, top_p: float | None = None,
                temperature: float = 1.0, seed: int = 0, batch_size: int | None = None) -> list[str]:
@@ -166,10 +166,9 @@ class Cronos(nn.Module):
         the nucleus of probability ``top_p`` (or neither).  Reproducible: an output depends on the
         seed and its source only, not on batch mates, position or batch size (so the same source
         twice samples the same; vary ``seed`` for more samples)."""
-        sampling = Sampling(top_k, top_p, temperature, seed)
-        hypotheses = decode_samples(self.network, self.codec.encode(sources), self.config.evaluation, sampling,
-                                    batch_size)
-        return [self.codec.decode(h.tokens) for h in hypotheses]
+        found = decode(self.network, self.codec.encode(sources), Sampling(top_k, top_p, temperature, seed),
+                       self.config.evaluation, batch_size)
+        return [self.codec.decode(drawn.tokens) for drawn, in found]
 
     def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,
                 beam_size: int | None = None, method: str = "attention", steps: int = 50) -> list[Explanation]:

@@ -18,7 +18,7 @@ import torch
 from .data import Batch, Example
 from .data.vocab import PAD_INDEX
 from .network import Seq2Seq
-from .search import in_length_batches, teacher_forced
+from .inference import in_length_batches, teacher_forced
 
 __all__ = ["PairScore", "score_examples"]
 

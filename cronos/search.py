@@ -1,13 +1,15 @@
-"""Greedy and beam search: batched, masked, and independent of batch mates.
+"""Search (greedy, beam with n-best lists) and sampling: batched, masked, and independent of batch mates.
 
-    hypotheses = decode_examples(network, codec.encode(sources), config.evaluation)   # input order
-    hypotheses = search(network, batch.src, batch.src_lengths, config.evaluation)     # one batch
-    n_best = decode_n_best(network, examples, config.evaluation, n_best=5, beam_size=5)  # 5 per input
+    hypotheses = decode(network, codec.encode(sources), Beam(5, n_best=3), config.evaluation)  # input order
+    hypotheses = decode(network, examples, Greedy(), options)          # one list of one per example
+    hypotheses = decode(network, examples, Sampling(top_k=10), options)
+    found = search_batch(network, batch, Beam(5), options)              # one collated batch
 
-The encoder runs once per batch; the decoder state carries the memory projections and the source
-mask, so every step attends with the mask.  Inputs that finish leave the batch, so they stop
-costing compute.  Each input gets at most ``ceil(max_length_ratio * source_length) +
-max_length_offset`` output tokens.
+Every strategy returns a list of hypotheses per input, best first.  The encoder runs once per
+batch; the decoder state carries the memory projections and the source mask, so every step
+attends with the mask.  Inputs that finish leave the batch, so they stop costing compute.  Each
+input gets at most ``ceil(max_length_ratio * source_length) + max_length_offset`` output tokens
+(``options``: the ``evaluation`` settings, which also hold the length penalty and the batch size).
 """
 from __future__ import annotations
 
@@ -15,21 +17,18 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Protocol, Sequence
 
 import torch
 from torch import Tensor
 
 from .config import EvaluationConfig
-from .data import Batch, Example, collate, length_batches
+from .data import Batch, Example
 from .data.vocab import BOS_INDEX, EOS_INDEX
-from .network import Seq2Seq, evaluating
+from .inference import in_length_batches
+from .network import Seq2Seq
 
-T = TypeVar("T")
-
-__all__ = ["Hypothesis", "Sampling", "decode_examples", "decode_n_best", "decode_samples", "greedy_search",
-           "beam_search", "in_length_batches", "sample_search", "search", "search_n_best", "max_output_lengths",
-           "teacher_forced"]
+__all__ = ["Hypothesis", "Strategy", "Greedy", "Beam", "Sampling", "decode", "search_batch", "max_output_lengths"]
 
 
 @dataclass(frozen=True)
@@ -40,86 +39,63 @@ class Hypothesis:
     log_prob: float            # sum of the tokens' log-probs, <eos> included when the output ended with it
 
 
+class Strategy(Protocol):
+    """How outputs are found for one batch: ``Greedy``, ``Beam``, ``Sampling``."""
+
+    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
+               need_weights: bool) -> list[list[Hypothesis]]: ...
+
+
 def max_output_lengths(src_lengths: Tensor, ratio: float, offset: int) -> Tensor:
     """Most output tokens (``<eos>`` included) per input: ``ceil(ratio * length) + offset``, at least 1."""
     return torch.clamp(torch.ceil(src_lengths.double() * ratio).long() + offset, min=1)
 
 
-def in_length_batches(network: Seq2Seq, examples: Sequence[Example], batch_size: int,
-                      decode_batch: Callable[[Batch, list[int]], Sequence[T]]) -> list[T]:
-    """``decode_batch(batch, positions)`` over ``examples`` collated in batches of similar length
-    (``positions``: the batch's examples' places in ``examples``), in eval mode without autograd;
-    the results in input order."""
-    results: list = [None] * len(examples)
-    with evaluating(network):
-        for positions in length_batches(examples, batch_size):
-            batch = collate([examples[i] for i in positions]).to(network.device)
-            for position, result in zip(positions, decode_batch(batch, positions)):
-                results[position] = result
-    return results
+def decode(network: Seq2Seq, examples: Sequence[Example], strategy: Strategy, options: EvaluationConfig,
+           batch_size: int | None = None, need_weights: bool = False) -> list[list[Hypothesis]]:
+    """``strategy``'s hypotheses for every example, best first (in eval mode, in batches of similar
+    length, ``batch_size`` or ``options.batch_size`` at a time); in input order."""
+    return in_length_batches(network, examples, batch_size or options.batch_size,
+                             lambda batch, _: search_batch(network, batch, strategy, options, need_weights))
 
 
-def teacher_forced(network: Seq2Seq, batch: Batch, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
-    """``logits [B, T, V]`` and attention ``[B, T, S]`` of ``batch``'s targets given its sources
-    (and their ``readings``, for ensembles): the network's teacher-forced forward."""
-    state = network.start_decoding(network.encode(batch.src, batch.src_lengths, *batch.readings))
-    logits, attention, _ = network.decode(batch.tgt_in, state, need_weights)
-    return logits, attention
+def search_batch(network: Seq2Seq, batch: Batch, strategy: Strategy, options: EvaluationConfig,
+                 need_weights: bool = False) -> list[list[Hypothesis]]:
+    """``strategy``'s hypotheses for each input of one collated ``batch`` (its ``readings`` too,
+    for ensembles whose members read the source differently), length limits per ``options``."""
+    max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
+    return strategy.search(network, batch, max_lengths, options.length_penalty, need_weights)
 
 
-def decode_examples(network: Seq2Seq, examples: Sequence[Example], options: EvaluationConfig,
-                    beam_size: int | None = None, batch_size: int | None = None,
-                    need_weights: bool = False) -> list[Hypothesis]:
-    """Search every example (in eval mode, in batches of similar length); results in input order.
-
-    ``options``: beam size, length penalty, output length limits and batch size, each of which
-    ``beam_size`` and ``batch_size`` may override.
-    """
-    return [best for best, *_ in decode_n_best(network, examples, options, 1, beam_size, batch_size, need_weights)]
-
-
-def decode_n_best(network: Seq2Seq, examples: Sequence[Example], options: EvaluationConfig, n_best: int,
-                  beam_size: int | None = None, batch_size: int | None = None,
-                  need_weights: bool = False) -> list[list[Hypothesis]]:
-    """Up to ``n_best`` hypotheses per example, best first (``n_best <= beam_size``); in input order.
-    The first of each is what ``decode_examples`` returns."""
-    return in_length_batches(network, examples, batch_size or options.batch_size, lambda batch, _: search_n_best(
-        network, batch.src, batch.src_lengths, options, n_best, beam_size, need_weights, batch.readings))
-
-
-def search_n_best(network: Seq2Seq, src: Tensor, src_lengths: Tensor, options: EvaluationConfig, n_best: int,
-                  beam_size: int | None = None, need_weights: bool = False,
-                  readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[list[Hypothesis]]:
-    """``search``, keeping up to ``n_best`` hypotheses per input (at most the beam size), best first."""
-    beam_size = beam_size or options.beam_size
-    if not 1 <= n_best <= beam_size:
-        raise ValueError(f"n_best must be between 1 and the beam size ({beam_size}), got {n_best}")
-    max_lengths = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_offset)
-    if beam_size == 1:
-        return [[h] for h in greedy_search(network, src, src_lengths, max_lengths, need_weights, readings,
-                                           options.length_penalty)]
-    candidates = _beam_candidates(network, src, src_lengths, max_lengths, beam_size, options.length_penalty,
-                                  need_weights, readings)
-    return [c[:n_best] for c in candidates]
-
-
-def search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, options: EvaluationConfig,
-           beam_size: int | None = None, need_weights: bool = False,
-           readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[Hypothesis]:
-    """Greedy search for a beam of 1, beam search otherwise (``beam_size``, default
-    ``options.beam_size``); one hypothesis per input, its length limited per ``options``.
-    ``readings``: the batch's ``Batch.readings``, for ensembles whose members read the source
-    differently (here and below)."""
-    return [best for best, *_ in search_n_best(network, src, src_lengths, options, 1, beam_size, need_weights,
-                                               readings)]
-
-
-def greedy_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
-                  need_weights: bool = False, readings: Sequence[tuple[Tensor, Tensor]] = (),
-                  length_penalty: float = 1.0) -> list[Hypothesis]:
+@dataclass(frozen=True)
+class Greedy:
     """Each input's most likely next token, step by step, until ``<eos>`` or its length limit."""
-    return _token_by_token(network, src, src_lengths, max_lengths, _most_likely, need_weights, readings,
-                           length_penalty)
+
+    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
+               need_weights: bool) -> list[list[Hypothesis]]:
+        return [[h] for h in _token_by_token(network, batch, max_lengths, _most_likely, need_weights, length_penalty)]
+
+
+@dataclass(frozen=True)
+class Beam:
+    """Beam search with ``size`` beams per input, keeping the best ``n_best`` hypotheses of each
+    (at most ``size``); a beam of one is greedy search."""
+
+    size: int
+    n_best: int = 1
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"the beam size must be at least 1, got {self.size}")
+        if not 1 <= self.n_best <= self.size:
+            raise ValueError(f"n_best must be between 1 and the beam size ({self.size}), got {self.n_best}")
+
+    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
+               need_weights: bool) -> list[list[Hypothesis]]:
+        if self.size == 1:
+            return Greedy().search(network, batch, max_lengths, length_penalty, need_weights)
+        candidates = _beam_candidates(network, batch, max_lengths, self.size, length_penalty, need_weights)
+        return [found[: self.n_best] for found in candidates]
 
 
 def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[Tensor, Tensor]:
@@ -128,22 +104,21 @@ def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[
 
 
 @torch.no_grad()
-def _token_by_token(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor,
+def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
                     choose: Callable[[Tensor, Tensor, list[int]], tuple[Tensor, Tensor]],
-                    need_weights: bool, readings: Sequence[tuple[Tensor, Tensor]] = (),
-                    length_penalty: float = 1.0) -> list[Hypothesis]:
+                    need_weights: bool, length_penalty: float) -> list[Hypothesis]:
     """Decode one chosen token a step per input until ``<eos>`` or its length limit (greedy search,
     sampling): ``choose(log_probs [b, V], logits [b, V], inputs) -> (tokens [b], their log-probs [b])``,
     ``inputs`` being the input index of each row.  Inputs that finish leave the batch; ``log_prob`` is
     the summed log-probs of the chosen tokens, ``score`` that over the steps taken ** ``length_penalty``
     (as beam search scores)."""
-    batch, max_lengths = src.size(0), max_lengths.cpu()
-    state = network.start_decoding(network.encode(src, src_lengths, *readings))
-    alive = torch.arange(batch)                      # input index of each row still decoding
-    previous = torch.full((batch,), BOS_INDEX, dtype=torch.long, device=src.device)
-    tokens: list[list[int]] = [[] for _ in range(batch)]
-    attentions: list[list[Tensor]] = [[] for _ in range(batch)]
-    scores = [0.0] * batch
+    src, size, max_lengths = batch.src, batch.size, max_lengths.cpu()
+    state = network.start_decoding(network.encode(src, batch.src_lengths, *batch.readings))
+    alive = torch.arange(size)                       # input index of each row still decoding
+    previous = torch.full((size,), BOS_INDEX, dtype=torch.long, device=src.device)
+    tokens: list[list[int]] = [[] for _ in range(size)]
+    attentions: list[list[Tensor]] = [[] for _ in range(size)]
+    scores = [0.0] * size
     for step in range(int(max_lengths.max())):
         logits, attention, state = network.decode(previous[:, None], state, need_weights)
         log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)  # [b, V]
@@ -163,23 +138,14 @@ def _token_by_token(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_leng
             alive, state = alive[keep], state.select(keep.to(src.device))
             chosen = chosen[keep.to(src.device)]
         previous = chosen
-    steps = [len(tokens[i]) + (len(tokens[i]) < int(max_lengths[i])) for i in range(batch)]  # + <eos> if chosen
+    steps = [len(tokens[i]) + (len(tokens[i]) < int(max_lengths[i])) for i in range(size)]  # + <eos> if chosen
     return [Hypothesis(tokens[i], scores[i] / steps[i] ** length_penalty,
-                       _stack(attentions[i], src.size(1)) if need_weights else None, scores[i]) for i in range(batch)]
-
-
-def beam_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, beam_size: int,
-                length_penalty: float = 1.0, need_weights: bool = False,
-                readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[Hypothesis]:
-    """Beam search with ``beam_size`` beams per input: the best hypothesis of each (``_beam_candidates``)."""
-    return [candidates[0] for candidates in _beam_candidates(network, src, src_lengths, max_lengths, beam_size,
-                                                             length_penalty, need_weights, readings)]
+                       _stack(attentions[i], src.size(1)) if need_weights else None, scores[i]) for i in range(size)]
 
 
 @torch.no_grad()
-def _beam_candidates(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, beam_size: int,
-                     length_penalty: float = 1.0, need_weights: bool = False,
-                     readings: Sequence[tuple[Tensor, Tensor]] = ()) -> list[list[Hypothesis]]:
+def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_size: int, length_penalty: float,
+                     need_weights: bool) -> list[list[Hypothesis]]:
     """Beam search with ``beam_size`` beams per input; every finished hypothesis of each, best first.
 
     Each step takes the best ``2 * beam_size`` continuations of an input: ``<eos>`` ones within the
@@ -187,17 +153,17 @@ def _beam_candidates(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_len
     ``<eos>`` counted), the best ``beam_size`` others continue.  An input is done once it has
     ``beam_size`` finished hypotheses or reaches its length limit (its open beams are then finished).
     """
-    batch, k, device = src.size(0), beam_size, src.device
-    source_length = src.size(1)
-    state = network.start_decoding(network.encode(src, src_lengths, *readings))
-    state = state.select(torch.arange(batch, device=device).repeat_interleave(k))
-    alive = torch.arange(batch)                                          # input index per beam group
-    beam_scores = torch.full((batch, k), float("-inf"), device=device)
+    size, k, device = batch.size, beam_size, batch.src.device
+    source_length = batch.src.size(1)
+    state = network.start_decoding(network.encode(batch.src, batch.src_lengths, *batch.readings))
+    state = state.select(torch.arange(size, device=device).repeat_interleave(k))
+    alive = torch.arange(size)                                           # input index per beam group
+    beam_scores = torch.full((size, k), float("-inf"), device=device)
     beam_scores[:, 0] = 0.0
-    history = torch.empty(batch * k, 0, dtype=torch.long, device=device)  # [b*k, t]
-    attention_history = torch.empty(batch * k, 0, source_length, device=device)
-    previous = torch.full((batch * k,), BOS_INDEX, dtype=torch.long, device=device)
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    history = torch.empty(size * k, 0, dtype=torch.long, device=device)  # [b*k, t]
+    attention_history = torch.empty(size * k, 0, source_length, device=device)
+    previous = torch.full((size * k,), BOS_INDEX, dtype=torch.long, device=device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(size)]
 
     for step in range(int(max_lengths.max())):
         groups = alive.numel()
@@ -286,6 +252,22 @@ class Sampling:
         digest = hashlib.sha256(f"{self.seed}:{','.join(map(str, source))}".encode()).digest()
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
+    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
+               need_weights: bool) -> list[list[Hypothesis]]:
+        """Greedy search's loop with each next token drawn from the input's own generator;
+        ``log_prob``: the summed log-probs of the drawn tokens under the model, ``score``: as
+        greedy search gives it."""
+        lengths = batch.src_lengths.tolist()
+        generators = [self.generator(row[:length]) for row, length in zip(batch.src.tolist(), lengths)]
+
+        def draw(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[Tensor, Tensor]:
+            probs = self.probabilities(logits).cpu()
+            drawn = [int(torch.multinomial(probs[row], 1, generator=generators[index]))
+                     for row, index in enumerate(inputs)]
+            tokens = torch.tensor(drawn, device=logits.device)
+            return tokens, log_probs.gather(1, tokens[:, None]).squeeze(1)
+        return [[h] for h in _token_by_token(network, batch, max_lengths, draw, need_weights, length_penalty)]
+
     def probabilities(self, logits: Tensor) -> Tensor:
         """``logits [b, V]`` -> the distribution to draw from, ``[b, V]`` float32."""
         # in float64, the largest logit as 0 before dividing: a tiny temperature (any positive float)
@@ -302,31 +284,6 @@ class Sampling:
             keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, before < self.top_p)
             probs = probs.masked_fill(~keep, 0.0)
         return probs.float()
-
-
-def decode_samples(network: Seq2Seq, examples: Sequence[Example], options: EvaluationConfig, sampling: Sampling,
-                   batch_size: int | None = None) -> list[Hypothesis]:
-    """One sampled output per example (length limits per ``options``), in input order."""
-    def sample_batch(batch: Batch, positions: list[int]) -> list[Hypothesis]:
-        max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
-        generators = [sampling.generator(examples[i].src) for i in positions]
-        return sample_search(network, batch.src, batch.src_lengths, max_lengths, sampling, generators,
-                             batch.readings, options.length_penalty)
-    return in_length_batches(network, examples, batch_size or options.batch_size, sample_batch)
-
-
-def sample_search(network: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lengths: Tensor, sampling: Sampling,
-                  generators: Sequence[torch.Generator], readings: Sequence[tuple[Tensor, Tensor]] = (),
-                  length_penalty: float = 1.0) -> list[Hypothesis]:
-    """Greedy search's loop with each next token drawn (``sampling``) from the input's own
-    ``generators[i]``; ``log_prob``: the summed log-probs of the drawn tokens under the model,
-    ``score``: as greedy search gives it."""
-    def draw(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[Tensor, Tensor]:
-        probs = sampling.probabilities(logits).cpu()
-        drawn = [int(torch.multinomial(probs[row], 1, generator=generators[index])) for row, index in enumerate(inputs)]
-        tokens = torch.tensor(drawn, device=logits.device)
-        return tokens, log_probs.gather(1, tokens[:, None]).squeeze(1)
-    return _token_by_token(network, src, src_lengths, max_lengths, draw, False, readings, length_penalty)
 
 
 def _stack(rows: list[Tensor], width: int) -> Tensor:

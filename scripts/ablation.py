@@ -22,7 +22,7 @@ import cronos
 from cronos.config import load_config, parse_override
 from cronos.data import load_split
 from cronos.evaluation import evaluate_split
-from cronos.search import search
+from cronos.search import Beam, search_batch
 
 SETTINGS = list(itertools.product((True, False), (True, False)))  # (mask_padding, freeze_pad_embedding)
 
@@ -39,15 +39,16 @@ def padding_attention_share(model: cronos.Cronos, sources: list[str], targets: l
 def batch_dependence(model: cronos.Cronos, sources: list[str], targets: list[str], batch_size: int = 32) -> dict:
     """Outputs and log-probs of each input alone vs inside a mixed-length batch (input order)."""
     model.eval()
+    strategy = Beam(model.config.evaluation.beam_size)
     changed, worst = 0, 0.0
     for start in range(0, len(sources), batch_size):
         chunk_s, chunk_t = sources[start: start + batch_size], targets[start: start + batch_size]
         batch = model.prepare(chunk_s, chunk_t)
-        together = search(model.network, batch.src, batch.src_lengths, model.config.evaluation)
+        together = [found[0] for found in search_batch(model.network, batch, strategy, model.config.evaluation)]
         logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
         for i, (source, target) in enumerate(zip(chunk_s, chunk_t)):
             alone = model.prepare([source], [target])
-            single = search(model.network, alone.src, alone.src_lengths, model.config.evaluation)[0]
+            single = search_batch(model.network, alone, strategy, model.config.evaluation)[0][0]
             changed += single.tokens != together[i].tokens
             alone_logits, _ = model(alone.src, alone.src_lengths, alone.tgt_in)
             steps = alone_logits.size(1)

@@ -33,7 +33,7 @@ from cronos.data import (BucketBatchSampler, RandomBatchSampler, TextCodec, coll
 from cronos.device import resolve_device
 from cronos.network import Seq2Seq
 from cronos.precision import MixedPrecision
-from cronos.search import decode_examples
+from cronos.search import Beam, decode
 from cronos.training import build_optimizer
 
 
@@ -214,7 +214,7 @@ def decoding_speed(network: Seq2Seq, examples: list, config) -> dict:
     results = {}
     for beam in (1, 5):
         start = time.perf_counter()
-        decode_examples(network, examples, config.evaluation, beam)
+        decode(network, examples, Beam(beam), config.evaluation)
         results[f"decode_beam{beam}_sentences_per_s"] = len(examples) / (time.perf_counter() - start)
     return results
 

@@ -15,7 +15,7 @@ import time
 
 from cronos.model import Cronos
 from cronos.data import load_split
-from cronos.search import decode_examples
+from cronos.search import Beam, decode
 
 
 def main() -> None:
@@ -30,13 +30,13 @@ def main() -> None:
     examples = load_split(args.data, model.config.data, model.codec).examples
     for beam in args.beams:
         start = time.perf_counter()
-        decode_examples(model.network, examples, model.config.evaluation, beam)
+        decode(model.network, examples, Beam(beam), model.config.evaluation)
         seconds = time.perf_counter() - start
         print(f"beam {beam}: {len(examples) / seconds:.1f} sentences/s ({len(examples)} in {seconds:.1f} s)")
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        decode_examples(model.network, examples[:300], model.config.evaluation, args.beams[-1])
+        decode(model.network, examples[:300], Beam(args.beams[-1]), model.config.evaluation)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
 

@@ -17,7 +17,7 @@ from cronos.config import config_to_dict, load_config, parse_override
 from cronos.data import TextCodec, load_split, load_training_data
 from cronos.data.vocab import UNK_INDEX
 from cronos.model import Cronos
-from cronos.search import decode_examples
+from cronos.search import Beam, decode
 
 
 def share_unknown(sequences) -> float:
@@ -48,7 +48,8 @@ def main() -> None:
               "source_unk_share": share_unknown(e.src for e in split.examples),
               "reference_unk_share": share_unknown(e.tgt for e in split.examples)}
     if model is not None:
-        hypotheses = decode_examples(model.network, split.examples, config.evaluation)
+        hypotheses = [found[0] for found in decode(model.network, split.examples, Beam(config.evaluation.beam_size),
+                                                   config.evaluation)]
         result["output_unk_share"] = share_unknown(h.tokens for h in hypotheses)
     print(json.dumps(result, indent=2))
 

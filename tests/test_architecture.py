@@ -19,6 +19,7 @@ LAYERS = [
     {"data", "masking", "device", "progress", "board", "precision"},
     {"loss", "checkpoint", "modules", "distributed"},
     {"network", "run_folder", "stopping"},
+    {"inference"},
     {"search", "ensemble", "model_file", "attribution"},
     {"evaluation", "explain", "scoring", "averaging"},
     {"validation", "report", "outputs", "training_state"},

@@ -14,7 +14,7 @@ from torch._dynamo.utils import counters
 
 import cronos
 from cronos.network import Seq2Seq
-from cronos.search import search
+from cronos.search import Beam, search_batch
 from helpers import tiny_config
 from test_padding_inert import PROPERTY, VOCAB, batch_strategy, gradients, make_batch, tiny_config as model_config
 
@@ -83,7 +83,7 @@ def test_compiled_search_decodes_what_eager_search_decodes():
     batch = make_batch([([4, 5, 6, 7], [8]), ([9, 10], [11]), ([12, 13, 14, 15, 4, 5], [6])], extra_padding=1)
     options = cronos.load_config({}).evaluation
     for beam in (1, 3):
-        hypotheses = [search(network, batch.src, batch.src_lengths, options, beam, need_weights=True)
+        hypotheses = [[found[0] for found in search_batch(network, batch, Beam(beam), options, need_weights=True)]
                       for network in (eager, compiled)]
         assert [h.tokens for h in hypotheses[1]] == [h.tokens for h in hypotheses[0]]
         for hypothesis, length in zip(hypotheses[1], batch.src_lengths.tolist()):

@@ -10,7 +10,7 @@ import pytest
 
 from cronos.network import evaluating
 from cronos.scoring import score_examples
-from cronos.search import max_output_lengths, search
+from cronos.search import Beam, max_output_lengths, search_batch
 from cronos.data import collate
 from helpers import DATES, ROOT
 
@@ -26,8 +26,8 @@ def test_the_score_of_a_decoded_output_is_the_log_prob_search_reported(trained_m
     examples = model.codec.encode(SOURCES)
     batch = collate(examples)
     options = dataclasses.replace(model.config.evaluation, length_penalty=0.7)
-    with evaluating(model.network):  # dropout off, as decode_examples and score_examples have it
-        hypotheses = search(model.network, batch.src, batch.src_lengths, options, beam)
+    with evaluating(model.network):  # dropout off, as decode and score_examples have it
+        hypotheses = [found[0] for found in search_batch(model.network, batch, Beam(beam), options)]
     forced = [dataclasses.replace(e, tgt=tuple(h.tokens), tgt_length=len(h.tokens) + 1)
               for e, h in zip(examples, hypotheses)]
     scores = score_examples(model.network, forced, batch_size=2)

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from cronos.config import load_config
-from cronos.data import Vocabulary
+from cronos.data import Batch, Vocabulary
 from cronos.data.vocab import BOS_INDEX, EOS_INDEX
 from cronos.model import Cronos
-from cronos.search import beam_search, greedy_search, search_n_best
+from cronos.search import Beam, Greedy, search_batch
 
 VOCAB = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"])
 V = len(VOCAB)
@@ -22,6 +22,17 @@ LIMIT = 4  # output tokens at most, <eos> included
 WIDE = (V - 1) ** (LIMIT - 1) * V  # a beam that keeps every candidate of every step
 DECODERS = {"rnn": {"type": "rnn", "attention": "additive"},
             "transformer": {"type": "transformer", "layers": 1, "heads": 2, "ff_size": 16}}
+
+
+def batch_of(src: torch.Tensor, lengths: list[int]) -> Batch:
+    """Sources as a batch to search (no references)."""
+    return Batch(src, torch.tensor(lengths), None, None, None, tuple(range(src.size(0))))
+
+
+def limited(length_penalty: float):
+    """Search settings: at most LIMIT output tokens for any source, the given length penalty."""
+    return load_config({"evaluation": {"max_length_ratio": 0.0, "max_length_offset": LIMIT,
+                                       "length_penalty": length_penalty}}).evaluation
 
 
 def random_model(seed: int, decoder: str) -> Cronos:
@@ -78,8 +89,7 @@ def test_a_wide_beam_finds_the_exact_best_hypothesis(decoder, length_penalty):
         model = random_model(seed, decoder)
         for src in sources():
             expected, expected_score = exhaustive_best(model, src, length_penalty)
-            found = beam_search(model.network, src, torch.tensor([src.size(1)]), torch.tensor([LIMIT]), WIDE,
-                                length_penalty)[0]
+            found = search_batch(model.network, batch_of(src, [src.size(1)]), Beam(WIDE), limited(length_penalty))[0][0]
             assert tuple(found.tokens) == expected, (seed, src.tolist())
             assert found.score == pytest.approx(expected_score, rel=1e-5)  # search scores in float32
             lengths.add(len(expected))
@@ -101,8 +111,8 @@ def test_the_length_penalty_changes_the_choice_as_the_reference_does(decoder):
 def test_a_wide_beam_over_a_padded_batch_gives_each_input_its_best(decoder):
     model = random_model(11, decoder)
     batch = torch.tensor([[4, 5, 4, 0, 0], [5, 0, 0, 0, 0], [5, 5, 4, 4, 5]])
-    found = beam_search(model.network, batch, torch.tensor([3, 1, 5]), torch.tensor([LIMIT] * 3), WIDE, 1.0)
-    for hypothesis, src in zip(found, sources()):
+    found = search_batch(model.network, batch_of(batch, [3, 1, 5]), Beam(WIDE), limited(1.0))
+    for (hypothesis, *_), src in zip(found, sources()):
         assert tuple(hypothesis.tokens) == exhaustive_best(model, src, 1.0)[0]
 
 
@@ -117,7 +127,7 @@ def test_greedy_follows_the_argmax_of_teacher_forced_passes(decoder):
                 if token == EOS_INDEX:
                     break
                 prefix += (token,)
-            found = greedy_search(model.network, src, torch.tensor([src.size(1)]), torch.tensor([LIMIT]))[0]
+            found = search_batch(model.network, batch_of(src, [src.size(1)]), Greedy(), limited(1.0))[0][0]
             assert tuple(found.tokens) == prefix
 
 
@@ -132,7 +142,7 @@ def test_a_wide_beams_n_best_list_is_the_exact_top_n_with_its_scores(decoder, le
         model = random_model(seed, decoder)
         for src in sources():
             expected = exhaustive_ranked(model, src, length_penalty)[:5]
-            found = search_n_best(model.network, src, torch.tensor([src.size(1)]), options, 5, WIDE)[0]
+            found = search_batch(model.network, batch_of(src, [src.size(1)]), Beam(WIDE, n_best=5), options)[0]
             assert [tuple(h.tokens) for h in found] == [tokens for _, tokens, _ in expected], (seed, src.tolist())
             for hypothesis, (score, _, log_prob) in zip(found, expected):
                 assert hypothesis.score == pytest.approx(score, rel=1e-5)
@@ -175,7 +185,7 @@ def test_beam_and_its_n_best_list_follow_the_one_example_reference(decoder, k, l
     for seed in range(4):
         model = random_model(seed, decoder)
         batch = torch.tensor([[4, 5, 4, 0, 0], [5, 0, 0, 0, 0], [5, 5, 4, 4, 5]])  # padded: batched as well
-        found = search_n_best(model.network, batch, torch.tensor([3, 1, 5]), options, k, k)
+        found = search_batch(model.network, batch_of(batch, [3, 1, 5]), Beam(k, n_best=k), options)
         for hypotheses, src in zip(found, sources()):
             expected = reference_beam(model, src, k, length_penalty)[:k]
             assert [tuple(h.tokens) for h in hypotheses] == [tokens for _, tokens, _ in expected], (seed, src.tolist())

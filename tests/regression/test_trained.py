@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from cronos.search import search
+from cronos.search import Beam, search_batch
 
 FLOORS = {
     # family: (exact match >= , test loss <= )       measured 2026-11-26: exact match, loss
@@ -66,8 +66,8 @@ def test_translate_alone_mixed_batch_and_extra_padding(regression_runs, family, 
     assert batched == model.translate(SOURCES, beam_size=beam, batch_size=3)
     batch = model.prepare(SOURCES)
     extra = torch.nn.functional.pad(batch.src, (0, 7))  # 7 more all-pad columns
-    hypotheses = search(model.network, extra, batch.src_lengths, model.config.evaluation, beam_size=beam)
-    assert [model.codec.decode(h.tokens) for h in hypotheses] == batched
+    hypotheses = search_batch(model.network, dataclasses.replace(batch, src=extra), Beam(beam), model.config.evaluation)
+    assert [model.codec.decode(h.tokens) for h, *_ in hypotheses] == batched
 
 
 @pytest.mark.parametrize("family", FAMILIES)
