@@ -11,11 +11,11 @@ from .config import Config, ConfigError, load_config
 from .data import DataError
 from .explain import Explanation
 from .masking import lengths_to_mask
-from .model import Cronos, Translation
+from .model import Cronos, Translation, Translator
 from .run_folder import RunFolderError
 from .training import TrainingError, TrainingHistory
 from .version import __version__
 
 __all__ = ["CheckpointError", "Config", "ConfigError", "Cronos", "DataError", "Explanation", "RunFolderError",
-           "TrainingError", "TrainingHistory", "Translation", "evaluate", "explain", "fit", "lengths_to_mask", "load_config",
+           "TrainingError", "TrainingHistory", "Translation", "Translator", "evaluate", "explain", "fit", "lengths_to_mask", "load_config",
            "sample", "score", "translate", "__version__"]

@@ -1,5 +1,6 @@
 """Module-level API: ``cronos.fit``, and ``cronos.evaluate``, ``explain``, ``translate``, ``sample`` and
-``score``, each the ``Cronos`` method of the same name, with every option, on a model or a checkpoint path."""
+``score``, each the ``Translator`` method of the same name, with every option, on a model (an
+ensemble too) or a checkpoint path."""
 from __future__ import annotations
 
 import os
@@ -7,12 +8,13 @@ from typing import Any, Sequence
 
 from .config import Config, config_to_dict, load_config
 from .explain import Explanation
-from .model import Cronos, Translation
+from .model import Cronos
 from .scoring import PairScore
+from .translator import Translation, Translator
 
 __all__ = ["fit", "evaluate", "explain", "sample", "score", "translate"]
 
-ModelOrCheckpoint = Cronos | str | os.PathLike
+ModelOrCheckpoint = Translator | str | os.PathLike
 
 
 def fit(config_or_path: Config | str | os.PathLike, **overrides: Any) -> Cronos:
@@ -29,8 +31,8 @@ def fit(config_or_path: Config | str | os.PathLike, **overrides: Any) -> Cronos:
     return model
 
 
-def _model(model_or_checkpoint: ModelOrCheckpoint) -> Cronos:
-    return model_or_checkpoint if isinstance(model_or_checkpoint, Cronos) else Cronos.load(model_or_checkpoint)
+def _model(model_or_checkpoint: ModelOrCheckpoint) -> Translator:
+    return model_or_checkpoint if isinstance(model_or_checkpoint, Translator) else Cronos.load(model_or_checkpoint)
 
 
 def evaluate(model_or_checkpoint: ModelOrCheckpoint, data: str | Sequence[tuple[str, str]] = "test",

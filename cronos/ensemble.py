@@ -21,9 +21,28 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from .data import TextCodec
 from .network import Seq2Seq
 
-__all__ = ["Ensemble", "EnsembleState"]
+__all__ = ["Ensemble", "EnsembleState", "ensemble_of"]
+
+
+def ensemble_of(networks: Sequence[Seq2Seq], codecs: Sequence[TextCodec]) -> tuple["Ensemble", TextCodec]:
+    """The ensemble of ``networks`` (each reading and writing text as its ``codecs`` entry) and the
+    codec it decodes with: the first member's, also reading every source as each other source side
+    does.  The members must write text alike (a ``ValueError`` names the member and what differs);
+    members that read the source alike share a reading."""
+    first = codecs[0]
+    sides, reading_of = [first], []  # the distinct source sides, the first member's first
+    for number, codec in enumerate(codecs, start=1):
+        differs = [d for d in first.differences(codec) if d.side == "target"]
+        if differs:
+            raise ValueError(f"ensemble member {number} does not write text as member 1 does: {differs[0]}")
+        same = [r for r, side in enumerate(sides) if side.reads_source_as(codec)]
+        if not same:
+            sides.append(codec)
+        reading_of.append(same[0] if same else len(sides) - 1)
+    return Ensemble(networks, reading_of), first.with_readings(sides[1:])
 
 
 @dataclass(frozen=True)

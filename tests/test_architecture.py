@@ -23,7 +23,7 @@ LAYERS = [
     {"search", "ensemble", "model_file", "attribution"},
     {"evaluation", "explain", "scoring", "averaging"},
     {"validation", "report", "outputs", "training_state"},
-    {"training"},
+    {"training", "translator"},
     {"model"},
     {"api", "cli"},
     {"__init__", "__main__"},

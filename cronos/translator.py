@@ -1,0 +1,129 @@
+"""``Translator``: a model that decodes (translates, samples, scores, evaluates, explains).  It holds
+a network (one ``Seq2Seq``, or an ``Ensemble`` of several), the text codec and the config, and each
+method is a short call into the module that owns the work.  ``Cronos`` is the one that is also
+trained and saved; ``Cronos.ensemble`` returns a ``Translator``.
+
+    translator.translate(["Thu 26 Nov 2026"])                   # search.decode -> ['2026-11-26']
+    translator.evaluate("test"), translator.explain([...])       # evaluation, explain
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, overload
+
+import torch
+
+from .config import Config
+from .data import Batch, TextCodec, collate, load_split
+from .ensemble import Ensemble
+from .evaluation import evaluate_split
+from .explain import Explanation, explain_decoded, explain_forced
+from .network import Seq2Seq
+from .scoring import PairScore, score_examples
+from .search import Beam, Sampling, decode
+
+__all__ = ["Translator", "Translation"]
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One hypothesis of an n-best list."""
+
+    text: str
+    score: float     # what ranks it: log_prob / length ** evaluation.length_penalty (length: tokens + <eos>),
+                     # the same in every search
+    log_prob: float  # the sum of its tokens' log-probs (<eos> included when it ended with it)
+
+
+class Translator:
+    """A model that decodes: ``network`` (a ``Seq2Seq``, or an ``Ensemble`` of several), ``codec``
+    (tokenizers and vocabularies), ``config`` (search settings in ``config.evaluation``, data
+    settings in ``config.data``).  An output never depends on its batch mates."""
+
+    def __init__(self, network: Seq2Seq | Ensemble, codec: TextCodec, config: Config):
+        self.network, self.codec, self.config = network, codec, config
+
+    @property
+    def device(self) -> torch.device:
+        return self.network.device
+
+    def prepare(self, sources: Sequence[str], targets: Sequence[str] | None = None) -> Batch:
+        """Tokenise, numericalise, measure and collate ``sources`` (and ``targets``) into a ``Batch``.
+
+        An empty or whitespace-only source raises ``ValueError``; unknown tokens become ``<unk>``;
+        texts longer than ``data.max_length`` tokens are cut to it (with a warning).
+        """
+        return collate(self.codec.encode(sources, targets)).to(self.device)
+
+    def evaluate(self, data: str | Sequence[tuple[str, str]] = "test", beam_size: int | None = None) -> dict:
+        """Loss, ppl, token_accuracy, sequence_accuracy, BLEU and chrF (with sacrebleu signatures).
+
+        ``data``: a split name (``train``, ``valid``, ``test``), a TSV path, or (source, target) pairs.
+        """
+        split = load_split(data, self.config.data, self.codec)
+        return evaluate_split(self.network, self.codec, split, self.config.evaluation, beam_size)
+
+    def score(self, data: str | Sequence[tuple[str, str]], per_token: bool = False,
+              batch_size: int | None = None) -> list[PairScore]:
+        """Each pair's teacher-forced log-probability of the target given the source: ``log_prob``
+        (sum, ``<eos>`` included), ``mean_log_prob``, ``tokens``, and ``token_log_probs`` with
+        ``per_token``.  ``data``: (source, target) pairs, a split name or a TSV path, as for
+        ``evaluate`` (texts longer than ``data.max_length`` tokens are cut to it, as the model
+        reads them).  A pair's score does not depend on its batch mates or the batch size."""
+        split = load_split(data, self.config.data, self.codec)
+        return score_examples(self.network, split.examples, batch_size or self.config.evaluation.batch_size,
+                              per_token)
+
+    @overload
+    def translate(self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None,
+                  n_best: None = None) -> list[str]: ...
+
+    @overload
+    def translate(self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None,
+                  n_best: int = ...) -> list[list[Translation]]: ...
+
+    def translate(self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None,
+                  n_best: int | None = None) -> list[str] | list[list[Translation]]:
+        """Decode ``sources`` (greedy for ``beam_size=1``); an output never depends on its batch mates.
+
+        With ``n_best=m`` (at most the beam size): per source, up to ``m`` ``Translation``s (text,
+        ranking score, summed log-prob), best first; the first is the 1-best output.  Sources
+        longer than ``data.max_length`` tokens are cut to it, with a warning that counts them.
+        """
+        options = self.config.evaluation
+        found = decode(self.network, self.codec.encode(sources), Beam(beam_size or options.beam_size, n_best or 1),
+                       options, batch_size)
+        if n_best is None:
+            return [self.codec.decode(hypotheses[0].tokens) for hypotheses in found]
+        return [[Translation(self.codec.decode(h.tokens), h.score, h.log_prob) for h in hypotheses]
+                for hypotheses in found]
+
+    def sample(self, sources: Sequence[str], top_k: int | None = None, top_p: float | None = None,
+               temperature: float = 1.0, seed: int = 0, batch_size: int | None = None) -> list[str]:
+        """One sampled output per source (e.g. for back-translation): each token drawn from the
+        model's distribution divided by ``temperature``, kept to the ``top_k`` most likely tokens or
+        the nucleus of probability ``top_p`` (or neither).  Reproducible: an output depends on the
+        seed and its source only, not on batch mates, position or batch size (so the same source
+        twice samples the same; vary ``seed`` for more samples)."""
+        found = decode(self.network, self.codec.encode(sources), Sampling(top_k, top_p, temperature, seed),
+                       self.config.evaluation, batch_size)
+        return [self.codec.decode(drawn.tokens) for drawn, in found]
+
+    def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,
+                beam_size: int | None = None, method: str = "attention", steps: int = 50) -> list[Explanation]:
+        """Attention of each output token over the source tokens, trimmed to true lengths, and with a
+        gradient ``method`` (``saliency``, ``input_x_gradient``, ``integrated_gradients`` with
+        ``steps`` path points; needs Captum, the ``attributions`` extra) each source token's
+        attribution to each output token's log-probability (``Explanation.attribution``).
+
+        Without ``targets`` the outputs are decoded (``beam_size``: those of the returned
+        hypothesis); with ``targets`` they are forced to those.  An example's explanation does not
+        depend on its batch mates, and padding gets exactly nothing.
+        """
+        if method != "attention" and not isinstance(self.network, Seq2Seq):
+            raise TypeError("an ensemble decodes only; it is not explained by gradients (explain each member; the "
+                            "ensemble explains with attention)")
+        if targets is None:
+            return explain_decoded(self.network, self.codec, sources, self.config.evaluation, beam_size, method, steps)
+        return explain_forced(self.network, self.codec, sources, targets, self.config.evaluation.batch_size, method,
+                              steps)
