@@ -85,8 +85,8 @@ def _target_log_probs(network: Seq2Seq) -> Callable[..., Tensor]:
     (integrated gradients repeats the batch once per step, ``B' = B * steps``, and the extra
     arguments with it)."""
     def log_probs(embedded: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor) -> Tensor:
-        state = network.start_decoding(network.encode_embedded(embedded, src_lengths))
-        logits, _, _ = network.decode(tgt_in, state, need_weights=False)  # [B', T, V]
+        state = network.start_decoder(network.encode_embedded(embedded, src_lengths))
+        logits, _, _ = network.run_decoder(tgt_in, state, need_weights=False)  # [B', T, V]
         return torch.log_softmax(logits, dim=-1).gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)  # [B', T]
     return log_probs
 

@@ -125,12 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     translate.add_argument("--output", type=Path, default=None, metavar="FILE",
                            help="write the translations to FILE instead of stdout (an existing FILE needs --overwrite)")
     translate.add_argument("--batch-size", type=_positive, default=None,
-                           help="sentences per batch from a file or a pipe [evaluation.batch_size]; typed into a "
+                           help="sentences per batch from a file or a pipe [decoding.batch_size]; typed into a "
                                 "terminal, each line is translated as soon as it is entered")
     translate.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     translate.add_argument("--n-best", type=_positive, default=None, metavar="M",
                            help="M hypotheses per sentence (at most the beam size): index<TAB>score<TAB>text lines; "
-                                "score: the log-probability over length ** evaluation.length_penalty, in every search")
+                                "score: the log-probability over length ** decoding.length_penalty, in every search")
     translate.add_argument("--scores", action="store_true",
                            help="1-best as score<TAB>text lines (score as for --n-best)")
     translate.add_argument("--sampling", type=_sampling, default=None, metavar="top_k=K|top_p=P|all",
@@ -347,8 +347,8 @@ def _translate(args: argparse.Namespace) -> int:
     checkpoints = args.checkpoint  # one, or several: their ensemble
     model = (Cronos.ensemble(checkpoints, _device(args)) if len(checkpoints) > 1
              else Cronos.load(checkpoints[0], _device(args)))
-    batch_size = args.batch_size or model.config.evaluation.batch_size
-    beam = args.beam or model.config.evaluation.beam_size
+    batch_size = args.batch_size or model.config.decoding.batch_size
+    beam = args.beam or model.config.decoding.beam_size
     if args.n_best is not None and args.n_best > beam:
         raise ConfigError("--n-best", "", f"{args.n_best} hypotheses need a beam of at least {args.n_best} (the beam "
                           f"is {beam}); raise --beam")

@@ -3,8 +3,8 @@
     ensemble = Ensemble([model_a.network, model_b.network])
     hypotheses = decode(ensemble, examples, Beam(5, n_best=2), options)   # any strategy
 
-``Ensemble`` speaks the decoding protocol of ``Seq2Seq`` (``encode``, ``start_decoding``,
-``decode``), returning as "logits" the log of the members' mean probability,
+``Ensemble`` speaks the decoding protocol of ``Seq2Seq`` (``encode``, ``start_decoder``,
+``run_decoder``), returning as "logits" the log of the members' mean probability,
 ``logsumexp_i(log p_i) - log M``, so search, scoring and evaluation take it as they take one
 network.  The members write the same target vocabulary (``Cronos.ensemble`` checks that); they may
 read the source differently: member ``i`` encodes source ``reading_of[i]``, 0 being the batch's
@@ -80,12 +80,12 @@ class Ensemble(nn.Module):
                              f"got {len(sources)}: encode the examples with the ensemble's codec")
         return EnsembleState(tuple(member.encode(*sources[r]) for member, r in zip(self.members, self.reading_of)))
 
-    def start_decoding(self, encoded: EnsembleState) -> EnsembleState:
-        return EnsembleState(tuple(member.start_decoding(e) for member, e in zip(self.members, encoded.members)))
+    def start_decoder(self, encoded: EnsembleState) -> EnsembleState:
+        return EnsembleState(tuple(member.start_decoder(e) for member, e in zip(self.members, encoded.members)))
 
-    def decode(self, tgt_in: Tensor, state: EnsembleState, need_weights: bool = True):
+    def run_decoder(self, tgt_in: Tensor, state: EnsembleState, need_weights: bool = True):
         """``tgt_in [B, T]`` -> log mean probability ``[B, T, V]``, mean attention ``[B, T, S]``, state."""
-        outputs = [member.decode(tgt_in, s, need_weights) for member, s in zip(self.members, state.members)]
+        outputs = [member.run_decoder(tgt_in, s, need_weights) for member, s in zip(self.members, state.members)]
         attention = [a for (_, a, _), r in zip(outputs, self.reading_of) if r == 0]
         return (self._mix([logits for logits, _, _ in outputs]), self._mean_attention(attention),
                 EnsembleState(tuple(s for _, _, s in outputs)))

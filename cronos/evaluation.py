@@ -2,7 +2,7 @@
 exact match; BLEU and chrF from sacrebleu (with their signatures), detokenised and, for BLEU,
 also over the tokenizer's tokens.
 
-    scores = evaluate_split(network, codec, split, config.evaluation, beam_size=5)
+    scores = evaluate_split(network, codec, split, config.decoding, beam_size=5)
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Sequence
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from .config import EvaluationConfig
+from .config import DecodingConfig
 from .data import EvalSplit, Example, TextCodec
 from .data.vocab import PAD_INDEX
 from .inference import length_batched, teacher_forced
@@ -37,18 +37,18 @@ def teacher_forced_scores(network: Seq2Seq, examples: Sequence[Example], batch_s
     return {"loss": loss, "ppl": math.exp(min(loss, 100.0)), "token_accuracy": correct / max(tokens, 1)}
 
 
-def evaluate_split(network: Seq2Seq, codec: TextCodec, split: EvalSplit, options: EvaluationConfig,
+def evaluate_split(network: Seq2Seq, codec: TextCodec, split: EvalSplit, options: DecodingConfig,
                    beam_size: int | None = None) -> dict:
     """Every metric on ``split``, decoding with ``beam_size`` (default: ``options.beam_size``)."""
     beam_size = beam_size or options.beam_size
     scores = teacher_forced_scores(network, split.examples, options.batch_size)
     hypotheses = [found[0] for found in decode(network, split.examples, Beam(beam_size), options)]
-    outputs = [codec.decode(h.tokens) for h in hypotheses]
+    outputs = [codec.to_text(h.tokens) for h in hypotheses]
     references = [codec.as_output(t) for t in split.targets]
     bleu, chrf, tokenized_bleu = BLEU(), CHRF(), BLEU(tokenize="none", force=True)
     # BLEU over the tokenizer's own tokens (lowercased when data.lowercase is on): what classic
     # NMT tutorials report, e.g. 28.11 for the Multi30k attention model
-    tokenized_outputs = [" ".join(codec.tgt_vocab.decode(h.tokens)) for h in hypotheses]
+    tokenized_outputs = [" ".join(codec.tgt_vocab.to_tokens(h.tokens)) for h in hypotheses]
     tokenized_references = [" ".join(codec.target_tokens(t)) for t in split.targets]
     scores.update(
         bleu_tokenized=tokenized_bleu.corpus_score(tokenized_outputs, [tokenized_references]).score,

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import torch
 
 from .attribution import ATTRIBUTION_METHODS, attribute
-from .config import EvaluationConfig
+from .config import DecodingConfig
 from .data import Batch, Example, TextCodec
 from .data.preprocess import TokenizedPair
 from .data.subwords import WORD_START
@@ -173,7 +173,7 @@ def piece_labels(pieces: Sequence[str]) -> list[str]:
     return [p.removeprefix(WORD_START) or "▁" if p.startswith(WORD_START) else f"·{p}" for p in pieces]
 
 
-def explain_decoded(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], options: EvaluationConfig,
+def explain_decoded(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], options: DecodingConfig,
                     beam_size: int | None = None, method: str = "attention", steps: int = 50) -> list[Explanation]:
     """Decode ``sources`` and explain each returned hypothesis (with ``method``'s attributions of its tokens)."""
     _check_method(method)
@@ -182,7 +182,7 @@ def explain_decoded(network: Seq2Seq, codec: TextCodec, sources: Sequence[str], 
     strategy = Beam(beam_size or options.beam_size)
     hypotheses = [found[0] for found in decode(network, examples, strategy, options, need_weights=True)]
     attributions = _attributions(network, examples, [h.tokens for h in hypotheses], options.batch_size, method, steps)
-    return [_explanation(codec, pair, codec.output_tokens(h.tokens), codec.decode(h.tokens),
+    return [_explanation(codec, pair, codec.output_tokens(h.tokens), codec.to_text(h.tokens),
                          h.attention, h.score, False, method, attributed)
             for pair, h, attributed in zip(pairs, hypotheses, attributions)]
 

@@ -42,6 +42,6 @@ def in_length_batches(network: Seq2Seq, examples: Sequence[Example], batch_size:
 def teacher_forced(network: Seq2Seq, batch: Batch, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
     """``logits [B, T, V]`` and attention ``[B, T, S]`` of ``batch``'s targets given its sources
     (and their ``readings``, for ensembles): the network's teacher-forced forward."""
-    state = network.start_decoding(network.encode(batch.src, batch.src_lengths, *batch.readings))
-    logits, attention, _ = network.decode(batch.tgt_in, state, need_weights)
+    state = network.start_decoder(network.encode(batch.src, batch.src_lengths, *batch.readings))
+    logits, attention, _ = network.run_decoder(batch.tgt_in, state, need_weights)
     return logits, attention

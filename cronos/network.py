@@ -8,8 +8,8 @@
 ``forward`` is the whole training step's computation, so whatever wraps a module (a forward hook,
 ``DistributedDataParallel``, ``torch.compile``, autocast) sees every step.  It builds the source
 mask from the lengths and threads it through the encoder, the decoder and every attention class.
-Search calls the pieces one by one: ``encode`` once, then ``decode`` step by step on a state
-from ``start_decoding``.  The network knows tensors only: no text, no files, no training loop.
+Search calls the pieces one by one: ``encode`` once, then ``run_decoder`` step by step on a state
+from ``start_decoder``.  The network knows tensors only: no text, no files, no training loop.
 """
 from __future__ import annotations
 
@@ -132,11 +132,11 @@ class Seq2Seq(nn.Module):
         memory = self.encoder(self.src_dropout(embedded), src_lengths, mask)  # [B, S, M]
         return Encoded(memory, src_lengths, mask)
 
-    def start_decoding(self, encoded: Encoded):
+    def start_decoder(self, encoded: Encoded):
         """Decoder state for ``encoded``: memory projections computed once, the mask stored with them."""
         return self.decoder.start(encoded.memory, encoded.lengths, encoded.mask)
 
-    def decode(self, tgt_in: Tensor, state, need_weights: bool = True):
+    def run_decoder(self, tgt_in: Tensor, state, need_weights: bool = True):
         """``tgt_in [B, T]`` (one step or the whole target) -> ``logits [B, T, V]``, ``attention [B, T, S]``, state."""
         outputs, attention, state = self._decoder_outputs(tgt_in, state, need_weights)
         return self.output_projection(outputs), attention, state
@@ -156,9 +156,9 @@ class Seq2Seq(nn.Module):
         projection and softmax then run on real target positions only: padding costs no compute
         in the largest matrix product of the model.
         """
-        state = self.start_decoding(self.encode(src, src_lengths))
+        state = self.start_decoder(self.encode(src, src_lengths))
         if tgt_out is None:
-            logits, attention, _ = self.decode(tgt_in, state, need_weights)
+            logits, attention, _ = self.run_decoder(tgt_in, state, need_weights)
             return logits, attention
         outputs, _, _ = self._decoder_outputs(tgt_in, state, need_weights=False)  # [B, T, H]
         # The target's padding is read from its ids, not from lengths: text never encodes to

@@ -1,6 +1,6 @@
 """Search (greedy, beam with n-best lists) and sampling: batched, masked, and independent of batch mates.
 
-    hypotheses = decode(network, codec.encode(sources), Beam(5, n_best=3), config.evaluation)  # input order
+    hypotheses = decode(network, codec.encode(sources), Beam(5, n_best=3), config.decoding)  # input order
     hypotheses = decode(network, examples, Greedy(), options)          # one list of one per example
     hypotheses = decode(network, examples, Sampling(top_k=10), options)
     found = search_batch(network, batch, Beam(5), options)              # one collated batch
@@ -22,7 +22,7 @@ from typing import Callable, Protocol, Sequence
 import torch
 from torch import Tensor
 
-from .config import EvaluationConfig
+from .config import DecodingConfig
 from .data import Batch, Example
 from .data.vocab import BOS_INDEX, EOS_INDEX
 from .inference import in_length_batches
@@ -51,7 +51,7 @@ def max_output_lengths(src_lengths: Tensor, ratio: float, offset: int) -> Tensor
     return torch.clamp(torch.ceil(src_lengths.double() * ratio).long() + offset, min=1)
 
 
-def decode(network: Seq2Seq, examples: Sequence[Example], strategy: Strategy, options: EvaluationConfig,
+def decode(network: Seq2Seq, examples: Sequence[Example], strategy: Strategy, options: DecodingConfig,
            batch_size: int | None = None, need_weights: bool = False) -> list[list[Hypothesis]]:
     """``strategy``'s hypotheses for every example, best first (in eval mode, in batches of similar
     length, ``batch_size`` or ``options.batch_size`` at a time); in input order."""
@@ -59,7 +59,7 @@ def decode(network: Seq2Seq, examples: Sequence[Example], strategy: Strategy, op
                              lambda batch, _: search_batch(network, batch, strategy, options, need_weights))
 
 
-def search_batch(network: Seq2Seq, batch: Batch, strategy: Strategy, options: EvaluationConfig,
+def search_batch(network: Seq2Seq, batch: Batch, strategy: Strategy, options: DecodingConfig,
                  need_weights: bool = False) -> list[list[Hypothesis]]:
     """``strategy``'s hypotheses for each input of one collated ``batch`` (its ``readings`` too,
     for ensembles whose members read the source differently), length limits per ``options``."""
@@ -113,14 +113,14 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
     the summed log-probs of the chosen tokens, ``score`` that over the steps taken ** ``length_penalty``
     (as beam search scores)."""
     src, size, max_lengths = batch.src, batch.size, max_lengths.cpu()
-    state = network.start_decoding(network.encode(src, batch.src_lengths, *batch.readings))
+    state = network.start_decoder(network.encode(src, batch.src_lengths, *batch.readings))
     alive = torch.arange(size)                       # input index of each row still decoding
     previous = torch.full((size,), BOS_INDEX, dtype=torch.long, device=src.device)
     tokens: list[list[int]] = [[] for _ in range(size)]
     attentions: list[list[Tensor]] = [[] for _ in range(size)]
     scores = [0.0] * size
     for step in range(int(max_lengths.max())):
-        logits, attention, state = network.decode(previous[:, None], state, need_weights)
+        logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
         log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)  # [b, V]
         inputs = alive.tolist()
         chosen, chosen_scores = choose(log_probs, logits[:, 0], inputs)  # [b], [b]
@@ -155,7 +155,7 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
     """
     size, k, device = batch.size, beam_size, batch.src.device
     source_length = batch.src.size(1)
-    state = network.start_decoding(network.encode(batch.src, batch.src_lengths, *batch.readings))
+    state = network.start_decoder(network.encode(batch.src, batch.src_lengths, *batch.readings))
     state = state.select(torch.arange(size, device=device).repeat_interleave(k))
     alive = torch.arange(size)                                           # input index per beam group
     beam_scores = torch.full((size, k), float("-inf"), device=device)
@@ -167,7 +167,7 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
 
     for step in range(int(max_lengths.max())):
         groups = alive.numel()
-        logits, attention, state = network.decode(previous[:, None], state, need_weights)
+        logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
         log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)              # [b*k, V]
         vocab = log_probs.size(-1)
         totals = (beam_scores.view(-1, 1) + log_probs).view(groups, k * vocab)

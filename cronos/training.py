@@ -79,7 +79,7 @@ class TrainingHistory(list):
 
 class Trainer:
     """Trains ``network`` on ``data`` per ``config.training``, validating on ``valid`` (scored with
-    ``codec`` per ``config.evaluation``), into ``config.output_dir``.
+    ``codec`` per ``config.decoding``), into ``config.output_dir``.
 
     It receives the whole ``config`` because every checkpoint it writes stores it (with the
     codec's vocabularies), so that the checkpoint alone rebuilds the model.
@@ -103,7 +103,7 @@ class Trainer:
         self.scheduler = self._scheduler()
         self.state = TrainingState(self.optimizer, self.scheduler, self.precision, self.processes, self.device)
         self.stop = StopSignals(self.processes)
-        self.validator = None if valid is None else Validator(network, codec, valid, config.evaluation,
+        self.validator = None if valid is None else Validator(network, codec, valid, config.decoding,
                                                               self.training, self.processes)
         self._last_record: dict | None = None
         self.board = Board()  # TensorBoard, opened by rank 0 when the run starts (training.tensorboard)

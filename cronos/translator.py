@@ -30,14 +30,14 @@ class Translation:
     """One hypothesis of an n-best list."""
 
     text: str
-    score: float     # what ranks it: log_prob / length ** evaluation.length_penalty (length: tokens + <eos>),
+    score: float     # what ranks it: log_prob / length ** decoding.length_penalty (length: tokens + <eos>),
                      # the same in every search
     log_prob: float  # the sum of its tokens' log-probs (<eos> included when it ended with it)
 
 
 class Translator:
     """A model that decodes: ``network`` (a ``Seq2Seq``, or an ``Ensemble`` of several), ``codec``
-    (tokenizers and vocabularies), ``config`` (search settings in ``config.evaluation``, data
+    (tokenizers and vocabularies), ``config`` (search settings in ``config.decoding``, data
     settings in ``config.data``).  An output never depends on its batch mates."""
 
     def __init__(self, network: Seq2Seq | Ensemble, codec: TextCodec, config: Config):
@@ -61,7 +61,7 @@ class Translator:
         ``data``: a split name (``train``, ``valid``, ``test``), a TSV path, or (source, target) pairs.
         """
         split = load_split(data, self.config.data, self.codec)
-        return evaluate_split(self.network, self.codec, split, self.config.evaluation, beam_size)
+        return evaluate_split(self.network, self.codec, split, self.config.decoding, beam_size)
 
     def score(self, data: str | Sequence[tuple[str, str]], per_token: bool = False,
               batch_size: int | None = None) -> list[PairScore]:
@@ -71,7 +71,7 @@ class Translator:
         ``evaluate`` (texts longer than ``data.max_length`` tokens are cut to it, as the model
         reads them).  A pair's score does not depend on its batch mates or the batch size."""
         split = load_split(data, self.config.data, self.codec)
-        return score_examples(self.network, split.examples, batch_size or self.config.evaluation.batch_size,
+        return score_examples(self.network, split.examples, batch_size or self.config.decoding.batch_size,
                               per_token)
 
     @overload
@@ -90,12 +90,12 @@ class Translator:
         ranking score, summed log-prob), best first; the first is the 1-best output.  Sources
         longer than ``data.max_length`` tokens are cut to it, with a warning that counts them.
         """
-        options = self.config.evaluation
+        options = self.config.decoding
         found = decode(self.network, self.codec.encode(sources), Beam(beam_size or options.beam_size, n_best or 1),
                        options, batch_size)
         if n_best is None:
-            return [self.codec.decode(hypotheses[0].tokens) for hypotheses in found]
-        return [[Translation(self.codec.decode(h.tokens), h.score, h.log_prob) for h in hypotheses]
+            return [self.codec.to_text(hypotheses[0].tokens) for hypotheses in found]
+        return [[Translation(self.codec.to_text(h.tokens), h.score, h.log_prob) for h in hypotheses]
                 for hypotheses in found]
 
     def sample(self, sources: Sequence[str], top_k: int | None = None, top_p: float | None = None,
@@ -106,8 +106,8 @@ class Translator:
         seed and its source only, not on batch mates, position or batch size (so the same source
         twice samples the same; vary ``seed`` for more samples)."""
         found = decode(self.network, self.codec.encode(sources), Sampling(top_k, top_p, temperature, seed),
-                       self.config.evaluation, batch_size)
-        return [self.codec.decode(drawn.tokens) for drawn, in found]
+                       self.config.decoding, batch_size)
+        return [self.codec.to_text(drawn.tokens) for drawn, in found]
 
     def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,
                 beam_size: int | None = None, method: str = "attention", steps: int = 50) -> list[Explanation]:
@@ -124,6 +124,6 @@ class Translator:
             raise TypeError("an ensemble decodes only; it is not explained by gradients (explain each member; the "
                             "ensemble explains with attention)")
         if targets is None:
-            return explain_decoded(self.network, self.codec, sources, self.config.evaluation, beam_size, method, steps)
-        return explain_forced(self.network, self.codec, sources, targets, self.config.evaluation.batch_size, method,
+            return explain_decoded(self.network, self.codec, sources, self.config.decoding, beam_size, method, steps)
+        return explain_forced(self.network, self.codec, sources, targets, self.config.decoding.batch_size, method,
                               steps)

@@ -1,7 +1,7 @@
 """Validation during training: the split scored once (by rank 0, every process getting the scores),
 and the rule that says whether a score is the best so far and whether the run stops early.
 
-    validator = Validator(network, codec, valid, config.evaluation, config.training, processes)
+    validator = Validator(network, codec, valid, config.decoding, config.training, processes)
     scores = validator.scores()                   # {"valid_loss": ..., "valid_bleu": ..., ...}
     improved = validator.judge(progress, scores)  # the best so far? (progress: best score, patience)
 
@@ -15,7 +15,7 @@ from typing import Protocol
 
 import torch
 
-from .config import EvaluationConfig, TrainingConfig
+from .config import DecodingConfig, TrainingConfig
 from .data import EvalSplit, TextCodec
 from .distributed import Processes
 from .evaluation import METRICS, evaluate_split
@@ -40,14 +40,14 @@ class BestSoFar(Protocol):
 class Validator:
     """Scores ``valid`` with ``network`` and judges the scores by ``training.early_stopping_metric``."""
 
-    def __init__(self, network: Seq2Seq, codec: TextCodec, valid: EvalSplit, evaluation: EvaluationConfig,
+    def __init__(self, network: Seq2Seq, codec: TextCodec, valid: EvalSplit, decoding: DecodingConfig,
                  training: TrainingConfig, processes: Processes):
-        self.network, self.codec, self.valid, self.evaluation = network, codec, valid, evaluation
+        self.network, self.codec, self.valid, self.decoding = network, codec, valid, decoding
         self.training, self.processes = training, processes
 
     def scores(self) -> dict[str, float]:
         """The ``valid_*`` metrics, computed by rank 0 and the same in every process."""
-        scores = evaluate_split(self.network, self.codec, self.valid, self.evaluation) if self.processes.main else None
+        scores = evaluate_split(self.network, self.codec, self.valid, self.decoding) if self.processes.main else None
         scores = self.processes.from_main(scores)
         return {f"valid_{name}": scores[name] for name in METRICS}
 

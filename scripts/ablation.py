@@ -39,16 +39,16 @@ def padding_attention_share(model: cronos.Cronos, sources: list[str], targets: l
 def batch_dependence(model: cronos.Cronos, sources: list[str], targets: list[str], batch_size: int = 32) -> dict:
     """Outputs and log-probs of each input alone vs inside a mixed-length batch (input order)."""
     model.eval()
-    strategy = Beam(model.config.evaluation.beam_size)
+    strategy = Beam(model.config.decoding.beam_size)
     changed, worst = 0, 0.0
     for start in range(0, len(sources), batch_size):
         chunk_s, chunk_t = sources[start: start + batch_size], targets[start: start + batch_size]
         batch = model.prepare(chunk_s, chunk_t)
-        together = [found[0] for found in search_batch(model.network, batch, strategy, model.config.evaluation)]
+        together = [found[0] for found in search_batch(model.network, batch, strategy, model.config.decoding)]
         logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
         for i, (source, target) in enumerate(zip(chunk_s, chunk_t)):
             alone = model.prepare([source], [target])
-            single = search_batch(model.network, alone, strategy, model.config.evaluation)[0][0]
+            single = search_batch(model.network, alone, strategy, model.config.decoding)[0][0]
             changed += single.tokens != together[i].tokens
             alone_logits, _ = model(alone.src, alone.src_lengths, alone.tgt_in)
             steps = alone_logits.size(1)
@@ -67,7 +67,7 @@ def run(config_path: str, overrides: dict, mask: bool, freeze: bool, seed: int, 
     pad_row_before = model.network.src_embedding.weight[0].detach().cpu().clone()  # fit may move the model to a GPU
     model.fit()
     valid = load_split("valid", config.data, model.codec)
-    scores = evaluate_split(model.network, model.codec, valid, config.evaluation)
+    scores = evaluate_split(model.network, model.codec, valid, config.decoding)
     sources, targets = valid.sources[:probe], valid.targets[:probe]
     return {"mask_padding": mask, "freeze_pad_embedding": freeze, "seed": seed,
             "valid_loss": scores["loss"], "exact_match": scores["sequence_accuracy"], "bleu": scores["bleu"],

@@ -214,7 +214,7 @@ def decoding_speed(network: Seq2Seq, examples: list, config) -> dict:
     results = {}
     for beam in (1, 5):
         start = time.perf_counter()
-        decode(network, examples, Beam(beam), config.evaluation)
+        decode(network, examples, Beam(beam), config.decoding)
         results[f"decode_beam{beam}_sentences_per_s"] = len(examples) / (time.perf_counter() - start)
     return results
 

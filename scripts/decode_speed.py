@@ -30,13 +30,13 @@ def main() -> None:
     examples = load_split(args.data, model.config.data, model.codec).examples
     for beam in args.beams:
         start = time.perf_counter()
-        decode(model.network, examples, Beam(beam), model.config.evaluation)
+        decode(model.network, examples, Beam(beam), model.config.decoding)
         seconds = time.perf_counter() - start
         print(f"beam {beam}: {len(examples) / seconds:.1f} sentences/s ({len(examples)} in {seconds:.1f} s)")
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        decode(model.network, examples[:300], Beam(args.beams[-1]), model.config.evaluation)
+        decode(model.network, examples[:300], Beam(args.beams[-1]), model.config.decoding)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
 

@@ -48,8 +48,8 @@ def main() -> None:
               "source_unk_share": share_unknown(e.src for e in split.examples),
               "reference_unk_share": share_unknown(e.tgt for e in split.examples)}
     if model is not None:
-        hypotheses = [found[0] for found in decode(model.network, split.examples, Beam(config.evaluation.beam_size),
-                                                   config.evaluation)]
+        hypotheses = [found[0] for found in decode(model.network, split.examples, Beam(config.decoding.beam_size),
+                                                   config.decoding)]
         result["output_unk_share"] = share_unknown(h.tokens for h in hypotheses)
     print(json.dumps(result, indent=2))
 

@@ -31,7 +31,7 @@ def tiny_config(folder: Path, **sections) -> dict:
                   "decoder": {"type": "rnn", "cell": "gru", "hidden_size": 64, "attention": "additive",
                               "dropout": 0.1}},
         "training": {"epochs": 2, "batch_size": 32, "lr": 0.005, "progress": False, "device": "cpu"},
-        "evaluation": {"batch_size": 64},
+        "decoding": {"batch_size": 64},
     }
     for section, values in sections.items():
         config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values

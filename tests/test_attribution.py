@@ -46,8 +46,8 @@ def test_attributions_are_the_examples_own_and_padding_gets_exactly_nothing(meth
 
 
 def target_log_probs(network, batch, embedded):
-    state = network.start_decoding(network.encode_embedded(embedded, batch.src_lengths))
-    logits, _, _ = network.decode(batch.tgt_in, state, need_weights=False)
+    state = network.start_decoder(network.encode_embedded(embedded, batch.src_lengths))
+    logits, _, _ = network.run_decoder(batch.tgt_in, state, need_weights=False)
     return torch.log_softmax(logits, -1).gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # [B, T]
 
 

@@ -81,7 +81,7 @@ def test_compiled_loss_and_gradients_are_the_eager_ones(encoder, decoder, data):
 def test_compiled_search_decodes_what_eager_search_decodes():
     eager, compiled = eager_and_compiled("gru", "rnn-additive")
     batch = make_batch([([4, 5, 6, 7], [8]), ([9, 10], [11]), ([12, 13, 14, 15, 4, 5], [6])], extra_padding=1)
-    options = cronos.load_config({}).evaluation
+    options = cronos.load_config({}).decoding
     for beam in (1, 3):
         hypotheses = [[found[0] for found in search_batch(network, batch, Beam(beam), options, need_weights=True)]
                       for network in (eager, compiled)]

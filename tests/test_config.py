@@ -289,3 +289,25 @@ def test_a_file_with_a_key_for_another_type_is_still_refused(write):
     path = write("mixed.yaml", "model:\n  encoder: {type: transformer, cell: gru}\n")
     with pytest.raises(ConfigError, match=r"mixed\.yaml: model\.encoder\.cell: means something only for type `rnn`"):
         load_config(path)
+
+
+def test_a_config_of_cronos_0_1_with_an_evaluation_section_loads_as_decoding_with_one_warning(write, caplog):
+    path = write("old.yaml", "evaluation:\n  beam_size: 3\n")
+    with caplog.at_level("WARNING", logger="cronos"):
+        config = load_config(path, overrides={"evaluation.batch_size": 7}, overrides_source="--set")
+    assert (config.decoding.beam_size, config.decoding.batch_size) == (3, 7)
+    assert caplog.messages == [f"{path}: the evaluation section is now called decoding; rename it (it is read as "
+                               "decoding)", "--set: evaluation.batch_size is now decoding.batch_size"]
+    both = write("both.yaml", "evaluation:\n  beam_size: 3\ndecoding:\n  beam_size: 4\n")
+    with pytest.raises(ConfigError, match=r"both\.yaml: evaluation: is the old name of the decoding section, which "
+                                          r"this config sets too; keep one \(decoding\)"):
+        load_config(both)
+
+
+def test_a_checkpoint_of_cronos_0_1_reads_its_evaluation_section_as_decoding_quietly(caplog):
+    import torch
+    stored = torch.load(Path(__file__).parent / "regression" / "data" / "golden.pt", weights_only=False)["config"]
+    assert "evaluation" in stored and "decoding" not in stored  # written by cronos 0.1
+    with caplog.at_level("WARNING", logger="cronos"):
+        config = config_from_dict(without_inapplicable_keys(stored))  # as a checkpoint is read
+    assert dataclasses.asdict(config.decoding) == stored["evaluation"] and not caplog.messages

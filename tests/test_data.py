@@ -94,7 +94,7 @@ def test_vocabulary_specials_order_and_round_trip(tmp_path):
     assert vocab.itos[4:] == ["a", "n", "b", "d"]  # by frequency, ties alphabetical
     assert Vocabulary.build([list("band"), list("banana")]) == vocab  # order of input does not matter
     assert vocab.encode(list("bz")) == [vocab.stoi["b"], UNK_INDEX]
-    assert vocab.decode([BOS_INDEX, vocab.stoi["b"], vocab.stoi["a"], EOS_INDEX, vocab.stoi["d"], PAD_INDEX]) == ["b", "a"]
+    assert vocab.to_tokens([BOS_INDEX, vocab.stoi["b"], vocab.stoi["a"], EOS_INDEX, vocab.stoi["d"], PAD_INDEX]) == ["b", "a"]
     assert Vocabulary.build([list("banana"), list("band")], min_freq=2).itos[4:] == ["a", "n", "b"]
     assert Vocabulary.build([list("banana")], max_size=1).itos[4:] == ["a"]
 

@@ -19,7 +19,7 @@ def test_the_first_of_an_n_best_list_is_the_1_best_and_the_list_is_ranked(traine
     model = trained_models[family]
     lists = model.translate(MIXED, beam_size=4, n_best=3)
     assert [hypotheses[0].text for hypotheses in lists] == model.translate(MIXED, beam_size=4)
-    penalty = model.config.evaluation.length_penalty
+    penalty = model.config.decoding.length_penalty
     for hypotheses in lists:
         assert len(hypotheses) == 3 and len({h.text for h in hypotheses}) == 3
         assert [h.score for h in hypotheses] == sorted((h.score for h in hypotheses), reverse=True)
@@ -85,5 +85,5 @@ def test_one_output_has_one_score_whichever_search_found_it(trained_models):
             assert found.score == pytest.approx(same[0].score, abs=1e-4)
             assert found.log_prob == pytest.approx(same[0].log_prob, abs=1e-4)
             length = len(model.codec.target_tokens(found.text)) + 1  # characters, and <eos>
-            assert found.score == pytest.approx(found.log_prob / length ** model.config.evaluation.length_penalty)
+            assert found.score == pytest.approx(found.log_prob / length ** model.config.decoding.length_penalty)
     assert compared >= 2

@@ -25,7 +25,7 @@ def test_the_score_of_a_decoded_output_is_the_log_prob_search_reported(trained_m
     model = trained_models[family]
     examples = model.codec.encode(SOURCES)
     batch = collate(examples)
-    options = dataclasses.replace(model.config.evaluation, length_penalty=0.7)
+    options = dataclasses.replace(model.config.decoding, length_penalty=0.7)
     with evaluating(model.network):  # dropout off, as decode and score_examples have it
         hypotheses = [found[0] for found in search_batch(model.network, batch, Beam(beam), options)]
     forced = [dataclasses.replace(e, tgt=tuple(h.tokens), tgt_length=len(h.tokens) + 1)

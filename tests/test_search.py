@@ -31,8 +31,8 @@ def batch_of(src: torch.Tensor, lengths: list[int]) -> Batch:
 
 def limited(length_penalty: float):
     """Search settings: at most LIMIT output tokens for any source, the given length penalty."""
-    return load_config({"evaluation": {"max_length_ratio": 0.0, "max_length_offset": LIMIT,
-                                       "length_penalty": length_penalty}}).evaluation
+    return load_config({"decoding": {"max_length_ratio": 0.0, "max_length_offset": LIMIT,
+                                       "length_penalty": length_penalty}}).decoding
 
 
 def random_model(seed: int, decoder: str) -> Cronos:
@@ -136,8 +136,8 @@ def test_greedy_follows_the_argmax_of_teacher_forced_passes(decoder):
 def test_a_wide_beams_n_best_list_is_the_exact_top_n_with_its_scores(decoder, length_penalty):
     """A beam that keeps every candidate finishes every hypothesis: its n-best list must be the
     reference's top n, in order, with the same ranking scores and summed log-probs."""
-    options = load_config({"evaluation": {"max_length_ratio": 0.0, "max_length_offset": LIMIT,
-                                          "length_penalty": length_penalty}}).evaluation
+    options = load_config({"decoding": {"max_length_ratio": 0.0, "max_length_offset": LIMIT,
+                                          "length_penalty": length_penalty}}).decoding
     for seed in range(3):
         model = random_model(seed, decoder)
         for src in sources():
@@ -179,8 +179,8 @@ def reference_beam(model: Cronos, src: torch.Tensor, k: int, length_penalty: flo
 def test_beam_and_its_n_best_list_follow_the_one_example_reference(decoder, k, length_penalty):
     """A narrow beam prunes: its 1-best and n-best lists (tokens, scores, log-probs) must be those of
     the clear, one-example reference above, for outputs of several lengths."""
-    options = load_config({"evaluation": {"max_length_ratio": 0.0, "max_length_offset": LIMIT,
-                                          "length_penalty": length_penalty}}).evaluation
+    options = load_config({"decoding": {"max_length_ratio": 0.0, "max_length_offset": LIMIT,
+                                          "length_penalty": length_penalty}}).decoding
     lengths = set()
     for seed in range(4):
         model = random_model(seed, decoder)

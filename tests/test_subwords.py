@@ -96,7 +96,7 @@ def test_detokenising_gives_the_text_back():
     codec = TextCodec.for_data(cronos.load_config({"data": SUBWORD_DATA}).data, *models.vocabularies(), models)
     for text in ["Thursday, 26 November 2026", "1/2/07", "the 21st of June 1950"]:
         examples = codec.encode([text], [text])
-        assert codec.decode(examples[0].tgt) == text == codec.as_output(text)
+        assert codec.to_text(examples[0].tgt) == text == codec.as_output(text)
 
 
 def test_the_checkpoint_alone_translates_evaluates_and_explains(subword_run):
@@ -189,7 +189,7 @@ def test_subword_regularisation_samples_each_epoch_anew_and_the_same_for_the_sam
     for sampled, (source, _) in zip(first[:50], data.texts[:50]):
         assert sampled.src_length <= 12
         if sampled.src_length < 12:  # uncut: the sampled pieces spell the text
-            assert codec.src_tokenizer.detokenize(data.src_vocab.decode(sampled.src)) == source
+            assert codec.src_tokenizer.detokenize(data.src_vocab.to_tokens(sampled.src)) == source
     assert codec.encode([data.texts[0][0]]) == codec.encode([data.texts[0][0]])  # evaluation: the best one
 
 

@@ -40,6 +40,8 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_VALUES = 10_000
 MAX_CONFIG_DEPTH = 32
 
+RENAMED_SECTIONS = {"evaluation": "decoding"}  # a section's name in cronos 0.1 -> its name now
+
 
 def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any],
                 overrides: Mapping[str, Any] | None = None, overrides_source: str = "overrides") -> Config:
@@ -59,6 +61,8 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any],
         path = Path(path_or_dict)
         source, base = str(path), path.resolve().parent
         raw = _read_yaml(path)
+    raw = with_current_names(raw, source, warn=True)
+    overrides = _overrides_with_current_names(overrides, overrides_source)
     created: set[str] = set()  # sections and keys that only the overrides name
     for key, value in overrides.items():
         check_size(value, overrides_source)
@@ -98,11 +102,43 @@ def _is_path_key(dotted: str) -> bool:
 def config_from_dict(raw: Any, source: str = "config", base_dir: Path | None = None) -> Config:
     """Validate a plain mapping into a ``Config``; paths resolve against ``base_dir``."""
     check_size(raw, source)
+    raw = with_current_names(raw, source, warn=False)
     try:
         config = _build(Config, raw, "", source)
     except ConfigError as error:
         raise ConfigError(source, error.key, error.problem) from None
     return _resolve_paths(config, base_dir or Path.cwd())
+
+
+def with_current_names(raw: Any, source: str, warn: bool) -> Any:
+    """``raw`` with each section of an old name (``RENAMED_SECTIONS``: cronos 0.1's ``evaluation``)
+    under its current name, so old configs and checkpoints keep loading; ``warn``: ask the file to
+    rename it.  Both names at once are an error."""
+    if not isinstance(raw, Mapping) or not any(old in raw for old in RENAMED_SECTIONS):
+        return raw
+    renamed = dict(raw)
+    for old, new in RENAMED_SECTIONS.items():
+        if old not in renamed:
+            continue
+        if new in renamed:
+            raise ConfigError(source, old, f"is the old name of the {new} section, which this config sets too; "
+                              f"keep one ({new})")
+        renamed[new] = renamed.pop(old)
+        if warn:
+            logger.warning("%s: the %s section is now called %s; rename it (it is read as %s)", source, old, new, new)
+    return renamed
+
+
+def _overrides_with_current_names(overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
+    current = {}
+    for key, value in overrides.items():
+        section, dot, rest = key.partition(".")
+        if section in RENAMED_SECTIONS:
+            new = RENAMED_SECTIONS[section] + dot + rest
+            logger.warning("%s: %s is now %s", source, key, new)
+            key = new
+        current[key] = value
+    return current
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

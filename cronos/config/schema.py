@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Union
 
 __all__ = [
-    "Config", "ConfigError", "DataConfig", "DataFiles", "DecoderConfig", "EncoderConfig", "EvaluationConfig",
+    "Config", "ConfigError", "DataConfig", "DataFiles", "DecoderConfig", "EncoderConfig", "DecodingConfig",
     "ModelConfig", "ParallelFiles", "SentencePieceConfig", "TrainingConfig", "all_keys", "applies", "check_device_name", "key",
 ]
 
@@ -259,7 +259,7 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
-class EvaluationConfig:
+class DecodingConfig:
     beam_size: int = key(1, "1 is greedy search", minimum=1)
     length_penalty: float = key(1.0, "beam: scores are divided by length ** this", minimum=0.0)
     max_length_ratio: float = key(1.5, "outputs stop at ratio x source length + offset tokens", minimum=0.0)
@@ -276,7 +276,7 @@ class Config:
     data: DataConfig = key(DataConfig(), "data section")
     model: ModelConfig = key(ModelConfig(), "model section")
     training: TrainingConfig = key(TrainingConfig(), "training section")
-    evaluation: EvaluationConfig = key(EvaluationConfig(), "evaluation section")
+    decoding: DecodingConfig = key(DecodingConfig(), "decoding section: the search settings of translate, evaluate, explain and validation")
 
     def __post_init__(self) -> None:
         data = self.data

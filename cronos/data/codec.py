@@ -3,7 +3,7 @@ input it reads).  What every part that meets text needs, and nothing else of the
 
     codec = TextCodec.for_data(config.data, src_vocab, tgt_vocab)   # subwords=... for sentencepiece
     examples = codec.encode(["Thu 26 Nov 2026"])        # lengths measured, cut to max_length (TextRules)
-    codec.decode(hypothesis.tokens)                     # '2026-11-26'
+    codec.to_text(hypothesis.tokens)                     # '2026-11-26'
 
 Each side has its tokenizer: the same one for ``char``, ``whitespace`` and ``word``, and the
 side's SentencePiece model for ``sentencepiece`` (one model for both when it is joint).
@@ -134,9 +134,9 @@ class TextCodec:
         return (not any(d.side == "source" for d in self.differences(other))
                 and self.max_length == other.max_length)
 
-    def decode(self, token_ids: Sequence[int]) -> str:
+    def to_text(self, token_ids: Sequence[int]) -> str:
         """Output ids -> text (specials dropped, stopping at ``<eos>``)."""
-        return self.tgt_tokenizer.detokenize(self.tgt_vocab.decode(token_ids))
+        return self.tgt_tokenizer.detokenize(self.tgt_vocab.to_tokens(token_ids))
 
     def output_tokens(self, token_ids: Sequence[int]) -> list[str]:
         return [self.tgt_vocab.itos[i] for i in token_ids]

@@ -57,7 +57,7 @@ class Vocabulary:
         """
         return [self._text_ids.get(token, UNK_INDEX) for token in tokens]
 
-    def decode(self, indices: Iterable[int]) -> list[str]:
+    def to_tokens(self, indices: Iterable[int]) -> list[str]:
         """Indices -> tokens, stopping at the first ``<eos>``; ``<pad>``/``<bos>`` dropped."""
         tokens = []
         for index in indices:

@@ -66,8 +66,8 @@ def test_translate_alone_mixed_batch_and_extra_padding(regression_runs, family, 
     assert batched == model.translate(SOURCES, beam_size=beam, batch_size=3)
     batch = model.prepare(SOURCES)
     extra = torch.nn.functional.pad(batch.src, (0, 7))  # 7 more all-pad columns
-    hypotheses = search_batch(model.network, dataclasses.replace(batch, src=extra), Beam(beam), model.config.evaluation)
-    assert [model.codec.decode(h.tokens) for h, *_ in hypotheses] == batched
+    hypotheses = search_batch(model.network, dataclasses.replace(batch, src=extra), Beam(beam), model.config.decoding)
+    assert [model.codec.to_text(h.tokens) for h, *_ in hypotheses] == batched
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -76,7 +76,7 @@ def test_evaluate_does_not_depend_on_batch_size(regression_runs, family):
     pairs = list(zip(SOURCES, TARGETS))
     together = model.evaluate(pairs)
     original = model.config
-    model.config = dataclasses.replace(original, evaluation=dataclasses.replace(original.evaluation, batch_size=1))
+    model.config = dataclasses.replace(original, evaluation=dataclasses.replace(original.decoding, batch_size=1))
     try:
         one_by_one = model.evaluate(pairs)
         singles = [model.evaluate([pair]) for pair in pairs]
