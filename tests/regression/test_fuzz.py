@@ -46,7 +46,8 @@ def test_empty_or_whitespace_input_is_the_clear_value_error(trained_models, text
 
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12))
-keys = st.one_of(st.sampled_from(["name", "seed", "output_dir", "data", "model", "training", "evaluation", "train",
+keys = st.one_of(st.sampled_from(["name", "seed", "output_dir", "data", "model", "training", "decoding", "evaluation",
+                                  "train",
                                   "tokenizer", "encoder", "decoder", "type", "epochs", "batch_size", "lr", "src",
                                   "tgt", "attention", "root", "resume"]), st.text(max_size=8), st.integers())
 documents = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
@@ -62,7 +63,7 @@ def _only_config_errors(path) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=st.dictionaries(st.sampled_from(["name", "seed", "output_dir", "data", "model", "training",
-                                                 "evaluation"]), documents, max_size=4) | documents)
+                                                 "decoding", "evaluation"]), documents, max_size=4) | documents)
 def test_load_config_lets_only_config_errors_escape_for_any_yaml_document(tmp_path, document):
     path = tmp_path / "fuzz.yaml"
     path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")

@@ -76,7 +76,7 @@ def test_evaluate_does_not_depend_on_batch_size(regression_runs, family):
     pairs = list(zip(SOURCES, TARGETS))
     together = model.evaluate(pairs)
     original = model.config
-    model.config = dataclasses.replace(original, evaluation=dataclasses.replace(original.decoding, batch_size=1))
+    model.config = dataclasses.replace(original, decoding=dataclasses.replace(original.decoding, batch_size=1))
     try:
         one_by_one = model.evaluate(pairs)
         singles = [model.evaluate([pair]) for pair in pairs]
