@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 import torch
+
+import cronos
 from torch.utils.flop_counter import FlopCounterMode
 
 from cronos.config import TrainingConfig, load_config, parse_override
@@ -138,6 +140,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": config.training.precision,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "package": str(Path(cronos.__file__).resolve().parent),  # which checkout's cronos was measured
         "parameters": sum(p.numel() for p in network.parameters()),
         "padded_share_bucketed": padded_share(bucketed, src, tgt),
         "padded_share_random": padded_share(random_batches, src, tgt),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -29,11 +28,28 @@ MEASURES = (("train_target_tokens_per_s", "training target tokens/s"),
             ("matmul_peak_flops", "fp32 matmul peak FLOP/s"))
 
 
+# Runs a benchmark script on the package of its own checkout: an editable install of cronos puts
+# an import hook ahead of sys.path (PYTHONPATH would not win), so the hook goes first, and the
+# package imported is checked to be the checkout's before the script runs.
+BOOTSTRAP = """
+import runpy, sys
+from pathlib import Path
+code, script = Path(sys.argv[1]), sys.argv[2]
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+sys.path.insert(0, str(code))
+import cronos
+if Path(cronos.__file__).resolve().parent != (code / "cronos").resolve():
+    sys.exit(f"benchmarking {code} imported the cronos at {cronos.__file__}")
+sys.argv = [script, *sys.argv[3:]]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
 def run_once(code: Path, config: str, extra: list[str], out: Path) -> dict:
     """``code``'s benchmark on ``code``'s package, from this tree's folder (relative paths as here)."""
-    environment = {**os.environ, "PYTHONPATH": str(code)}
-    command = [sys.executable, str(code / "scripts" / "benchmark.py"), config, *extra, "--json", str(out)]
-    subprocess.run(command, cwd=ROOT, env=environment, check=True, stdout=subprocess.DEVNULL)
+    script = str(code / "scripts" / "benchmark.py")
+    command = [sys.executable, "-c", BOOTSTRAP, str(code), script, config, *extra, "--json", str(out)]
+    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text(encoding="utf-8"))
 
 

@@ -63,6 +63,8 @@ def test_compare_benchmark_measures_a_commit_and_this_tree_in_turn(tmp_path):
     report = json.loads(out.read_text())
     assert len(report["base"]) == len(report["this tree"]) == 1
     assert report["base"][0]["model_flops_per_step"] > 0 and report["this tree"][0]["train_target_tokens_per_s"] > 0
+    assert "cronos-base-" in report["base"][0]["package"]  # each side measured its own checkout's package
+    assert report["this tree"][0]["package"] == str(ROOT / "cronos")
     assert "| training target tokens/s |" in result.stdout
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
     assert "cronos-base-" not in worktrees  # the base's checkout is removed again
