@@ -46,8 +46,11 @@ runpy.run_path(script, run_name="__main__")
 
 
 def run_once(code: Path, config: str, extra: list[str], out: Path) -> dict:
-    """``code``'s benchmark on ``code``'s package, from this tree's folder (relative paths as here)."""
+    """``code``'s benchmark on ``code``'s package, from this tree's folder; a config given by a
+    relative path is ``code``'s own copy of it (the one its version of cronos reads)."""
     script = str(code / "scripts" / "benchmark.py")
+    own = code / config
+    config = str(own) if not Path(config).is_absolute() and own.exists() else config
     command = [sys.executable, "-c", BOOTSTRAP, str(code), script, config, *extra, "--json", str(out)]
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text(encoding="utf-8"))
