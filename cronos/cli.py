@@ -13,6 +13,7 @@ Exit codes: 0 success, 2 usage or config error (one line), 1 runtime error (one 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -99,8 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cronos {__version__} (torch {torch.__version__})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    prepare = commands.add_parser("prepare", help="read the data, build vocabularies, print statistics")
+    prepare = commands.add_parser("prepare", help="read the data, build vocabularies, print statistics; with "
+                                  "data.prepared, prepare the training split there once for every later run")
     _add_config_args(prepare)
+    prepare.add_argument("--workers", type=int, metavar="N",
+                         help="processes that tokenise the training split [data.workers]")
     prepare.set_defaults(run=_prepare)
 
     train = commands.add_parser("train", help="train a model from a config")
@@ -247,9 +251,12 @@ def _prepare(args: argparse.Namespace) -> int:
     from .data import BucketBatchSampler, RandomBatchSampler, load_training_data, padded_share
 
     config = _load(args)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise ConfigError("--workers", "", f"needs at least one process, got {args.workers}")
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, workers=args.workers))
     data = load_training_data(config.data, seed=config.seed)
-    src = [e.src_length for e in data.examples]
-    tgt = [e.tgt_length for e in data.examples]
+    src, tgt = data.examples.src_lengths.tolist(), data.examples.tgt_lengths.tolist()
     batching = dict(batch_size=config.training.batch_size, batch_tokens=config.training.batch_tokens,
                     seed=config.seed)
     bucketed = BucketBatchSampler(src, tgt, **batching)
@@ -261,6 +268,8 @@ def _prepare(args: argparse.Namespace) -> int:
     print(f"target length (+eos): min {min(tgt)}, mean {sum(tgt) / len(tgt):.1f}, max {max(tgt)}")
     print(f"padded share, epoch 0: bucketed {padded_share(bucketed.batches(0), src, tgt):.2%} "
           f"({len(bucketed)} batches), random {padded_share(random_.batches(0), src, tgt):.2%}")
+    if config.data.prepared is not None:
+        print(f"prepared training split: {config.data.prepared}")
     return 0
 
 

@@ -232,7 +232,7 @@ class Trainer:
             return
         self.examples = examples = self.data.for_epoch(segmentation)
         self._examples_epoch = segmentation
-        self.lengths = ([e.src_length for e in examples], [e.tgt_length for e in examples])
+        self.lengths = (examples.src_lengths.tolist(), examples.tgt_lengths.tolist())
         self.sampler = BucketBatchSampler(*self.lengths, batch_size=self.training.batch_size,
                                           batch_tokens=self.training.batch_tokens, seed=self.config.seed)
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -217,3 +218,35 @@ def test_a_process_other_than_rank_0_writes_nothing_into_the_run_folder(tmp_path
     assert history.step == 13 * 2  # it did train: its half of each epoch's 25 batches, 13 updates an epoch
     after = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
     assert after.keys() == before.keys() and all(after[path] == before[path] for path in before)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_nodes_share_one_prepared_split_and_take_the_updates_of_one_process(tmp_path):
+    """Two torchrun "nodes" of one process each (c10d rendezvous on this machine) find no prepared
+    split: one prepares it while the other waits, both map it, and they end with the weights of one
+    process accumulating two batches that read the training split into memory (P7 across nodes)."""
+    both = {"model": NO_DROPOUT, "training": {"epochs": 1}}
+    nodes = write_config(tmp_path / "nodes.yaml", tiny_config(tmp_path / "nodes", data={
+        "prepared": str(tmp_path / "prepared")}, **both))
+    one = write_config(tmp_path / "one.yaml", tiny_config(tmp_path / "one", **both))
+    port = free_port()
+    commands = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node",
+                                  "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{port}",
+                                  "-m", "cronos", "train", str(nodes)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"}) for _ in range(2)]
+    outputs = [command.communicate(timeout=300)[0] for command in commands]
+    assert [command.returncode for command in commands] == [0, 0], outputs
+    # rank 0 says it prepared the split, or that it waited while the other node did (which says nothing),
+    # or nothing when the other node was done before it looked
+    said = "".join(outputs)
+    assert said.count("preparing the training split") + said.count("waiting for another process") <= 1, said
+    assert (tmp_path / "prepared" / "manifest.json").is_file()
+    train(ONE_PROCESS, one, "training.accumulate=2")
+    assert max_difference(weights(tmp_path / "nodes" / "run"), weights(tmp_path / "one" / "run")) <= 1e-5
+    assert records(tmp_path / "nodes" / "run")[-1]["step"] == records(tmp_path / "one" / "run")[-1]["step"] == 13

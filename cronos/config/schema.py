@@ -90,6 +90,8 @@ class SentencePieceConfig:
         above=0.0, maximum=1.0)
     nbest_size: int = key(-1, "with sampling_alpha and unigram: sample among the n best segmentations (-1: all)",
                           minimum=-1)
+    input_sentence_size: int = key(1_000_000, "training pairs the models are trained on: a uniform sample of "
+                                              "the training split when it has more", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,11 @@ class DataConfig:
     min_freq: int = key(1, "tokens seen fewer times in training become <unk>", minimum=1)
     max_vocab_size: int | None = key(None, "most tokens per vocabulary, specials excluded", minimum=1)
     sentencepiece: SentencePieceConfig = key(SentencePieceConfig(), "`sentencepiece` tokenizer options")
+    prepared: str | None = key(
+        None, "a folder for the training split prepared once as memory-mapped arrays (written when missing or "
+              "out of date, then shared by every run and process that reads it): for corpora of millions of pairs; "
+              "null: read into memory at each start", path=True)
+    workers: int = key(1, "processes that tokenise the training split when it is prepared", minimum=1, maximum=256)
 
     def __post_init__(self) -> None:
         if self.tokenizer != "sentencepiece" and self.sentencepiece != SentencePieceConfig():

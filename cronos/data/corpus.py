@@ -1,16 +1,21 @@
 """From config to examples: training data with vocabularies, and evaluation splits with their texts."""
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import random
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from ..config import DataConfig, DataFiles
 from .codec import TextCodec, tokenizers_for
+from .preparation import prepare_split
+from .prepared import open_prepared
 from .preprocess import Example, PreprocessStats, TextRules, to_examples, tokenize_pairs
-from .readers import DataError, MissingFileError, RawPair, read_pairs
+from .readers import DataError, MissingFileError, RawPair, iter_pairs, read_pairs
 from .subwords import SubwordModels, SubwordSampling
+from .table import ExampleTable
 from .vocab import Vocabulary
 
 __all__ = ["TrainingData", "EvalSplit", "SPLITS", "load_training_data", "load_eval_split", "load_split"]
@@ -24,15 +29,15 @@ logger = logging.getLogger("cronos")
 class TrainingData:
     src_vocab: Vocabulary
     tgt_vocab: Vocabulary
-    examples: list[Example]
-    origins: list[str]  # "file:line" of each example, for messages
+    examples: ExampleTable
+    origins: Sequence[str]  # "file:line" of each example, for messages
     stats: PreprocessStats = field(default_factory=PreprocessStats)
     subwords: SubwordModels | None = None  # the SentencePiece models (data.tokenizer: sentencepiece)
     sampling: SubwordSampling | None = None  # subword regularisation (data.sentencepiece.sampling_alpha)
     texts: list[tuple[str, str]] = field(default_factory=list)  # the examples' texts, kept for sampling
     max_length: int = 0  # data.max_length: sampled segmentations are cut to it
 
-    def for_epoch(self, epoch: int) -> list[Example]:
+    def for_epoch(self, epoch: int) -> ExampleTable:
         """The examples ``epoch`` trains on: ``examples``, or with subword regularisation the same
         examples segmented anew (``SubwordSampling.segment``: the same in every process and in a
         resumed run)."""
@@ -41,7 +46,7 @@ class TrainingData:
         texts = [RawPair(source, target, f"example {i}") for i, (source, target) in enumerate(self.texts)]
         pairs = tokenize_pairs(texts, self.sampling.tokenizers_for(epoch), TextRules(self.max_length),
                                PreprocessStats())  # cut quietly: a sampled segmentation may be longer, epoch by epoch
-        return to_examples(pairs, self.src_vocab, self.tgt_vocab)
+        return ExampleTable.from_examples(to_examples(pairs, self.src_vocab, self.tgt_vocab))
 
 
 @dataclass
@@ -56,54 +61,74 @@ class EvalSplit:
 def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocabulary] | None = None,
                        subwords: SubwordModels | None = None, seed: int = 0) -> TrainingData:
     """Read ``data.train``, apply the empty and length policies, and build both vocabularies
-    (or use the given ``(source, target)`` vocabularies, e.g. a loaded model's).
+    (or use the given ``(source, target)`` vocabularies, e.g. a loaded model's): in memory, or in
+    the folder ``data.prepared`` (prepared there once, then memory-mapped).
 
     With ``data.tokenizer: sentencepiece`` the vocabularies are the SentencePiece models': the
-    given ``subwords``, else ``data.sentencepiece.model``, else models trained here on this split
-    (deterministically for ``seed``).
+    given ``subwords``, else ``data.sentencepiece.model``, else models trained here on a sample of
+    this split (deterministically for ``seed``).
     """
     if config.train is None:
         raise DataError("data.train is not set: give a TSV path or {src: PATH, tgt: PATH}")
-    raw = read_split(config, "train")
-    if config.tokenizer == "sentencepiece" and subwords is None:
-        subwords = _subword_models(raw, config, seed)
-    stats = PreprocessStats()
-    pairs = tokenize_pairs(raw, tokenizers_for(config, subwords), TextRules.for_training(config), stats)
-    stats.report(config.max_length)
-    if not pairs:
-        raise DataError(f"{_describe(config.train)}: no training examples left after preprocessing")
-    if vocabularies is not None:
-        src_vocab, tgt_vocab = vocabularies
-    elif subwords is not None:
-        src_vocab, tgt_vocab = subwords.vocabularies()
+    read_split(config, "train", lines=False)  # a missing file named with its key, before anything else
+    if subwords is None and config.tokenizer == "sentencepiece" and config.sentencepiece.model is not None:
+        subwords = SubwordModels.read(config.sentencepiece.model)
+    if vocabularies is None and subwords is not None:
+        vocabularies = subwords.vocabularies()
+    alpha = config.sentencepiece.sampling_alpha if config.tokenizer == "sentencepiece" else None
+    if config.prepared is not None:
+        if alpha is not None:
+            raise DataError("data.sentencepiece.sampling_alpha: subword regularisation segments the training text "
+                            "anew each epoch, and a prepared split (data.prepared) keeps token ids, not the text; "
+                            "set data.prepared: null for it")
+        prepared, subwords = open_prepared(config, seed, subwords, vocabularies,
+                                           lambda: _subword_models(config, seed))
     else:
-        src_vocab = Vocabulary.build((p.source for p in pairs), config.min_freq, config.max_vocab_size)
-        tgt_vocab = Vocabulary.build((p.target for p in pairs), config.min_freq, config.max_vocab_size)
+        if config.tokenizer == "sentencepiece" and subwords is None:
+            subwords = _subword_models(config, seed)
+            vocabularies = subwords.vocabularies()
+        prepared = prepare_split(config, tokenizers_for(config, subwords), vocabularies, keep_texts=alpha is not None)
+    if not len(prepared.table):
+        raise DataError(f"{_describe(config.train)}: no training examples left after preprocessing")
     logger.info("training data: %d examples, vocabularies %d (source) and %d (target)",
-                len(pairs), len(src_vocab), len(tgt_vocab))
-    data = TrainingData(src_vocab, tgt_vocab, to_examples(pairs, src_vocab, tgt_vocab), [p.origin for p in pairs],
-                        stats, subwords, max_length=config.max_length)
-    alpha = config.sentencepiece.sampling_alpha
-    if subwords is not None and alpha is not None:
-        data.texts = [(p.raw.source, p.raw.target) for p in pairs]
+                len(prepared.table), len(prepared.src_vocab), len(prepared.tgt_vocab))
+    data = TrainingData(prepared.src_vocab, prepared.tgt_vocab, prepared.table, prepared.origins, prepared.stats,
+                        subwords, max_length=config.max_length)
+    if alpha is not None:
+        data.texts = prepared.texts
         data.sampling = SubwordSampling(subwords.tokenizers(config.lowercase), alpha, config.sentencepiece.nbest_size,
                                         seed)
     return data
 
 
-def _subword_models(raw: list[RawPair], config: DataConfig, seed: int) -> SubwordModels:
-    options = config.sentencepiece
-    if options.model is not None:
-        return SubwordModels.read(options.model)
+def _subword_models(config: DataConfig, seed: int) -> SubwordModels:
+    """SentencePiece models trained on up to ``input_sentence_size`` pairs of the training split
+    (all of them, in order, when it has no more; else a uniform sample drawn for ``seed``)."""
+    sample = _sample(iter_pairs(config.train), config.sentencepiece.input_sentence_size, seed)
     case = str.lower if config.lowercase else str  # the models see text as the tokenizers will give it
-    return SubwordModels.train([case(p.source) for p in raw], [case(p.target) for p in raw], options, seed)
+    return SubwordModels.train([case(p.source) for p in sample], [case(p.target) for p in sample],
+                               config.sentencepiece, seed)
 
 
-def read_split(config: DataConfig, split: str, quote: bool = True) -> list[RawPair]:
-    """The pairs of the config's split ``split`` (``train``, ``valid``, ``test``); a missing file is
-    reported with the config key that named it and the ways to point the config at the data."""
+def _sample(pairs: Iterable[RawPair], size: int, seed: int) -> list[RawPair]:
+    """A uniform sample of ``size`` of ``pairs`` in one pass (reservoir sampling), in read order."""
+    generator = random.Random(seed)
+    kept: list[tuple[int, RawPair]] = []
+    for number, pair in enumerate(pairs):
+        if number < size:
+            kept.append((number, pair))
+        elif (slot := generator.randrange(number + 1)) < size:
+            kept[slot] = (number, pair)
+    return [pair for _, pair in sorted(kept, key=lambda entry: entry[0])]
+
+
+def read_split(config: DataConfig, split: str, quote: bool = True, lines: bool = True) -> list[RawPair]:
+    """The pairs of the config's split ``split`` (``train``, ``valid``, ``test``; ``lines=False``:
+    only its first, to check that it is there); a missing file is reported with the config key that
+    named it and the ways to point the config at the data."""
     try:
-        return read_pairs(getattr(config, split), quote)
+        pairs = iter_pairs(getattr(config, split), quote)
+        return list(pairs) if lines else list(itertools.islice(pairs, 1))
     except MissingFileError as error:
         where = f" (data.root is {os.path.normpath(config.root)})" if config.root else ""
         raise DataError(f"data.{split}: {error.path}: file not found{where}; point the config at the data with "

@@ -41,7 +41,10 @@ class SentencePieceTokenizer:
 
     def __init__(self, model: bytes, lowercase: bool = False):
         self.processor = spm.SentencePieceProcessor(model_proto=model)
-        self.lowercase = lowercase
+        self.model, self.lowercase = model, lowercase
+
+    def __reduce__(self):  # to worker processes as its model's bytes (a processor does not pickle)
+        return type(self), (self.model, self.lowercase)
 
     def tokenize(self, text: str) -> list[str]:
         return self.processor.encode(text.lower() if self.lowercase else text, out_type=str)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 __all__ = ["Vocabulary", "PAD", "UNK", "BOS", "EOS", "PAD_INDEX", "UNK_INDEX", "BOS_INDEX", "EOS_INDEX"]
 
@@ -34,10 +34,13 @@ class Vocabulary:
     def build(cls, sequences: Iterable[Sequence[str]], min_freq: int = 1,
               max_size: int | None = None) -> "Vocabulary":
         """Count tokens over ``sequences``; keep those seen ``min_freq`` times, at most ``max_size``."""
-        counts = Counter(token for sequence in sequences for token in sequence)
-        for special in SPECIALS:
-            counts.pop(special, None)
-        ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        return cls.from_counts(Counter(token for sequence in sequences for token in sequence), min_freq, max_size)
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], min_freq: int = 1, max_size: int | None = None) -> "Vocabulary":
+        """The vocabulary of tokens counted ``counts`` times (specials are no words: not counted)."""
+        ranked = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIALS),
+                        key=lambda t: (-counts[t], t))
         return cls(list(SPECIALS) + ranked[:max_size])
 
     def __len__(self) -> int:

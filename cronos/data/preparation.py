@@ -1,0 +1,214 @@
+"""Preparing a training split: its text, read in chunks, becomes an ``ExampleTable`` with both
+vocabularies, in memory or in files (``prepared.py``), by one path.
+
+    prepared = prepare_split(config, tokenizers, vocabularies=None, folder=None)
+
+Chunks of ``CHUNK_PAIRS`` pairs are tokenised under the training ``TextRules`` (in
+``data.workers`` processes when more than one), each token of a chunk given a provisional id;
+the chunks' ids are counted and kept (in memory, or appended to a file) until the vocabularies
+are known, then mapped to the vocabularies' ids in one pass.  Memory is what the vocabularies
+and the per-example lengths need, whatever the corpus's size, when a folder is given.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ..config import DataConfig, DataFiles, ParallelFiles
+from .batch import chunks
+from .preprocess import PreprocessStats, TextRules, tokenize_pairs
+from .readers import RawPair, iter_pairs
+from .table import ExampleTable, id_dtype
+from .tokenizers import Tokenizer
+from .vocab import Vocabulary
+
+__all__ = ["Prepared", "prepare_split", "LineOrigins", "CHUNK_PAIRS"]
+
+CHUNK_PAIRS = 20_000   # pairs tokenised together: big enough to keep workers busy, small in memory
+BLOCK_TOKENS = 1 << 22  # ids mapped to the vocabulary's per block, when they are in a file
+
+
+class LineOrigins(Sequence[str]):
+    """``file:line`` of each example (for messages), from one file name and an array of line numbers."""
+
+    def __init__(self, name: str, lines: np.ndarray):
+        self.name, self.lines = name, lines
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, index):  # noqa: ANN001 - int or slice, as a Sequence takes
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return f"{self.name}:{int(self.lines[index])}"
+
+
+@dataclass
+class Prepared:
+    """A prepared training split: its examples, where each came from, the vocabularies, what the
+    rules did, and (when asked for) the kept pairs' texts."""
+
+    table: ExampleTable
+    origins: LineOrigins
+    src_vocab: Vocabulary
+    tgt_vocab: Vocabulary
+    stats: PreprocessStats
+    texts: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Chunk:
+    """A tokenised chunk: each side's distinct tokens (its provisional ids are their positions),
+    the ids of every kept pair end to end, and the lengths; the kept pairs' line numbers."""
+
+    src_tokens: list[str]
+    src_ids: np.ndarray      # int32, provisional
+    src_lengths: np.ndarray  # int32 [n]
+    tgt_tokens: list[str]
+    tgt_ids: np.ndarray
+    tgt_lengths: np.ndarray
+    lines: np.ndarray        # int64 [n]
+    stats: PreprocessStats
+    texts: list[tuple[str, str]]
+
+
+def prepare_split(config: DataConfig, tokenizers: tuple[Tokenizer, Tokenizer],
+                  vocabularies: tuple[Vocabulary, Vocabulary] | None = None, folder: Path | None = None,
+                  keep_texts: bool = False) -> Prepared:
+    """``data.train`` -> its examples (in ``folder`` when given, else in memory) and vocabularies
+    (the given ``(source, target)``, else counted per ``data.min_freq``/``max_vocab_size``).
+    ``keep_texts``: keep the kept pairs' texts (subword regularisation segments them anew)."""
+    sides = _Side(folder, "src"), _Side(folder, "tgt")
+    lines: list[np.ndarray] = []
+    stats, texts = PreprocessStats(), []
+    work = _ChunkWork(tokenizers, TextRules.for_training(config), keep_texts)
+    for chunk in _ordered_map(work, chunks(iter_pairs(config.train), CHUNK_PAIRS), config.workers):
+        sides[0].add(chunk.src_tokens, chunk.src_ids, chunk.src_lengths)
+        sides[1].add(chunk.tgt_tokens, chunk.tgt_ids, chunk.tgt_lengths)
+        lines.append(chunk.lines)
+        _add_stats(stats, chunk.stats)
+        texts += chunk.texts
+    stats.report(config.max_length)
+    if vocabularies is None:
+        vocabularies = tuple(Vocabulary.from_counts(side.counts(), config.min_freq, config.max_vocab_size)
+                             for side in sides)
+    src, tgt = (side.finish(vocabulary) for side, vocabulary in zip(sides, vocabularies))
+    table = ExampleTable(src[0], src[1], tgt[0], tgt[1])
+    origins = LineOrigins(_origin_name(config.train), np.concatenate(lines) if lines else np.zeros(0, np.int64))
+    return Prepared(table, origins, vocabularies[0], vocabularies[1], stats, texts)
+
+
+@dataclass(frozen=True)
+class _ChunkWork:
+    """What a worker does to a chunk (picklable: the tokenizers travel to worker processes)."""
+
+    tokenizers: tuple[Tokenizer, Tokenizer]
+    rules: TextRules
+    keep_texts: bool
+
+    def __call__(self, pairs: list[RawPair]) -> _Chunk:
+        stats = PreprocessStats()
+        kept = tokenize_pairs(pairs, self.tokenizers, self.rules, stats)
+        src_tokens, src_ids = _provisional_ids([p.source for p in kept])
+        tgt_tokens, tgt_ids = _provisional_ids([p.target for p in kept])
+        return _Chunk(src_tokens, src_ids, np.array([len(p.source) for p in kept], np.int32),
+                      tgt_tokens, tgt_ids, np.array([len(p.target) for p in kept], np.int32),
+                      np.array([p.raw.line for p in kept], np.int64), stats,
+                      [(p.raw.source, p.raw.target) for p in kept] if self.keep_texts else [])
+
+
+def _provisional_ids(sequences: Sequence[Sequence[str]]) -> tuple[list[str], np.ndarray]:
+    index: dict[str, int] = {}
+    ids = [index.setdefault(token, len(index)) for sequence in sequences for token in sequence]
+    return list(index), np.array(ids, dtype=np.int32)
+
+
+class _Side:
+    """One side's provisional ids, their counts and lengths, until the vocabulary is known."""
+
+    def __init__(self, folder: Path | None, name: str):
+        self.index: dict[str, int] = {}
+        self.tokens: list[str] = []
+        self.counted = np.zeros(0, dtype=np.int64)
+        self.lengths: list[np.ndarray] = []
+        self.folder, self.name = folder, name
+        self.parts: list[np.ndarray] = []
+        self.file = None if folder is None else open(folder / f"{name}_ids.provisional", "wb")
+
+    def add(self, tokens: list[str], ids: np.ndarray, lengths: np.ndarray) -> None:
+        mapping = np.array([self._id(token) for token in tokens], dtype=np.int32)
+        ids = mapping[ids] if len(ids) else ids
+        if len(self.counted) < len(self.tokens):  # new tokens: room for their counts
+            self.counted = np.concatenate([self.counted, np.zeros(len(self.tokens) - len(self.counted), np.int64)])
+        self.counted += np.bincount(ids, minlength=len(self.tokens))
+        self.lengths.append(lengths)
+        if self.file is None:
+            self.parts.append(ids)
+        else:
+            self.file.write(ids.tobytes())
+
+    def _id(self, token: str) -> int:
+        found = self.index.get(token)
+        if found is None:
+            found = self.index[token] = len(self.tokens)
+            self.tokens.append(token)
+        return found
+
+    def counts(self) -> dict[str, int]:
+        return dict(zip(self.tokens, self.counted.tolist()))
+
+    def finish(self, vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, offsets)`` of this side under ``vocabulary`` (in the folder's ``NAME_ids.npy``)."""
+        lookup = np.array(vocabulary.encode(self.tokens), dtype=id_dtype(len(vocabulary)))
+        offsets = np.zeros(sum(map(len, self.lengths)) + 1, dtype=np.int64)
+        if self.lengths:
+            np.cumsum(np.concatenate(self.lengths), out=offsets[1:])
+        if self.file is None:
+            ids = np.concatenate(self.parts) if self.parts else np.zeros(0, np.int32)
+            return lookup[ids] if len(ids) else ids.astype(lookup.dtype), offsets
+        self.file.close()
+        provisional_path = self.folder / f"{self.name}_ids.provisional"
+        provisional = np.memmap(provisional_path, dtype=np.int32, mode="r") if offsets[-1] else np.zeros(0, np.int32)
+        path = self.folder / f"{self.name}_ids.npy"
+        ids = np.lib.format.open_memmap(path, mode="w+", dtype=lookup.dtype, shape=(int(offsets[-1]),))
+        for start in range(0, len(ids), BLOCK_TOKENS):
+            ids[start: start + BLOCK_TOKENS] = lookup[provisional[start: start + BLOCK_TOKENS]]
+        ids.flush()
+        del provisional
+        provisional_path.unlink()
+        return np.load(path, mmap_mode="r"), offsets
+
+
+def _add_stats(total: PreprocessStats, chunk: PreprocessStats) -> None:
+    total.read += chunk.read
+    total.skipped_empty += chunk.skipped_empty
+    total.filtered_long += chunk.filtered_long
+    total.truncated += chunk.truncated
+
+
+def _ordered_map(work: Callable[[list[RawPair]], _Chunk], items: Iterable[list[RawPair]],
+                 workers: int) -> Iterator[_Chunk]:
+    """``work`` over ``items`` in order: here, or in ``workers`` processes with at most two
+    chunks each in flight (the text is read as fast as it is tokenised, never ahead of it)."""
+    if workers <= 1:
+        yield from map(work, items)
+        return
+    context = multiprocessing.get_context("spawn")  # no state of this process (torch's threads) is forked
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending: deque[concurrent.futures.Future] = deque()
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _origin_name(files: DataFiles) -> str:
+    return files.src if isinstance(files, ParallelFiles) else str(files)

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Corpora of any size: synthetic corpora with Multi30k's length distribution (its pairs, the words
+of each copy shuffled), prepared and trained on, with wall time and peak memory measured.
+
+    python scripts/scale_benchmark.py --pairs 1000000 10000000 --dir /tmp/cronos-scale \\
+        --multi30k ../shared/data/multi30k --out docs/scale_benchmark.json
+    python scripts/scale_benchmark.py --plot docs/scale_benchmark.json --png docs/scale_rss.png
+
+For each size and config (`multi30k_transformer.yaml`, words; `multi30k_transformer_spm.yaml`,
+SentencePiece) it measures `cronos prepare` into a prepared folder with 1 and 2 workers (wall,
+pairs/s, peak RSS of the process and its workers together), and `cronos train` for
+`--steps` steps on the prepared folder and in memory (peak RSS, seconds from the command to the
+first step, steps/s after it). `--base REV` also measures `cronos train` of another commit (the
+memory before prepared splits). Peak RSS is polled from /proc every 0.1 s (the process tree).
+The corpora are deleted at the end unless `--keep`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = {"words": "configs/multi30k_transformer.yaml", "sentencepiece": "configs/multi30k_transformer_spm.yaml"}
+STEP = re.compile(r"^step (\d+)/")  # training's log line of each step (training.log_every: 1)
+
+
+def write_corpus(multi30k: Path, pairs: int, folder: Path, seed: int = 0) -> dict[str, str]:
+    """``pairs`` pairs as parallel files: Multi30k's training pairs over and over, each copy after
+    the first with the words of every sentence shuffled (same lengths, new sentences)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    src, tgt = folder / f"train{pairs}.de", folder / f"train{pairs}.en"
+    if src.exists() and tgt.exists():
+        return {"src": str(src), "tgt": str(tgt)}
+    sources = (multi30k / "train.de").read_text(encoding="utf-8").splitlines()
+    targets = (multi30k / "train.en").read_text(encoding="utf-8").splitlines()
+    generator = random.Random(seed)
+    with open(src, "w", encoding="utf-8") as out_src, open(tgt, "w", encoding="utf-8") as out_tgt:
+        for number in range(pairs):
+            i = number % len(sources)
+            source, target = sources[i], targets[i]
+            if number >= len(sources):
+                source, target = _shuffled(source, generator), _shuffled(target, generator)
+            out_src.write(source + "\n")
+            out_tgt.write(target + "\n")
+    return {"src": str(src), "tgt": str(tgt)}
+
+
+def _shuffled(text: str, generator: random.Random) -> str:
+    words = text.split()
+    generator.shuffle(words)
+    return " ".join(words)
+
+
+def measure(command: list[str], cwd: Path) -> dict:
+    """Run ``command``; its wall time, the peak RSS of it and its children together (GiB), and when
+    it logs training steps, the seconds until its first and the steps per second after it."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak, steps, lines = 0, {}, []
+    os.set_blocking(process.stdout.fileno(), False)
+    while process.poll() is None:
+        peak = max(peak, _tree_rss(process.pid))
+        for line in _read_available(process):
+            lines.append(line)
+            if found := STEP.search(line):
+                steps[int(found.group(1))] = time.perf_counter() - started
+        time.sleep(0.1)
+    lines += _read_available(process)
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n" + "".join(lines[-30:]))
+    result = {"wall_s": wall, "peak_rss_gib": peak / 2 ** 30, "log": "".join(lines[-8:])}
+    if len(steps) >= 2:
+        last = max(steps)
+        result |= {"first_step_s": steps[min(steps)], "steps_per_s": (last - min(steps)) / (steps[last] - steps[min(steps)])}
+    return result
+
+
+def _read_available(process: subprocess.Popen) -> list[str]:
+    try:
+        data = process.stdout.read()
+    except (BlockingIOError, TypeError):
+        return []
+    return data.splitlines(keepends=True) if data else []
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, AttributeError):
+            continue
+    return total
+
+
+def cronos(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cronos", *args]
+
+
+def run(args: argparse.Namespace) -> dict:
+    results: dict = {"machine": os.cpu_count(), "runs": []}
+    for pairs in args.pairs:
+        corpus = write_corpus(args.multi30k, pairs, args.dir)
+        for name in args.configs:
+            config = str(ROOT / CONFIGS[name])
+            data = [f"--set=data.root={args.multi30k}", f"--set=data.train.src={corpus['src']}",
+                    f"--set=data.train.tgt={corpus['tgt']}"]
+            for workers in args.workers:
+                folder = args.dir / f"prepared-{name}-{pairs}-{workers}"
+                shutil.rmtree(folder, ignore_errors=True)
+                found = measure(cronos("prepare", config, *data, f"--set=data.prepared={folder}",
+                                       "--workers", str(workers)), ROOT)
+                results["runs"].append({"what": "prepare", "pairs": pairs, "config": name, "workers": workers,
+                                        **found, "pairs_per_s": pairs / found["wall_s"]})
+                print(json.dumps(results["runs"][-1]), file=sys.stderr)
+            for where in ("prepared", "memory"):
+                prepared = [f"--set=data.prepared={args.dir / f'prepared-{name}-{pairs}-{args.workers[-1]}'}"] \
+                    if where == "prepared" else []
+                found = train(config, data + prepared, args)
+                results["runs"].append({"what": "train", "where": where, "pairs": pairs, "config": name, **found})
+                print(json.dumps(results["runs"][-1]), file=sys.stderr)
+        if not args.keep:
+            for path in args.dir.glob(f"*{pairs}*"):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+    return results
+
+
+def train(config: str, data: list[str], args: argparse.Namespace) -> dict:
+    output = args.dir / "run"
+    shutil.rmtree(output, ignore_errors=True)
+    return measure(cronos("train", config, *data, f"--set=output_dir={output}", f"--set=training.max_steps={args.steps}",
+                          "--set=training.validate_every=null", "--set=training.checkpoint_every=null",
+                          "--set=training.progress=false", "--set=training.log_every=1", "--set=training.device=cpu",
+                          "--set=data.valid=null", "--set=data.test=null"), ROOT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/cronos-scale"))
+    parser.add_argument("--multi30k", type=Path, default=ROOT.parent / "shared" / "data" / "multi30k")
+    parser.add_argument("--keep", action="store_true", help="keep the corpora and prepared folders")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = parser.parse_args()
+    args.multi30k = args.multi30k.resolve()
+    results = run(args)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
