@@ -3,15 +3,15 @@
 of each copy shuffled), prepared and trained on, with wall time and peak memory measured.
 
     python scripts/scale_benchmark.py --pairs 1000000 10000000 --dir /tmp/cronos-scale \\
-        --multi30k ../shared/data/multi30k --out docs/scale_benchmark.json
-    python scripts/scale_benchmark.py --plot docs/scale_benchmark.json --png docs/scale_rss.png
+        --multi30k ../shared/data/multi30k --base cd26015 --out scale.json
+    python scripts/scale_benchmark.py --plot scale.json --png docs/scale_rss.png   # the README's picture
 
 For each size and config (`multi30k_transformer.yaml`, words; `multi30k_transformer_spm.yaml`,
 SentencePiece) it measures `cronos prepare` into a prepared folder with 1 and 2 workers (wall,
 pairs/s, peak RSS of the process and its workers together), and `cronos train` for
 `--steps` steps on the prepared folder and in memory (peak RSS, seconds from the command to the
 first step, steps/s after it). `--base REV` also measures `cronos train` of another commit (the
-memory before prepared splits). Peak RSS is polled from /proc every 0.1 s (the process tree).
+memory before prepared splits: 0.1.0 is `cd26015`). Peak RSS is polled from /proc every 0.1 s (the process tree).
 The corpora are deleted at the end unless `--keep`.
 """
 from __future__ import annotations
@@ -111,6 +111,21 @@ def cronos(*args: str) -> list[str]:
     return [sys.executable, "-m", "cronos", *args]
 
 
+# ``python -m cronos`` of another checkout (an editable install's import hook would win over sys.path)
+OTHER = """
+import runpy, sys
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+sys.path.insert(0, sys.argv[1])
+sys.argv = ["cronos", *sys.argv[2:]]
+runpy.run_module("cronos", run_name="__main__")
+"""
+
+
+def base_train(base: Path, config_name: str, data: list[str], args: argparse.Namespace) -> dict:
+    """``cronos train`` of the checkout ``base`` (its own copy of the config), the data in memory."""
+    return train(str(base / CONFIGS[config_name]), data, args, [sys.executable, "-c", OTHER, str(base)])
+
+
 def run(args: argparse.Namespace) -> dict:
     results: dict = {"machine": os.cpu_count(), "runs": []}
     for pairs in args.pairs:
@@ -127,11 +142,16 @@ def run(args: argparse.Namespace) -> dict:
                 results["runs"].append({"what": "prepare", "pairs": pairs, "config": name, "workers": workers,
                                         **found, "pairs_per_s": pairs / found["wall_s"]})
                 print(json.dumps(results["runs"][-1]), file=sys.stderr)
-            for where in ("prepared", "memory"):
+            for where in [w for w in ("prepared", "memory") if w in args.train]:
                 prepared = [f"--set=data.prepared={args.dir / f'prepared-{name}-{pairs}-{args.workers[-1]}'}"] \
                     if where == "prepared" else []
                 found = train(config, data + prepared, args)
                 results["runs"].append({"what": "train", "where": where, "pairs": pairs, "config": name, **found})
+                print(json.dumps(results["runs"][-1]), file=sys.stderr)
+            if args.base is not None and "base" in args.train:
+                found = base_train(args.base, name, data, args)
+                results["runs"].append({"what": "train", "where": f"memory, {args.base_name}", "pairs": pairs,
+                                        "config": name, **found})
                 print(json.dumps(results["runs"][-1]), file=sys.stderr)
         if not args.keep:
             for path in args.dir.glob(f"*{pairs}*"):
@@ -139,13 +159,37 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
-def train(config: str, data: list[str], args: argparse.Namespace) -> dict:
+def train(config: str, data: list[str], args: argparse.Namespace, command: list[str] | None = None) -> dict:
     output = args.dir / "run"
     shutil.rmtree(output, ignore_errors=True)
-    return measure(cronos("train", config, *data, f"--set=output_dir={output}", f"--set=training.max_steps={args.steps}",
+    return measure((command or cronos())[:] + ["train", config, *data, f"--set=output_dir={output}", f"--set=training.max_steps={args.steps}",
                           "--set=training.validate_every=null", "--set=training.checkpoint_every=null",
                           "--set=training.progress=false", "--set=training.log_every=1", "--set=training.device=cpu",
-                          "--set=data.valid=null", "--set=data.test=null"), ROOT)
+                          "--set=data.valid=null", "--set=data.test=null"], ROOT)
+
+
+def plot(results: dict, png: Path) -> None:
+    """Peak RSS of ``cronos train`` against corpus size, one line per data path and config."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for run in results["runs"]:
+        if run["what"] == "train":
+            lines.setdefault((run["where"], run["config"]), []).append((run["pairs"], run["peak_rss_gib"]))
+    for (where, config), points in sorted(lines.items()):
+        points.sort()
+        axes.plot([p for p, _ in points], [r for _, r in points], marker="o", label=f"{where} ({config})")
+    axes.set_xscale("log")
+    axes.set_xlabel("training pairs")
+    axes.set_ylabel("peak RSS of cronos train (GiB)")
+    axes.set_title("Memory of training against corpus size")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(png)
 
 
 def main() -> None:
@@ -154,13 +198,32 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--train", nargs="*", default=["prepared", "memory", "base"],
+                        choices=["prepared", "memory", "base"], help="which trainings to measure (none: prepare only)")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/cronos-scale"))
     parser.add_argument("--multi30k", type=Path, default=ROOT.parent / "shared" / "data" / "multi30k")
     parser.add_argument("--keep", action="store_true", help="keep the corpora and prepared folders")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument("--base", default=None, help="also train with this commit (the memory before prepared splits)")
+    parser.add_argument("--plot", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="plot these results (from --out) into --png instead of measuring")
+    parser.add_argument("--png", type=Path, default=ROOT / "docs" / "scale_rss.png")
     args = parser.parse_args()
+    if args.plot:
+        plot({"runs": [run for path in args.plot for run in json.loads(path.read_text())["runs"]]}, args.png)
+        return
     args.multi30k = args.multi30k.resolve()
-    results = run(args)
+    args.base_name, checkout = args.base, None
+    if args.base is not None:
+        checkout = args.dir / "base"
+        args.dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(checkout), args.base], cwd=ROOT, check=True)
+        args.base = checkout
+    try:
+        results = run(args)
+    finally:
+        if checkout is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT, check=False)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
 

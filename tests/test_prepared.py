@@ -108,8 +108,8 @@ def test_a_prepared_split_is_used_while_it_matches_and_prepared_again_with_the_r
 def test_a_failed_preparation_leaves_no_folder_a_later_run_would_use(tmp_path):
     config = data_config(tmp_path, prepared=str(tmp_path / "prepared"))
     train = Path(config.train)
-    train.write_bytes(train.read_bytes() + b"Mon 1 Jan 2029\t\xff\n")
-    with pytest.raises(DataError, match=r"train\.tsv:801: not valid UTF-8 \(byte 0xff at column 16\)"):
+    train.write_bytes(train.read_bytes() * 7 + b"Mon 1 Jan 2029\t\xff\n")  # found while preparing
+    with pytest.raises(DataError, match=r"train\.tsv:5601: not valid UTF-8 \(byte 0xff at column 16\)"):
         load_training_data(config)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "prepared.lock"]
 

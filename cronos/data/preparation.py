@@ -3,8 +3,9 @@ vocabularies, in memory or in files (``prepared.py``), by one path.
 
     prepared = prepare_split(config, tokenizers, vocabularies=None, folder=None)
 
-Chunks of ``CHUNK_PAIRS`` pairs are tokenised under the training ``TextRules`` (in
-``data.workers`` processes when more than one), each token of a chunk given a provisional id;
+Chunks of ``CHUNK_PAIRS`` lines are read as bytes here and decoded and tokenised under the
+training ``TextRules`` (in ``data.workers`` processes when more than one), each token of a chunk
+given a provisional id;
 the chunks' ids are counted and kept (in memory, or appended to a file) until the vocabularies
 are known, then mapped to the vocabularies' ids in one pass.  Memory is what the vocabularies
 and the per-example lengths need, whatever the corpus's size, when a folder is given.
@@ -12,6 +13,7 @@ and the per-example lengths need, whatever the corpus's size, when a folder is g
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import multiprocessing
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,9 +23,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..config import DataConfig, DataFiles, ParallelFiles
-from .batch import chunks
 from .preprocess import PreprocessStats, TextRules, tokenize_pairs
-from .readers import RawPair, iter_pairs
+from .readers import RawLines, line_chunks
 from .table import ExampleTable, id_dtype
 from .tokenizers import Tokenizer
 from .vocab import Vocabulary
@@ -88,7 +89,7 @@ def prepare_split(config: DataConfig, tokenizers: tuple[Tokenizer, Tokenizer],
     lines: list[np.ndarray] = []
     stats, texts = PreprocessStats(), []
     work = _ChunkWork(tokenizers, TextRules.for_training(config), keep_texts)
-    for chunk in _ordered_map(work, chunks(iter_pairs(config.train), CHUNK_PAIRS), config.workers):
+    for chunk in _ordered_map(work, line_chunks(config.train, CHUNK_PAIRS), config.workers):
         sides[0].add(chunk.src_tokens, chunk.src_ids, chunk.src_lengths)
         sides[1].add(chunk.tgt_tokens, chunk.tgt_ids, chunk.tgt_lengths)
         lines.append(chunk.lines)
@@ -112,9 +113,9 @@ class _ChunkWork:
     rules: TextRules
     keep_texts: bool
 
-    def __call__(self, pairs: list[RawPair]) -> _Chunk:
+    def __call__(self, lines: RawLines) -> _Chunk:
         stats = PreprocessStats()
-        kept = tokenize_pairs(pairs, self.tokenizers, self.rules, stats)
+        kept = tokenize_pairs(lines.pairs(), self.tokenizers, self.rules, stats)
         src_tokens, src_ids = _provisional_ids([p.source for p in kept])
         tgt_tokens, tgt_ids = _provisional_ids([p.target for p in kept])
         return _Chunk(src_tokens, src_ids, np.array([len(p.source) for p in kept], np.int32),
@@ -124,9 +125,12 @@ class _ChunkWork:
 
 
 def _provisional_ids(sequences: Sequence[Sequence[str]]) -> tuple[list[str], np.ndarray]:
-    index: dict[str, int] = {}
-    ids = [index.setdefault(token, len(index)) for sequence in sequences for token in sequence]
-    return list(index), np.array(ids, dtype=np.int32)
+    """The distinct tokens of ``sequences`` in order of first appearance, and every token's position
+    among them (built with dict and map, in C: the hot loop of preparation)."""
+    tokens = list(itertools.chain.from_iterable(sequences))
+    distinct = list(dict.fromkeys(tokens))
+    position = dict(zip(distinct, range(len(distinct))))
+    return distinct, np.fromiter(map(position.__getitem__, tokens), dtype=np.int32, count=len(tokens))
 
 
 class _Side:
@@ -192,14 +196,15 @@ def _add_stats(total: PreprocessStats, chunk: PreprocessStats) -> None:
     total.truncated += chunk.truncated
 
 
-def _ordered_map(work: Callable[[list[RawPair]], _Chunk], items: Iterable[list[RawPair]],
-                 workers: int) -> Iterator[_Chunk]:
+def _ordered_map(work: Callable[[RawLines], _Chunk], items: Iterable[RawLines], workers: int) -> Iterator[_Chunk]:
     """``work`` over ``items`` in order: here, or in ``workers`` processes with at most two
     chunks each in flight (the text is read as fast as it is tokenised, never ahead of it)."""
     if workers <= 1:
         yield from map(work, items)
         return
-    context = multiprocessing.get_context("spawn")  # no state of this process (torch's threads) is forked
+    # forked, as torch's DataLoader workers are on Linux (spawn would re-run a caller's script that has
+    # no ``if __name__ == "__main__"`` guard); the workers run Python and numpy only, never torch
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         pending: deque[concurrent.futures.Future] = deque()
         for item in items:

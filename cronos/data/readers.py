@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 from ..config import ParallelFiles
 from ..files import UnreadableFile, read_lines
 
-__all__ = ["DataError", "MissingFileError", "RawPair", "read_pairs", "iter_pairs", "read_tsv", "read_parallel", "text_lines",
+__all__ = ["DataError", "MissingFileError", "RawPair", "read_pairs", "iter_pairs", "read_tsv", "read_parallel", "RawLines", "line_chunks", "text_lines",
            "MAX_LINE_BYTES"]
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: far more than a sentence; bounds what a pipe that never ends a line costs
@@ -51,43 +51,101 @@ def read_pairs(files: str | ParallelFiles, quote: bool = True) -> list[RawPair]:
 
 
 def iter_pairs(files: str | ParallelFiles, quote: bool = True) -> Iterator[RawPair]:
-    """The pairs of a split as they are read, line by line (never the whole file in memory)."""
-    if isinstance(files, ParallelFiles):
-        return _iter_parallel(files.src, files.tgt, quote)
-    return _iter_tsv(files, quote)
+    """The pairs of a split as they are read (never the whole file in memory)."""
+    return (pair for chunk in line_chunks(files, 1024, quote) for pair in chunk.pairs())
 
 
 def read_tsv(path: str | Path, quote: bool = True) -> list[RawPair]:
-    return list(_iter_tsv(path, quote))
+    return read_pairs(str(path), quote)
 
 
 def read_parallel(src_path: str | Path, tgt_path: str | Path, quote: bool = True) -> list[RawPair]:
-    return list(_iter_parallel(src_path, tgt_path, quote))
+    return read_pairs(ParallelFiles(str(src_path), str(tgt_path)), quote)
 
 
-def _iter_tsv(path: str | Path, quote: bool) -> Iterator[RawPair]:
-    for number, line in _numbered_lines(path, quote):
+@dataclass(frozen=True)
+class RawLines:
+    """Consecutive lines of a split as read, not yet decoded: a TSV's (``targets`` None) or two
+    line-aligned files', the first of them line ``first``.  ``pairs`` decodes them, so that the work
+    can go to another process as bytes."""
+
+    name: str
+    first: int
+    sources: list[bytes]
+    targets: list[bytes] | None = None
+    target_name: str = ""
+    quote: bool = True
+
+    def pairs(self) -> list[RawPair]:
+        if self.targets is None:
+            return [self._tsv_pair(number, _decoded(raw, self.name, number, self.quote))
+                    for number, raw in enumerate(self.sources, start=self.first)]
+        return [RawPair(_decoded(source, self.name, number, self.quote),
+                        _decoded(target, self.target_name, number, self.quote), f"{self.name}:{number}", number)
+                for number, (source, target) in enumerate(zip(self.sources, self.targets), start=self.first)]
+
+    def _tsv_pair(self, number: int, line: str) -> RawPair:
         fields = line.split("\t")
         if len(fields) != 2:
             problem = "no tab" if len(fields) == 1 else f"{len(fields) - 1} tabs"
-            shown = f": {line[:60]!r}" if quote else ""
-            raise DataError(f"{path}:{number}: expected 'source<TAB>target', found {problem}{shown}")
-        yield RawPair(fields[0], fields[1], f"{path}:{number}", number)
+            shown = f": {line[:60]!r}" if self.quote else ""
+            raise DataError(f"{self.name}:{number}: expected 'source<TAB>target', found {problem}{shown}")
+        return RawPair(fields[0], fields[1], f"{self.name}:{number}", number)
 
 
-def _iter_parallel(src_path: str | Path, tgt_path: str | Path, quote: bool) -> Iterator[RawPair]:
-    """Line-aligned files, their line counts checked as they are read: the shorter one ending
-    first is reported with both counts (the longer one counted to its end)."""
-    sources, targets = _numbered_lines(src_path, quote), _numbered_lines(tgt_path, quote)
+def line_chunks(files: str | ParallelFiles, size: int, quote: bool = True) -> Iterator[RawLines]:
+    """A split's lines in chunks of ``size`` as they are read (a leading byte order mark dropped);
+    parallel files' line counts are checked as they are read: when one ends first, both counts
+    are reported (the longer one counted to its end)."""
+    if not isinstance(files, ParallelFiles):
+        for first, lines in _chunked(_raw_lines(files), size):
+            yield RawLines(str(files), first, lines, quote=quote)
+        return
+    sources, targets = _raw_lines(files.src), _raw_lines(files.tgt)
     count = 0
-    for source, target in itertools.zip_longest(sources, targets):
-        if source is None or target is None:
-            rest = 1 + sum(1 for _ in (targets if source is None else sources))
-            counts = (count, count + rest) if source is None else (count + rest, count)
-            raise DataError(f"{src_path} has {counts[0]} lines but {tgt_path} has {counts[1]}; "
+    while True:
+        source_lines, target_lines = list(itertools.islice(sources, size)), list(itertools.islice(targets, size))
+        if len(source_lines) != len(target_lines):
+            ends = count + min(len(source_lines), len(target_lines))
+            rest = sum(1 for _ in (targets if len(source_lines) < len(target_lines) else sources))
+            longer = count + max(len(source_lines), len(target_lines)) + rest
+            counts = (ends, longer) if len(source_lines) < len(target_lines) else (longer, ends)
+            raise DataError(f"{files.src} has {counts[0]} lines but {files.tgt} has {counts[1]}; "
                             "parallel files must be line-aligned")
-        count += 1
-        yield RawPair(source[1], target[1], f"{src_path}:{count}", count)
+        if not source_lines:
+            return
+        yield RawLines(files.src, count + 1, source_lines, target_lines, files.tgt, quote)
+        count += len(source_lines)
+
+
+def _chunked(lines: Iterator[bytes], size: int) -> Iterator[tuple[int, list[bytes]]]:
+    first = 1
+    while chunk := list(itertools.islice(lines, size)):
+        yield first, chunk
+        first += len(chunk)
+
+
+def _raw_lines(path: str | Path) -> Iterator[bytes]:
+    """The lines of ``path`` as bytes (``files.read_lines``: bounded, devices refused, pipes read as
+    they come), a byte order mark at its start dropped; a missing file is ``MissingFileError``."""
+    try:
+        lines = read_lines(Path(path), "text", MAX_LINE_BYTES)
+        first = next(lines, None)
+        if first is None:
+            return
+        yield first.removeprefix(BOM)
+        yield from lines
+    except UnreadableFile as error:
+        raise (MissingFileError(Path(path)) if error.missing else DataError(str(error))) from None
+
+
+def _decoded(raw: bytes, name: str, number: int, quote: bool) -> str:
+    """One line's text (UTF-8, a ``\r`` ending dropped), or ``DataError`` naming ``name:number``."""
+    try:
+        return raw.decode("utf-8").removesuffix("\r")
+    except UnicodeDecodeError as error:
+        byte = f"byte 0x{raw[error.start]:02x} " if quote else ""
+        raise DataError(f"{name}:{number}: not valid UTF-8 ({byte}at column {error.start + 1})") from None
 
 
 def text_lines(raw_lines: Iterable[bytes], name: str, quote: bool = True) -> Iterator[tuple[int, str]]:
@@ -95,17 +153,4 @@ def text_lines(raw_lines: Iterable[bytes], name: str, quote: bool = True) -> Ite
     stream ``name``, as they come: UTF-8, a leading byte order mark dropped, a ``\r`` ending dropped;
     a line that is not UTF-8 raises ``DataError`` naming ``name:line``."""
     for number, raw in enumerate(raw_lines, start=1):
-        if number == 1:
-            raw = raw.removeprefix(BOM)
-        try:
-            yield number, raw.decode("utf-8").removesuffix("\r")
-        except UnicodeDecodeError as error:
-            byte = f"byte 0x{raw[error.start]:02x} " if quote else ""
-            raise DataError(f"{name}:{number}: not valid UTF-8 ({byte}at column {error.start + 1})") from None
-
-
-def _numbered_lines(path: str | Path, quote: bool = True) -> Iterator[tuple[int, str]]:
-    try:
-        yield from text_lines(read_lines(Path(path), "text", MAX_LINE_BYTES), str(path), quote)
-    except UnreadableFile as error:
-        raise (MissingFileError(Path(path)) if error.missing else DataError(str(error))) from None
+        yield number, _decoded(raw.removeprefix(BOM) if number == 1 else raw, name, number, quote)

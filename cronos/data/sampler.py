@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -30,8 +31,8 @@ class BucketBatchSampler(Sampler[list[int]]):
             raise ValueError("src_lengths and tgt_lengths differ in size")
         if batch_size is not None and batch_tokens is not None:
             raise ValueError("give batch_size or batch_tokens, not both")
-        self.src_lengths = torch.as_tensor(list(src_lengths), dtype=torch.long)
-        self.tgt_lengths = torch.as_tensor(list(tgt_lengths), dtype=torch.long)
+        self.src_lengths = torch.as_tensor(np.asarray(src_lengths, dtype=np.int64))  # [N]
+        self.tgt_lengths = torch.as_tensor(np.asarray(tgt_lengths, dtype=np.int64))  # [N]
         self.batch_size = batch_size if batch_tokens is None and batch_size else DEFAULT_BATCH_SIZE
         self.batch_tokens = batch_tokens
         self.seed, self.epoch = seed, 0
@@ -52,7 +53,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return len(self.batches(self.epoch))
 
-    def _order(self, generator: torch.Generator) -> list[int]:
+    def _order(self, generator: torch.Generator) -> torch.Tensor:
         """Examples sorted by source length, then by target length ascending for even source lengths
         and descending for odd ones (a boustrophedon), so a batch that straddles two source lengths
         joins their neighbouring target lengths; ties in a random order."""
@@ -61,33 +62,39 @@ class BucketBatchSampler(Sampler[list[int]]):
         src, tgt = self.src_lengths[order], self.tgt_lengths[order]
         span = (int(self.tgt_lengths.max()) if n else 0) + 1
         snake = torch.where(src % 2 == 0, tgt, span - 1 - tgt)
-        return order[torch.sort(src * span + snake, stable=True).indices].tolist()
+        return order[torch.sort(src * span + snake, stable=True).indices]
 
-    def _pack(self, order: list[int]) -> list[list[int]]:
-        batches, current, longest = [], [], 0
-        src, tgt = self.src_lengths.tolist(), self.tgt_lengths.tolist()
-        for index in order:
-            length = max(src[index], tgt[index])
-            if current and self._full(len(current), max(longest, length)):
-                batches.append(current)
-                current, longest = [], 0
-            current.append(index)
-            longest = max(longest, length)
-        if current:
-            batches.append(current)
-        return batches
-
-    def _full(self, size_before: int, longest_after: int) -> bool:
-        if self.batch_tokens is not None:
-            return (size_before + 1) * longest_after > self.batch_tokens
-        return size_before >= self.batch_size
+    def _pack(self, order: torch.Tensor) -> list[list[int]]:
+        """Neighbours in ``order`` into batches: ``batch_size`` each, or as many as keep batch size x
+        longest side within ``batch_tokens`` (at least one)."""
+        order = order.numpy()
+        if self.batch_tokens is None:
+            starts = np.arange(0, len(order), self.batch_size)
+        else:
+            starts = _token_batch_starts(torch.maximum(self.src_lengths, self.tgt_lengths).numpy()[order],
+                                         self.batch_tokens)
+        return [batch.tolist() for batch in np.split(order, starts[1:])]
 
 
 class RandomBatchSampler(BucketBatchSampler):
     """Same packing over a plain random order: the baseline that bucketing is measured against."""
 
-    def _order(self, generator: torch.Generator) -> list[int]:
-        return torch.randperm(len(self.src_lengths), generator=generator).tolist()
+    def _order(self, generator: torch.Generator) -> torch.Tensor:
+        return torch.randperm(len(self.src_lengths), generator=generator)
+
+
+def _token_batch_starts(longest: np.ndarray, budget: int) -> np.ndarray:
+    """Where each batch starts when neighbours are packed while (size) x (longest side so far) stays
+    within ``budget`` (a batch takes its first example whatever its length): per batch, the running
+    maximum over the next ``budget`` examples (no batch holds more, every example has a token)."""
+    starts, start = [], 0
+    positions = np.arange(1, budget + 1)
+    while start < len(longest):
+        starts.append(start)
+        window = np.maximum.accumulate(longest[start: start + budget])
+        fits = positions[: len(window)] * window <= budget  # True, then False: the product only grows
+        start += max(1, int(np.argmin(fits)) if not fits.all() else len(window))
+    return np.array(starts, dtype=np.int64)
 
 
 def plan_updates(batches: Sequence[list[int]], tokens: Sequence[int], accumulate: int,
