@@ -149,3 +149,21 @@ def test_a_killed_preparation_leaves_only_a_temporary_folder_that_the_next_one_r
     finished = subprocess.run(cronos_command("prepare", str(path)), capture_output=True, text=True, timeout=240)
     assert finished.returncode == 0, finished.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "p", "p.lock", "tiny.yaml"]
+
+
+def test_a_prepared_split_where_no_lock_can_be_written_is_used_as_it_is_or_refused(tmp_path, monkeypatch):
+    """A folder prepared by others in a place this user may not write (tests run as root, so the
+    place is read-only by opening the lock failing as it would there)."""
+    config = data_config(tmp_path, prepared=str(tmp_path / "shared"))
+    prepared = load_training_data(config)
+    real_open = open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).endswith(".lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr("builtins.open", read_only)
+    assert load_training_data(config).examples == prepared.examples  # up to date: used without a lock
+    with pytest.raises(DataError, match=r"data\.prepared: .*shared cannot be used \(made with other settings: "
+                                        r"max_length\) and cannot be prepared again here \(no lock can be written"):
+        load_training_data(dataclasses.replace(config, max_length=50))

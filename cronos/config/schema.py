@@ -118,7 +118,7 @@ class DataConfig:
     prepared: str | None = key(
         None, "a folder for the training split prepared once as memory-mapped arrays (written when missing or "
               "out of date, then shared by every run and process that reads it): for corpora of millions of pairs; "
-              "null: read into memory at each start", path=True)
+              "null: read into memory at each start; relative, like the data paths", path=True)
     workers: int = key(1, "processes that tokenise the training split when it is prepared", minimum=1, maximum=256)
 
     def __post_init__(self) -> None:

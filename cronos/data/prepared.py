@@ -62,9 +62,13 @@ def open_prepared(config: DataConfig, seed: int, subwords: SubwordModels | None,
     then memory-mapped."""
     folder = Path(config.prepared)
     settings = _settings(config, seed, subwords, vocabularies)
-    with _locked(folder):
+    with _locked(folder) as held:
         reason = stale_reason(folder, settings)
         if reason is not None:
+            if not held:
+                raise DataError(f"data.prepared: {folder} cannot be used ({reason}) and cannot be prepared again "
+                                "here (no lock can be written beside it); prepare it where it can be written, or "
+                                "point data.prepared at a folder of your own")
             _refuse_foreign(folder)
             logger.info("preparing the training split in %s (%s)", folder, reason)
             models = models_for() if subwords is None and config.tokenizer == "sentencepiece" else subwords
@@ -249,16 +253,23 @@ def _replace(folder: Path, partial: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Hold the lock of ``folder`` (``NAME.lock`` beside it); say so while another process holds it."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(f"{folder.name}.lock"), "a") as lock:
+def _locked(folder: Path) -> Iterator[bool]:
+    """Hold the lock of ``folder`` (``NAME.lock`` beside it), saying so while another process holds
+    it; yields False, holding nothing, where no lock can be written (a read-only place: a folder
+    prepared there by others can still be used as it is)."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(folder.with_name(f"{folder.name}.lock"), "a")
+    except OSError:
+        yield False
+        return
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             logger.info("waiting for another process that is preparing %s", folder)
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
