@@ -13,7 +13,6 @@ Exit codes: 0 success, 2 usage or config error (one line), 1 runtime error (one 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
@@ -103,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="read the data, build vocabularies, print statistics; with "
                                   "data.prepared, prepare the training split there once for every later run")
     _add_config_args(prepare)
-    prepare.add_argument("--workers", type=int, metavar="N",
+    prepare.add_argument("--workers", type=_positive, metavar="N",
                          help="processes that tokenise the training split [data.workers]")
     prepare.set_defaults(run=_prepare)
 
@@ -242,19 +241,16 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
-def _load(args: argparse.Namespace):
-    return load_config(args.config, overrides=dict(parse_override(item) for item in args.overrides),
-                       overrides_source="--set")
+def _load(args: argparse.Namespace, options: dict[str, object] | None = None):
+    """The config with ``--set``'s overrides and a command's own ``options`` (config keys it sets)."""
+    overrides = dict(parse_override(item) for item in args.overrides) | (options or {})
+    return load_config(args.config, overrides=overrides, overrides_source="--set")
 
 
 def _prepare(args: argparse.Namespace) -> int:
     from .data import BucketBatchSampler, RandomBatchSampler, load_training_data, padded_share
 
-    config = _load(args)
-    if args.workers is not None:
-        if args.workers < 1:
-            raise ConfigError("--workers", "", f"needs at least one process, got {args.workers}")
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, workers=args.workers))
+    config = _load(args, None if args.workers is None else {"data.workers": args.workers})
     data = load_training_data(config.data, seed=config.seed)
     src, tgt = data.examples.src_lengths.tolist(), data.examples.tgt_lengths.tolist()
     batching = dict(batch_size=config.training.batch_size, batch_tokens=config.training.batch_tokens,

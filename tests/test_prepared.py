@@ -167,3 +167,11 @@ def test_a_prepared_split_where_no_lock_can_be_written_is_used_as_it_is_or_refus
     with pytest.raises(DataError, match=r"data\.prepared: .*shared cannot be used \(made with other settings: "
                                         r"max_length\) and cannot be prepared again here \(no lock can be written"):
         load_training_data(dataclasses.replace(config, max_length=50))
+
+
+@pytest.mark.parametrize("where", ["memory", "prepared"])
+def test_a_split_left_empty_by_the_rules_is_one_error_and_no_folder(tmp_path, where):
+    config = data_config(tmp_path, max_length=1, prepared=str(tmp_path / "p") if where == "prepared" else None)
+    with pytest.raises(DataError, match=r"train\.tsv: no training examples left after preprocessing"):
+        load_training_data(config)
+    assert not (tmp_path / "p").exists() and not list(tmp_path.glob("p.partial-*"))

@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from ..config import DataConfig, DataFiles
+from ..config import DataConfig
 from .codec import TextCodec, tokenizers_for
 from .preparation import prepare_split
 from .prepared import open_prepared
@@ -88,8 +88,6 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
             subwords = _subword_models(config, seed)
             vocabularies = subwords.vocabularies()
         prepared = prepare_split(config, tokenizers_for(config, subwords), vocabularies, keep_texts=alpha is not None)
-    if not len(prepared.table):
-        raise DataError(f"{_describe(config.train)}: no training examples left after preprocessing")
     logger.info("training data: %d examples, vocabularies %d (source) and %d (target)",
                 len(prepared.table), len(prepared.src_vocab), len(prepared.tgt_vocab))
     data = TrainingData(prepared.src_vocab, prepared.tgt_vocab, prepared.table, prepared.origins, prepared.stats,
@@ -165,7 +163,3 @@ def load_split(data: str | os.PathLike | Sequence[tuple[str, str]], config: Data
     pairs = list(data)
     sources, targets = [p[0] for p in pairs], [p[1] for p in pairs]
     return EvalSplit(sources, targets, codec.encode(sources, targets))
-
-
-def _describe(files: DataFiles) -> str:
-    return files if isinstance(files, str) else f"{files.src} / {files.tgt}"

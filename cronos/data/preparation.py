@@ -22,10 +22,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..config import DataConfig, DataFiles, ParallelFiles
+from ..config import DataConfig
 from .preprocess import PreprocessStats, TextRules, tokenize_pairs
-from .readers import RawLines, line_chunks
-from .table import ExampleTable, id_dtype
+from .readers import DataError, RawLines, line_chunks, split_paths
+from .table import ExampleTable, id_dtype, offsets_of
 from .tokenizers import Tokenizer
 from .vocab import Vocabulary
 
@@ -93,15 +93,17 @@ def prepare_split(config: DataConfig, tokenizers: tuple[Tokenizer, Tokenizer],
         sides[0].add(chunk.src_tokens, chunk.src_ids, chunk.src_lengths)
         sides[1].add(chunk.tgt_tokens, chunk.tgt_ids, chunk.tgt_lengths)
         lines.append(chunk.lines)
-        _add_stats(stats, chunk.stats)
+        stats.add(chunk.stats)
         texts += chunk.texts
     stats.report(config.max_length)
+    if not sum(map(len, lines)):
+        raise DataError(f"{' / '.join(split_paths(config.train))}: no training examples left after preprocessing")
     if vocabularies is None:
         vocabularies = tuple(Vocabulary.from_counts(side.counts(), config.min_freq, config.max_vocab_size)
                              for side in sides)
     src, tgt = (side.finish(vocabulary) for side, vocabulary in zip(sides, vocabularies))
     table = ExampleTable(src[0], src[1], tgt[0], tgt[1])
-    origins = LineOrigins(_origin_name(config.train), np.concatenate(lines) if lines else np.zeros(0, np.int64))
+    origins = LineOrigins(split_paths(config.train)[0], np.concatenate(lines))
     return Prepared(table, origins, vocabularies[0], vocabularies[1], stats, texts)
 
 
@@ -170,9 +172,7 @@ class _Side:
     def finish(self, vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, offsets)`` of this side under ``vocabulary`` (in the folder's ``NAME_ids.npy``)."""
         lookup = np.array(vocabulary.encode(self.tokens), dtype=id_dtype(len(vocabulary)))
-        offsets = np.zeros(sum(map(len, self.lengths)) + 1, dtype=np.int64)
-        if self.lengths:
-            np.cumsum(np.concatenate(self.lengths), out=offsets[1:])
+        offsets = offsets_of(np.concatenate(self.lengths))
         if self.file is None:
             ids = np.concatenate(self.parts) if self.parts else np.zeros(0, np.int32)
             return lookup[ids] if len(ids) else ids.astype(lookup.dtype), offsets
@@ -187,13 +187,6 @@ class _Side:
         del provisional
         provisional_path.unlink()
         return np.load(path, mmap_mode="r"), offsets
-
-
-def _add_stats(total: PreprocessStats, chunk: PreprocessStats) -> None:
-    total.read += chunk.read
-    total.skipped_empty += chunk.skipped_empty
-    total.filtered_long += chunk.filtered_long
-    total.truncated += chunk.truncated
 
 
 def _ordered_map(work: Callable[[RawLines], _Chunk], items: Iterable[RawLines], workers: int) -> Iterator[_Chunk]:
@@ -214,6 +207,3 @@ def _ordered_map(work: Callable[[RawLines], _Chunk], items: Iterable[RawLines], 
         while pending:
             yield pending.popleft().result()
 
-
-def _origin_name(files: DataFiles) -> str:
-    return files.src if isinstance(files, ParallelFiles) else str(files)

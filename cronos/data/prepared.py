@@ -32,11 +32,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..config import DataConfig, DataFiles, ParallelFiles
+from ..config import DataConfig
 from ..version import __version__
 from .preparation import LineOrigins, Prepared, prepare_split
 from .preprocess import PreprocessStats
-from .readers import DataError
+from .readers import DataError, split_paths
 from .subwords import SubwordModels
 from .table import ARRAYS, ExampleTable
 from .tokenizers import Tokenizer
@@ -115,7 +115,7 @@ def _settings(config: DataConfig, seed: int, subwords: SubwordModels | None,
     if options is not None:
         del options["sampling_alpha"], options["nbest_size"]  # sampling is no part of the arrays
     return {
-        "data": _paths(config.train), "tokenizer": config.tokenizer, "lowercase": config.lowercase,
+        "data": split_paths(config.train), "tokenizer": config.tokenizer, "lowercase": config.lowercase,
         "max_length": config.max_length, "long_policy": config.long_policy, "empty_policy": config.empty_policy,
         "min_freq": config.min_freq, "max_vocab_size": config.max_vocab_size, "sentencepiece": options,
         "seed": seed if trains_models else None,
@@ -136,8 +136,6 @@ def _prepare(folder: Path, config: DataConfig, tokenizers: tuple[Tokenizer, Toke
     try:
         data = {path: _file_facts(Path(path)) for path in settings["data"]}
         prepared = prepare_split(config, tokenizers, vocabularies, partial)
-        if not len(prepared.table):
-            raise DataError(f"{_describe(config.train)}: no training examples left after preprocessing")
         for name in ("src_offsets", "tgt_offsets", "lines"):  # the ids went to their files as they were mapped
             array = prepared.origins.lines if name == "lines" else getattr(prepared.table, name)
             np.save(partial / f"{name}.npy", array, allow_pickle=False)
@@ -223,14 +221,6 @@ def _digest(data: bytes) -> str:
 
 def _vocabulary_digest(vocabulary: Vocabulary) -> str:
     return _digest(json.dumps(vocabulary.to_list()).encode("utf-8"))
-
-
-def _paths(files: DataFiles) -> list[str]:
-    return [files.src, files.tgt] if isinstance(files, ParallelFiles) else [str(files)]
-
-
-def _describe(files: DataFiles) -> str:
-    return files if isinstance(files, str) else f"{files.src} / {files.tgt}"
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -94,6 +94,11 @@ class PreprocessStats:
     filtered_long: int = 0
     truncated: int = 0
 
+    def add(self, other: "PreprocessStats") -> None:
+        """Count ``other``'s too (a chunk's, prepared apart)."""
+        for name in ("read", "skipped_empty", "filtered_long", "truncated"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def report(self, max_length: int) -> None:
         """Say what the rules did: the one message for each thing they do to a text."""
         seen = self.read - self.skipped_empty

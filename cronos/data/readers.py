@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 from ..config import ParallelFiles
 from ..files import UnreadableFile, read_lines
 
-__all__ = ["DataError", "MissingFileError", "RawPair", "read_pairs", "iter_pairs", "read_tsv", "read_parallel", "RawLines", "line_chunks", "text_lines",
+__all__ = ["DataError", "MissingFileError", "RawPair", "read_pairs", "iter_pairs", "read_tsv", "read_parallel", "RawLines", "line_chunks", "split_paths", "text_lines",
            "MAX_LINE_BYTES"]
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: far more than a sentence; bounds what a pipe that never ends a line costs
@@ -43,6 +43,11 @@ class RawPair:
     target: str | None  # None: a source without a reference (a caller's input)
     origin: str         # "file:line" (or "input i"), for messages
     line: int = 0       # the line of a file it was read from (1-based; 0: not from a file)
+
+
+def split_paths(files: str | ParallelFiles) -> list[str]:
+    """The files a split is read from: its TSV, or its source and target files (source first)."""
+    return [files.src, files.tgt] if isinstance(files, ParallelFiles) else [str(files)]
 
 
 def read_pairs(files: str | ParallelFiles, quote: bool = True) -> list[RawPair]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .preprocess import Example
 
-__all__ = ["ExampleTable", "ARRAYS", "id_dtype"]
+__all__ = ["ExampleTable", "ARRAYS", "id_dtype", "offsets_of"]
 
 ARRAYS = ("src_ids", "src_offsets", "tgt_ids", "tgt_offsets")  # the files of a stored table, ``NAME.npy``
 
@@ -46,18 +46,14 @@ class ExampleTable(Sequence[Example]):
         """A table in memory of ``examples`` (with targets; their ``index`` becomes their position)."""
         src = [e.src for e in examples]
         tgt = [e.tgt for e in examples]
-        return cls(_flat(src, dtype), _offsets([len(s) for s in src]), _flat(tgt, dtype),
-                   _offsets([len(t) for t in tgt]))
+        return cls(_flat(src, dtype), offsets_of([len(s) for s in src]), _flat(tgt, dtype),
+                   offsets_of([len(t) for t in tgt]))
 
     @classmethod
     def open(cls, folder: Path) -> "ExampleTable":
-        """The table stored in ``folder`` (``save``), memory-mapped read-only."""
+        """The table stored in ``folder`` (``ARRAYS``, as ``prepared.py`` writes them), memory-mapped read-only."""
         arrays = [np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS]
         return cls(*arrays)
-
-    def save(self, folder: Path) -> None:
-        for name in ARRAYS:
-            np.save(folder / f"{name}.npy", getattr(self, name), allow_pickle=False)
 
     def __len__(self) -> int:
         return len(self.src_offsets) - 1
@@ -92,7 +88,8 @@ def _flat(rows: Sequence[Sequence[int]], dtype: np.dtype) -> np.ndarray:
     return np.fromiter((i for row in rows for i in row), dtype=dtype, count=sum(map(len, rows)))
 
 
-def _offsets(lengths: Sequence[int]) -> np.ndarray:
+def offsets_of(lengths: Sequence[int]) -> np.ndarray:
+    """``[N + 1]`` int64: where each of ``N`` rows of ``lengths`` starts in their concatenation, and the end."""
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return offsets
