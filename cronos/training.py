@@ -17,6 +17,7 @@ its kernels), and its ``metrics.jsonl`` lines are those of the uninterrupted run
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -25,13 +26,14 @@ from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import CheckpointError, check_same_model, model_payload, save_checkpoint
 from .config import Config, TrainingConfig
-from .data import (BucketBatchSampler, EvalSplit, TextCodec, TrainingData, Update, collate, padded_share,
-                   plan_updates)
+from .data import (Batch, BucketBatchSampler, EvalSplit, TextCodec, TrainingData, Update, batch_loader,
+                   padded_share, plan_updates)
 from .distributed import Processes, process_group
 from .board import Board
 from .model_file import read_model_file
@@ -98,6 +100,7 @@ class Trainer:
         self.trained: torch.nn.Module = network  # what a step calls: the network, or DDP around it
         self.folder = RunFolder(Path(config.output_dir))
         self._examples_epoch: int | None = None  # the segmentation of the examples, lengths and sampler below
+        self._plan: tuple[int, list[Update]] | None = None  # an epoch and its updates
         self._use_epoch(0)
         self.optimizer = build_optimizer(network, self.training)
         self.scheduler = self._scheduler()
@@ -232,15 +235,18 @@ class Trainer:
             return
         self.examples = examples = self.data.for_epoch(segmentation)
         self._examples_epoch = segmentation
-        self.lengths = (examples.src_lengths.tolist(), examples.tgt_lengths.tolist())
+        self.lengths = (examples.src_lengths, examples.tgt_lengths)  # int32 [N] each
         self.sampler = BucketBatchSampler(*self.lengths, batch_size=self.training.batch_size,
                                           batch_tokens=self.training.batch_tokens, seed=self.config.seed)
 
     def _updates(self, epoch: int) -> list[Update]:
-        """The epoch's optimiser updates: ``[update][rank]`` -> that process's batches (``plan_updates``)."""
-        self._use_epoch(epoch)
-        return plan_updates(self.sampler.batches(epoch), self.lengths[1], self.training.accumulate,
-                            self.processes.world_size)
+        """The epoch's optimiser updates: ``[update][rank]`` -> that process's batches (``plan_updates``);
+        the last epoch's kept (planning 10M pairs takes seconds)."""
+        if self._plan is None or self._plan[0] != epoch:
+            self._use_epoch(epoch)
+            self._plan = epoch, plan_updates(self.sampler.batches(epoch), self.lengths[1], self.training.accumulate,
+                                             self.processes.world_size)
+        return self._plan[1]
 
     def _train_epoch(self, report: ProgressReport) -> None:
         progress, epoch = self.progress, self.progress.epoch
@@ -249,9 +255,10 @@ class Trainer:
         if progress.batches_done == 0:
             progress.epoch_loss_sum, progress.epoch_tokens, progress.epoch_seconds = 0.0, 0, 0.0
             self._clock = time.perf_counter()
+        loaded = self._loaded(updates[progress.batches_done:])
         for update in updates[progress.batches_done:]:
             started = time.perf_counter()
-            batch_loss, batch_tokens = self._train_step(update)
+            batch_loss, batch_tokens = self._train_step(update, loaded)
             self.stop.agree(self.device)
             progress.epoch_loss_sum += batch_loss
             progress.epoch_tokens += batch_tokens
@@ -282,8 +289,16 @@ class Trainer:
         every = self.training.validate_every
         return every is not None and self.progress.step % every == 0
 
-    def _train_step(self, update: Update) -> tuple[float, int]:
-        """One optimiser step over ``update``: each process's batches (lists of example indices).
+    def _loaded(self, updates: list[Update]) -> Iterator[Batch]:
+        """This process's batches of ``updates``, collated in order (by ``data.loader_workers``
+        processes while the steps run)."""
+        mine = [batch for update in updates for batch in update[self.processes.rank]]
+        return iter(batch_loader(self.examples, mine, self.config.data.loader_workers,
+                                 pin_memory=self.device.type == "cuda"))
+
+    def _train_step(self, update: Update, loaded: Iterator[Batch] | None = None) -> tuple[float, int]:
+        """One optimiser step over ``update``: each process's batches (lists of example indices),
+        collated from ``loaded`` (this process's batches from here on), or here.
 
         The step's loss is the cross-entropy summed over the real target tokens of all its batches,
         in all processes, divided by their number, which the plan gives every process before the
@@ -294,11 +309,13 @@ class Trainer:
         processes, trained = self.processes, self.trained
         trained.train()
         self.optimizer.zero_grad(set_to_none=True)
-        tokens = sum(self.lengths[1][i] for share in update for batch in share for i in batch)  # real target tokens
+        tokens = sum(int(self.lengths[1][np.asarray(batch, dtype=np.int64)].sum())
+                     for share in update for batch in share)  # real target tokens
         mine = update[processes.rank]
+        loaded = loaded if loaded is not None else self._loaded([update])
         loss_sum = torch.zeros((), device=self.device)
-        for number, indices in enumerate(mine):
-            batch = collate([self.examples[i] for i in indices]).to(self.device)
+        for number, batch in enumerate(itertools.islice(loaded, len(mine))):
+            batch = batch.to(self.device)
             exchange = number == len(mine) - 1 or not processes.distributed  # gradients cross processes once
             with nullcontext() if exchange else trained.no_sync():
                 with self.precision.autocast():  # the forward pass only; backward follows the forward's dtypes
@@ -315,7 +332,7 @@ class Trainer:
         # scale), unless the scale has fallen below 1, where the gradient itself is not finite
         scaler_handles_it = self.precision.scaling and self.precision.scale >= 1.0
         if not math.isfinite(total_loss) or (not torch.isfinite(grad_norm) and not scaler_handles_it):
-            indices = [i for share in update for batch in share for i in batch]
+            indices = [int(i) for share in update for batch in share for i in batch]
             return self._non_finite(indices, total_loss, float(grad_norm))
         if not self.precision.step(self.optimizer):
             self.progress.skipped_batches += 1

@@ -9,9 +9,12 @@ of each copy shuffled), prepared and trained on, with wall time and peak memory 
 For each size and config (`multi30k_transformer.yaml`, words; `multi30k_transformer_spm.yaml`,
 SentencePiece) it measures `cronos prepare` into a prepared folder with 1 and 2 workers (wall,
 pairs/s, peak RSS of the process and its workers together), and `cronos train` for
-`--steps` steps on the prepared folder and in memory (peak RSS, seconds from the command to the
-first step, steps/s after it). `--base REV` also measures `cronos train` of another commit (the
-memory before prepared splits: 0.1.0 is `cd26015`). Peak RSS is polled from /proc every 0.1 s (the process tree).
+`--steps` steps on the prepared folder, in memory and with `torchrun --nproc_per_node 2` on the
+prepared folder (peak RSS, and of it the anonymous memory, that is without the mapped files' pages;
+seconds from the command to the first step, steps/s after it), and the seconds to collate a batch
+from the prepared folder (what a step waits for without loader workers). `--base REV` also
+measures `cronos train` of another commit (the memory before prepared splits: 0.1.0 is
+`cd26015`). Peak RSS is polled from /proc every 0.1 s (the process tree).
 The corpora are deleted at the end unless `--keep`.
 """
 from __future__ import annotations
@@ -64,10 +67,11 @@ def measure(command: list[str], cwd: Path) -> dict:
     it logs training steps, the seconds until its first and the steps per second after it."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak, steps, lines = 0, {}, []
+    peak, peak_anon, steps, lines = 0, 0, {}, []
     os.set_blocking(process.stdout.fileno(), False)
     while process.poll() is None:
-        peak = max(peak, _tree_rss(process.pid))
+        rss, anon = _tree_rss(process.pid)
+        peak, peak_anon = max(peak, rss), max(peak_anon, anon)
         for line in _read_available(process):
             lines.append(line)
             if found := STEP.search(line):
@@ -77,7 +81,8 @@ def measure(command: list[str], cwd: Path) -> dict:
     wall = time.perf_counter() - started
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n" + "".join(lines[-30:]))
-    result = {"wall_s": wall, "peak_rss_gib": peak / 2 ** 30, "log": "".join(lines[-8:])}
+    result = {"wall_s": wall, "peak_rss_gib": peak / 2 ** 30, "peak_anonymous_gib": peak_anon / 2 ** 30,
+              "log": "".join(lines[-8:])}
     if len(steps) >= 2:
         last = max(steps)
         result |= {"first_step_s": steps[min(steps)], "steps_per_s": (last - min(steps)) / (steps[last] - steps[min(steps)])}
@@ -92,19 +97,22 @@ def _read_available(process: subprocess.Popen) -> list[str]:
     return data.splitlines(keepends=True) if data else []
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants."""
-    total, todo = 0, [pid]
+def _tree_rss(pid: int) -> tuple[int, int]:
+    """Resident bytes of ``pid`` and all its descendants, and of those the anonymous ones (the
+    processes' own memory; the rest are pages of mapped files, such as a prepared split's arrays,
+    which the page cache holds once for every process and can drop)."""
+    total, anonymous, todo = 0, 0, [pid]
     while todo:
         current = todo.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
             total += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
+            anonymous += int(re.search(r"RssAnon:\s+(\d+) kB", status).group(1)) * 1024
             for task in Path(f"/proc/{current}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, AttributeError):
             continue
-    return total
+    return total, anonymous
 
 
 def cronos(*args: str) -> list[str]:
@@ -142,11 +150,15 @@ def run(args: argparse.Namespace) -> dict:
                 results["runs"].append({"what": "prepare", "pairs": pairs, "config": name, "workers": workers,
                                         **found, "pairs_per_s": pairs / found["wall_s"]})
                 print(json.dumps(results["runs"][-1]), file=sys.stderr)
-            for where in [w for w in ("prepared", "memory") if w in args.train]:
-                prepared = [f"--set=data.prepared={args.dir / f'prepared-{name}-{pairs}-{args.workers[-1]}'}"] \
-                    if where == "prepared" else []
-                found = train(config, data + prepared, args)
+            prepared = [f"--set=data.prepared={args.dir / f'prepared-{name}-{pairs}-{args.workers[-1]}'}"]
+            for where in [w for w in ("prepared", "memory", "torchrun") if w in args.train]:
+                found = train(config, data + (prepared if where != "memory" else []), args,
+                              TORCHRUN if where == "torchrun" else None)
                 results["runs"].append({"what": "train", "where": where, "pairs": pairs, "config": name, **found})
+                print(json.dumps(results["runs"][-1]), file=sys.stderr)
+            if "loading" in args.train:
+                results["runs"].append({"what": "loading", "pairs": pairs, "config": name,
+                                        **loading(config, data + prepared, args.steps)})
                 print(json.dumps(results["runs"][-1]), file=sys.stderr)
             if args.base is not None and "base" in args.train:
                 found = base_train(args.base, name, data, args)
@@ -157,6 +169,26 @@ def run(args: argparse.Namespace) -> dict:
             for path in args.dir.glob(f"*{pairs}*"):
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
     return results
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "cronos"]
+
+
+def loading(config_path: str, overrides: list[str], batches: int) -> dict:
+    """What the training loop waits for with ``data.loader_workers: 0``: the seconds to collate each
+    of the first ``batches`` batches of epoch 0 from the (prepared) training split."""
+    from cronos.config import load_config
+    from cronos.data import BucketBatchSampler, collate, load_training_data
+
+    config = load_config(config_path, overrides=dict(o.removeprefix("--set=").split("=", 1) for o in overrides))
+    data = load_training_data(config.data, seed=config.seed)
+    planned = BucketBatchSampler(data.examples.src_lengths, data.examples.tgt_lengths,
+                                 batch_size=config.training.batch_size, batch_tokens=config.training.batch_tokens,
+                                 seed=config.seed).batches(0)[:batches]
+    started = time.perf_counter()
+    for batch in planned:
+        collate([data.examples[int(i)] for i in batch])
+    return {"batches": len(planned), "collate_s_per_batch": (time.perf_counter() - started) / len(planned)}
 
 
 def train(config: str, data: list[str], args: argparse.Namespace, command: list[str] | None = None) -> dict:
@@ -175,13 +207,18 @@ def plot(results: dict, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    lines: dict[tuple[str, str, str], dict[int, float]] = {}
     for run in results["runs"]:
-        if run["what"] == "train":
-            lines.setdefault((run["where"], run["config"]), []).append((run["pairs"], run["peak_rss_gib"]))
-    for (where, config), points in sorted(lines.items()):
-        points.sort()
-        axes.plot([p for p, _ in points], [r for _, r in points], marker="o", label=f"{where} ({config})")
+        if run["what"] == "train" and run["where"] != "torchrun":  # one process each
+            lines.setdefault((run["where"], run["config"], "peak RSS"), {})[run["pairs"]] = run["peak_rss_gib"]
+            if run["where"] == "prepared" and "peak_anonymous_gib" in run:
+                lines.setdefault((run["where"], run["config"], "its own memory"), {})[run["pairs"]] = \
+                    run["peak_anonymous_gib"]
+    for (where, config, measure), points in sorted(lines.items()):
+        pairs = sorted(points)
+        axes.plot(pairs, [points[p] for p in pairs], marker="o", linestyle="--" if measure != "peak RSS" else "-",
+                  label=f"{'in memory' if where == 'memory' else where} ({config})"
+                  + (": its own memory, without the mapped files' pages" if measure != "peak RSS" else ""))
     axes.set_xscale("log")
     axes.set_xlabel("training pairs")
     axes.set_ylabel("peak RSS of cronos train (GiB)")
@@ -198,8 +235,11 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--train", nargs="*", default=["prepared", "memory", "base"],
-                        choices=["prepared", "memory", "base"], help="which trainings to measure (none: prepare only)")
+    parser.add_argument("--train", nargs="*", default=["prepared", "memory", "base", "torchrun", "loading"],
+                        choices=["prepared", "memory", "base", "torchrun", "loading"],
+                        help="which trainings to measure (none: prepare only): on the prepared split, in memory, "
+                             "with --base, on the prepared split with torchrun --nproc_per_node 2; and the time "
+                             "to collate a batch from the prepared split")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/cronos-scale"))
     parser.add_argument("--multi30k", type=Path, default=ROOT.parent / "shared" / "data" / "multi30k")
     parser.add_argument("--keep", action="store_true", help="keep the corpora and prepared folders")

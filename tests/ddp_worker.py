@@ -42,7 +42,8 @@ def main(config_path: str, out: str, steps: int) -> None:
             torch.nn.utils.clip_grad_norm_(peers.network.parameters(), config.training.clip_grad_norm)
             peers.optimizer.step()
         if processes.main:
-            torch.save({"ours": ours.network.state_dict(), "peers": peers.network.state_dict(), "plan": plan}, out)
+            torch.save({"ours": ours.network.state_dict(), "peers": peers.network.state_dict(),
+                        "plan": [[[batch.tolist() for batch in share] for share in update] for update in plan]}, out)
         ours.trained = replicated = None  # DistributedDataParallel goes before its process group does
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import resource
 import signal
 import subprocess
 import time
@@ -53,16 +54,19 @@ def test_two_workers_prepare_what_one_does(tmp_path):
 
 
 def test_training_on_the_prepared_split_ends_with_the_weights_of_training_in_memory(tmp_path):
+    """Also with the batches built by two loader processes (data.loader_workers)."""
     weights = {}
-    for name, prepared in (("memory", None), ("prepared", str(tmp_path / "split"))):
-        config = load_config(tiny_config(tmp_path / name, data={"prepared": prepared},
+    for name, data in (("memory", {}), ("prepared", {"prepared": str(tmp_path / "split")}),
+                       ("prepared, two loader processes", {"prepared": str(tmp_path / "split"), "loader_workers": 2})):
+        config = load_config(tiny_config(tmp_path / name, data=data,
                                          training={"epochs": 1, "checkpoint_every": None}))
         model = cronos.Cronos.from_config(config)
         model.fit()
         weights[name] = model.network.state_dict()
-    assert weights["memory"].keys() == weights["prepared"].keys()
-    for key, value in weights["memory"].items():
-        assert torch.equal(value, weights["prepared"][key]), key
+    for name in ("prepared", "prepared, two loader processes"):
+        assert weights["memory"].keys() == weights[name].keys()
+        for key, value in weights["memory"].items():
+            assert torch.equal(value, weights[name][key]), (name, key)
 
 
 def prepare(config, caplog) -> list[str]:
@@ -149,6 +153,29 @@ def test_a_killed_preparation_leaves_only_a_temporary_folder_that_the_next_one_r
     finished = subprocess.run(cronos_command("prepare", str(path)), capture_output=True, text=True, timeout=240)
     assert finished.returncode == 0, finished.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "p", "p.lock", "tiny.yaml"]
+
+
+def test_a_disk_that_fills_while_preparing_is_one_line_and_leaves_no_folder(tmp_path):
+    """The kernel refuses the writes past a size (RLIMIT_FSIZE: what a full disk or a quota does to a
+    writer, with EFBIG for ENOSPC); the next preparation, with room, succeeds."""
+    config = tiny_config(tmp_path, data={"prepared": str(tmp_path / "p")})
+    train = Path(config["data"]["train"])
+    train.write_text(train.read_text(encoding="utf-8") * 10, encoding="utf-8")  # 8,000 pairs: 0.5 MB of ids
+    path = write_config(tmp_path / "tiny.yaml", config)
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failing write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, 256 << 10))
+
+    full = subprocess.run(cronos_command("prepare", str(path)), capture_output=True, text=True, timeout=240,
+                          preexec_fn=small_files)
+    assert full.returncode == 1
+    assert full.stderr.strip().splitlines()[-1] == (
+        f"cronos: error: DataError: data.prepared: cannot write the prepared split beside {tmp_path / 'p'}: "
+        "File too large; free some space or point data.prepared elsewhere")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "p.lock", "tiny.yaml"]
+    finished = subprocess.run(cronos_command("prepare", str(path)), capture_output=True, text=True, timeout=240)
+    assert finished.returncode == 0, finished.stderr
 
 
 def test_a_prepared_split_where_no_lock_can_be_written_is_used_as_it_is_or_refused(tmp_path, monkeypatch):

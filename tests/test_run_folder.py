@@ -95,8 +95,8 @@ def test_fit_stopped_before_its_first_validation_returns_its_own_weights(finishe
     config["model"]["decoder"]["hidden_size"] = decoder_size
     original = Trainer._train_step
 
-    def stop_at_step_3(self, indices):
-        result = original(self, indices)
+    def stop_at_step_3(self, update, loaded):
+        result = original(self, update, loaded)
         if self.progress.step == 3:
             self.request_stop("test")
         return result

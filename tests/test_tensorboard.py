@@ -37,8 +37,8 @@ def test_a_resumed_run_replaces_the_events_logged_after_its_checkpoint(tmp_path,
 
     original = Trainer._train_step
 
-    def stop_at_step_33(self, update):  # an interrupted run: steps 31-33 logged, last.pt at step 30
-        result = original(self, update)
+    def stop_at_step_33(self, update, loaded):  # an interrupted run: steps 31-33 logged, last.pt at step 30
+        result = original(self, update, loaded)
         if self.progress.step == 33:
             raise KeyboardInterrupt
         return result

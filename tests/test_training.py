@@ -41,8 +41,8 @@ def test_resume_after_a_stop_mid_run_ends_with_the_same_weights(tmp_path, monkey
     stop_at = 11  # inside the first epoch of 25 batches
     original = Trainer._train_step
 
-    def stop_after(self, indices):
-        result = original(self, indices)
+    def stop_after(self, update, loaded):
+        result = original(self, update, loaded)
         if self.progress.step == stop_at:
             self.request_stop("test")
         return result

@@ -9,11 +9,12 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import cronos
-from cronos.data import load_training_data
+from cronos.data import PAD_INDEX, load_training_data, plan_updates
 from cronos.training import Trainer
 from helpers import DATES, tiny_config
 
@@ -31,10 +32,12 @@ def reversing(tmp_path) -> dict:
     return {"train": str(path), "valid": None, "test": None}
 
 
-def trainers(tmp_path, dtype: torch.dtype, accumulate: int):
+def trainers(tmp_path, dtype: torch.dtype, accumulate: int, prepared: bool = False):
     """A trainer that accumulates ``accumulate`` batches and one that takes them as one batch, on
-    copies of the same network, with the config's optimiser (Adam, clipping at 1)."""
-    sections = {"model": NO_DROPOUT, "data": reversing(tmp_path)}
+    copies of the same network, with the config's optimiser (Adam, clipping at 1); ``prepared``:
+    on the training split prepared in a folder (memory-mapped) instead of read into memory."""
+    sections = {"model": NO_DROPOUT,
+                "data": reversing(tmp_path) | ({"prepared": str(tmp_path / "prepared")} if prepared else {})}
     config = cronos.load_config(tiny_config(tmp_path, training={"accumulate": accumulate}, **sections))
     model = cronos.Cronos.from_config(config)
     data = load_training_data(config.data)
@@ -62,6 +65,21 @@ def test_p7_an_update_of_k_batches_is_the_update_of_their_union(tmp_path, dtype,
         assert split_tokens == union_tokens and split_loss == pytest.approx(union_loss, rel=1e-6)
     assert split.progress.step == union.progress.step == 4
     assert max_difference(split.network, union.network) <= TOLERANCE[dtype]
+
+
+def test_p4_p7_hold_on_a_prepared_split(tmp_path):
+    """On batches read from the memory-mapped split: accumulated updates equal the union's (P7),
+    and the <pad> embedding rows stay zero (P4)."""
+    split, union = trainers(tmp_path, torch.float64, 2, prepared=True)
+    assert isinstance(split.data.examples.src_ids, np.memmap)
+    initial = copy.deepcopy(split.network)
+    for update in plan_updates(split.sampler.batches(0), split.lengths[1], 2)[:3]:
+        split._train_step(update)
+        union._train_step([[np.concatenate(update[0])]])
+    assert max_difference(split.network, union.network) <= TOLERANCE[torch.float64]
+    for embedding in (split.network.src_embedding, split.network.tgt_embedding):
+        assert torch.equal(embedding.weight[PAD_INDEX], torch.zeros_like(embedding.weight[PAD_INDEX]))
+    assert max_difference(split.network, initial) > 1e-3  # it trained
 
 
 def test_the_mean_of_per_batch_means_would_not_give_the_union(tmp_path):

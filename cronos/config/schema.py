@@ -120,6 +120,9 @@ class DataConfig:
               "out of date, then shared by every run and process that reads it): for corpora of millions of pairs; "
               "null: read into memory at each start; relative, like the data paths", path=True)
     workers: int = key(1, "processes that tokenise the training split when it is prepared", minimum=1, maximum=256)
+    loader_workers: int = key(
+        0, "processes that build the next training batches while a step runs (0: the training process builds "
+           "each when it needs it); batches and results are the same either way", minimum=0, maximum=64)
 
     def __post_init__(self) -> None:
         if self.tokenizer != "sentencepiece" and self.sentencepiece != SentencePieceConfig():

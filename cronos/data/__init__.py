@@ -2,6 +2,7 @@
 from .batch import Batch, chunks, collate, length_batches
 from .codec import TextCodec, tokenizers_for
 from .subwords import SubwordModels
+from .loader import batch_loader
 from .corpus import SPLITS, EvalSplit, TrainingData, load_eval_split, load_split, load_training_data
 from .preprocess import Example, PreprocessStats, TextRules, TokenizedPair
 from .readers import DataError, read_pairs
@@ -10,7 +11,7 @@ from .tokenizers import Tokenizer, build_tokenizer
 from .vocab import BOS_INDEX, EOS_INDEX, PAD_INDEX, UNK_INDEX, Vocabulary
 
 __all__ = [
-    "Batch", "chunks", "collate", "length_batches", "TextCodec", "tokenizers_for", "SubwordModels", "SPLITS", "EvalSplit",
+    "Batch", "chunks", "collate", "length_batches", "batch_loader", "TextCodec", "tokenizers_for", "SubwordModels", "SPLITS", "EvalSplit",
     "TrainingData", "load_eval_split", "load_split", "load_training_data",
     "Example", "PreprocessStats", "TextRules", "TokenizedPair", "DataError", "read_pairs", "BucketBatchSampler",
     "RandomBatchSampler", "padded_share", "plan_updates", "Batches", "Update", "Tokenizer", "build_tokenizer", "Vocabulary", "PAD_INDEX",

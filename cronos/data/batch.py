@@ -42,6 +42,13 @@ class Batch:
     def num_target_tokens(self) -> int:
         return int(self.tgt_lengths.sum()) if self.tgt_lengths is not None else 0
 
+    def pin_memory(self) -> "Batch":
+        """The tensors in page-locked memory (what ``DataLoader(pin_memory=True)`` calls), for a faster
+        copy to a CUDA device."""
+        pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
+        return replace(self, src=pin(self.src), tgt_in=pin(self.tgt_in), tgt_out=pin(self.tgt_out),
+                       readings=tuple((pin(tokens), lengths) for tokens, lengths in self.readings))
+
     def to(self, device: torch.device | str) -> "Batch":
         """Tensors moved to ``device``; lengths stay on the CPU (``pack_padded_sequence`` wants them there)."""
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731

@@ -150,6 +150,10 @@ def _prepare(folder: Path, config: DataConfig, tokenizers: tuple[Tokenizer, Toke
                                          "settings": settings, "data": data, "files": files,
                                          "examples": len(prepared.table)})
         _replace(folder, partial)
+    except OSError as error:  # a full disk, a quota: said with the place, nothing left that looks prepared
+        shutil.rmtree(partial, ignore_errors=True)
+        raise DataError(f"data.prepared: cannot write the prepared split beside {folder}: "
+                        f"{error.strerror or error}; free some space or point data.prepared elsewhere") from None
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
