@@ -69,6 +69,22 @@ def test_training_on_the_prepared_split_ends_with_the_weights_of_training_in_mem
             assert torch.equal(value, weights[name][key]), (name, key)
 
 
+def test_a_run_on_the_prepared_split_resumed_inside_an_epoch_ends_with_the_weights_of_one_in_memory(tmp_path):
+    """Stopped at step 11 of 25 and resumed, with two loader processes: the batches after the
+    stop, their order and the random numbers are those of a run that never stopped."""
+    cronos.fit(cronos.load_config(tiny_config(tmp_path / "straight", training={"epochs": 1})))
+    data = {"prepared": str(tmp_path / "split"), "loader_workers": 2}
+    stopped = tiny_config(tmp_path / "resumed", data=data, training={"epochs": 1, "max_steps": 11})
+    cronos.fit(cronos.load_config(stopped))
+    resumed = cronos.fit(cronos.load_config(stopped), **{"training.resume": "auto", "training.max_steps": None})
+    last = torch.load(tmp_path / "resumed" / "run" / "last.pt", weights_only=True)
+    assert last["training"]["progress"]["step"] == 25
+    expected = torch.load(tmp_path / "straight" / "run" / "last.pt", weights_only=True)["model"]
+    for name, tensor in expected.items():
+        assert torch.equal(last["model"][name], tensor), name
+    assert resumed.translate(["1/2/07"])
+
+
 def prepare(config, caplog) -> list[str]:
     """Load the training data; the lines that say the split was prepared, and why."""
     caplog.clear()
