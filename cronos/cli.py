@@ -252,18 +252,18 @@ def _prepare(args: argparse.Namespace) -> int:
 
     config = _load(args, None if args.workers is None else {"data.workers": args.workers})
     data = load_training_data(config.data, seed=config.seed)
-    src, tgt = data.examples.src_lengths.tolist(), data.examples.tgt_lengths.tolist()
+    src, tgt = data.examples.src_lengths, data.examples.tgt_lengths  # int32 [N] each
     batching = dict(batch_size=config.training.batch_size, batch_tokens=config.training.batch_tokens,
                     seed=config.seed)
-    bucketed = BucketBatchSampler(src, tgt, **batching)
-    random_ = RandomBatchSampler(src, tgt, **batching)
+    bucketed = BucketBatchSampler(src, tgt, **batching).batches(0)
+    random_ = RandomBatchSampler(src, tgt, **batching).batches(0)
     print(f"examples: {len(data.examples)} (read {data.stats.read}, skipped empty {data.stats.skipped_empty}, "
           f"filtered long {data.stats.filtered_long}, truncated {data.stats.truncated})")
     print(f"vocabulary: {len(data.src_vocab)} source, {len(data.tgt_vocab)} target tokens (specials included)")
-    print(f"source length: min {min(src)}, mean {sum(src) / len(src):.1f}, max {max(src)}")
-    print(f"target length (+eos): min {min(tgt)}, mean {sum(tgt) / len(tgt):.1f}, max {max(tgt)}")
-    print(f"padded share, epoch 0: bucketed {padded_share(bucketed.batches(0), src, tgt):.2%} "
-          f"({len(bucketed)} batches), random {padded_share(random_.batches(0), src, tgt):.2%}")
+    for side, lengths in (("source length", src), ("target length (+eos)", tgt)):
+        print(f"{side}: min {int(lengths.min())}, mean {int(lengths.sum()) / len(lengths):.1f}, max {int(lengths.max())}")
+    print(f"padded share, epoch 0: bucketed {padded_share(bucketed, src, tgt):.2%} "
+          f"({len(bucketed)} batches), random {padded_share(random_, src, tgt):.2%}")
     if config.data.prepared is not None:
         print(f"prepared training split: {config.data.prepared}")
     return 0

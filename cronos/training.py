@@ -26,14 +26,13 @@ from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import CheckpointError, check_same_model, model_payload, save_checkpoint
 from .config import Config, TrainingConfig
 from .data import (Batch, BucketBatchSampler, EvalSplit, TextCodec, TrainingData, Update, batch_loader,
-                   padded_share, plan_updates)
+                   padded_share, plan_updates, tokens_in)
 from .distributed import Processes, process_group
 from .board import Board
 from .model_file import read_model_file
@@ -309,8 +308,7 @@ class Trainer:
         processes, trained = self.processes, self.trained
         trained.train()
         self.optimizer.zero_grad(set_to_none=True)
-        tokens = sum(int(self.lengths[1][np.asarray(batch, dtype=np.int64)].sum())
-                     for share in update for batch in share)  # real target tokens
+        tokens = sum(tokens_in(batch, self.lengths[1]) for share in update for batch in share)  # real target tokens
         mine = update[processes.rank]
         loaded = loaded if loaded is not None else self._loaded([update])
         loss_sum = torch.zeros((), device=self.device)

@@ -6,7 +6,7 @@ from .loader import batch_loader
 from .corpus import SPLITS, EvalSplit, TrainingData, load_eval_split, load_split, load_training_data
 from .preprocess import Example, PreprocessStats, TextRules, TokenizedPair
 from .readers import DataError, read_pairs
-from .sampler import Batches, BucketBatchSampler, RandomBatchSampler, Update, padded_share, plan_updates
+from .sampler import Batches, BucketBatchSampler, RandomBatchSampler, Update, padded_share, plan_updates, tokens_in
 from .tokenizers import Tokenizer, build_tokenizer
 from .vocab import BOS_INDEX, EOS_INDEX, PAD_INDEX, UNK_INDEX, Vocabulary
 
@@ -14,6 +14,6 @@ __all__ = [
     "Batch", "chunks", "collate", "length_batches", "batch_loader", "TextCodec", "tokenizers_for", "SubwordModels", "SPLITS", "EvalSplit",
     "TrainingData", "load_eval_split", "load_split", "load_training_data",
     "Example", "PreprocessStats", "TextRules", "TokenizedPair", "DataError", "read_pairs", "BucketBatchSampler",
-    "RandomBatchSampler", "padded_share", "plan_updates", "Batches", "Update", "Tokenizer", "build_tokenizer", "Vocabulary", "PAD_INDEX",
+    "RandomBatchSampler", "padded_share", "plan_updates", "tokens_in", "Batches", "Update", "Tokenizer", "build_tokenizer", "Vocabulary", "PAD_INDEX",
     "UNK_INDEX", "BOS_INDEX", "EOS_INDEX",
 ]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["BucketBatchSampler", "RandomBatchSampler", "padded_share", "plan_updates", "DEFAULT_BATCH_SIZE",
+__all__ = ["BucketBatchSampler", "RandomBatchSampler", "padded_share", "plan_updates", "tokens_in", "DEFAULT_BATCH_SIZE",
            "Batches", "Update"]
 
 DEFAULT_BATCH_SIZE = 64
@@ -147,12 +147,17 @@ def _split_until(batches: Batches, count: int) -> Batches:
 def _deal(update: Batches, tokens: np.ndarray, world_size: int) -> Update:
     shares: Update = [[] for _ in range(world_size)]
     load = [0] * world_size
-    sizes = [int(tokens[np.asarray(batch, dtype=np.int64)].sum()) for batch in update]
+    sizes = [tokens_in(batch, tokens) for batch in update]
     for b in sorted(range(len(update)), key=lambda b: (-sizes[b], b)):
         rank = min(range(world_size), key=lambda r: (load[r], r))
         shares[rank].append(update[b])
         load[rank] += sizes[b]
     return shares
+
+
+def tokens_in(batch: Sequence[int], tokens: Sequence[int] | np.ndarray) -> int:
+    """The sum of ``tokens`` (per example) over the examples of ``batch``: its real target tokens, say."""
+    return int(np.asarray(tokens)[np.asarray(batch, dtype=np.int64)].sum())
 
 
 def padded_share(batches: Sequence[Sequence[int]], src_lengths: Sequence[int] | np.ndarray,
@@ -165,7 +170,7 @@ def padded_share(batches: Sequence[Sequence[int]], src_lengths: Sequence[int] | 
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     padded = total = 0
     for lengths in (src_lengths, tgt_lengths):
-        lengths = np.asarray(lengths, dtype=np.int64)[indices]
+        lengths = np.asarray(lengths)[indices].astype(np.int64)  # gathered first: no copy of every length
         area = int((sizes * np.maximum.reduceat(lengths, starts)).sum())  # batch size x its longest
         total, padded = total + area, padded + area - int(lengths.sum())
     return padded / total
