@@ -14,8 +14,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from .config import DecodingConfig
 from .data import EvalSplit, Example, TextCodec
 from .data.vocab import PAD_INDEX
-from .inference import length_batched, teacher_forced
-from .loss import token_cross_entropy
+from .inference import example_log_probs, length_batched, target_log_probs, teacher_forced
 from .network import Seq2Seq
 from .search import Beam, decode
 
@@ -25,15 +24,20 @@ METRICS = ("loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf")
 
 
 def teacher_forced_scores(network: Seq2Seq, examples: Sequence[Example], batch_size: int) -> dict[str, float]:
-    """Per-token loss (no label smoothing), perplexity and token accuracy over real target tokens."""
-    loss_sum, tokens, correct = 0.0, 0, 0
-    for batch, _ in length_batched(network, examples, batch_size):
+    """Per-token loss (no label smoothing), perplexity and token accuracy over real target tokens.
+
+    The loss is the exactly rounded sum (``math.fsum``) of each example's own, so it does not
+    depend on how the examples were batched."""
+    log_probs: list[float] = []
+    tokens, correct = 0, 0
+    for batch, positions in length_batched(network, examples, batch_size):
         logits, _ = teacher_forced(network, batch, need_weights=False)
-        batch_loss, count = token_cross_entropy(logits, batch.tgt_out, 0.0)
-        real = batch.tgt_out != PAD_INDEX
-        loss_sum, tokens = loss_sum + float(batch_loss), tokens + count
-        correct += int(((logits.argmax(-1) == batch.tgt_out) & real).sum())
-    loss = loss_sum / max(tokens, 1)
+        logits, targets = logits[: len(positions)], batch.tgt_out[: len(positions)]  # without filler rows
+        log_probs += example_log_probs(target_log_probs(logits, targets), batch.tgt_lengths[: len(positions)])
+        real = targets != PAD_INDEX
+        tokens += int(real.sum())
+        correct += int(((logits.argmax(-1) == targets) & real).sum())
+    loss = -math.fsum(log_probs) / max(tokens, 1)
     return {"loss": loss, "ppl": math.exp(min(loss, 100.0)), "token_accuracy": correct / max(tokens, 1)}
 
 

@@ -2,6 +2,12 @@
 mode without autograd, with the results back in input order; and the teacher-forced forward that
 scoring, evaluation and explanations share.
 
+A batch's rows are a multiple of ``ROW_MULTIPLE``: the last example is repeated as filler rows,
+whose results no one reads.  A matrix product on the CPU picks its kernel by its number of rows
+(one sentence alone is a 1-row product), and only products of a multiple of 4 rows give each row
+the same bits whatever their number: so an example's results are the same alone and in any batch
+(docs/batch_invariance.md).
+
     results = in_length_batches(network, examples, 64, lambda batch, positions: ...)  # input order
     for batch, positions in length_batched(network, examples, 64): ...                # batch by batch
 """
@@ -9,32 +15,44 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Sequence, TypeVar
 
+import torch
 from torch import Tensor
 
 from .data import Batch, Example, collate, length_batches
+from .data.vocab import PAD_INDEX
 from .network import Seq2Seq, evaluating
 
-__all__ = ["in_length_batches", "length_batched", "teacher_forced"]
+__all__ = ["ROW_MULTIPLE", "filler_rows", "in_length_batches", "length_batched", "teacher_forced",
+           "target_log_probs", "example_log_probs"]
 
 T = TypeVar("T")
+
+ROW_MULTIPLE = 4
+
+
+def filler_rows(rows: int) -> int:
+    """How many filler rows make ``rows`` a multiple of ``ROW_MULTIPLE``."""
+    return -rows % ROW_MULTIPLE
 
 
 def length_batched(network: Seq2Seq, examples: Sequence[Example], batch_size: int) -> Iterator[tuple[Batch, list[int]]]:
     """``(batch, positions)``: ``examples`` collated in batches of similar source length on the
-    network's device (``positions``: the batch's examples' places in ``examples``), the network in
-    eval mode without autograd while the batches are used."""
+    network's device (``positions``: the places in ``examples`` of the batch's first
+    ``len(positions)`` rows; the rest are filler rows), the network in eval mode without autograd
+    while the batches are used."""
     with evaluating(network):
         for positions in length_batches(examples, batch_size):
-            yield collate([examples[i] for i in positions]).to(network.device), positions
+            rows = [examples[i] for i in positions]
+            yield collate(rows + rows[-1:] * filler_rows(len(rows))).to(network.device), positions
 
 
 def in_length_batches(network: Seq2Seq, examples: Sequence[Example], batch_size: int,
                       run_batch: Callable[[Batch, list[int]], Sequence[T]]) -> list[T]:
-    """``run_batch(batch, positions)`` over ``length_batched`` batches; its per-example results in
-    input order."""
+    """``run_batch(batch, positions)`` over ``length_batched`` batches; its per-row results (filler
+    rows' dropped) in input order."""
     results: list = [None] * len(examples)
     for batch, positions in length_batched(network, examples, batch_size):
-        for position, result in zip(positions, run_batch(batch, positions)):
+        for position, result in zip(positions, run_batch(batch, positions)):  # stops before the fillers
             results[position] = result
     return results
 
@@ -45,3 +63,16 @@ def teacher_forced(network: Seq2Seq, batch: Batch, need_weights: bool = True) ->
     state = network.start_decoder(network.encode(batch.src, batch.src_lengths, *batch.readings))
     logits, attention, _ = network.run_decoder(batch.tgt_in, state, need_weights)
     return logits, attention
+
+
+def target_log_probs(logits: Tensor, tgt_out: Tensor) -> Tensor:
+    """``logits [B, T, V]``, ``tgt_out [B, T]`` -> each target token's log-prob ``[B, T]``, float64 on
+    the CPU, 0 at padding."""
+    chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)
+    return chosen.masked_fill(tgt_out == PAD_INDEX, 0.0).double().cpu()
+
+
+def example_log_probs(chosen: Tensor, lengths: Tensor) -> list[float]:
+    """Each row's summed log-prob over its ``lengths`` real tokens (``chosen [B, T]`` from
+    ``target_log_probs``): a sum over exactly those, so it has the same bits in any batch."""
+    return [float(row[:length].sum()) for row, length in zip(chosen, lengths.tolist())]

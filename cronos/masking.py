@@ -7,9 +7,16 @@ their one call site, never in between.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["lengths_to_mask", "masked_softmax", "check_lengths"]
+__all__ = ["KEY_MULTIPLE", "lengths_to_mask", "masked_softmax", "pad_keys", "check_lengths"]
+
+# Attention over a multiple of 16 keys (the float32 lanes of an AVX-512 register): its scores,
+# softmax and weighted sum of values then keep their bits whatever the padding after the real keys,
+# so an example's attention does not depend on the longest source of its batch
+# (docs/batch_invariance.md).
+KEY_MULTIPLE = 16
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
@@ -42,6 +49,23 @@ def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
     key_mask = mask.view(mask.size(0), *([1] * (scores.dim() - 2)), mask.size(-1))  # [B, 1.., S]
     weights = torch.softmax(scores.masked_fill(~key_mask, float("-inf")), dim=-1)
     return weights.masked_fill(~key_mask, 0.0)  # exact zeros, and 0 instead of NaN for an all-pad row
+
+
+def pad_keys(keys: Tensor, values: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor, int]:
+    """Keys and values ``[..., S, *]`` widened with zeros to ``S'``, a multiple of ``KEY_MULTIPLE``
+    positions, the mask widened with False to ``[B, S']``, and the real width: the mask's, or with
+    ``None`` (the unmasked ablation) all ``S`` keys, ``[1, S']``.  The added keys get exactly
+    nothing.  Keys already widened (a decoder's memory, once per source) are not copied again."""
+    length = keys.size(-2) if mask is None else mask.size(-1)
+    width = -(-keys.size(-2) // KEY_MULTIPLE) * KEY_MULTIPLE
+    if mask is None:
+        mask = torch.ones(1, length, dtype=torch.bool, device=keys.device)
+    if width != keys.size(-2):
+        extra = width - keys.size(-2)
+        keys, values = F.pad(keys, (0, 0, 0, extra)), F.pad(values, (0, 0, 0, extra))
+    if width != mask.size(-1):
+        mask = F.pad(mask, (0, width - mask.size(-1)), value=False)
+    return keys, values, mask, length
 
 
 def check_lengths(lengths: Tensor) -> None:

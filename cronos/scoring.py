@@ -13,12 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import torch
 
 from .data import Batch, Example
-from .data.vocab import PAD_INDEX
 from .network import Seq2Seq
-from .inference import in_length_batches, teacher_forced
+from .inference import example_log_probs, in_length_batches, target_log_probs, teacher_forced
 
 __all__ = ["PairScore", "score_examples"]
 
@@ -44,9 +42,8 @@ def score_examples(network: Seq2Seq, examples: Sequence[Example], batch_size: in
 
     def score_batch(batch: Batch, positions: list[int]) -> list[PairScore]:
         logits, _ = teacher_forced(network, batch, need_weights=False)  # [B, T, V]
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
-        chosen = log_probs.gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)  # [B, T]
-        chosen = chosen.masked_fill(batch.tgt_out == PAD_INDEX, 0.0).double().cpu()
-        return [PairScore(float(row[:length].sum()), length, row[:length].tolist() if per_token else None)
-                for row, length in zip(chosen, batch.tgt_lengths.tolist())]
+        chosen = target_log_probs(logits, batch.tgt_out)  # [B, T]
+        lengths = batch.tgt_lengths.tolist()
+        return [PairScore(total, length, row[:length].tolist() if per_token else None)
+                for total, row, length in zip(example_log_probs(chosen, batch.tgt_lengths), chosen, lengths)]
     return in_length_batches(network, examples, batch_size, score_batch)

@@ -7,7 +7,9 @@
 
 Every strategy returns a list of hypotheses per input, best first.  The encoder runs once per
 batch; the decoder state carries the memory projections and the source mask, so every step
-attends with the mask.  Inputs that finish leave the batch, so they stop costing compute.  Each
+attends with the mask.  Inputs that finish leave the batch, so they stop costing compute, but for
+as many as keep the rows a multiple of 4 (filler rows, whose results are not read: an example's
+bits then do not depend on its batch, docs/batch_invariance.md).  Each
 input gets at most ``ceil(max_length_ratio * source_length) + max_length_offset`` output tokens
 (``options``: the ``evaluation`` settings, which also hold the length penalty and the batch size).
 """
@@ -25,7 +27,7 @@ from torch import Tensor
 from .config import DecodingConfig
 from .data import Batch, Example
 from .data.vocab import BOS_INDEX, EOS_INDEX
-from .inference import in_length_batches
+from .inference import filler_rows, in_length_batches
 from .network import Seq2Seq
 
 __all__ = ["Hypothesis", "Strategy", "Greedy", "Beam", "Sampling", "decode", "search_batch", "max_output_lengths"]
@@ -115,6 +117,7 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
     src, size, max_lengths = batch.src, batch.size, max_lengths.cpu()
     state = network.start_decoder(network.encode(src, batch.src_lengths, *batch.readings))
     alive = torch.arange(size)                       # input index of each row still decoding
+    finished = torch.zeros(size, dtype=torch.bool)   # per input
     previous = torch.full((size,), BOS_INDEX, dtype=torch.long, device=src.device)
     tokens: list[list[int]] = [[] for _ in range(size)]
     attentions: list[list[Tensor]] = [[] for _ in range(size)]
@@ -125,22 +128,33 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
         inputs = alive.tolist()
         chosen, chosen_scores = choose(log_probs, logits[:, 0], inputs)  # [b], [b]
         for row, (index, token, score) in enumerate(zip(inputs, chosen.tolist(), chosen_scores.tolist())):
+            if finished[index]:  # a filler row
+                continue
             scores[index] += score
             if token != EOS_INDEX:
                 tokens[index].append(token)
                 if need_weights:
                     attentions[index].append(attention[row, 0].float().cpu())
-        done = (chosen == EOS_INDEX).cpu() | (max_lengths[alive] <= step + 1)
-        if done.all():
+        finished[alive] |= (chosen == EOS_INDEX).cpu() | (max_lengths[alive] <= step + 1)
+        if finished.all():
             break
-        if done.any():
-            keep = (~done).nonzero().flatten()
+        keep = _rows_in_flight(finished[alive])
+        if keep.numel() < alive.numel():
             alive, state = alive[keep], state.select(keep.to(src.device))
             chosen = chosen[keep.to(src.device)]
         previous = chosen
     steps = [len(tokens[i]) + (len(tokens[i]) < int(max_lengths[i])) for i in range(size)]  # + <eos> if chosen
     return [Hypothesis(tokens[i], scores[i] / steps[i] ** length_penalty,
                        _stack(attentions[i], src.size(1)) if need_weights else None, scores[i]) for i in range(size)]
+
+
+def _rows_in_flight(done: Tensor) -> Tensor:
+    """Which rows (or beam groups) stay in the batch: every one not ``done`` (``[b]``, bool, CPU), then
+    as many done ones as filler rows as make their number a multiple of ``ROW_MULTIPLE`` (so a
+    product's row count never drops to one its kernel treats otherwise); in batch order."""
+    running = (~done).nonzero().flatten()
+    fillers = done.nonzero().flatten()[: filler_rows(running.numel())]
+    return torch.cat([running, fillers]).sort().values
 
 
 @torch.no_grad()
@@ -164,6 +178,7 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
     attention_history = torch.empty(size * k, 0, source_length, device=device)
     previous = torch.full((size * k,), BOS_INDEX, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(size)]
+    done = torch.zeros(size, dtype=torch.bool)                           # per input
 
     for step in range(int(max_lengths.max())):
         groups = alive.numel()
@@ -183,6 +198,8 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
         ranks = torch.arange(top_scores.size(1), device=device)
         for g, j in (is_eos & (ranks < k)).nonzero().tolist():
             row, total = int(parent[g, j]), float(top_scores[g, j])
+            if done[alive[g]]:  # a filler group
+                continue
             finished[int(alive[g])].append(Hypothesis(history[row].tolist(), total / (step + 1) ** length_penalty,
                                                       attention_history[row] if need_weights else None, total))
         # the best k that are not <eos> continue (there are always k: each beam adds at most one <eos>)
@@ -199,7 +216,7 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
         # inputs at their length limit: open beams become finished as they are
         at_limit = (max_lengths[alive] <= step + 1).tolist()
         for g, limited in enumerate(at_limit):
-            if limited:
+            if limited and not done[alive[g]]:
                 for b in range(k):
                     row = g * k + b
                     total = float(beam_scores[g, b])
@@ -207,11 +224,11 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
                         finished[int(alive[g])].append(Hypothesis(
                             history[row].tolist(), total / (step + 1) ** length_penalty,
                             attention_history[row] if need_weights else None, total))
-        done = torch.tensor([limited or len(finished[int(i)]) >= k for i, limited in zip(alive, at_limit)])
+        done[alive] |= torch.tensor([limited or len(finished[int(i)]) >= k for i, limited in zip(alive, at_limit)])
         if done.all():
             break
-        if done.any():
-            keep_groups = (~done).nonzero().flatten()
+        keep_groups = _rows_in_flight(done[alive])
+        if keep_groups.numel() < alive.numel():
             keep_rows = (keep_groups[:, None] * k + torch.arange(k)).flatten().to(device)
             alive, beam_scores = alive[keep_groups], beam_scores[keep_groups.to(device)]
             history, previous, state = history[keep_rows], previous[keep_rows], state.select(keep_rows)

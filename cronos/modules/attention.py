@@ -8,7 +8,10 @@ All share one protocol:
 ``query [B, T, Dq]``, ``memory [B, S, Dm]``, ``mask [B, S]`` (True = real key, or ``None`` for the
 unmasked ablation) -> ``context [B, T, Dv]``, ``weights [B, T, S]`` (rows sum to 1, exactly 0 on
 padded keys).  ``precompute`` applies the key/value projections, so they cost once per source,
-not once per step.
+not once per step.  Every class attends over its keys widened to a multiple of ``KEY_MULTIPLE``
+(``pad_keys``; the added keys are masked): the arithmetic of scores, softmax and weighted sum
+depends on how many keys there are, so an example's attention then keeps its bits whatever its
+batch (docs/batch_invariance.md).
 """
 from __future__ import annotations
 
@@ -18,7 +21,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..masking import masked_softmax
+from ..masking import masked_softmax, pad_keys
+
+QUERY_MULTIPLE = 4
+
+
+def matmul_by_rows_of_4(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for ``a [..., M, K]``, ``b [..., K, N]``, with ``a``'s rows widened with zeros to a
+    multiple of ``QUERY_MULTIPLE`` for the product and cut back after it.  A search step has one
+    query per row (M = 1), and products of 1-3 rows take other kernels, whose bits for a query
+    change with the number of keys N or their padded count K; from 4 rows on they do not
+    (docs/batch_invariance.md)."""
+    rows = a.size(-2)
+    extra = -rows % QUERY_MULTIPLE
+    if not extra:
+        return torch.matmul(a, b)
+    return torch.matmul(F.pad(a, (0, 0, 0, extra)), b)[..., :rows, :]
+
 
 __all__ = ["AdditiveAttention", "DotAttention", "GeneralAttention", "MultiHeadAttention", "build_attention"]
 
@@ -37,8 +56,9 @@ class DotAttention(nn.Module):
         return keys, values
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        weights = masked_softmax(torch.bmm(query, keys.transpose(1, 2)), mask)  # [B, T, S]
-        return torch.bmm(weights, values), weights
+        keys, values, mask, length = pad_keys(keys, values, mask)  # [B, S', *], mask [B, S']
+        weights = masked_softmax(matmul_by_rows_of_4(query, keys.transpose(1, 2)), mask)  # [B, T, S']
+        return matmul_by_rows_of_4(weights, values), weights[..., :length]
 
 
 class GeneralAttention(DotAttention):
@@ -68,16 +88,19 @@ class AdditiveAttention(nn.Module):
         return self.key_projection(keys), values  # [B, S, A]
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        hidden = torch.tanh(self.query_projection(query).unsqueeze(2) + keys.unsqueeze(1))  # [B, T, S, A]
-        weights = masked_softmax(self.energy(hidden).squeeze(-1), mask)  # [B, T, S]
-        return torch.bmm(weights, values), weights
+        keys, values, mask, length = pad_keys(keys, values, mask)  # [B, S', *], mask [B, S']
+        hidden = torch.tanh(self.query_projection(query).unsqueeze(2) + keys.unsqueeze(1))  # [B, T, S', A]
+        weights = masked_softmax(self.energy(hidden).squeeze(-1), mask)  # [B, T, S']
+        return matmul_by_rows_of_4(weights, values), weights[..., :length]
 
 
 class MultiHeadAttention(nn.Module):
-    """Scaled dot-product attention over ``heads`` heads, computed by ``F.scaled_dot_product_attention``.
+    """Scaled dot-product attention over ``heads`` heads; ``weights`` are the head-averaged
+    probabilities.
 
-    ``weights`` are the head-averaged attention probabilities; they are computed (by a second,
-    explicit softmax) only when ``need_weights`` is true, so training does not pay for them.
+    Computed explicitly (scores, masked softmax, weighted values) rather than by
+    ``F.scaled_dot_product_attention``, whose blocking over queries makes an example's bits depend
+    on its batch mates; on the CPU the explicit form was also as fast (docs/batch_invariance.md).
     """
 
     def __init__(self, query_size: int, memory_size: int, heads: int, model_size: int | None = None):
@@ -108,27 +131,39 @@ class MultiHeadAttention(nn.Module):
         """
         if causal and need_weights:
             raise ValueError("attention weights are computed for cross-attention only; pass need_weights=False")
+        keys, values, mask, length = pad_keys(keys, values, mask)  # [B, h, S', d], mask [B, S']
         q = self._split(self.query_projection(query))  # [B, h, T, d]
-        # SDPA's boolean attn_mask means True = takes part: the same polarity as cronos's mask.
-        attn_mask = self._causal(q.size(2), keys.size(2), q.device) if causal else None  # [T, S]
-        if mask is not None:
-            real_keys = mask[:, None, None, :]  # [B, 1, 1, S]
-            attn_mask = real_keys if attn_mask is None else attn_mask & real_keys
-        context = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask)  # [B, h, T, d]
-        batch, _, length, _ = context.shape
-        output = self.output_projection(context.transpose(1, 2).reshape(batch, length, -1))
-        return output, self._weights(q, keys, mask) if need_weights else None
+        allowed = mask[:, None, None, :]  # [B, 1, 1, S']
+        if causal:
+            allowed = allowed & self._causal(q.size(2), length, keys.size(2), q.device)  # [B, 1, T, S']
+        scores = matmul_by_rows_of_4(q, keys.transpose(-1, -2)) / math.sqrt(self.head_size)  # [B, h, T, S']
+        weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+        context = matmul_by_rows_of_4(weights, values)  # [B, h, T, d]
+        return self._merge(context), weights.mean(dim=1)[..., :length] if need_weights else None
+
+    def step(self, query: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+        """A search step's self-attention: ``query [B, 1, D]`` (the newest position) over ``keys,
+        values [B, h, t, d]`` of every position so far -> ``[B, 1, D]``.
+
+        Every row has the same ``t`` keys, none of them padding, alone as in any batch, so neither
+        the keys nor the query rows are widened (``forward`` widens both): the bits are the same
+        without it (docs/batch_invariance.md), and a beam's steps do not pay for it."""
+        q = self._split(self.query_projection(query))  # [B, h, 1, d]
+        weights = torch.softmax(torch.matmul(q, keys.transpose(-1, -2)) / math.sqrt(self.head_size), dim=-1)
+        return self._merge(torch.matmul(weights, values))  # [B, h, 1, d] -> [B, 1, D]
+
+    def _merge(self, context: Tensor) -> Tensor:
+        """``context [B, h, T, d]`` -> the heads concatenated and projected, ``[B, T, D]``."""
+        batch, _, queries, _ = context.shape
+        return self.output_projection(context.transpose(1, 2).reshape(batch, queries, -1))
 
     @staticmethod
-    def _causal(queries: int, keys: int, device: torch.device) -> Tensor:
-        """``[T, S]``: query ``t`` may see keys up to its own position; earlier keys come from the cache."""
-        past = keys - queries
-        return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(diagonal=past)
-
-    def _weights(self, q: Tensor, keys: Tensor, mask: Tensor | None) -> Tensor:
-        """The head-averaged probabilities SDPA used, by an explicit softmax: ``[B, T, S]``."""
-        scores = torch.matmul(q, keys.transpose(-1, -2)) / math.sqrt(self.head_size)  # [B, h, T, S]
-        return masked_softmax(scores, mask).mean(dim=1)
+    def _causal(queries: int, keys: int, width: int, device: torch.device) -> Tensor:
+        """``[T, S']``: query ``t`` may see keys up to its own position (earlier keys come from the
+        cache), none of the ``width - keys`` added ones."""
+        allowed = torch.zeros(queries, width, dtype=torch.bool, device=device)
+        allowed[:, :keys] = torch.ones(queries, keys, dtype=torch.bool, device=device).tril(diagonal=keys - queries)
+        return allowed
 
 
 def build_attention(kind: str, query_size: int, memory_size: int, heads: int) -> nn.Module:

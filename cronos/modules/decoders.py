@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import DecoderConfig
-from ..masking import lengths_to_mask
+from ..masking import pad_keys
 from .attention import MultiHeadAttention, build_attention
 from .encoders import FeedForward, TransformerInput
 from .recurrent import build_rnn
@@ -75,12 +75,11 @@ class RNNDecoder(nn.Module):
         self.output_size = config.hidden_size
 
     def start(self, memory: Tensor, lengths: Tensor, mask: Tensor | None) -> RNNDecoderState:
-        real = lengths_to_mask(lengths, memory.size(1)).to(memory.device)  # pooling always skips padding
-        pooled = memory.masked_fill(~real.unsqueeze(-1), 0.0).sum(1) / lengths.to(memory.device, memory.dtype)[:, None]
+        pooled = real_mean(memory, lengths)  # [B, M]
         hidden = torch.tanh(self.bridge(pooled)).unsqueeze(0).repeat(self.layers, 1, 1)  # [L, B, H]
         if self.is_lstm:
             hidden = (hidden, torch.zeros_like(hidden))
-        keys, values = self.attention.precompute(memory, memory)
+        keys, values = widened(*self.attention.precompute(memory, memory), mask)
         return RNNDecoderState(keys, values, mask, hidden)
 
     def forward(self, embedded: Tensor, state: RNNDecoderState,
@@ -89,6 +88,23 @@ class RNNDecoder(nn.Module):
         context, weights = self.attention(outputs, state.keys, state.values, state.mask)  # [B, T, M], [B, T, S]
         combined = self.dropout(torch.tanh(self.combine(torch.cat([outputs, context], dim=-1))))
         return combined, weights, dataclasses.replace(state, hidden=hidden)
+
+
+def widened(keys: Tensor, values: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The memory's attention keys and values widened once per source to the width attention pads
+    them to (``pad_keys``), so search steps do not copy them again; as they are without a mask
+    (the unmasked ablation attends to exactly the batch's positions)."""
+    return (keys, values) if mask is None else pad_keys(keys, values, mask)[:2]
+
+
+def real_mean(memory: Tensor, lengths: Tensor) -> Tensor:
+    """The mean of each row's first ``lengths`` positions of ``memory [B, S, M]`` -> ``[B, M]``.
+
+    A running sum read at the row's last real position: it adds exactly those positions, one
+    after the other, so padding is skipped and the result has the same bits in any batch (a sum
+    over the padded axis is split differently for other widths)."""
+    last = (lengths.to(memory.device) - 1)[:, None, None].expand(-1, 1, memory.size(2))  # [B, 1, M]
+    return memory.cumsum(1).gather(1, last).squeeze(1) / lengths.to(memory.device, memory.dtype)[:, None]
 
 
 @dataclass(frozen=True)
@@ -121,9 +137,11 @@ class TransformerDecoderLayer(nn.Module):
                 cache: tuple[Tensor, Tensor] | None, need_weights: bool):
         normed = self.self_norm(x)
         keys, values = self.self_attention.precompute(normed, normed)  # [B, h, T, d]
-        if cache is not None:
+        if cache is None:  # the whole target at once (or a search's first step)
+            attended, _ = self.self_attention(normed, keys, values, None, causal=True, need_weights=False)
+        else:  # a search step: one new position over every position so far
             keys, values = torch.cat([cache[0], keys], dim=2), torch.cat([cache[1], values], dim=2)
-        attended, _ = self.self_attention(normed, keys, values, None, causal=True, need_weights=False)
+            attended = self.self_attention.step(normed, keys, values)
         x = x + self.dropout(attended)
         context, weights = self.cross_attention(self.cross_norm(x), *cross, mask, need_weights=need_weights)
         x = x + self.dropout(context)
@@ -144,7 +162,7 @@ class TransformerDecoder(nn.Module):
 
     def start(self, memory: Tensor, lengths: Tensor, mask: Tensor | None) -> TransformerDecoderState:
         memory = self.memory_projection(memory)
-        cross = tuple(layer.cross_attention.precompute(memory, memory) for layer in self.layers)
+        cross = tuple(widened(*layer.cross_attention.precompute(memory, memory), mask) for layer in self.layers)
         return TransformerDecoderState(cross, mask, None, 0)
 
     def forward(self, embedded: Tensor, state: TransformerDecoderState,

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..precision import cpu_runs_bf16_lstm
 
-__all__ = ["LSTM", "build_rnn"]
+__all__ = ["LSTM", "build_rnn", "run_within_lengths"]
 
 
 class LSTM(nn.LSTM):
@@ -30,6 +30,55 @@ class LSTM(nn.LSTM):
             hx = tuple(h.to(dtype) for h in hx)
         with torch.autocast("cpu", enabled=False):
             return super().forward(input.to(dtype), hx)
+
+
+def run_within_lengths(rnn: nn.GRU | nn.LSTM, inputs: Tensor, lengths: Tensor) -> Tensor:
+    """The batch-first ``rnn`` over right-padded ``inputs [B, S, I]`` whose rows are ``lengths [B]``
+    (CPU) long, from a zero state: outputs ``[B, S, H * directions]``, finite past a row's length
+    and read by no one.
+
+    Each layer and direction runs on its own over the whole padded batch; the backward direction
+    reads each row reversed within its length, so it starts at the row's last real token and
+    padding only ever follows a row's real steps.  A packed sequence would give the same numbers
+    up to the last bits, but its steps have as many rows as sequences still running there, and a
+    product's bits depend on its row count: here every step has the batch's rows, so a row's
+    outputs are the same in any batch (docs/batch_invariance.md).
+    """
+    if _needs_float32(rnn.weight_ih_l0):
+        with torch.autocast("cpu", enabled=False):
+            return run_within_lengths(rnn, inputs.to(rnn.weight_ih_l0.dtype), lengths)
+    reversal = _reversal(lengths, inputs.size(1)).to(inputs.device)  # [B, S]
+    x = inputs
+    for layer in range(rnn.num_layers):
+        if layer:
+            x = nn.functional.dropout(x, rnn.dropout, rnn.training)
+        outputs = [_one_direction(rnn, f"_l{layer}", x)]  # [B, S, H]
+        if rnn.bidirectional:
+            outputs.append(_reorder(_one_direction(rnn, f"_l{layer}_reverse", _reorder(x, reversal)), reversal))
+        x = torch.cat(outputs, dim=-1)
+    return x
+
+
+def _reversal(lengths: Tensor, width: int) -> Tensor:
+    """``[B, S]``: for each row, the position each step reads when the row runs backwards within its
+    length (padding stays where it is); its own inverse."""
+    positions = torch.arange(width)[None, :]
+    lengths = lengths[:, None]
+    return torch.where(positions < lengths, lengths - 1 - positions, positions)
+
+
+def _reorder(x: Tensor, order: Tensor) -> Tensor:
+    return x.gather(1, order[:, :, None].expand(-1, -1, x.size(2)))  # [B, S, *]
+
+
+def _one_direction(rnn: nn.GRU | nn.LSTM, suffix: str, x: Tensor) -> Tensor:
+    """One layer, one direction (``suffix``: its parameters' suffix) over ``x [B, S, I]`` -> ``[B, S, H]``,
+    by the same functional op that ``nn.GRU``/``nn.LSTM`` call."""
+    weights = [getattr(rnn, name + suffix) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    zeros = x.new_zeros(1, x.size(0), rnn.hidden_size)
+    if isinstance(rnn, nn.LSTM):
+        return torch.lstm(x, (zeros, zeros), weights, True, 1, 0.0, rnn.training, False, True)[0]
+    return torch.gru(x, zeros, weights, True, 1, 0.0, rnn.training, False, True)[0]
 
 
 def _needs_float32(weight: Tensor) -> bool:
