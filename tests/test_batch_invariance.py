@@ -17,7 +17,7 @@ import cronos.masking
 from cronos.translator import Translator
 from helpers import DATES, tiny_config
 
-PAIRS = [tuple(line.split("\t")) for line in (DATES / "test.tsv").read_text(encoding="utf-8").splitlines()[:20]]
+PAIRS = [tuple(line.split("\t")) for line in (DATES / "test.tsv").read_text(encoding="utf-8").splitlines()[:16]]
 SOURCES = [source for source, _ in PAIRS]
 
 
@@ -118,7 +118,7 @@ def alone(models) -> dict:
 
 
 @pytest.mark.parametrize("family, api", CASES)
-@settings(max_examples=3, deadline=None)
+@settings(max_examples=2, deadline=None)
 @given(data=st.data())
 def test_p0_an_examples_results_are_bit_identical_alone_and_in_any_batch(models, alone, family, api, data):
     order = data.draw(st.permutations(range(len(PAIRS))), label="order")
@@ -136,7 +136,7 @@ def test_evaluation_is_the_same_at_any_batch_size(models):
 
 def test_without_filler_rows_and_padded_keys_the_bits_move(models, monkeypatch):
     """The two measures are what make P0 hold: with neither, the Transformer's log-probs alone and
-    in a batch of all 20 differ in their last bits (P1, agreement within 1e-5, still holds)."""
+    in a batch of all 16 differ in their last bits (P1, agreement within 1e-5, still holds)."""
     monkeypatch.setattr(cronos.inference, "ROW_MULTIPLE", 1)
     monkeypatch.setattr(cronos.masking, "KEY_MULTIPLE", 1)
     order = list(range(len(PAIRS)))
