@@ -159,8 +159,8 @@ class MultiHeadAttention(nn.Module):
 
     @staticmethod
     def _causal(queries: int, keys: int, width: int, device: torch.device) -> Tensor:
-        """``[T, S']``: query ``t`` may see keys up to its own position (earlier keys come from the
-        cache), none of the ``width - keys`` added ones."""
+        """``[T, S']``: query ``t`` may see keys up to its own position (the last ``T`` of the
+        ``keys`` real ones are the queries' own), none of the ``width - keys`` added ones."""
         allowed = torch.zeros(queries, width, dtype=torch.bool, device=device)
         allowed[:, :keys] = torch.ones(queries, keys, dtype=torch.bool, device=device).tril(diagonal=keys - queries)
         return allowed
