@@ -2,11 +2,11 @@
 mode without autograd, with the results back in input order; and the teacher-forced forward that
 scoring, evaluation and explanations share.
 
-A batch's rows are a multiple of ``ROW_MULTIPLE``: the last example is repeated as filler rows,
-whose results no one reads.  A matrix product on the CPU picks its kernel by its number of rows
-(one sentence alone is a 1-row product), and only products of a multiple of 4 rows give each row
-the same bits whatever their number: so an example's results are the same alone and in any batch
-(docs/batch_invariance.md).
+A batch's rows are a multiple of ``invariance.ROW_MULTIPLE``: the last example is repeated as
+filler rows, whose results no one reads.  A matrix product on the CPU picks its kernel by its
+number of rows (one sentence alone is a 1-row product), and only products of a multiple of 4 rows
+give each row the same bits whatever their number: so an example's results are the same alone and
+in any batch (docs/batch_invariance.md).
 
     results = in_length_batches(network, examples, 64, lambda batch, positions: ...)  # input order
     for batch, positions in length_batched(network, examples, 64): ...                # batch by batch
@@ -19,21 +19,14 @@ import torch
 from torch import Tensor
 
 from .data import Batch, Example, collate, length_batches
+from .invariance import rows_to_add
 from .data.vocab import PAD_INDEX
 from .network import Seq2Seq, evaluating
 
-__all__ = ["ROW_MULTIPLE", "filler_rows", "in_length_batches", "length_batched", "teacher_forced",
+__all__ = ["in_length_batches", "length_batched", "teacher_forced",
            "target_log_probs", "example_log_probs"]
 
 T = TypeVar("T")
-
-ROW_MULTIPLE = 4
-
-
-def filler_rows(rows: int) -> int:
-    """How many filler rows make ``rows`` a multiple of ``ROW_MULTIPLE``."""
-    return -rows % ROW_MULTIPLE
-
 
 def length_batched(network: Seq2Seq, examples: Sequence[Example], batch_size: int) -> Iterator[tuple[Batch, list[int]]]:
     """``(batch, positions)``: ``examples`` collated in batches of similar source length on the
@@ -43,7 +36,7 @@ def length_batched(network: Seq2Seq, examples: Sequence[Example], batch_size: in
     with evaluating(network):
         for positions in length_batches(examples, batch_size):
             rows = [examples[i] for i in positions]
-            yield collate(rows + rows[-1:] * filler_rows(len(rows))).to(network.device), positions
+            yield collate(rows + rows[-1:] * rows_to_add(len(rows))).to(network.device), positions
 
 
 def in_length_batches(network: Seq2Seq, examples: Sequence[Example], batch_size: int,

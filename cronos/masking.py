@@ -10,13 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["KEY_MULTIPLE", "lengths_to_mask", "masked_softmax", "pad_keys", "check_lengths"]
+from . import invariance
 
-# Attention over a multiple of 16 keys (the float32 lanes of an AVX-512 register): its scores,
-# softmax and weighted sum of values then keep their bits whatever the padding after the real keys,
-# so an example's attention does not depend on the longest source of its batch
-# (docs/batch_invariance.md).
-KEY_MULTIPLE = 16
+__all__ = ["lengths_to_mask", "masked_softmax", "pad_keys", "check_lengths"]
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
@@ -52,12 +48,13 @@ def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
 
 
 def pad_keys(keys: Tensor, values: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor, int]:
-    """Keys and values ``[..., S, *]`` widened with zeros to ``S'``, a multiple of ``KEY_MULTIPLE``
-    positions, the mask widened with False to ``[B, S']``, and the real width: the mask's, or with
+    """Keys and values ``[..., S, *]`` widened with zeros to ``S'``, a multiple of
+    ``invariance.KEY_MULTIPLE`` positions (so an example's attention keeps its bits whatever its
+    batch's longest source), the mask widened with False to ``[B, S']``, and the real width: the mask's, or with
     ``None`` (the unmasked ablation) all ``S`` keys, ``[1, S']``.  The added keys get exactly
     nothing.  Keys already widened (a decoder's memory, once per source) are not copied again."""
     length = keys.size(-2) if mask is None else mask.size(-1)
-    width = -(-keys.size(-2) // KEY_MULTIPLE) * KEY_MULTIPLE
+    width = invariance.key_width(keys.size(-2))
     if mask is None:
         mask = torch.ones(1, length, dtype=torch.bool, device=keys.device)
     if width != keys.size(-2):

@@ -27,7 +27,8 @@ from torch import Tensor
 from .config import DecodingConfig
 from .data import Batch, Example
 from .data.vocab import BOS_INDEX, EOS_INDEX
-from .inference import filler_rows, in_length_batches
+from .inference import in_length_batches
+from .invariance import rows_to_add
 from .network import Seq2Seq
 
 __all__ = ["Hypothesis", "Strategy", "Greedy", "Beam", "Sampling", "decode", "search_batch", "max_output_lengths"]
@@ -150,10 +151,10 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
 
 def _rows_in_flight(done: Tensor) -> Tensor:
     """Which rows (or beam groups) stay in the batch: every one not ``done`` (``[b]``, bool, CPU), then
-    as many done ones as filler rows as make their number a multiple of ``ROW_MULTIPLE`` (so a
+    as many done ones as filler rows as make their number a multiple of ``invariance.ROW_MULTIPLE`` (so a
     product's row count never drops to one its kernel treats otherwise); in batch order."""
     running = (~done).nonzero().flatten()
-    fillers = done.nonzero().flatten()[: filler_rows(running.numel())]
+    fillers = done.nonzero().flatten()[: rows_to_add(running.numel())]
     return torch.cat([running, fillers]).sort().values
 
 

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "cronos"
 # lowest first; a module imports only from layers before its own (within a package, freely)
 LAYERS = [
     {"files"},
-    {"config", "version"},
+    {"config", "version", "invariance"},
     {"data", "masking", "device", "progress", "board", "precision"},
     {"loss", "checkpoint", "modules", "distributed"},
     {"network", "run_folder", "stopping"},

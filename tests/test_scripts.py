@@ -23,11 +23,12 @@ def script(name: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProce
                           timeout=600, cwd=cwd)
 
 
-def test_benchmark_runs_and_reports_every_measure(tmp_path):
+def test_benchmark_reports_every_measure_and_the_compiled_network_beside_the_eager_one(tmp_path):
+    """One run in bf16 with ``--compile``: the eager network's measures and the compiled copy's."""
     config = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path))
     out = tmp_path / "bench.json"
-    result = script("benchmark.py", str(config), "--warmup", "1", "--steps", "2", "--mask-pairs", "1",
-                    "--decode", "10", "--json", str(out))
+    result = script("benchmark.py", str(config), "--warmup", "1", "--steps", "3", "--mask-pairs", "1",
+                    "--decode", "10", "--compile", "--set", "training.precision=bf16", "--json", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     for key in ("train_target_tokens_per_s", "train_source_tokens_per_s", "achieved_flops", "matmul_peak_flops",
@@ -36,15 +37,6 @@ def test_benchmark_runs_and_reports_every_measure(tmp_path):
         assert report[key] > 0, key
     assert report["padded_share_bucketed"] < report["padded_share_random"]
     assert "| training target tokens/s |" in result.stdout
-
-
-def test_benchmark_measures_the_compiled_network_beside_the_eager_one_in_bf16(tmp_path):
-    config = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path))
-    out = tmp_path / "bench.json"
-    result = script("benchmark.py", str(config), "--warmup", "1", "--steps", "3", "--mask-pairs", "1",
-                    "--decode", "10", "--compile", "--set", "training.precision=bf16", "--json", str(out))
-    assert result.returncode == 0, result.stderr
-    report = json.loads(out.read_text())
     assert report["precision"] == "bf16" and report["device"] == "cpu"
     compiled = report["compiled"]
     for key in ("speedup", "train_target_tokens_per_s", "eager_train_target_tokens_per_s", "first_two_steps_s",

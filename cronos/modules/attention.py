@@ -9,9 +9,9 @@ All share one protocol:
 unmasked ablation) -> ``context [B, T, Dv]``, ``weights [B, T, S]`` (rows sum to 1, exactly 0 on
 padded keys).  ``precompute`` applies the key/value projections, so they cost once per source,
 not once per step.  Every class attends over its keys widened to a multiple of ``KEY_MULTIPLE``
-(``pad_keys``; the added keys are masked): the arithmetic of scores, softmax and weighted sum
-depends on how many keys there are, so an example's attention then keeps its bits whatever its
-batch (docs/batch_invariance.md).
+(``pad_keys``; the added keys are masked), and its products of queries by keys and of weights by
+values have query rows widened to a multiple of ``ROW_MULTIPLE`` (``matmul_by_rows``): so an
+example's attention keeps its bits whatever its batch (``invariance``, docs/batch_invariance.md).
 """
 from __future__ import annotations
 
@@ -21,23 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..invariance import matmul_by_rows
 from ..masking import masked_softmax, pad_keys
-
-QUERY_MULTIPLE = 4
-
-
-def matmul_by_rows_of_4(a: Tensor, b: Tensor) -> Tensor:
-    """``a @ b`` for ``a [..., M, K]``, ``b [..., K, N]``, with ``a``'s rows widened with zeros to a
-    multiple of ``QUERY_MULTIPLE`` for the product and cut back after it.  A search step has one
-    query per row (M = 1), and products of 1-3 rows take other kernels, whose bits for a query
-    change with the number of keys N or their padded count K; from 4 rows on they do not
-    (docs/batch_invariance.md)."""
-    rows = a.size(-2)
-    extra = -rows % QUERY_MULTIPLE
-    if not extra:
-        return torch.matmul(a, b)
-    return torch.matmul(F.pad(a, (0, 0, 0, extra)), b)[..., :rows, :]
-
 
 __all__ = ["AdditiveAttention", "DotAttention", "GeneralAttention", "MultiHeadAttention", "build_attention"]
 
@@ -57,8 +42,8 @@ class DotAttention(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
         keys, values, mask, length = pad_keys(keys, values, mask)  # [B, S', *], mask [B, S']
-        weights = masked_softmax(matmul_by_rows_of_4(query, keys.transpose(1, 2)), mask)  # [B, T, S']
-        return matmul_by_rows_of_4(weights, values), weights[..., :length]
+        weights = masked_softmax(matmul_by_rows(query, keys.transpose(1, 2)), mask)  # [B, T, S']
+        return matmul_by_rows(weights, values), weights[..., :length]
 
 
 class GeneralAttention(DotAttention):
@@ -89,9 +74,13 @@ class AdditiveAttention(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
         keys, values, mask, length = pad_keys(keys, values, mask)  # [B, S', *], mask [B, S']
-        hidden = torch.tanh(self.query_projection(query).unsqueeze(2) + keys.unsqueeze(1))  # [B, T, S', A]
-        weights = masked_softmax(self.energy(hidden).squeeze(-1), mask)  # [B, T, S']
-        return matmul_by_rows_of_4(weights, values), weights[..., :length]
+        # Energies of the real width only: each is its own dot product, the same bits whatever the
+        # width, so only the softmax and the weighted sum need the widened keys (tanh over the
+        # added ones would be most of this class's work for nothing).
+        hidden = torch.tanh(self.query_projection(query).unsqueeze(2) + keys[:, None, :length])  # [B, T, S, A]
+        scores = F.pad(self.energy(hidden).squeeze(-1), (0, keys.size(1) - length))  # [B, T, S']
+        weights = masked_softmax(scores, mask)  # [B, T, S']
+        return matmul_by_rows(weights, values), weights[..., :length]
 
 
 class MultiHeadAttention(nn.Module):
@@ -136,9 +125,9 @@ class MultiHeadAttention(nn.Module):
         allowed = mask[:, None, None, :]  # [B, 1, 1, S']
         if causal:
             allowed = allowed & self._causal(q.size(2), length, keys.size(2), q.device)  # [B, 1, T, S']
-        scores = matmul_by_rows_of_4(q, keys.transpose(-1, -2)) / math.sqrt(self.head_size)  # [B, h, T, S']
+        scores = matmul_by_rows(q, keys.transpose(-1, -2)) / math.sqrt(self.head_size)  # [B, h, T, S']
         weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
-        context = matmul_by_rows_of_4(weights, values)  # [B, h, T, d]
+        context = matmul_by_rows(weights, values)  # [B, h, T, d]
         return self._merge(context), weights.mean(dim=1)[..., :length] if need_weights else None
 
     def step(self, query: Tensor, keys: Tensor, values: Tensor) -> Tensor:

@@ -1,0 +1,46 @@
+"""The sizes at which the CPU's float32 kernels give an example the same bits in any batch.
+
+Two facts, measured on the CPU in float32 (docs/batch_invariance.md):
+
+- A matrix product picks its kernel by its number of rows: products of 1-3 rows take others, whose
+  bits for a row change with the other dimensions; from 4 rows on, a row's bits do not depend on
+  the rows beside it.  So inference batches, search steps and attention's query rows are kept to a
+  multiple of ``ROW_MULTIPLE`` rows.
+- A softmax over keys, and a weighted sum of values, split their reduction by the number of keys.
+  Attention over a multiple of ``KEY_MULTIPLE`` keys (the float32 lanes of an AVX-512 register),
+  the added ones masked, gives a query's attention the same bits whatever its batch's longest source.
+
+Both are read at call time (``invariance.ROW_MULTIPLE``), so a test can set them to 1 and watch the
+bits move.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["ROW_MULTIPLE", "KEY_MULTIPLE", "rows_to_add", "key_width", "matmul_by_rows"]
+
+ROW_MULTIPLE = 4
+KEY_MULTIPLE = 16
+
+
+def rows_to_add(rows: int) -> int:
+    """How many filler rows make ``rows`` a multiple of ``ROW_MULTIPLE``."""
+    return -rows % ROW_MULTIPLE
+
+
+def key_width(keys: int) -> int:
+    """``keys`` rounded up to a multiple of ``KEY_MULTIPLE``."""
+    return -(-keys // KEY_MULTIPLE) * KEY_MULTIPLE
+
+
+def matmul_by_rows(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for ``a [..., M, K]``, ``b [..., K, N]``, with ``a``'s rows widened with zeros to a
+    multiple of ``ROW_MULTIPLE`` for the product and cut back after it: a search step's attention
+    has one query per row (M = 1)."""
+    rows = a.size(-2)
+    extra = rows_to_add(rows)
+    if not extra:
+        return torch.matmul(a, b)
+    return torch.matmul(F.pad(a, (0, 0, 0, extra)), b)[..., :rows, :]
