@@ -26,11 +26,14 @@ from .data import SubwordModels, TextCodec, TrainingData, Vocabulary, load_split
 from .device import resolve_device
 from .ensemble import ensemble_of
 from .model_file import read_model_file
+from .modules.quantized import quantize_linear_layers
 from .network import Seq2Seq, TokenLoss
 from .training import Trainer, TrainingHistory
 from .translator import Translation, Translator
 
-__all__ = ["Cronos", "Translation", "Translator"]
+__all__ = ["Cronos", "Translation", "Translator", "QUANTIZATIONS"]
+
+QUANTIZATIONS = ("int8",)
 
 
 class Cronos(nn.Module, Translator):
@@ -54,6 +57,7 @@ class Cronos(nn.Module, Translator):
         Translator.__init__(self, Seq2Seq(config.model, len(src_vocab), len(tgt_vocab)),
                             TextCodec.for_data(config.data, src_vocab, tgt_vocab, subwords), config)
         self._training_data: TrainingData | None = None  # read by from_config, so fit does not read it again
+        self.quantization: str | None = None  # "int8" once loaded so: then it decodes and scores only
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor | None = None,
                 label_smoothing: float = 0.0, need_weights: bool = True) -> tuple[Tensor, Tensor | None] | TokenLoss:
@@ -80,6 +84,7 @@ class Cronos(nn.Module, Translator):
         run's best validation (``output_dir/best.pt``), or its last weights when it was stopped
         before its first validation.
         """
+        self._refuse_quantized("trained")
         codec, data_config = self.codec, self.config.data
         data = self._training_data or load_training_data(data_config, (codec.src_vocab, codec.tgt_vocab),
                                                          codec.subwords)
@@ -88,6 +93,7 @@ class Cronos(nn.Module, Translator):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write config, vocabularies (SentencePiece models included) and weights to one file, atomically."""
+        self._refuse_quantized("saved")
         return save_checkpoint(path, model_payload(self.config, self.codec, self.network.state_dict()))
 
     @classmethod
@@ -108,14 +114,29 @@ class Cronos(nn.Module, Translator):
         return Translator(network.to(models[0].device).eval(), codec, models[0].config)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> "Cronos":
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto",
+             quantize: str | None = None) -> "Cronos":
         """Rebuild a model from a file written by ``save`` (or a run's best.pt/last.pt), in eval mode.
 
         ``device``: ``auto`` (a CUDA GPU when torch sees one, else the CPU), ``cpu``, ``cuda[:N]``
-        or a ``torch.device``.
+        or a ``torch.device``.  ``quantize="int8"`` (CPU only): every linear layer computes in int8
+        (``modules/quantized.py``), for faster decoding; such a model translates, samples, scores and
+        evaluates, but is neither trained, saved nor explained with gradients.
         """
         device = device if isinstance(device, torch.device) else resolve_device(device, "Cronos.load", "device")
+        if quantize is not None and quantize not in QUANTIZATIONS:
+            raise ValueError(f"quantize={quantize!r} is not one cronos knows; choose {', '.join(QUANTIZATIONS)} or None")
+        if quantize is not None and device.type != "cpu":
+            raise ValueError(f"int8 linear layers run on the CPU, not on {device}: load with device='cpu'")
         stored = read_model_file(path)  # untrusted: every check before a model is allocated
         model = cls(stored.config, stored.src_vocab, stored.tgt_vocab, stored.subwords)
         model.network.load_state_dict(stored.weights)
+        if quantize is not None:
+            quantize_linear_layers(model.network)
+            model.quantization = quantize
         return model.to(device).eval()
+
+    def _refuse_quantized(self, verb: str) -> None:
+        if self.quantization is not None:
+            raise ValueError(f"this model was loaded with quantize={self.quantization!r}, for inference: it cannot be "
+                             f"{verb}; load the checkpoint without quantize for that")

@@ -118,7 +118,7 @@ class Seq2Seq(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.output_projection.weight.device
+        return self.src_embedding.weight.device  # a parameter every network keeps in float (int8 too)
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> Encoded:
         """``src [B, S]``, ``src_lengths [B]`` -> memory and the mask built from the lengths."""

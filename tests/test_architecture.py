@@ -21,7 +21,7 @@ LAYERS = [
     {"network", "run_folder", "stopping"},
     {"inference"},
     {"search", "ensemble", "model_file", "attribution"},
-    {"evaluation", "explain", "scoring", "averaging"},
+    {"evaluation", "explain", "scoring", "averaging", "export"},
     {"validation", "report", "outputs", "training_state"},
     {"training", "translator"},
     {"model"},

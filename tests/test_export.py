@@ -1,0 +1,122 @@
+"""`cronos export --format ctranslate2`: CTranslate2 computes what cronos computes on the same weights."""
+from __future__ import annotations
+
+import builtins
+import json
+import subprocess
+
+import pytest
+
+import cronos
+from cronos.export import ExportError, export_ctranslate2
+from cronos.model_file import read_model_file
+from helpers import DATES, cronos_command, tiny_config
+
+ctranslate2 = pytest.importorskip("ctranslate2")
+
+TRANSFORMER = {"type": "transformer", "hidden_size": 36, "layers": 2, "heads": 3, "ff_size": 40, "dropout": 0.0}
+
+
+def _translator(folder) -> "ctranslate2.Translator":
+    return ctranslate2.Translator(str(folder), device="cpu", inter_threads=1, intra_threads=1)
+
+
+def _source_tokens(model: cronos.Cronos, texts: list[str]) -> list[list[str]]:
+    """The sources as CTranslate2 reads them: the tokens cronos's vocabulary gives them."""
+    return [[model.codec.src_vocab.itos[i] for i in example.src] for example in model.codec.encode(texts)]
+
+
+@pytest.fixture(scope="module")
+def exported(trained_models, tmp_path_factory):
+    model = trained_models["transformer"]
+    folder = tmp_path_factory.mktemp("export")
+    checkpoint = model.save(folder / "model.pt")
+    return model, export_ctranslate2(read_model_file(checkpoint), folder / "ct2")
+
+
+@pytest.fixture(scope="module")
+def sources():
+    return [line.split("\t")[0] for line in (DATES / "test.tsv").read_text(encoding="utf-8").splitlines()[:48]]
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_ctranslate2_gives_the_translations_cronos_gives(exported, sources, beam):
+    model, folder = exported
+    ours = model.translate(sources, beam_size=beam)
+    found = _translator(folder).translate_batch(_source_tokens(model, sources), beam_size=beam,
+                                                max_decoding_length=64)
+    theirs = [model.codec.to_text([model.codec.tgt_vocab.stoi[t] for t in result.hypotheses[0]]) for result in found]
+    assert theirs == ours
+
+
+def test_ctranslate2_scores_a_pair_as_cronos_does(exported, sources):
+    """Teacher-forced log-probs of every target token (``<eos>`` included) agree within float32
+    rounding: the weights, positions, norms and fused projections all map as they should."""
+    model, folder = exported
+    targets = model.translate(sources)
+    ours = model.score(list(zip(sources, targets)), per_token=True)
+    target_tokens = [[model.codec.tgt_vocab.itos[i] for i in e.tgt] for e in model.codec.encode(sources, targets)]
+    theirs = _translator(folder).score_batch(_source_tokens(model, sources), target_tokens)
+    for mine, other in zip(ours, theirs):
+        assert other.log_probs == pytest.approx(mine.token_log_probs, abs=1e-4)
+
+
+def test_a_subword_model_with_shared_embeddings_exports_with_its_sentencepiece_model(tmp_path):
+    config = tiny_config(tmp_path, data={"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 120}},
+                         model={"embedding_size": 36, "encoder": TRANSFORMER, "decoder": TRANSFORMER,
+                                "share_embeddings": True, "tie_output_embedding": True})
+    model = cronos.Cronos.from_config(cronos.load_config(config))
+    folder = export_ctranslate2(read_model_file(model.save(tmp_path / "model.pt")), tmp_path / "ct2")
+    description = json.loads((folder / "cronos_export.json").read_text())
+    assert description["sentencepiece"] == {"source": "sentencepiece.model", "target": "sentencepiece.model"}
+    import sentencepiece as spm
+
+    pieces = spm.SentencePieceProcessor(model_file=str(folder / "sentencepiece.model"))
+    source, target = pieces.encode(["Thu 26 Nov 2026", "2026-11-26"], out_type=str)
+    result = _translator(folder).score_batch([source], [target])[0]
+    expected = model.score([("Thu 26 Nov 2026", "2026-11-26")], per_token=True)[0]
+    assert result.log_probs == pytest.approx(expected.token_log_probs, abs=1e-4)
+
+
+def test_int8_weights_translate_and_make_the_folder_smaller(exported, sources, tmp_path):
+    model, folder = exported
+    checkpoint = folder.parent / "model.pt"
+    small = export_ctranslate2(read_model_file(checkpoint), tmp_path / "int8", quantization="int8")
+    assert (small / "model.bin").stat().st_size < (folder / "model.bin").stat().st_size
+    found = _translator(small).translate_batch(_source_tokens(model, sources), beam_size=1)
+    assert all(result.hypotheses[0] for result in found)
+
+
+def test_an_rnn_model_is_refused_with_the_reason(trained_models, tmp_path):
+    checkpoint = trained_models["rnn"].save(tmp_path / "rnn.pt")
+    with pytest.raises(ExportError, match="CTranslate2 runs Transformer models only; this model has a rnn encoder"):
+        export_ctranslate2(read_model_file(checkpoint), tmp_path / "ct2")
+    assert not (tmp_path / "ct2").exists()
+
+
+def test_the_command_exports_into_a_new_folder_only(exported, tmp_path):
+    _, folder = exported
+    checkpoint = folder.parent / "model.pt"
+    out = tmp_path / "ct2"
+    done = subprocess.run(cronos_command("export", str(checkpoint), "--format", "ctranslate2", str(out)),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert {"model.bin", "config.json", "cronos_export.json"} <= {p.name for p in out.iterdir()}
+    again = subprocess.run(cronos_command("export", str(checkpoint), "--format", "ctranslate2", str(out)),
+                           capture_output=True, text=True)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines() == [f"cronos: error: {checkpoint}: {out} exists; the export goes to a "
+                                                 "new folder"]
+
+
+def test_without_ctranslate2_the_error_names_the_extra(exported, tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_ctranslate2(name, *args, **kwargs):
+        if name.startswith("ctranslate2"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ctranslate2)
+    with pytest.raises(ExportError, match=r"pip install 'cronos\[ctranslate2\]'"):
+        export_ctranslate2(read_model_file(exported[1].parent / "model.pt"), tmp_path / "ct2")
