@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -61,8 +61,17 @@ def worker(engine: str, checkpoint: str, folder: str, sources_file: str, beam: i
     else:
         texts, start = _ctranslate2_decode(folder, sources, beam, batch_size, threads)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_rss_mib()
     Path(output).write_text(json.dumps({"seconds": seconds, "texts": texts, "peak_rss_mib": peak}))
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory (``VmHWM``: unlike ``ru_maxrss``, not inherited from the
+    parent that started it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _ctranslate2_decode(folder: str, sources: list[str], beam: int, batch_size: int, threads: int):
@@ -79,9 +88,18 @@ def _ctranslate2_decode(folder: str, sources: list[str], beam: int, batch_size: 
     start = time.perf_counter()
     texts = [text.lower() for text in sources] if description["lowercase"] else sources
     tokens = [source_model.encode(text, out_type=str)[: description["max_source_tokens"]] for text in texts]
-    results = translator.translate_batch(tokens, max_batch_size=batch_size, beam_size=beam,
-                                         length_penalty=description["decoding"]["length_penalty"])
-    return [target_model.decode_pieces(result.hypotheses[0]) for result in results], start
+    decoding = description["decoding"]
+    order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))  # batches of similar length, as cronos's
+    texts = [""] * len(tokens)
+    for first in range(0, len(order), batch_size):
+        batch = order[first:first + batch_size]
+        # cronos's limit, ceil(ratio x source tokens) + offset outputs (<eos> included), for the batch's longest
+        limit = math.ceil(decoding["max_length_ratio"] * len(tokens[batch[-1]])) + decoding["max_length_offset"]
+        results = translator.translate_batch([tokens[i] for i in batch], beam_size=beam, max_decoding_length=limit,
+                                             length_penalty=decoding["length_penalty"])
+        for i, result in zip(batch, results):
+            texts[i] = target_model.decode_pieces(result.hypotheses[0])
+    return texts, start
 
 
 def score_gap(checkpoint: str, folder: str, sources_file: str, outputs_file: str, output: str) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from cronos.cli import main
+from cronos.model import Cronos
 from helpers import cronos_command, tiny_config, write_config
 
 
@@ -103,7 +104,7 @@ def test_translate_keeps_line_alignment_empty_lines_give_empty_lines_and_one_war
     result = cronos("translate", best, "--batch-size", "2", stdin="\n".join(lines) + "\n")
     assert result.returncode == 0, result.stderr
     outputs = result.stdout.split("\n")[:-1]
-    alone = cronos("translate", best, stdin="1/2/07\nThu 26 Nov 2026\n2000 01 01\n").stdout.splitlines()
+    alone = Cronos.load(best, "cpu").translate(["1/2/07", "Thu 26 Nov 2026", "2000 01 01"])
     assert outputs == [alone[0], "", alone[1], "", "", alone[2]]
     warnings = [line for line in result.stderr.splitlines() if "warning" in line]
     assert warnings == ["cronos: warning: 3 empty input line(s) gave empty output lines: line(s) 2, 4, 5"]
@@ -111,14 +112,14 @@ def test_translate_keeps_line_alignment_empty_lines_give_empty_lines_and_one_war
 
 def test_translate_drops_a_byte_order_mark_and_reports_bad_bytes_by_line(trained_run):
     best = str(trained_run[0] / "run" / "best.pt")
-    plain = cronos("translate", best, stdin="1/2/07\n")
+    plain = Cronos.load(best, "cpu").translate(["1/2/07"])[0] + "\n"
     marked = subprocess.run(cronos_command("translate", best), input=b"\xef\xbb\xbf1/2/07\n", capture_output=True,
                             timeout=300)
-    assert marked.returncode == 0 and marked.stdout.decode() == plain.stdout
+    assert marked.returncode == 0 and marked.stdout.decode() == plain
     bad = subprocess.run(cronos_command("translate", best), input=b"1/2/07\n\xff\xfe\n", capture_output=True,
                          timeout=300)
     assert bad.returncode == 1 and b"stdin:2: not valid UTF-8 (byte 0xff at column 1)" in bad.stderr
-    assert bad.stdout.decode() == plain.stdout  # the lines before it were written
+    assert bad.stdout.decode() == plain  # the lines before it were written
 
 
 def test_version(capsys, root):

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import builtins
 import json
-import subprocess
 
 import pytest
 
 import cronos
 from cronos.export import ExportError, export_ctranslate2
 from cronos.model_file import read_model_file
-from helpers import DATES, cronos_command, tiny_config
+from cronos.cli import main
+from helpers import DATES, tiny_config
 
 ctranslate2 = pytest.importorskip("ctranslate2")
 
@@ -94,19 +94,13 @@ def test_an_rnn_model_is_refused_with_the_reason(trained_models, tmp_path):
     assert not (tmp_path / "ct2").exists()
 
 
-def test_the_command_exports_into_a_new_folder_only(exported, tmp_path):
-    _, folder = exported
-    checkpoint = folder.parent / "model.pt"
-    out = tmp_path / "ct2"
-    done = subprocess.run(cronos_command("export", str(checkpoint), "--format", "ctranslate2", str(out)),
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+def test_the_command_exports_into_a_new_folder_only(exported, tmp_path, capsys):
+    checkpoint, out = exported[1].parent / "model.pt", tmp_path / "ct2"
+    assert main(["export", str(checkpoint), "--format", "ctranslate2", str(out), "--quantization", "int8"]) == 0
+    assert capsys.readouterr().out == f"exported {checkpoint} to {out} (CTranslate2, int8 weights)\n"
     assert {"model.bin", "config.json", "cronos_export.json"} <= {p.name for p in out.iterdir()}
-    again = subprocess.run(cronos_command("export", str(checkpoint), "--format", "ctranslate2", str(out)),
-                           capture_output=True, text=True)
-    assert again.returncode == 2
-    assert again.stderr.strip().splitlines() == [f"cronos: error: {checkpoint}: {out} exists; the export goes to a "
-                                                 "new folder"]
+    assert main(["export", str(checkpoint), "--format", "ctranslate2", str(out)]) == 2
+    assert capsys.readouterr().err == f"cronos: error: {checkpoint}: {out} exists; the export goes to a new folder\n"
 
 
 def test_without_ctranslate2_the_error_names_the_extra(exported, tmp_path, monkeypatch):

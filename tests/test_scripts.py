@@ -190,3 +190,27 @@ def test_attribution_study_reports_every_method(trained_models, tmp_path):
     table = (tmp_path / "study.md").read_text()
     for method in ("attention", "saliency", "input_x_gradient", "integrated_gradients"):
         assert re.search(rf"\| {method} \| \d+\.\d% \| \d+\.\d% \| \d+\.\d+ \|", table), method
+
+
+def test_compare_ctranslate2_and_int8_schemes_measure_every_engine(tmp_path):
+    """A tiny untrained subword Transformer: both scripts run end to end and report every row."""
+    pytest.importorskip("ctranslate2")
+    import cronos
+
+    transformer = {"type": "transformer", "hidden_size": 16, "layers": 1, "heads": 2, "ff_size": 32, "dropout": 0.0}
+    config = tiny_config(tmp_path, data={"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 100}},
+                         model={"embedding_size": 16, "encoder": transformer, "decoder": transformer,
+                                "share_embeddings": True})
+    checkpoint = str(cronos.Cronos.from_config(cronos.load_config(config)).save(tmp_path / "model.pt"))
+    out = tmp_path / "compare.json"
+    result = script("compare_ctranslate2.py", checkpoint, "--limit", "4", "--repeats", "1", "--beams", "1",
+                    "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["beams"]["1"]
+    for engine in ("cronos float32", "cronos int8", "CTranslate2 float32", "CTranslate2 int8"):
+        assert rows[engine]["sentences_per_s"] > 0 and rows[engine]["peak_rss_mib"] > 0, engine
+    assert rows["cronos float32"]["equal_to_cronos_float32"] == 4
+    schemes = script("int8_schemes.py", checkpoint, "--limit", "4", "--repeats", "1", "--beams", "1")
+    assert schemes.returncode == 0, schemes.stderr
+    names = [line.split(" | ")[0] for line in schemes.stdout.splitlines()[2:]]
+    assert names == ["| float32", "| cronos int8 (a scale per row)", "| torch.ao dynamic int8 (a scale per tensor)"]
