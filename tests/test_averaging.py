@@ -4,7 +4,6 @@ evaluates like any other; incompatible checkpoints are refused."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import torch
 import cronos
 from cronos.averaging import average_checkpoints
 from cronos.checkpoint import load_checkpoint
-from helpers import ROOT, tiny_config
+from helpers import run_cli, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +22,12 @@ def run(tmp_path_factory):
     return folder / "run"
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cronos", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300)
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``cronos ARGS`` in this process: its exit code, stdout and stderr."""
+    def run_command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess(args, *run_cli(list(args), "", capsys, monkeypatch))
+    return run_command
 
 
 def test_a_run_keeps_the_last_n_validations_weights(run):
@@ -49,7 +51,7 @@ def test_the_average_is_the_mean_of_the_weights_and_keeps_the_pad_rows_zero(run)
     assert not torch.equal(payload["model"]["tgt_embedding.weight"], weights[-1]["tgt_embedding.weight"])
 
 
-def test_cronos_average_last_n_writes_a_checkpoint_that_evaluates(run, tmp_path):
+def test_cronos_average_last_n_writes_a_checkpoint_that_evaluates(run, cli, tmp_path):
     out = tmp_path / "averaged.pt"
     result = cli("average", "--last", "3", str(run), "-o", str(out))
     assert result.returncode == 0, result.stderr
@@ -61,7 +63,7 @@ def test_cronos_average_last_n_writes_a_checkpoint_that_evaluates(run, tmp_path)
     assert model.translate(["Thu 26 Nov 2026"])[0]
 
 
-def test_average_last_n_takes_the_newest_n_of_more_kept(run, tmp_path):
+def test_average_last_n_takes_the_newest_n_of_more_kept(run, cli, tmp_path):
     result = cli("average", "--last", "2", str(run), "-o", str(tmp_path / "two.pt"))
     assert result.returncode == 0, result.stderr
     averaged = result.stdout.split(": ", 1)[1].split(", ")
@@ -87,7 +89,7 @@ def test_rotation_and_overwrite_touch_only_the_checkpoints_cronos_kept(tmp_path)
     assert names == ["step_00000025.pt", "step_100.pt", "step_best_so_far_KEEP.pt"]
 
 
-def test_average_refuses_an_existing_output_and_too_few_kept_checkpoints(run, tmp_path):
+def test_average_refuses_an_existing_output_and_too_few_kept_checkpoints(run, cli, tmp_path):
     existing = tmp_path / "there.pt"
     existing.write_bytes(b"x")
     result = cli("average", "--last", "2", str(run), "-o", str(existing))

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ import torch
 import cronos
 from cronos.data import Vocabulary
 from cronos.data.tokenizers import WhitespaceTokenizer
-from helpers import ROOT
+from helpers import run_cli
 from test_nbest import MIXED
 from test_scoring import PAIRS
 
@@ -139,10 +137,10 @@ def test_an_ensemble_is_neither_trained_nor_saved(trained_models, tmp_path):
     assert not hasattr(ensemble, "save") and not hasattr(ensemble, "fit")  # a decode-only type
 
 
-def test_cronos_translate_with_several_checkpoints_decodes_with_the_ensemble(trained_models, tmp_path):
+def test_cronos_translate_with_several_checkpoints_decodes_with_the_ensemble(trained_models, tmp_path, capsys,
+                                                                              monkeypatch):
     rnn, transformer = trained_models["rnn"], trained_models["transformer"]
     paths = [str(rnn.save(tmp_path / "rnn.pt")), str(transformer.save(tmp_path / "transformer.pt"))]
-    result = subprocess.run([sys.executable, "-m", "cronos", "translate", *paths, "--beam", "3"],
-                            input="\n".join(MIXED) + "\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == cronos.Cronos.ensemble([rnn, transformer]).translate(MIXED, beam_size=3)
+    code, out, err = run_cli(["translate", *paths, "--beam", "3"], "\n".join(MIXED) + "\n", capsys, monkeypatch)
+    assert code == 0, err
+    assert out.splitlines() == cronos.Cronos.ensemble([rnn, transformer]).translate(MIXED, beam_size=3)

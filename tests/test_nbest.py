@@ -4,11 +4,10 @@ its batch mates or the batch size."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
-from helpers import ROOT
+from helpers import run_cli
 from test_scoring import SOURCES
 
 MIXED = SOURCES + ["12.03.1987", "Sunday 1 January 2023", "31/12/99"]
@@ -46,14 +45,14 @@ def test_more_hypotheses_than_beams_is_an_error(trained_models):
         trained_models["rnn"].translate(["1/2/07"], beam_size=2, n_best=3)
 
 
-def test_cronos_translate_writes_n_best_and_scored_lines(trained_models, tmp_path):
+def test_cronos_translate_writes_n_best_and_scored_lines(trained_models, tmp_path, capsys, monkeypatch):
     model = trained_models["transformer"]
     checkpoint = model.save(tmp_path / "model.pt")
 
     def translate(*flags: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cronos", "translate", str(checkpoint), *flags],
-                              input="1/2/07\n\nThu 26 Nov 2026\n", capture_output=True, text=True, cwd=ROOT,
-                              timeout=120)
+        code, out, err = run_cli(["translate", str(checkpoint), *flags], "1/2/07\n\nThu 26 Nov 2026\n", capsys,
+                                 monkeypatch)
+        return subprocess.CompletedProcess([], code, out, err)
 
     result = translate("--n-best", "2", "--beam", "3")
     assert result.returncode == 0, result.stderr

@@ -2,14 +2,12 @@
 for an input whatever its batch mates, position or batch size, and filtered as asked."""
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from cronos.search import Sampling
-from helpers import ROOT
+from helpers import run_cli
 from test_nbest import MIXED
 
 
@@ -57,17 +55,15 @@ def test_bad_sampling_settings_are_errors(arguments, message):
         Sampling(**arguments)
 
 
-def test_cronos_translate_samples_what_the_api_samples(trained_models, tmp_path):
+def test_cronos_translate_samples_what_the_api_samples(trained_models, tmp_path, capsys, monkeypatch):
     model = trained_models["rnn"]
-    checkpoint = model.save(tmp_path / "model.pt")
-    result = subprocess.run([sys.executable, "-m", "cronos", "translate", str(checkpoint), "--sampling", "top_k=3",
-                             "--temperature", "1.5", "--seed", "11"], input="\n".join(MIXED) + "\n",
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == model.sample(MIXED, top_k=3, temperature=1.5, seed=11)
-    refused = subprocess.run([sys.executable, "-m", "cronos", "translate", str(checkpoint), "--sampling", "top_p=2"],
-                             input="1/2/07\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert refused.returncode == 2 and "top_p must be in (0, 1]" in refused.stderr
+    checkpoint = str(model.save(tmp_path / "model.pt"))
+    code, out, err = run_cli(["translate", checkpoint, "--sampling", "top_k=3", "--temperature", "1.5", "--seed", "11"],
+                             "\n".join(MIXED) + "\n", capsys, monkeypatch)
+    assert code == 0, err
+    assert out.splitlines() == model.sample(MIXED, top_k=3, temperature=1.5, seed=11)
+    code, _, err = run_cli(["translate", checkpoint, "--sampling", "top_p=2"], "1/2/07\n", capsys, monkeypatch)
+    assert code == 2 and "top_p must be in (0, 1]" in err
 
 
 def test_a_tiny_temperature_samples_the_most_likely_output(trained_models):

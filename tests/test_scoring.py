@@ -3,8 +3,6 @@ its batch, and it is what beam and greedy search report for the same output."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 
 import pytest
 
@@ -12,7 +10,7 @@ from cronos.network import evaluating
 from cronos.scoring import score_examples
 from cronos.search import Beam, max_output_lengths, search_batch
 from cronos.data import collate
-from helpers import DATES, ROOT
+from helpers import DATES, run_cli
 
 SOURCES = ["Thu 26 Nov 2026", "1/2/07", "Mittwoch, 3. März 1999", "the 21st of June 1950", "2026-11-27"]
 PAIRS = [(line.split("\t")[0], line.split("\t")[1])
@@ -67,15 +65,15 @@ def test_scoring_needs_targets(trained_models):
         score_examples(trained_models["rnn"].network, trained_models["rnn"].codec.encode(SOURCES), 4)
 
 
-def test_cronos_score_writes_a_line_per_pair(trained_models, tmp_path):
+def test_cronos_score_writes_a_line_per_pair(trained_models, tmp_path, capsys, monkeypatch):
     model = trained_models["transformer"]
     checkpoint = model.save(tmp_path / "model.pt")
     data = tmp_path / "pairs.tsv"
     data.write_text("".join(f"{s}\t{t}\n" for s, t in PAIRS), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "cronos", "score", str(checkpoint), "--data", str(data),
-                             "--per-token", "--batch-size", "3"], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 0, result.stderr
-    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    code, out, err = run_cli(["score", str(checkpoint), "--data", str(data), "--per-token", "--batch-size", "3"], "",
+                             capsys, monkeypatch)
+    assert code == 0, err
+    lines = [line.split("\t") for line in out.splitlines()]
     assert [int(fields[0]) for fields in lines] == list(range(len(PAIRS)))
     for fields, score in zip(lines, model.score(PAIRS)):
         assert float(fields[1]) == pytest.approx(score.log_prob, abs=1e-5) and int(fields[3]) == score.tokens

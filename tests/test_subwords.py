@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import sentencepiece as spm
@@ -18,7 +16,7 @@ from cronos.config import ConfigError, SentencePieceConfig
 from cronos.data import SubwordModels, TextCodec, load_training_data
 from cronos.data.subwords import piece_ids
 from cronos.data.vocab import SPECIALS
-from helpers import DATES, ROOT, tiny_config
+from helpers import DATES, run_cli, tiny_config
 
 TEXTS = [line.split("\t")[0] for line in (DATES / "train.tsv").read_text(encoding="utf-8").splitlines()[:2000]]
 SUBWORD_DATA = {"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 150}}
@@ -99,7 +97,7 @@ def test_detokenising_gives_the_text_back():
         assert codec.to_text(examples[0].tgt) == text == codec.as_output(text)
 
 
-def test_the_checkpoint_alone_translates_evaluates_and_explains(subword_run):
+def test_the_checkpoint_alone_translates_evaluates_and_explains(subword_run, capsys, monkeypatch):
     run, trained = subword_run
     model = cronos.Cronos.load(run / "best.pt")
     sources = ["Thu 26 Nov 2026", "1/2/07"]
@@ -112,10 +110,9 @@ def test_the_checkpoint_alone_translates_evaluates_and_explains(subword_run):
         "Thu 26 Nov 2026"
     assert explanation.padding_attention == 0.0
     # and from the command line, with nothing but the .pt
-    result = subprocess.run([sys.executable, "-m", "cronos", "translate", str(run / "best.pt")], input="1/2/07\n",
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == model.translate(["1/2/07"])[0]
+    code, out, err = run_cli(["translate", str(run / "best.pt")], "1/2/07\n", capsys, monkeypatch)
+    assert code == 0, err
+    assert out.strip() == model.translate(["1/2/07"])[0]
 
 
 def test_the_word_view_sums_over_source_pieces_and_averages_over_output_pieces(subword_run):
