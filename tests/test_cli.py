@@ -8,7 +8,7 @@ import pytest
 
 from cronos.cli import main
 from cronos.model import Cronos
-from helpers import cronos_command, tiny_config, write_config
+from helpers import cronos_command, run_cli, tiny_config, write_config
 
 
 def cronos(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -202,16 +202,16 @@ def test_translate_reads_input_and_writes_output_files_and_replaces_one_only_whe
 @pytest.mark.parametrize("flag_and_name", [
     ("evaluate", "--out", "metrics.jsonl"), ("explain", "--html", "metrics.jsonl"), ("evaluate", "--out", "last.pt"),
     ("explain", "--html", ".cronos.lock"), ("evaluate", "--out", "../tiny.yaml")])
-def test_output_flags_never_replace_a_runs_files_or_a_config(trained_run, flag_and_name):
+def test_output_flags_never_replace_a_runs_files_or_a_config(trained_run, flag_and_name, capsys, monkeypatch):
     folder, _, _ = trained_run
     command, flag, name = flag_and_name
     target = folder / "run" / name
     before = target.read_bytes()
     extra = ["1/2/07"] if command == "explain" else []
-    result = cronos(command, str(folder / "run" / "best.pt"), *extra, flag, str(target), "--overwrite")
-    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert ("one of a training run's files" in result.stderr or "is a config" in result.stderr
-            or "holds a checkpoint" in result.stderr)
+    code, _, err = run_cli([command, str(folder / "run" / "best.pt"), *extra, flag, str(target), "--overwrite"], "",
+                           capsys, monkeypatch)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "one of a training run's files" in err or "is a config" in err or "holds a checkpoint" in err
     assert target.read_bytes() == before
 
 
@@ -232,10 +232,10 @@ def test_output_that_cannot_be_written_is_refused_before_any_work(trained_run, t
     (("--temperature", "0.5"), "--temperature: shapes the distribution samples are drawn from; add --sampling"),
     (("--scores", "--n-best", "2", "--beam", "2"), "--scores: --n-best prints every hypothesis's score already"),
 ])
-def test_translate_options_that_would_be_ignored_are_refused(trained_run, args, message):
+def test_translate_options_that_would_be_ignored_are_refused(trained_run, args, message, capsys, monkeypatch):
     folder, _, _ = trained_run
-    result = cronos("translate", str(folder / "run" / "best.pt"), *args, stdin="1/2/07\n")
-    assert result.returncode == 2 and message in result.stderr
+    code, _, err = run_cli(["translate", str(folder / "run" / "best.pt"), *args], "1/2/07\n", capsys, monkeypatch)
+    assert code == 2 and message in err
 
 
 def test_a_reader_that_goes_away_ends_translate_quietly(trained_run, tmp_path):
