@@ -36,6 +36,7 @@ from .progress import epochs, is_terminal
 from .attribution import MAX_STEPS
 from .explain import EXPLAIN_METHODS
 from .export import CTRANSLATE2_QUANTIZATIONS
+from .modules.quantized import QUANTIZATIONS
 from .outputs import check_output_file, check_output_folder
 from .report import VIEWS
 
@@ -192,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     export.set_defaults(run=_export)
     for command in (evaluate, translate, score):
-        command.add_argument("--quantize", choices=("int8",), default=None,
+        command.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                              help="int8: every linear layer computes in int8 on the CPU (faster decoding, scores "
                                   "within about 1%%; an example's results still do not depend on its batch)")
     for command in (evaluate, translate, explain, score):

@@ -19,14 +19,15 @@ import torch
 from torch import Tensor
 
 from .data import Batch, Example, collate, length_batches
-from .invariance import rows_to_add
 from .data.vocab import PAD_INDEX
+from .invariance import rows_to_add
 from .network import Seq2Seq, evaluating
 
 __all__ = ["in_length_batches", "length_batched", "teacher_forced",
            "target_log_probs", "example_log_probs"]
 
 T = TypeVar("T")
+
 
 def length_batched(network: Seq2Seq, examples: Sequence[Example], batch_size: int) -> Iterator[tuple[Batch, list[int]]]:
     """``(batch, positions)``: ``examples`` collated in batches of similar source length on the

@@ -26,14 +26,12 @@ from .data import SubwordModels, TextCodec, TrainingData, Vocabulary, load_split
 from .device import resolve_device
 from .ensemble import ensemble_of
 from .model_file import read_model_file
-from .modules.quantized import quantize_linear_layers
+from .modules.quantized import QUANTIZATIONS, quantize_linear_layers
 from .network import Seq2Seq, TokenLoss
 from .training import Trainer, TrainingHistory
 from .translator import Translation, Translator
 
-__all__ = ["Cronos", "Translation", "Translator", "QUANTIZATIONS"]
-
-QUANTIZATIONS = ("int8",)
+__all__ = ["Cronos", "Translation", "Translator"]
 
 
 class Cronos(nn.Module, Translator):

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-
 from .data import Batch, Example
 from .network import Seq2Seq
 from .inference import example_log_probs, in_length_batches, target_log_probs, teacher_forced

@@ -17,8 +17,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Int8Linear", "quantize_linear_layers"]
+__all__ = ["Int8Linear", "QUANTIZATIONS", "quantize_linear_layers"]
 
+QUANTIZATIONS = ("int8",)  # what ``Cronos.load(quantize=...)`` and ``--quantize`` accept
 INT8_LIMIT = 127  # symmetric: -127..127, so that negating a value never overflows
 
 
@@ -64,7 +65,7 @@ def _dense_int8(values: Tensor) -> Tensor:
 def quantize_linear_layers(network: nn.Module) -> nn.Module:
     """Replace every ``nn.Linear`` in ``network`` (its subclasses too) by an ``Int8Linear``, in place;
     for inference on the CPU.  Embeddings, layer norms and recurrent cells stay float32."""
-    for name, module in list(network.named_modules()):
+    for module in list(network.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):
                 setattr(module, child_name, Int8Linear(child))
