@@ -188,14 +188,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the model folder (a new one)")
     export.add_argument("--format", choices=("ctranslate2",), required=True, help="the engine to export for")
     export.add_argument("--quantization", choices=CTRANSLATE2_QUANTIZATIONS, default="float32",
-                        help="how the weights are stored: int8 makes the folder ~4x smaller and CPU decoding "
-                             "faster [float32]")
+                        help="how the weights are stored: int8 makes the folder smaller; whether CTranslate2 "
+                             "then decodes faster depends on the CPU (docs/deployment.md) [float32]")
     export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     export.set_defaults(run=_export)
     for command in (evaluate, translate, score):
         command.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
-                             help="int8: every linear layer computes in int8 on the CPU (faster decoding, scores "
-                                  "within about 1%%; an example's results still do not depend on its batch)")
+                             help="int8: every linear layer computes in int8 on the CPU (faster decoding; an "
+                                  "example's results still do not depend on its batch; docs/deployment.md)")
     for command in (evaluate, translate, explain, score):
         command.add_argument("--device", default="auto",
                              help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N [auto]")

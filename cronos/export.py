@@ -41,7 +41,8 @@ class ExportError(ValueError):
 def export_ctranslate2(stored: StoredModel, out_dir: Path, quantization: str = "float32") -> Path:
     """Write ``stored`` (a checkpoint read by ``model_file.read_model_file``) as a CTranslate2 model
     into ``out_dir``, a folder that must not exist yet; ``quantization`` as CTranslate2 stores the
-    weights (``int8`` halves the file's size again and speeds up its CPU decoding)."""
+    weights (``int8``: a smaller folder; whether it decodes faster depends on the CPU, see
+    docs/deployment.md)."""
     ctranslate2 = _import_ctranslate2()
     check_exportable(stored.config)
     if quantization not in CTRANSLATE2_QUANTIZATIONS:
