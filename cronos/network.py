@@ -28,6 +28,7 @@ from .masking import check_lengths, lengths_to_mask
 from .modules.attention import AdditiveAttention
 from .modules.decoders import build_decoder
 from .modules.encoders import build_encoder
+from .modules.linear import Linear, packed_for_inference
 
 __all__ = ["Encoded", "Seq2Seq", "TokenLoss", "evaluating"]
 
@@ -138,10 +139,10 @@ class Seq2Seq(nn.Module):
 
     def run_decoder(self, tgt_in: Tensor, state, need_weights: bool = True):
         """``tgt_in [B, T]`` (one step or the whole target) -> ``logits [B, T, V]``, ``attention [B, T, S]``, state."""
-        outputs, attention, state = self._decoder_outputs(tgt_in, state, need_weights)
+        outputs, attention, state = self.decoder_outputs(tgt_in, state, need_weights)
         return self.output_projection(outputs), attention, state
 
-    def _decoder_outputs(self, tgt_in: Tensor, state, need_weights: bool):
+    def decoder_outputs(self, tgt_in: Tensor, state, need_weights: bool = True):
         """``tgt_in [B, T]`` -> decoder outputs ``[B, T, H]`` before the vocabulary projection, attention, state."""
         return self.decoder(self.tgt_dropout(self.tgt_embedding(tgt_in)), state, need_weights)
 
@@ -160,7 +161,7 @@ class Seq2Seq(nn.Module):
         if tgt_out is None:
             logits, attention, _ = self.run_decoder(tgt_in, state, need_weights)
             return logits, attention
-        outputs, _, _ = self._decoder_outputs(tgt_in, state, need_weights=False)  # [B, T, H]
+        outputs, _, _ = self.decoder_outputs(tgt_in, state, need_weights=False)  # [B, T, H]
         # The target's padding is read from its ids, not from lengths: text never encodes to
         # <pad> (the vocabulary maps a literal "<pad>" to <unk>), so the two are the same
         # positions, and cross-entropy's ignore_index works on ids anyway.  Decoder
@@ -172,7 +173,7 @@ class Seq2Seq(nn.Module):
         return TokenLoss(total, targets.numel())
 
 
-class OutputProjection(nn.Linear):
+class OutputProjection(Linear):
     """The decoder's outputs -> vocabulary logits: ``[..., H] -> [..., V]``.
 
     With ``pad_row_frozen`` (the weight tied to the target embedding, whose ``<pad>`` row stays
@@ -190,7 +191,8 @@ class OutputProjection(nn.Linear):
         if self.pad_row_frozen and weight.requires_grad and torch.is_grad_enabled():
             weight = weight.view_as(weight)
             weight.register_hook(_without_pad_row)
-        return F.linear(x, weight, self.bias)
+            return F.linear(x, weight, self.bias)
+        return super().forward(x)
 
 
 def _without_pad_row(gradient: Tensor) -> Tensor:
@@ -200,12 +202,13 @@ def _without_pad_row(gradient: Tensor) -> Tensor:
 
 @contextmanager
 def evaluating(network: nn.Module) -> Iterator[None]:
-    """Eval mode (dropout off) without autograd for the block; the previous mode comes back even
-    when the block raises."""
+    """Eval mode (dropout off) without autograd for the block, the linear layers multiplying with
+    weights packed for the CPU (``modules/linear.py``); the previous mode comes back even when the
+    block raises."""
     was_training = network.training
     network.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), packed_for_inference(network):
             yield
     finally:
         network.train(was_training)

@@ -103,17 +103,28 @@ def trace(model: cronos.Cronos, pairs: list[tuple[str, str]], shown: int = 4) ->
 
 
 def kernels(threads: int) -> list[str]:
-    """The two primitive experiments behind the traces, at ``threads`` threads: which row counts M
-    give each row of ``X[:M] @ W.T`` the bits it has in a 256-row product, and whether a softmax over
-    keys (and its weights times values) keeps its bits when the keys are padded, by how much."""
+    """The primitive experiments behind the traces, at ``threads`` threads: which row counts M give
+    each row of ``X[:M] @ W.T`` the bits it has in a 256-row product (``F.linear``, MKL: what
+    training and gradients use; cronos's ``Linear`` in inference, oneDNN with a packed weight), and
+    whether a softmax over keys (and its weights times values) keeps its bits when the keys are
+    padded, by how much."""
+    from cronos.modules.linear import Linear
+
     torch.set_num_threads(threads)
     generator = torch.Generator().manual_seed(0)
     lines = []
-    for k, n in ((32, 96), (64, 15), (256, 1024), (512, 9923)):
-        weight, rows = torch.randn(n, k, generator=generator), torch.randn(256, k, generator=generator)
-        full = torch.nn.functional.linear(rows, weight)
-        differ = [m for m in range(1, 65) if not torch.equal(torch.nn.functional.linear(rows[:m], weight), full[:m])]
-        lines.append(f"{threads} thread(s), [M, {k}] @ [{k}, {n}]: rows differ for M in {differ} (of 1-64)")
+    for k, n in ((11, 11), (11, 5), (32, 96), (64, 15), (256, 1024), (512, 9923)):
+        layer = Linear(k, n, bias=False)
+        with torch.no_grad():
+            layer.weight.copy_(torch.randn(n, k, generator=generator))
+        rows = torch.randn(256, k, generator=generator)
+        for name, product in (("F.linear", lambda x: torch.nn.functional.linear(x, layer.weight)),
+                              ("cronos Linear, inference", layer)):
+            with torch.no_grad():
+                full = product(rows)
+                differ = [m for m in range(1, 65) if not torch.equal(product(rows[:m]), full[:m])]
+            lines.append(f"{threads} thread(s), [M, {k}] @ [{k}, {n}], {name}: rows differ for M in {differ} "
+                         "(of 1-64)")
     for multiple in (1, 8, 16):
         cases = differ = fused = 0
         for length in range(1, 70):

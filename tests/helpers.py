@@ -50,8 +50,9 @@ def cronos_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "cronos", *args]
 
 
-def run_cli(argv: list[str], stdin: str, capsys, monkeypatch) -> tuple[int, str, str]:
-    """``cronos ARGV`` in this process with ``stdin`` as its input: exit code, stdout, stderr.
+def run_cli(argv: list[str], stdin: str | bytes, capsys, monkeypatch) -> tuple[int, str, str]:
+    """``cronos ARGV`` in this process with ``stdin`` (text, or the bytes themselves) as its
+    input: exit code, stdout, stderr.
     For commands whose behaviour does not depend on being a process of their own (signals, exit
     at a closed pipe, a terminal are tested with real subprocesses)."""
     import io
@@ -60,7 +61,8 @@ def run_cli(argv: list[str], stdin: str, capsys, monkeypatch) -> tuple[int, str,
     from cronos.cli import main
 
     capsys.readouterr()  # what came before is not this command's
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8")), encoding="utf-8"))
+    raw = stdin if isinstance(stdin, bytes) else stdin.encode("utf-8")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
     code = main(argv)
     captured = capsys.readouterr()
     return code, captured.out, captured.err

@@ -1,4 +1,5 @@
-"""The command line, end to end in subprocesses on a tiny config."""
+"""The command line, end to end on a tiny config: in this process through ``cronos.cli.main``, and in
+subprocesses where being a process of its own matters (the entry point, a terminal, a closed pipe)."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,7 @@ import subprocess
 
 import pytest
 
+from cronos.checkpoint import CheckpointError
 from cronos.cli import main
 from cronos.model import Cronos
 from helpers import cronos_command, run_cli, tiny_config, write_config
@@ -30,28 +32,30 @@ def test_train_writes_checkpoints_and_reports(trained_run):
     assert (folder / "run" / "best.pt").exists() and (folder / "run" / "metrics.jsonl").exists()
 
 
-def test_evaluate(trained_run, tmp_path):
+def test_evaluate(trained_run, tmp_path, capsys, monkeypatch):
     folder, _, _ = trained_run
-    result = cronos("evaluate", str(folder / "run" / "best.pt"), "--data", "valid", "--out", str(tmp_path / "s.json"))
-    assert result.returncode == 0, result.stderr
-    scores = json.loads(result.stdout)
+    code, out, err = run_cli(["evaluate", str(folder / "run" / "best.pt"), "--data", "valid", "--out",
+                              str(tmp_path / "s.json")], "", capsys, monkeypatch)
+    assert code == 0, err
+    scores = json.loads(out)
     assert {"loss", "ppl", "token_accuracy", "sequence_accuracy", "bleu", "chrf"} <= set(scores)
     assert json.loads((tmp_path / "s.json").read_text()) == scores
 
 
-def test_translate_reads_stdin_in_batches(trained_run):
+def test_translate_reads_stdin_in_batches(trained_run, capsys, monkeypatch):
     folder, _, _ = trained_run
     lines = ["Thu 26 Nov 2026", "1/2/07", "the 21st of June 1950"]
-    result = cronos("translate", str(folder / "run" / "best.pt"), "--beam", "3", "--batch-size", "2",
-                    stdin="\n".join(lines) + "\n")
-    assert result.returncode == 0, result.stderr
-    assert len(result.stdout.splitlines()) == 3
+    code, out, err = run_cli(["translate", str(folder / "run" / "best.pt"), "--beam", "3", "--batch-size", "2"],
+                             "\n".join(lines) + "\n", capsys, monkeypatch)
+    assert code == 0, err
+    assert out.splitlines() == Cronos.load(folder / "run" / "best.pt", "cpu").translate(lines, beam_size=3)
 
 
-def test_explain_writes_json_and_png(trained_run, tmp_path):
+def test_explain_writes_json_and_png(trained_run, tmp_path, capsys, monkeypatch):
     folder, _, _ = trained_run
-    result = cronos("explain", str(folder / "run" / "best.pt"), "Thu 26 Nov 2026", "1/2/07", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
+    code, _, err = run_cli(["explain", str(folder / "run" / "best.pt"), "Thu 26 Nov 2026", "1/2/07", "--out",
+                            str(tmp_path)], "", capsys, monkeypatch)
+    assert code == 0, err
     data = json.loads((tmp_path / "explanation_2.json").read_text())
     assert data["source_tokens"] == list("1/2/07") and (tmp_path / "explanation_1.png").stat().st_size > 1000
 
@@ -98,28 +102,27 @@ def test_the_installed_entry_point_returns_the_exit_code(trained_run):
     assert "did you mean 'training.epochs'?" in result.stderr
 
 
-def test_translate_keeps_line_alignment_empty_lines_give_empty_lines_and_one_warning(trained_run):
+def test_translate_keeps_line_alignment_empty_lines_give_empty_lines_and_one_warning(trained_run, capsys,
+                                                                                      monkeypatch):
     best = str(trained_run[0] / "run" / "best.pt")
     lines = ["1/2/07", "", "Thu 26 Nov 2026", "   ", "\t", "2000 01 01"]
-    result = cronos("translate", best, "--batch-size", "2", stdin="\n".join(lines) + "\n")
-    assert result.returncode == 0, result.stderr
-    outputs = result.stdout.split("\n")[:-1]
+    code, out, err = run_cli(["translate", best, "--batch-size", "2"], "\n".join(lines) + "\n", capsys, monkeypatch)
+    assert code == 0, err
+    outputs = out.split("\n")[:-1]
     alone = Cronos.load(best, "cpu").translate(["1/2/07", "Thu 26 Nov 2026", "2000 01 01"])
     assert outputs == [alone[0], "", alone[1], "", "", alone[2]]
-    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    warnings = [line for line in err.splitlines() if "warning" in line]
     assert warnings == ["cronos: warning: 3 empty input line(s) gave empty output lines: line(s) 2, 4, 5"]
 
 
-def test_translate_drops_a_byte_order_mark_and_reports_bad_bytes_by_line(trained_run):
+def test_translate_drops_a_byte_order_mark_and_reports_bad_bytes_by_line(trained_run, capsys, monkeypatch):
     best = str(trained_run[0] / "run" / "best.pt")
     plain = Cronos.load(best, "cpu").translate(["1/2/07"])[0] + "\n"
-    marked = subprocess.run(cronos_command("translate", best), input=b"\xef\xbb\xbf1/2/07\n", capture_output=True,
-                            timeout=300)
-    assert marked.returncode == 0 and marked.stdout.decode() == plain
-    bad = subprocess.run(cronos_command("translate", best), input=b"1/2/07\n\xff\xfe\n", capture_output=True,
-                         timeout=300)
-    assert bad.returncode == 1 and b"stdin:2: not valid UTF-8 (byte 0xff at column 1)" in bad.stderr
-    assert bad.stdout.decode() == plain  # the lines before it were written
+    code, out, _ = run_cli(["translate", best], b"\xef\xbb\xbf1/2/07\n", capsys, monkeypatch)
+    assert code == 0 and out == plain
+    code, out, err = run_cli(["translate", best], b"1/2/07\n\xff\xfe\n", capsys, monkeypatch)
+    assert code == 1 and "stdin:2: not valid UTF-8 (byte 0xff at column 1)" in err
+    assert out == plain  # the lines before it were written
 
 
 def test_version(capsys, root):
@@ -149,9 +152,12 @@ def test_explain_out_must_be_a_folder(trained_run, capsys):
     assert "--out names a folder" in capsys.readouterr().err
 
 
-def test_debug_shows_the_traceback(trained_run):
-    result = cronos("--debug", "evaluate", "missing.pt")
-    assert result.returncode != 0 and "Traceback" in result.stderr
+def test_debug_shows_the_traceback(trained_run, capsys):
+    """Without ``--debug`` the error is one line; with it, the error itself leaves ``main`` (Python
+    then prints its traceback)."""
+    assert main(["evaluate", "missing.pt"]) == 1
+    with pytest.raises(CheckpointError, match="missing.pt: no such checkpoint"):
+        main(["--debug", "evaluate", "missing.pt"])
 
 
 def test_typed_into_a_terminal_each_line_is_translated_before_the_next_is_read(trained_run):
@@ -160,7 +166,7 @@ def test_typed_into_a_terminal_each_line_is_translated_before_the_next_is_read(t
     import select
 
     folder, _, _ = trained_run
-    expected = cronos("translate", str(folder / "run" / "best.pt"), stdin="1/2/07\n").stdout.strip()
+    expected = Cronos.load(folder / "run" / "best.pt", "cpu").translate(["1/2/07"])[0]
     primary, secondary = os.openpty()
     process = subprocess.Popen(cronos_command("translate", str(folder / "run" / "best.pt")), stdin=secondary,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -219,8 +225,8 @@ def test_output_that_cannot_be_written_is_refused_before_any_work(trained_run, t
     folder, _, _ = trained_run
     a_file = tmp_path / "file.json"
     a_file.write_text("{}")
-    result = cronos("evaluate", str(folder / "run" / "best.pt"), "--out", str(a_file / "sub.json"))
-    assert result.returncode == 2 and f"{a_file} is a file, so nothing can be written under it" in result.stderr
+    assert main(["evaluate", str(folder / "run" / "best.pt"), "--out", str(a_file / "sub.json")]) == 2
+    assert f"{a_file} is a file, so nothing can be written under it" in capsys.readouterr().err
     from cronos import outputs
 
     monkeypatch.setattr(outputs.os, "access", lambda path, mode: False)  # as a read-only folder is to a user

@@ -17,7 +17,7 @@ import torch
 import cronos
 from cronos.config import load_config
 from cronos.data import DataError, load_training_data
-from helpers import cronos_command, tiny_config, write_config
+from helpers import cronos_command, run_cli, tiny_config, write_config
 
 SETTINGS = {"char": {"tokenizer": "char"},
             "word": {"tokenizer": "word", "lowercase": True, "min_freq": 2, "max_length": 6,
@@ -154,7 +154,8 @@ def test_two_prepare_commands_at_once_prepare_once_and_both_use_it(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "p", "p.lock", "tiny.yaml"]
 
 
-def test_a_killed_preparation_leaves_only_a_temporary_folder_that_the_next_one_removes(tmp_path):
+def test_a_killed_preparation_leaves_only_a_temporary_folder_that_the_next_one_removes(tmp_path, capsys,
+                                                                                     monkeypatch):
     config = tiny_config(tmp_path, data={"prepared": str(tmp_path / "p")})
     train = Path(config["data"]["train"])
     train.write_text(train.read_text(encoding="utf-8") * 300, encoding="utf-8")  # 240,000 pairs: seconds
@@ -166,12 +167,12 @@ def test_a_killed_preparation_leaves_only_a_temporary_folder_that_the_next_one_r
     command.send_signal(signal.SIGKILL)
     command.wait(timeout=60)
     assert not (tmp_path / "p").exists() and list(tmp_path.glob("p.partial-*"))  # killed while writing
-    finished = subprocess.run(cronos_command("prepare", str(path)), capture_output=True, text=True, timeout=240)
-    assert finished.returncode == 0, finished.stderr
+    code, _, err = run_cli(["prepare", str(path)], "", capsys, monkeypatch)
+    assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "p", "p.lock", "tiny.yaml"]
 
 
-def test_a_disk_that_fills_while_preparing_is_one_line_and_leaves_no_folder(tmp_path):
+def test_a_disk_that_fills_while_preparing_is_one_line_and_leaves_no_folder(tmp_path, capsys, monkeypatch):
     """The kernel refuses the writes past a size (RLIMIT_FSIZE: what a full disk or a quota does to a
     writer, with EFBIG for ENOSPC); the next preparation, with room, succeeds."""
     config = tiny_config(tmp_path, data={"prepared": str(tmp_path / "p")})
@@ -190,8 +191,8 @@ def test_a_disk_that_fills_while_preparing_is_one_line_and_leaves_no_folder(tmp_
         f"cronos: error: DataError: data.prepared: cannot write the prepared split beside {tmp_path / 'p'}: "
         "File too large; free some space or point data.prepared elsewhere")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "p.lock", "tiny.yaml"]
-    finished = subprocess.run(cronos_command("prepare", str(path)), capture_output=True, text=True, timeout=240)
-    assert finished.returncode == 0, finished.stderr
+    code, _, err = run_cli(["prepare", str(path)], "", capsys, monkeypatch)
+    assert code == 0, err
 
 
 def test_a_prepared_split_where_no_lock_can_be_written_is_used_as_it_is_or_refused(tmp_path, monkeypatch):

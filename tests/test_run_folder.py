@@ -15,7 +15,7 @@ import cronos
 from cronos.checkpoint import load_checkpoint
 from cronos.run_folder import RunFolder, RunFolderError, claim
 from cronos.training import Trainer
-from helpers import ROOT, cronos_command, tiny_config, write_config
+from helpers import ROOT, cronos_command, run_cli, tiny_config, write_config
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")
 
@@ -110,15 +110,14 @@ def test_fit_stopped_before_its_first_validation_returns_its_own_weights(finishe
         assert torch.equal(model.network.state_dict()[name], tensor), name
 
 
-def test_cli_refuses_a_second_run_with_one_line_and_exit_code_2(finished_run, tmp_path):
+def test_cli_refuses_a_second_run_with_one_line_and_exit_code_2(finished_run, tmp_path, capsys, monkeypatch):
     config, run = finished_run
     before = snapshot(run)
-    result = subprocess.run(cronos_command("train", str(write_config(tmp_path / "c.yaml", config))),
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+    code, _, err = run_cli(["train", str(write_config(tmp_path / "c.yaml", config))], "", capsys, monkeypatch)
+    assert code == 2 and err.strip().splitlines()[-1] == (
         f"cronos: error: {run}: holds a run (last.pt, best.pt, metrics.jsonl); continue it with "
         "training.resume=auto, replace it with training.overwrite=true, or choose another output_dir")
-    assert "Traceback" not in result.stderr and snapshot(run) == before
+    assert "Traceback" not in err and snapshot(run) == before
 
 
 HOLD = """
@@ -152,7 +151,7 @@ def test_one_run_per_folder_and_a_killed_run_does_not_leave_it_locked(tmp_path):
         pass
 
 
-def test_a_second_training_on_a_busy_folder_stops_at_once_and_the_first_goes_on(tmp_path):
+def test_a_second_training_on_a_busy_folder_stops_at_once_and_the_first_goes_on(tmp_path, capsys, monkeypatch):
     config = write_config(tmp_path / "long.yaml", tiny_config(tmp_path, training={"epochs": 400,
                                                                                    "checkpoint_every": 2}))
     first = subprocess.Popen(cronos_command("train", str(config)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -162,10 +161,9 @@ def test_a_second_training_on_a_busy_folder_stops_at_once_and_the_first_goes_on(
         while not (tmp_path / "run" / "last.pt").exists():
             assert first.poll() is None and time.monotonic() < deadline, first.communicate()
             time.sleep(0.05)
-        second = subprocess.run(cronos_command("train", str(config), "--set", "training.resume=auto"),
-                                capture_output=True, text=True, timeout=120)
-        assert second.returncode == 2, second.stderr
-        assert f"another training run is using this folder (pid {first.pid} on" in second.stderr
+        code, _, err = run_cli(["train", str(config), "--set", "training.resume=auto"], "", capsys, monkeypatch)
+        assert code == 2, err
+        assert f"another training run is using this folder (pid {first.pid} on" in err
         assert first.poll() is None  # the first run is untouched and still training
     finally:
         first.send_signal(signal.SIGTERM)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, tiny_config, write_config
+from helpers import ROOT, run_cli, tiny_config, write_config
 
 SCRIPTS = ROOT / "scripts"
 MULTI30K = Path(os.environ.get("MULTI30K_ROOT", ROOT.parent / "shared" / "data" / "multi30k"))
@@ -19,8 +19,35 @@ needs_multi30k = pytest.mark.skipif(not (MULTI30K / "train.de").exists(), reason
 
 
 def script(name: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """The script run as a process of its own (for scripts that time or compile what they run)."""
     return subprocess.run([sys.executable, str(SCRIPTS / name), *args], capture_output=True, text=True,
                           timeout=600, cwd=cwd)
+
+
+@pytest.fixture
+def run_script(capsys, monkeypatch):
+    """``run_script(name, *args) -> (exit code, stdout, stderr)``: the script run in this process as
+    ``python scripts/NAME ARGS`` would run it (a process start is most of a small script's time);
+    the thread count it may set is put back."""
+    import runpy
+
+    import torch
+
+    def run(name: str, *args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", [str(SCRIPTS / name), *args])
+        threads, code = torch.get_num_threads(), 0
+        try:
+            runpy.run_path(str(SCRIPTS / name), run_name="__main__")
+        except SystemExit as exit_:  # as Python ends a script: a message goes to stderr, exit code 1
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if isinstance(exit_.code, str):
+                print(exit_.code, file=sys.stderr)
+        finally:
+            torch.set_num_threads(threads)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+    return run
 
 
 def test_benchmark_reports_every_measure_and_the_compiled_network_beside_the_eager_one(tmp_path):
@@ -62,7 +89,7 @@ def test_compare_benchmark_measures_a_commit_and_this_tree_in_turn(tmp_path):
     assert "cronos-base-" not in worktrees  # the base's checkout is removed again
 
 
-def test_ablation_runs_every_setting_and_measures_what_the_mask_and_the_freeze_do(tmp_path):
+def test_ablation_runs_every_setting_and_measures_what_the_mask_and_the_freeze_do(tmp_path, run_script):
     transformer = {"type": "transformer", "hidden_size": 16, "heads": 2, "ff_size": 32, "dropout": 0.0}
     config = write_config(tmp_path / "tiny.yaml", tiny_config(
         tmp_path, training={"epochs": 1, "max_steps": 5},
@@ -85,10 +112,10 @@ def test_ablation_runs_every_setting_and_measures_what_the_mask_and_the_freeze_d
     # runs made in separate processes (one seed each, say) are tabulated from their printed JSON lines
     log = tmp_path / "seed1.log"
     log.write_text(result.stdout + result.stderr)
-    merged = script("ablation.py", "--merge", str(log), "--out", str(tmp_path / "merged.md"))
-    assert merged.returncode == 0, merged.stderr
+    code, _, err = run_script("ablation.py", "--merge", str(log), "--out", str(tmp_path / "merged.md"))
+    assert code == 0, err
     assert (tmp_path / "merged.md").read_text() == out.read_text()
-    assert script("ablation.py").returncode == 2  # neither a config nor --merge
+    assert run_script("ablation.py")[0] == 2  # neither a config nor --merge
     # run again into the same --work folder: it replaces its own runs and measures the same
     again = script("ablation.py", str(config), "--seeds", "1", "--probe", "8", "--work", str(tmp_path / "w"),
                    "--out", str(tmp_path / "again.md"))
@@ -97,71 +124,74 @@ def test_ablation_runs_every_setting_and_measures_what_the_mask_and_the_freeze_d
         r["valid_loss"] for r in results]
 
 
-def test_make_dates_reproduces_the_committed_files(tmp_path):
-    result = script("make_dates.py", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
+def test_make_dates_reproduces_the_committed_files(tmp_path, run_script):
+    code, _, err = run_script("make_dates.py", "--out", str(tmp_path))
+    assert code == 0, err
     for split in ("train", "valid", "test"):
         assert (tmp_path / f"{split}.tsv").read_bytes() == (ROOT / "data" / "dates" / f"{split}.tsv").read_bytes()
 
 
-def test_padding_report_measures_inert_padding_in_every_combination(tmp_path):
-    result = script("padding_report.py", "--batches", "1")
-    assert result.returncode == 0, result.stderr
-    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "e-" in line]
+def test_padding_report_measures_inert_padding_in_every_combination(tmp_path, run_script):
+    code, out, err = run_script("padding_report.py", "--batches", "1")
+    assert code == 0, err
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "e-" in line]
     assert len(rows) == 15  # every encoder x decoder/attention combination
     for encoder, decoder, p1_64, p1_32, p6_64, p6_32 in rows:
         assert float(p1_64) < 1e-12 and float(p6_64) < 1e-12, (encoder, decoder)  # float64: rounding only
         assert float(p1_32) < 1e-4 and float(p6_32) < 1e-3, (encoder, decoder)  # float32: rounding only
-    largest = dict(re.findall(r"(P[16] torch\.float\d\d) ([\d.e+-]+)", result.stdout.split("largest:")[1]))
+    largest = dict(re.findall(r"(P[16] torch\.float\d\d) ([\d.e+-]+)", out.split("largest:")[1]))
     assert max(float(largest["P1 torch.float64"]), float(largest["P6 torch.float64"])) < 1e-12
 
 
 @needs_multi30k
-def test_download_multi30k_checks_what_it_fetches(tmp_path):
+def test_download_multi30k_checks_what_it_fetches(tmp_path, run_script):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     for path in MULTI30K.glob("*.[de][en]"):
         (mirror / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
-    result = script("download_multi30k.py", "--out", str(tmp_path / "data"), "--base-url", mirror.as_uri())
-    assert result.returncode == 0, result.stderr
+    code, _, err = run_script("download_multi30k.py", "--out", str(tmp_path / "data"), "--base-url", mirror.as_uri())
+    assert code == 0, err
     assert (tmp_path / "data" / "val.en").read_bytes() == (MULTI30K / "val.en").read_bytes()
     (mirror / "val.de.gz").write_bytes(gzip.compress(b"tampered\n"))
     (tmp_path / "data" / "val.de").unlink()
-    bad = script("download_multi30k.py", "--out", str(tmp_path / "data"), "--base-url", mirror.as_uri())
-    assert bad.returncode != 0 and "checksum mismatch" in bad.stderr and not (tmp_path / "data" / "val.de").exists()
+    code, _, err = run_script("download_multi30k.py", "--out", str(tmp_path / "data"), "--base-url", mirror.as_uri())
+    assert code != 0 and "checksum mismatch" in err and not (tmp_path / "data" / "val.de").exists()
 
 
 @needs_multi30k
 @pytest.mark.parametrize("name", ["multi30k_gru", "multi30k_transformer"])
-def test_multi30k_configs_read_the_data_from_the_environment(name):
-    env = {**os.environ, "MULTI30K_ROOT": str(MULTI30K)}
-    result = subprocess.run([sys.executable, "-m", "cronos", "prepare", str(ROOT / "configs" / f"{name}.yaml")],
-                            capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr
-    assert "examples: 29000" in result.stdout
+def test_multi30k_configs_read_the_data_from_the_environment(name, capsys, monkeypatch):
+    monkeypatch.setenv("MULTI30K_ROOT", str(MULTI30K))
+    code, out, err = run_cli(["prepare", str(ROOT / "configs" / f"{name}.yaml")], "", capsys, monkeypatch)
+    assert code == 0, err
+    assert "examples: 29000" in out
 
 
-def test_decode_speed_and_unk_rate_run_on_a_checkpoint(trained_models, tmp_path):
+def test_decode_speed_and_unk_rate_run_on_a_checkpoint(trained_models, tmp_path, run_script):
     data = tmp_path / "pairs.tsv"
     data.write_text("Thu 26 Nov 2026\t2026-11-26\n1/2/07\t2007-02-01\n", encoding="utf-8")
     checkpoint = str(trained_models["rnn"].save(tmp_path / "model.pt"))
-    speed = script("decode_speed.py", checkpoint, "--data", str(data), "--beams", "1", "2")
-    assert speed.returncode == 0, speed.stderr
-    assert [line.split(":")[0] for line in speed.stdout.splitlines()] == ["beam 1", "beam 2"]
-    unknown = script("unk_rate.py", "--checkpoint", checkpoint, "--data", str(data))
-    assert unknown.returncode == 0, unknown.stderr
-    report = json.loads(unknown.stdout)
+    code, out, err = run_script("decode_speed.py", checkpoint, "--data", str(data), "--beams", "1", "2", "--breakdown")
+    assert code == 0, err
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("beam")] == [
+        "beam 1", "beam 1 breakdown", "beam 2", "beam 2 breakdown"]
+    shares = re.findall(r"^  ([a-z ]+): [\d.]+ s \(([\d.]+)%\)$", out, flags=re.MULTILINE)
+    assert [name for name, _ in shares[:4]] == ["encoder", "decoder layers", "output projection", "search and batching"]
+    assert abs(sum(float(share) for _, share in shares[:4]) - 100) < 0.5
+    code, out, err = run_script("unk_rate.py", "--checkpoint", checkpoint, "--data", str(data))
+    assert code == 0, err
+    report = json.loads(out)
     assert report["source_unk_share"] == 0.0 and 0.0 <= report["output_unk_share"] <= 1.0
 
 
-def test_half_precision_gap_reports_both_dtypes_within_the_tests_tolerances():
-    result = script("half_precision_gap.py")
-    assert result.returncode == 0, result.stderr
-    gaps = dict(line.split(": largest P1 gap ") for line in result.stdout.splitlines())
+def test_half_precision_gap_reports_both_dtypes_within_the_tests_tolerances(run_script):
+    code, out, err = run_script("half_precision_gap.py")
+    assert code == 0, err
+    gaps = dict(line.split(": largest P1 gap ") for line in out.splitlines())
     assert 0 < float(gaps["torch.bfloat16"]) < 5e-2 and 0 < float(gaps["torch.float16"]) < 1e-2
 
 
-def test_compare_joeynmt_times_both_commands_on_the_same_sources(trained_models, tmp_path):
+def test_compare_joeynmt_times_both_commands_on_the_same_sources(trained_models, tmp_path, run_script):
     """The comparison runs cronos and "JoeyNMT" (here a stand-in that echoes its input and logs
     its generation time as JoeyNMT does) per beam, checks their line counts and reports both."""
     checkpoint = str(trained_models["rnn"].save(tmp_path / "model.pt"))
@@ -173,26 +203,27 @@ def test_compare_joeynmt_times_both_commands_on_the_same_sources(trained_models,
     stand_in.chmod(0o755)
     config = tmp_path / "joey.yaml"
     config.write_text("testing: {beam_size: 5}\n")
-    result = script("compare_joeynmt.py", "--cronos", checkpoint, "--joey-python", str(stand_in), "--joey-config",
-                    str(config), "--src", str(sources), "--ref", str(references), "--beams", "2")
-    assert result.returncode == 0, result.stderr
-    rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    code, out, err = run_script("compare_joeynmt.py", "--cronos", checkpoint, "--joey-python", str(stand_in),
+                                "--joey-config", str(config), "--src", str(sources), "--ref", str(references),
+                                "--beams", "2")
+    assert code == 0, err
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ") and "---" not in line]
     assert [(row[0], row[1]) for row in rows[1:]] == [("| 2", "cronos"), ("| 2", "joeynmt")]
     assert all(row[4] == "0.5" for row in rows[1:] if row[1] == "joeynmt")  # its own decoding time
     assert all(0 <= float(row[5]) <= 100 and float(row[6].rstrip(" |")) > 0 for row in rows[1:])  # BLEU, length
 
 
-def test_attribution_study_reports_every_method(trained_models, tmp_path):
+def test_attribution_study_reports_every_method(trained_models, tmp_path, run_script):
     checkpoint = str(trained_models["rnn"].save(tmp_path / "model.pt"))
-    result = script("attribution_study.py", checkpoint, "--examples", "5", "--steps", "4",
-                    "--markdown", str(tmp_path / "study.md"))
-    assert result.returncode == 0, result.stderr
+    code, _, err = run_script("attribution_study.py", checkpoint, "--examples", "5", "--steps", "4",
+                              "--markdown", str(tmp_path / "study.md"))
+    assert code == 0, err
     table = (tmp_path / "study.md").read_text()
     for method in ("attention", "saliency", "input_x_gradient", "integrated_gradients"):
         assert re.search(rf"\| {method} \| \d+\.\d% \| \d+\.\d% \| \d+\.\d+ \|", table), method
 
 
-def test_compare_ctranslate2_and_int8_schemes_measure_every_engine(tmp_path):
+def test_compare_ctranslate2_and_int8_schemes_measure_every_engine(tmp_path, run_script, capsys, monkeypatch):
     """A tiny untrained subword Transformer: both scripts run end to end and report every row."""
     pytest.importorskip("ctranslate2")
     import cronos
@@ -201,16 +232,19 @@ def test_compare_ctranslate2_and_int8_schemes_measure_every_engine(tmp_path):
     config = tiny_config(tmp_path, data={"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 100}},
                          model={"embedding_size": 16, "encoder": transformer, "decoder": transformer,
                                 "share_embeddings": True})
-    checkpoint = str(cronos.Cronos.from_config(cronos.load_config(config)).save(tmp_path / "model.pt"))
+    model = cronos.Cronos.from_config(cronos.load_config(config))
+    checkpoint = str(model.save(tmp_path / "model.pt"))
+    assert run_cli(["shortlist", checkpoint, "-o", str(tmp_path / "shortlist.pt")], "", capsys, monkeypatch)[0] == 0
     out = tmp_path / "compare.json"
-    result = script("compare_ctranslate2.py", checkpoint, "--limit", "4", "--repeats", "1", "--beams", "1",
-                    "--json", str(out))
-    assert result.returncode == 0, result.stderr
+    code, _, err = run_script("compare_ctranslate2.py", checkpoint, "--limit", "4", "--repeats", "1", "--beams", "1",
+                              "--shortlist", str(tmp_path / "shortlist.pt"), "--json", str(out))
+    assert code == 0, err
     rows = json.loads(out.read_text())["beams"]["1"]
-    for engine in ("cronos float32", "cronos int8", "CTranslate2 float32", "CTranslate2 int8"):
+    for engine in ("cronos float32", "cronos float32, shortlist", "cronos int8", "CTranslate2 float32",
+                   "CTranslate2 int8"):
         assert rows[engine]["sentences_per_s"] > 0 and rows[engine]["peak_rss_mib"] > 0, engine
     assert rows["cronos float32"]["equal_to_cronos_float32"] == 4
-    schemes = script("int8_schemes.py", checkpoint, "--limit", "4", "--repeats", "1", "--beams", "1")
-    assert schemes.returncode == 0, schemes.stderr
-    names = [line.split(" | ")[0] for line in schemes.stdout.splitlines()[2:]]
+    code, out, err = run_script("int8_schemes.py", checkpoint, "--limit", "4", "--repeats", "1", "--beams", "1")
+    assert code == 0, err
+    names = [line.split(" | ")[0] for line in out.splitlines()[2:]]
     assert names == ["| float32", "| cronos int8 (a scale per row)", "| torch.ao dynamic int8 (a scale per tensor)"]

@@ -1,13 +1,12 @@
 """training.tensorboard: curves and the attention image a user opens in TensorBoard."""
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
 import cronos
-from helpers import DATES, cronos_command, tiny_config, write_config
+from helpers import DATES, run_cli, tiny_config, write_config
 
 pytest.importorskip("tensorboard", reason="the tensorboard extra is part of the test install")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -59,11 +58,11 @@ def test_without_tensorboard_installed_the_error_names_the_extra(tmp_path, monke
         cronos.fit(cronos.load_config(tiny_config(tmp_path, training={"epochs": 1, "tensorboard": True})))
 
 
-def test_a_folder_tensorboard_cannot_write_into_is_one_line_before_training(tmp_path):
+def test_a_folder_tensorboard_cannot_write_into_is_one_line_before_training(tmp_path, capsys, monkeypatch):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "tensorboard").symlink_to(tmp_path / "nowhere" / "events")  # a dangling link
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, training={"epochs": 1, "tensorboard": True}))
-    result = subprocess.run(cronos_command("train", str(config)), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(
+    code, _, err = run_cli(["train", str(config)], "", capsys, monkeypatch)
+    assert code == 2 and err.strip().splitlines()[-1].startswith(
         "cronos: error: config: training.tensorboard: cannot write TensorBoard events into ")
-    assert "Traceback" not in result.stderr and "step 1" not in result.stderr
+    assert "Traceback" not in err and "step 1" not in err

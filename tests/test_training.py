@@ -3,7 +3,6 @@ max_steps, early stopping, the schedule, and the training step's loss."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ import torch
 import cronos
 from cronos.data import load_training_data
 from cronos.training import Trainer
-from helpers import cronos_command, tiny_config, write_config
+from helpers import run_cli, tiny_config, write_config
 
 
 def test_fit_improves_loss_and_writes_the_run(tmp_path):
@@ -83,16 +82,15 @@ def test_validate_every_and_max_steps(tmp_path):
     assert history.epochs_completed == 1  # the second epoch was cut short at step 30
 
 
-def test_max_steps_on_an_epochs_last_step_completes_that_epoch(tmp_path):
+def test_max_steps_on_an_epochs_last_step_completes_that_epoch(tmp_path, capsys, monkeypatch):
     """800 examples in batches of 32: 25 steps an epoch, so max_steps 50 ends on epoch 2's last step."""
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, training={"epochs": 50, "max_steps": 50}))
-    result = subprocess.run(cronos_command("train", str(config)), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "epoch 2 step 50: train_loss" in result.stderr and "trained 2 epochs, 50 steps" in result.stdout
+    code, out, err = run_cli(["train", str(config)], "", capsys, monkeypatch)
+    assert code == 0, err
+    assert "epoch 2 step 50: train_loss" in err and "trained 2 epochs, 50 steps" in out
     assert [(line["epoch"], line["step"]) for line in metrics(tmp_path / "run")] == [(1, 25), (2, 50)]
-    again = subprocess.run(cronos_command("train", str(config), "--set", "training.resume=auto"),
-                           capture_output=True, text=True, timeout=300)
-    assert "holds a finished run (step 50, 2 epochs completed)" in again.stderr, again.stderr
+    code, _, err = run_cli(["train", str(config), "--set", "training.resume=auto"], "", capsys, monkeypatch)
+    assert "holds a finished run (step 50, 2 epochs completed)" in err, err
     one = cronos.Cronos.from_config(cronos.load_config(tiny_config(tmp_path / "one", training={
         "epochs": 50, "max_steps": 25}))).fit()
     assert one.epochs_completed == 1 and [(h["epoch"], h["step"]) for h in one] == [(1, 25)]

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..invariance import matmul_by_rows
 from ..masking import masked_softmax, pad_keys
+from .linear import Linear
 
 __all__ = ["AdditiveAttention", "DotAttention", "GeneralAttention", "MultiHeadAttention", "build_attention"]
 
@@ -51,7 +52,7 @@ class GeneralAttention(DotAttention):
 
     def __init__(self, query_size: int, memory_size: int):
         nn.Module.__init__(self)
-        self.key_projection = nn.Linear(memory_size, query_size, bias=False)
+        self.key_projection = Linear(memory_size, query_size, bias=False)
         self.output_size = memory_size
 
     def precompute(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
@@ -64,9 +65,9 @@ class AdditiveAttention(nn.Module):
     def __init__(self, query_size: int, memory_size: int, attention_size: int | None = None):
         super().__init__()
         attention_size = attention_size or query_size
-        self.key_projection = nn.Linear(memory_size, attention_size, bias=False)
-        self.query_projection = nn.Linear(query_size, attention_size, bias=True)
-        self.energy = nn.Linear(attention_size, 1, bias=False)
+        self.key_projection = Linear(memory_size, attention_size, bias=False)
+        self.query_projection = Linear(query_size, attention_size, bias=True)
+        self.energy = Linear(attention_size, 1, bias=False)
         self.output_size = memory_size
 
     def precompute(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
@@ -98,10 +99,10 @@ class MultiHeadAttention(nn.Module):
         if model_size % heads:
             raise ValueError(f"model size {model_size} is not divisible by {heads} heads")
         self.heads, self.head_size = heads, model_size // heads
-        self.query_projection = nn.Linear(query_size, model_size)
-        self.key_projection = nn.Linear(memory_size, model_size)
-        self.value_projection = nn.Linear(memory_size, model_size)
-        self.output_projection = nn.Linear(model_size, model_size)
+        self.query_projection = Linear(query_size, model_size)
+        self.key_projection = Linear(memory_size, model_size)
+        self.value_projection = Linear(memory_size, model_size)
+        self.output_projection = Linear(model_size, model_size)
         self.output_size = model_size
 
     def _split(self, x: Tensor) -> Tensor:

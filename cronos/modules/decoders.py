@@ -22,15 +22,19 @@ from ..config import DecoderConfig
 from ..masking import pad_keys
 from .attention import MultiHeadAttention, build_attention
 from .encoders import FeedForward, TransformerInput
+from .linear import Linear
 from .recurrent import build_rnn
 
-__all__ = ["RNNDecoder", "TransformerDecoder", "RNNDecoderState", "TransformerDecoderState", "build_decoder"]
+__all__ = ["RNNDecoder", "TransformerDecoder", "RNNDecoderState", "TransformerDecoderState", "SelfAttentionCache",
+           "build_decoder"]
 
 
 def _select(value, index: Tensor):
-    """Index the batch axis of every tensor in ``value`` (tensors, tuples, lists, None)."""
+    """Index the batch axis of every tensor in ``value`` (tensors, caches, tuples, lists, None)."""
     if isinstance(value, Tensor):
         return value.index_select(0, index)
+    if isinstance(value, SelfAttentionCache):
+        return value.select(index)
     if isinstance(value, (tuple, list)):
         return type(value)(_select(v, index) for v in value)
     return value
@@ -68,9 +72,9 @@ class RNNDecoder(nn.Module):
         super().__init__()
         self.layers, self.is_lstm = config.layers, config.cell == "lstm"
         self.rnn = build_rnn(config.cell, input_size, config.hidden_size, config.layers, config.dropout)
-        self.bridge = nn.Linear(memory_size, config.hidden_size)
+        self.bridge = Linear(memory_size, config.hidden_size)
         self.attention = build_attention(config.attention, config.hidden_size, memory_size, config.heads)
-        self.combine = nn.Linear(config.hidden_size + self.attention.output_size, config.hidden_size)
+        self.combine = Linear(config.hidden_size + self.attention.output_size, config.hidden_size)
         self.dropout = nn.Dropout(config.dropout)
         self.output_size = config.hidden_size
 
@@ -108,11 +112,63 @@ def real_mean(memory: Tensor, lengths: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
+class SelfAttentionCache:
+    """One decoder layer's self-attention keys and values of the positions decoded so far.
+
+    Stored time-major, ``[capacity, B, h, d]``, so that the first ``length`` positions are one
+    contiguous block: a search step writes its position in place (no copy of the earlier ones),
+    a beam's reorder copies that block once, and attention reads it as ``[B, h, length, d]``
+    without a copy.  Capacity doubles when full.  A state is stepped once: the step after it
+    writes into the same storage, past the positions this cache holds.
+    """
+
+    keys: Tensor    # [capacity, B, h, d]; the first `length` positions are real
+    values: Tensor  # [capacity, B, h, d]
+    length: int
+
+    @staticmethod
+    def of(keys: Tensor, values: Tensor) -> "SelfAttentionCache":
+        """The cache of ``keys, values [B, h, T, d]`` (a view: the first step that adds a position copies them)."""
+        return SelfAttentionCache(keys.permute(2, 0, 1, 3), values.permute(2, 0, 1, 3), keys.size(2))
+
+    def appended(self, keys: Tensor, values: Tensor) -> "SelfAttentionCache":
+        """This cache and the positions ``keys, values [B, h, T, d]`` after its own."""
+        end = self.length + keys.size(2)
+        stored = self if end <= self.keys.size(0) and self.keys.is_contiguous() else self._moved(None, 2 * end)
+        stored.keys[self.length:end] = keys.permute(2, 0, 1, 3)
+        stored.values[self.length:end] = values.permute(2, 0, 1, 3)
+        return SelfAttentionCache(stored.keys, stored.values, end)
+
+    def select(self, index: Tensor) -> "SelfAttentionCache":
+        """The rows ``index [B']`` of the batch (a beam's reorder, inputs leaving), in storage of the same capacity."""
+        return self._moved(index, self.keys.size(0))
+
+    def attended(self) -> tuple[Tensor, Tensor]:
+        """``keys, values [B, h, length, d]``: views of the positions so far."""
+        return self.keys[: self.length].permute(1, 2, 0, 3), self.values[: self.length].permute(1, 2, 0, 3)
+
+    def _moved(self, index: Tensor | None, capacity: int) -> "SelfAttentionCache":
+        """The rows ``index`` (None: all) copied into new contiguous storage of ``capacity`` positions."""
+        rows = self.keys.size(1) if index is None else index.numel()
+        moved = []
+        for stored in (self.keys, self.values):
+            new = stored.new_empty((capacity, rows, *stored.shape[2:]))
+            if index is None:
+                new[: self.length] = stored[: self.length]
+            elif stored.requires_grad and torch.is_grad_enabled():  # autograd records no out= writes
+                new[: self.length] = stored[: self.length].index_select(1, index)
+            else:  # written straight into the new storage: one pass over the positions so far
+                torch.index_select(stored[: self.length], 1, index, out=new[: self.length])
+            moved.append(new)
+        return SelfAttentionCache(moved[0], moved[1], self.length)
+
+
+@dataclass(frozen=True)
 class TransformerDecoderState:
-    cross: tuple[tuple[Tensor, Tensor], ...]        # per layer: memory keys, values [B, h, S, d]
-    mask: Tensor | None                             # [B, S]
-    cache: tuple[tuple[Tensor, Tensor], ...] | None  # per layer: keys, values of the steps so far
-    length: int                                     # positions decoded so far
+    cross: tuple[tuple[Tensor, Tensor], ...]     # per layer: memory keys, values [B, h, S, d]
+    mask: Tensor | None                          # [B, S]
+    cache: tuple[SelfAttentionCache, ...] | None  # per layer: self-attention keys, values of the steps so far
+    length: int                                  # positions decoded so far
 
     def select(self, index: Tensor) -> "TransformerDecoderState":
         return TransformerDecoderState(_select(self.cross, index), _select(self.mask, index),
@@ -134,19 +190,20 @@ class TransformerDecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, cross: tuple[Tensor, Tensor], mask: Tensor | None,
-                cache: tuple[Tensor, Tensor] | None, need_weights: bool):
+                cache: SelfAttentionCache | None, need_weights: bool):
         normed = self.self_norm(x)
         keys, values = self.self_attention.precompute(normed, normed)  # [B, h, T, d]
         if cache is None:  # the whole target at once (or a search's first step)
             attended, _ = self.self_attention(normed, keys, values, None, causal=True, need_weights=False)
+            cache = SelfAttentionCache.of(keys, values)
         else:  # a search step: one new position over every position so far
-            keys, values = torch.cat([cache[0], keys], dim=2), torch.cat([cache[1], values], dim=2)
-            attended = self.self_attention.step(normed, keys, values)
+            cache = cache.appended(keys, values)
+            attended = self.self_attention.step(normed, *cache.attended())
         x = x + self.dropout(attended)
         context, weights = self.cross_attention(self.cross_norm(x), *cross, mask, need_weights=need_weights)
         x = x + self.dropout(context)
         x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
-        return x, weights, (keys, values)
+        return x, weights, cache
 
 
 class TransformerDecoder(nn.Module):
@@ -154,7 +211,7 @@ class TransformerDecoder(nn.Module):
         super().__init__()
         size = config.hidden_size
         self.input = TransformerInput(input_size, size, config.dropout)
-        self.memory_projection = nn.Linear(memory_size, size) if memory_size != size else nn.Identity()
+        self.memory_projection = Linear(memory_size, size) if memory_size != size else nn.Identity()
         self.layers = nn.ModuleList(TransformerDecoderLayer(size, config.heads, config.ff_size, config.dropout)
                                     for _ in range(config.layers))
         self.final_norm = nn.LayerNorm(size)

@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..config import EncoderConfig
 from .attention import MultiHeadAttention
+from .linear import Linear
 from .recurrent import build_rnn, run_within_lengths
 
 __all__ = ["RNNEncoder", "TransformerEncoder", "TransformerLayer", "TransformerInput", "PositionalEncoding",
@@ -87,7 +88,7 @@ class TransformerInput(nn.Module):
 
     def __init__(self, input_size: int, size: int, dropout: float):
         super().__init__()
-        self.projection = nn.Linear(input_size, size) if input_size != size else nn.Identity()
+        self.projection = Linear(input_size, size) if input_size != size else nn.Identity()
         self.scale = math.sqrt(size)
         self.positions = PositionalEncoding(size)
         self.dropout = nn.Dropout(dropout)
@@ -99,8 +100,8 @@ class TransformerInput(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, size: int, inner_size: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(size, inner_size), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(inner_size, size))
+        self.net = nn.Sequential(Linear(size, inner_size), nn.ReLU(), nn.Dropout(dropout),
+                                 Linear(inner_size, size))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
