@@ -192,22 +192,6 @@ def _parser() -> argparse.ArgumentParser:
                              "then decodes faster depends on the CPU (docs/deployment.md) [float32]")
     export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     export.set_defaults(run=_export)
-    shortlist = commands.add_parser("shortlist", help="which target tokens each source token may translate into, "
-                                    "counted on training pairs: faster decoding with --shortlist")
-    shortlist.add_argument("checkpoint")
-    shortlist.add_argument("-o", "--out", type=Path, required=True, help="the shortlist file (a new file)")
-    shortlist.add_argument("--data", type=_split_or_file, default="train",
-                           help="the pairs to count: a split name (train/valid/test) or a TSV file [train]")
-    shortlist.add_argument("--per-source", type=_positive, default=50, metavar="N",
-                           help="candidates per source token, those most often in its pairs (Dice) [50]")
-    shortlist.add_argument("--frequent", type=int, default=300, metavar="N",
-                           help="the most frequent target tokens, candidates of every sentence [300]")
-    shortlist.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    shortlist.set_defaults(run=_shortlist)
-    for command in (evaluate, translate):
-        command.add_argument("--shortlist", type=Path, default=None, metavar="FILE",
-                             help="choose each output token among the sentence's candidates in FILE (from `cronos "
-                                  "shortlist`): faster decoding, at a BLEU cost docs/decoding.md measures")
     for command in (evaluate, translate, score):
         command.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                              help="int8: every linear layer computes in int8 on the CPU (faster decoding; an "
@@ -341,17 +325,10 @@ def _load_model(args: argparse.Namespace, checkpoint: str | None = None):
     """The model at ``checkpoint`` (``args.checkpoint`` by default) on ``--device``, int8 with ``--quantize``."""
     from .model import Cronos
 
-    from .shortlist import ShortlistError
-
-    device, quantize, shortlist = _device(args), getattr(args, "quantize", None), getattr(args, "shortlist", None)
+    device, quantize = _device(args), getattr(args, "quantize", None)
     if quantize is not None and device.type != "cpu":
         raise ConfigError("--quantize", "", f"int8 linear layers run on the CPU, not on {device}; add --device cpu")
-    if quantize is not None and shortlist is not None:
-        raise ConfigError("--shortlist", "", "projects with float32 weights: use --quantize or --shortlist, not both")
-    try:
-        return Cronos.load(checkpoint or args.checkpoint, device, quantize, shortlist)
-    except ShortlistError as error:
-        raise ConfigError("--shortlist", "", str(error)) from None
+    return Cronos.load(checkpoint or args.checkpoint, device, quantize)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -394,8 +371,6 @@ def _translate(args: argparse.Namespace) -> int:
         inputs = [*args.checkpoint, *([args.input] if args.input is not None else [])]
         check_output_file(args.output, "--output", args.overwrite, reading=inputs)
     checkpoints = args.checkpoint  # one, or several: their ensemble
-    if len(checkpoints) > 1 and args.shortlist is not None:
-        raise ConfigError("--shortlist", "", "restricts one model's outputs; an ensemble decodes without one")
     members = [_load_model(args, checkpoint) for checkpoint in checkpoints]
     model = Cronos.ensemble(members, _device(args)) if len(members) > 1 else members[0]
     batch_size = args.batch_size or model.config.decoding.batch_size
@@ -541,28 +516,6 @@ def _export(args: argparse.Namespace) -> int:
     except ExportError as error:
         raise ConfigError(str(args.checkpoint), "", str(error)) from None
     print(f"exported {args.checkpoint} to {folder} (CTranslate2, {args.quantization} weights)")
-    return 0
-
-
-def _shortlist(args: argparse.Namespace) -> int:
-    from .data import load_split
-    from .model import Cronos
-    from .shortlist import Shortlist
-
-    if args.out.exists():
-        raise ConfigError("--out", "", f"{args.out} exists; the shortlist goes to a new file")
-    if args.frequent < 0:
-        raise ConfigError("--frequent", "", f"expected 0 or more, got {args.frequent}")
-    check_output_folder(args.out.parent, "--out")
-    model = Cronos.load(args.checkpoint, "cpu")
-    codec = model.codec
-    split = load_split(args.data, model.config.data, codec)
-    shortlist = Shortlist.build(split.examples, codec.src_vocab, codec.tgt_vocab, args.per_source, args.frequent)
-    shortlist.save(args.out)
-    sizes = [len(shortlist.candidates(example.src)) for example in split.examples[:1000]]
-    print(f"counted {len(split.examples):,} pairs of {args.data}: {args.per_source} candidates per source token, "
-          f"{len(shortlist.always)} for every sentence; a sentence has {sum(sizes) / max(len(sizes), 1):.0f} of "
-          f"{len(codec.tgt_vocab):,} target tokens on average; written to {args.out}")
     return 0
 
 

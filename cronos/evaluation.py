@@ -17,7 +17,6 @@ from .data.vocab import PAD_INDEX
 from .inference import example_log_probs, length_batched, target_log_probs, teacher_forced
 from .network import Seq2Seq
 from .search import Beam, decode
-from .shortlist import Shortlist
 
 __all__ = ["teacher_forced_scores", "evaluate_split", "METRICS"]
 
@@ -43,13 +42,11 @@ def teacher_forced_scores(network: Seq2Seq, examples: Sequence[Example], batch_s
 
 
 def evaluate_split(network: Seq2Seq, codec: TextCodec, split: EvalSplit, options: DecodingConfig,
-                   beam_size: int | None = None, shortlist: Shortlist | None = None) -> dict:
-    """Every metric on ``split``, decoding with ``beam_size`` (default: ``options.beam_size``) and
-    ``shortlist``; the loss and accuracy are the model's over the whole vocabulary."""
+                   beam_size: int | None = None) -> dict:
+    """Every metric on ``split``, decoding with ``beam_size`` (default: ``options.beam_size``)."""
     beam_size = beam_size or options.beam_size
     scores = teacher_forced_scores(network, split.examples, options.batch_size)
-    hypotheses = [found[0] for found in decode(network, split.examples, Beam(beam_size), options,
-                                               shortlist=shortlist)]
+    hypotheses = [found[0] for found in decode(network, split.examples, Beam(beam_size), options)]
     outputs = [codec.to_text(h.tokens) for h in hypotheses]
     references = [codec.as_output(t) for t in split.targets]
     bleu, chrf, tokenized_bleu = BLEU(), CHRF(), BLEU(tokenize="none", force=True)

@@ -28,7 +28,6 @@ from .ensemble import ensemble_of
 from .model_file import read_model_file
 from .modules.quantized import QUANTIZATIONS, quantize_linear_layers
 from .network import Seq2Seq, TokenLoss
-from .shortlist import Shortlist
 from .training import Trainer, TrainingHistory
 from .translator import Translation, Translator
 
@@ -113,34 +112,23 @@ class Cronos(nn.Module, Translator):
         return Translator(network.to(models[0].device).eval(), codec, models[0].config)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto", quantize: str | None = None,
-             shortlist: Shortlist | str | os.PathLike | None = None) -> "Cronos":
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto",
+             quantize: str | None = None) -> "Cronos":
         """Rebuild a model from a file written by ``save`` (or a run's best.pt/last.pt), in eval mode.
 
         ``device``: ``auto`` (a CUDA GPU when torch sees one, else the CPU), ``cpu``, ``cuda[:N]``
         or a ``torch.device``.  ``quantize="int8"`` (CPU only): every linear layer computes in int8
         (``modules/quantized.py``), for faster decoding; such a model translates, samples, scores and
-        evaluates, but is neither trained, saved nor explained with gradients.  ``shortlist`` (a
-        ``Shortlist`` or the file ``cronos shortlist`` wrote for this model): searches and samples
-        choose each output token among the sentence's candidates only, for faster decoding
-        (``shortlist.py``; scores and losses stay the whole vocabulary's).
+        evaluates, but is neither trained, saved nor explained with gradients.
         """
         device = device if isinstance(device, torch.device) else resolve_device(device, "Cronos.load", "device")
         if quantize is not None and quantize not in QUANTIZATIONS:
             raise ValueError(f"quantize={quantize!r} is not one cronos knows; choose {', '.join(QUANTIZATIONS)} or None")
         if quantize is not None and device.type != "cpu":
             raise ValueError(f"int8 linear layers run on the CPU, not on {device}: load with device='cpu'")
-        if quantize is not None and shortlist is not None:
-            raise ValueError("a shortlist projects onto its candidates with float32 weights: load with quantize "
-                             "or with a shortlist, not both")
         stored = read_model_file(path)  # untrusted: every check before a model is allocated
-        if shortlist is not None:
-            name = "shortlist" if isinstance(shortlist, Shortlist) else str(shortlist)
-            shortlist = shortlist if isinstance(shortlist, Shortlist) else Shortlist.load(shortlist)
-            shortlist.check_vocabularies(stored.src_vocab, stored.tgt_vocab, name)
         model = cls(stored.config, stored.src_vocab, stored.tgt_vocab, stored.subwords)
         model.network.load_state_dict(stored.weights)
-        model.shortlist = shortlist
         if quantize is not None:
             quantize_linear_layers(model.network)
             model.quantization = quantize

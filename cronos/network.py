@@ -139,10 +139,10 @@ class Seq2Seq(nn.Module):
 
     def run_decoder(self, tgt_in: Tensor, state, need_weights: bool = True):
         """``tgt_in [B, T]`` (one step or the whole target) -> ``logits [B, T, V]``, ``attention [B, T, S]``, state."""
-        outputs, attention, state = self.decoder_outputs(tgt_in, state, need_weights)
+        outputs, attention, state = self._decoder_outputs(tgt_in, state, need_weights)
         return self.output_projection(outputs), attention, state
 
-    def decoder_outputs(self, tgt_in: Tensor, state, need_weights: bool = True):
+    def _decoder_outputs(self, tgt_in: Tensor, state, need_weights: bool):
         """``tgt_in [B, T]`` -> decoder outputs ``[B, T, H]`` before the vocabulary projection, attention, state."""
         return self.decoder(self.tgt_dropout(self.tgt_embedding(tgt_in)), state, need_weights)
 
@@ -161,7 +161,7 @@ class Seq2Seq(nn.Module):
         if tgt_out is None:
             logits, attention, _ = self.run_decoder(tgt_in, state, need_weights)
             return logits, attention
-        outputs, _, _ = self.decoder_outputs(tgt_in, state, need_weights=False)  # [B, T, H]
+        outputs, _, _ = self._decoder_outputs(tgt_in, state, need_weights=False)  # [B, T, H]
         # The target's padding is read from its ids, not from lengths: text never encodes to
         # <pad> (the vocabulary maps a literal "<pad>" to <unk>), so the two are the same
         # positions, and cross-entropy's ignore_index works on ids anyway.  Decoder

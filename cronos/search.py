@@ -30,10 +30,8 @@ from .data.vocab import BOS_INDEX, EOS_INDEX
 from .inference import in_length_batches
 from .invariance import rows_to_add
 from .network import Seq2Seq
-from .shortlist import Shortlist, ShortlistProjection
 
-__all__ = ["Hypothesis", "Strategy", "Greedy", "Beam", "Sampling", "TokenChoices", "WholeVocabulary", "decode",
-           "search_batch", "max_output_lengths"]
+__all__ = ["Hypothesis", "Strategy", "Greedy", "Beam", "Sampling", "decode", "search_batch", "max_output_lengths"]
 
 
 @dataclass(frozen=True)
@@ -44,39 +42,11 @@ class Hypothesis:
     log_prob: float            # sum of the tokens' log-probs, <eos> included when the output ended with it
 
 
-class TokenChoices(Protocol):
-    """What a search step chooses from: the whole vocabulary (``WholeVocabulary``) or each input's
-    shortlist (``shortlist.ShortlistProjection``).  ``step`` runs the decoder one step and scores
-    the choices, ``[rows, C]`` (the rows of an input together); ``tokens`` maps chosen columns
-    ``[inputs, n]`` to token ids; ``select`` keeps some inputs."""
-
-    def step(self, network, previous: Tensor, state, need_weights: bool) -> tuple[Tensor, Tensor | None, object]: ...
-
-    def tokens(self, columns: Tensor) -> Tensor: ...
-
-    def select(self, groups: Tensor) -> "TokenChoices": ...
-
-
-@dataclass(frozen=True)
-class WholeVocabulary:
-    """Every token of the target vocabulary: a column is its token id."""
-
-    def step(self, network, previous: Tensor, state, need_weights: bool) -> tuple[Tensor, Tensor | None, object]:
-        logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
-        return logits[:, 0], attention, state  # [b, V]
-
-    def tokens(self, columns: Tensor) -> Tensor:
-        return columns
-
-    def select(self, groups: Tensor) -> "WholeVocabulary":
-        return self
-
-
 class Strategy(Protocol):
     """How outputs are found for one batch: ``Greedy``, ``Beam``, ``Sampling``."""
 
     def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
-               need_weights: bool, choices: TokenChoices) -> list[list[Hypothesis]]: ...
+               need_weights: bool) -> list[list[Hypothesis]]: ...
 
 
 def max_output_lengths(src_lengths: Tensor, ratio: float, offset: int) -> Tensor:
@@ -85,26 +55,19 @@ def max_output_lengths(src_lengths: Tensor, ratio: float, offset: int) -> Tensor
 
 
 def decode(network: Seq2Seq, examples: Sequence[Example], strategy: Strategy, options: DecodingConfig,
-           batch_size: int | None = None, need_weights: bool = False,
-           shortlist: Shortlist | None = None) -> list[list[Hypothesis]]:
+           batch_size: int | None = None, need_weights: bool = False) -> list[list[Hypothesis]]:
     """``strategy``'s hypotheses for every example, best first (in eval mode, in batches of similar
-    length, ``batch_size`` or ``options.batch_size`` at a time); in input order.  With a
-    ``shortlist``, each example's outputs are made of its candidates only."""
+    length, ``batch_size`` or ``options.batch_size`` at a time); in input order."""
     return in_length_batches(network, examples, batch_size or options.batch_size,
-                             lambda batch, _: search_batch(network, batch, strategy, options, need_weights, shortlist))
+                             lambda batch, _: search_batch(network, batch, strategy, options, need_weights))
 
 
 def search_batch(network: Seq2Seq, batch: Batch, strategy: Strategy, options: DecodingConfig,
-                 need_weights: bool = False, shortlist: Shortlist | None = None) -> list[list[Hypothesis]]:
+                 need_weights: bool = False) -> list[list[Hypothesis]]:
     """``strategy``'s hypotheses for each input of one collated ``batch`` (its ``readings`` too,
     for ensembles whose members read the source differently), length limits per ``options``."""
     max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
-    if shortlist is None:
-        choices: TokenChoices = WholeVocabulary()
-    else:
-        sources = [row[:length] for row, length in zip(batch.src.tolist(), batch.src_lengths.tolist())]
-        choices = ShortlistProjection.of(network.output_projection, [shortlist.candidates(s) for s in sources])
-    return strategy.search(network, batch, max_lengths, options.length_penalty, need_weights, choices)
+    return strategy.search(network, batch, max_lengths, options.length_penalty, need_weights)
 
 
 @dataclass(frozen=True)
@@ -112,9 +75,8 @@ class Greedy:
     """Each input's most likely next token, step by step, until ``<eos>`` or its length limit."""
 
     def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
-               need_weights: bool, choices: TokenChoices) -> list[list[Hypothesis]]:
-        return [[h] for h in _token_by_token(network, batch, max_lengths, _most_likely, need_weights, length_penalty,
-                                             choices)]
+               need_weights: bool) -> list[list[Hypothesis]]:
+        return [[h] for h in _token_by_token(network, batch, max_lengths, _most_likely, need_weights, length_penalty)]
 
 
 @dataclass(frozen=True)
@@ -132,10 +94,10 @@ class Beam:
             raise ValueError(f"n_best must be between 1 and the beam size ({self.size}), got {self.n_best}")
 
     def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
-               need_weights: bool, choices: TokenChoices) -> list[list[Hypothesis]]:
+               need_weights: bool) -> list[list[Hypothesis]]:
         if self.size == 1:
-            return Greedy().search(network, batch, max_lengths, length_penalty, need_weights, choices)
-        candidates = _beam_candidates(network, batch, max_lengths, self.size, length_penalty, need_weights, choices)
+            return Greedy().search(network, batch, max_lengths, length_penalty, need_weights)
+        candidates = _beam_candidates(network, batch, max_lengths, self.size, length_penalty, need_weights)
         return [found[: self.n_best] for found in candidates]
 
 
@@ -147,10 +109,10 @@ def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[
 @torch.no_grad()
 def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
                     choose: Callable[[Tensor, Tensor, list[int]], tuple[Tensor, Tensor]],
-                    need_weights: bool, length_penalty: float, choices: TokenChoices) -> list[Hypothesis]:
+                    need_weights: bool, length_penalty: float) -> list[Hypothesis]:
     """Decode one chosen token a step per input until ``<eos>`` or its length limit (greedy search,
-    sampling): ``choose(log_probs [b, C], logits [b, C], inputs) -> (columns [b], their log-probs [b])``
-    over ``choices``' columns, ``inputs`` being the input index of each row.  Inputs that finish leave the batch; ``log_prob`` is
+    sampling): ``choose(log_probs [b, V], logits [b, V], inputs) -> (tokens [b], their log-probs [b])``,
+    ``inputs`` being the input index of each row.  Inputs that finish leave the batch; ``log_prob`` is
     the summed log-probs of the chosen tokens, ``score`` that over the steps taken ** ``length_penalty``
     (as beam search scores)."""
     src, size, max_lengths = batch.src, batch.size, max_lengths.cpu()
@@ -162,11 +124,10 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
     attentions: list[list[Tensor]] = [[] for _ in range(size)]
     scores = [0.0] * size
     for step in range(int(max_lengths.max())):
-        logits, attention, state = choices.step(network, previous, state, need_weights)  # [b, C]
-        log_probs = torch.log_softmax(logits.float(), dim=-1)  # [b, C]
+        logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
+        log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)  # [b, V]
         inputs = alive.tolist()
-        columns, chosen_scores = choose(log_probs, logits, inputs)  # [b], [b]
-        chosen = choices.tokens(columns[:, None])[:, 0]
+        chosen, chosen_scores = choose(log_probs, logits[:, 0], inputs)  # [b], [b]
         for row, (index, token, score) in enumerate(zip(inputs, chosen.tolist(), chosen_scores.tolist())):
             if finished[index]:  # a filler row
                 continue
@@ -180,7 +141,7 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
             break
         keep = _rows_in_flight(finished[alive])
         if keep.numel() < alive.numel():
-            alive, state, choices = alive[keep], state.select(keep.to(src.device)), choices.select(keep.to(src.device))
+            alive, state = alive[keep], state.select(keep.to(src.device))
             chosen = chosen[keep.to(src.device)]
         previous = chosen
     steps = [len(tokens[i]) + (len(tokens[i]) < int(max_lengths[i])) for i in range(size)]  # + <eos> if chosen
@@ -199,7 +160,7 @@ def _rows_in_flight(done: Tensor) -> Tensor:
 
 @torch.no_grad()
 def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_size: int, length_penalty: float,
-                     need_weights: bool, choices: TokenChoices) -> list[list[Hypothesis]]:
+                     need_weights: bool) -> list[list[Hypothesis]]:
     """Beam search with ``beam_size`` beams per input; every finished hypothesis of each, best first.
 
     Each step takes the best ``2 * beam_size`` continuations of an input: ``<eos>`` ones within the
@@ -222,13 +183,13 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
 
     for step in range(int(max_lengths.max())):
         groups = alive.numel()
-        logits, attention, state = choices.step(network, previous, state, need_weights)
-        log_probs = torch.log_softmax(logits.float(), dim=-1)                    # [b*k, C]
+        logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
+        log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)              # [b*k, V]
         vocab = log_probs.size(-1)
         totals = (beam_scores.view(-1, 1) + log_probs).view(groups, k * vocab)
         top_scores, top_index = totals.topk(min(2 * k, k * vocab), dim=1)       # [b, 2k]
         origin = torch.div(top_index, vocab, rounding_mode="floor")
-        token = choices.tokens(top_index % vocab)
+        token = top_index % vocab
         parent = origin + torch.arange(groups, device=device)[:, None] * k    # flat row of the parent
         is_eos = (token == EOS_INDEX) & torch.isfinite(top_scores)
         if need_weights:
@@ -272,7 +233,6 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
             continue
         keep_rows = (keep_groups[:, None] * k + torch.arange(k)).flatten().to(device)
         alive, beam_scores = alive[keep_groups], beam_scores[keep_groups.to(device)]
-        choices = choices.select(keep_groups.to(device))
         history, previous = history[keep_rows], previous[keep_rows]
         state = state.select(rows[keep_rows])  # one move: the beams' reorder and the inputs that stay
         if need_weights:
@@ -313,7 +273,7 @@ class Sampling:
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
     def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
-               need_weights: bool, choices: TokenChoices) -> list[list[Hypothesis]]:
+               need_weights: bool) -> list[list[Hypothesis]]:
         """Greedy search's loop with each next token drawn from the input's own generator;
         ``log_prob``: the summed log-probs of the drawn tokens under the model, ``score``: as
         greedy search gives it."""
@@ -326,7 +286,7 @@ class Sampling:
                      for row, index in enumerate(inputs)]
             tokens = torch.tensor(drawn, device=logits.device)
             return tokens, log_probs.gather(1, tokens[:, None]).squeeze(1)
-        return [[h] for h in _token_by_token(network, batch, max_lengths, draw, need_weights, length_penalty, choices)]
+        return [[h] for h in _token_by_token(network, batch, max_lengths, draw, need_weights, length_penalty)]
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """``logits [b, V]`` -> the distribution to draw from, ``[b, V]`` float32."""

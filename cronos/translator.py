@@ -21,7 +21,6 @@ from .explain import Explanation, explain_decoded, explain_forced
 from .network import Seq2Seq
 from .scoring import PairScore, score_examples
 from .search import Beam, Sampling, decode
-from .shortlist import Shortlist
 
 __all__ = ["Translator", "Translation"]
 
@@ -39,15 +38,10 @@ class Translation:
 class Translator:
     """A model that decodes: ``network`` (a ``Seq2Seq``, or an ``Ensemble`` of several), ``codec``
     (tokenizers and vocabularies), ``config`` (search settings in ``config.decoding``, data
-    settings in ``config.data``); with a ``shortlist``, searches and samples choose each output
-    token among the sentence's candidates only (``shortlist.py``).  An output never depends on
-    its batch mates."""
+    settings in ``config.data``).  An output never depends on its batch mates."""
 
-    def __init__(self, network: Seq2Seq | Ensemble, codec: TextCodec, config: Config,
-                 shortlist: Shortlist | None = None):
-        if shortlist is not None and not isinstance(network, Seq2Seq):
-            raise TypeError("a shortlist restricts one model's output projection; an ensemble decodes without one")
-        self.network, self.codec, self.config, self.shortlist = network, codec, config, shortlist
+    def __init__(self, network: Seq2Seq | Ensemble, codec: TextCodec, config: Config):
+        self.network, self.codec, self.config = network, codec, config
 
     @property
     def device(self) -> torch.device:
@@ -67,7 +61,7 @@ class Translator:
         ``data``: a split name (``train``, ``valid``, ``test``), a TSV path, or (source, target) pairs.
         """
         split = load_split(data, self.config.data, self.codec)
-        return evaluate_split(self.network, self.codec, split, self.config.decoding, beam_size, self.shortlist)
+        return evaluate_split(self.network, self.codec, split, self.config.decoding, beam_size)
 
     def score(self, data: str | Sequence[tuple[str, str]], per_token: bool = False,
               batch_size: int | None = None) -> list[PairScore]:
@@ -98,7 +92,7 @@ class Translator:
         """
         options = self.config.decoding
         found = decode(self.network, self.codec.encode(sources), Beam(beam_size or options.beam_size, n_best or 1),
-                       options, batch_size, shortlist=self.shortlist)
+                       options, batch_size)
         if n_best is None:
             return [self.codec.to_text(hypotheses[0].tokens) for hypotheses in found]
         return [[Translation(self.codec.to_text(h.tokens), h.score, h.log_prob) for h in hypotheses]
@@ -112,7 +106,7 @@ class Translator:
         seed and its source only, not on batch mates, position or batch size (so the same source
         twice samples the same; vary ``seed`` for more samples)."""
         found = decode(self.network, self.codec.encode(sources), Sampling(top_k, top_p, temperature, seed),
-                       self.config.decoding, batch_size, shortlist=self.shortlist)
+                       self.config.decoding, batch_size)
         return [self.codec.to_text(drawn.tokens) for drawn, in found]
 
     def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,

@@ -108,7 +108,7 @@ def kernels(threads: int) -> list[str]:
     training and gradients use; cronos's ``Linear`` in inference, oneDNN with a packed weight), and
     whether a softmax over keys (and its weights times values) keeps its bits when the keys are
     padded, by how much."""
-    from cronos.modules.linear import Linear
+    from cronos.modules.linear import Linear, packed_for_inference
 
     torch.set_num_threads(threads)
     generator = torch.Generator().manual_seed(0)
@@ -120,7 +120,7 @@ def kernels(threads: int) -> list[str]:
         rows = torch.randn(256, k, generator=generator)
         for name, product in (("F.linear", lambda x: torch.nn.functional.linear(x, layer.weight)),
                               ("cronos Linear, inference", layer)):
-            with torch.no_grad():
+            with torch.no_grad(), packed_for_inference(layer):
                 full = product(rows)
                 differ = [m for m in range(1, 65) if not torch.equal(product(rows[:m]), full[:m])]
             lines.append(f"{threads} thread(s), [M, {k}] @ [{k}, {n}], {name}: rows differ for M in {differ} "

@@ -9,7 +9,6 @@ sentences) at ``--batch-size`` sentences (32) with ``--threads`` (2), for each b
 each run in a fresh process of its own, the four engines in turn, ``--repeats`` times (2):
 
 - cronos float32 (``Cronos.load``), cronos int8 (``quantize="int8"``),
-- with ``--shortlist FILE`` (from ``cronos shortlist``) also cronos float32 with that shortlist,
 - CTranslate2 float32 and int8 (``ctranslate2.Translator``; SentencePiece from the export folder).
 
 Per engine and beam: sentences/s and target tokens/s (medians; tokens are the outputs' pieces),
@@ -34,7 +33,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINES = ("cronos float32", "cronos int8", "CTranslate2 float32", "CTranslate2 int8")
-SHORTLISTED = "cronos float32, shortlist"
 
 
 def _sources_and_references(checkpoint: str, split: str) -> tuple[list[str], list[str]]:
@@ -47,7 +45,7 @@ def _sources_and_references(checkpoint: str, split: str) -> tuple[list[str], lis
 
 
 def worker(engine: str, checkpoint: str, folder: str, sources_file: str, beam: int, batch_size: int, threads: int,
-           shortlist: str, output: str) -> None:
+           output: str) -> None:
     """Decode the sources with one engine (timed, tokenisation included); write the outputs, the
     seconds and the process's peak RSS to ``output``."""
     sources = json.loads(Path(sources_file).read_text())
@@ -57,8 +55,7 @@ def worker(engine: str, checkpoint: str, folder: str, sources_file: str, beam: i
         from cronos.model import Cronos
 
         torch.set_num_threads(threads)
-        model = Cronos.load(checkpoint, device="cpu", quantize="int8" if engine.endswith("int8") else None,
-                            shortlist=shortlist if engine == SHORTLISTED else None)
+        model = Cronos.load(checkpoint, device="cpu", quantize="int8" if engine.endswith("int8") else None)
         start = time.perf_counter()
         texts = model.translate(sources, beam_size=beam, batch_size=batch_size)
     else:
@@ -133,8 +130,8 @@ def _run(*args: str) -> dict:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        engine, checkpoint, folder, sources, beam, batch_size, threads, shortlist, output = sys.argv[2:]
-        worker(engine, checkpoint, folder, sources, int(beam), int(batch_size), int(threads), shortlist, output)
+        engine, checkpoint, folder, sources, beam, batch_size, threads, output = sys.argv[2:]
+        worker(engine, checkpoint, folder, sources, int(beam), int(batch_size), int(threads), output)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--score-gap":
         score_gap(*sys.argv[2:])
@@ -147,11 +144,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="the first N sources only (smoke runs)")
-    parser.add_argument("--shortlist", type=Path, default=None, metavar="FILE",
-                        help="also decode with cronos float32 and this shortlist (`cronos shortlist`)")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
     args = parser.parse_args()
-    engines = ENGINES[:1] + ((SHORTLISTED,) if args.shortlist else ()) + ENGINES[1:]
 
     import sacrebleu
     import sentencepiece as spm
@@ -173,15 +167,15 @@ def main() -> None:
           "outputs equal to cronos float32 |")
     print("|---|---|---|---|---|---|---|---|")
     for beam in args.beams:
-        runs: dict[str, list[dict]] = {engine: [] for engine in engines}
+        runs: dict[str, list[dict]] = {engine: [] for engine in ENGINES}
         for _ in range(args.repeats):
-            for engine in engines:
+            for engine in ENGINES:
                 folder = folders["int8" if engine.endswith("int8") else "float32"]
                 runs[engine].append(_run("--worker", engine, args.checkpoint, folder, str(sources_file), str(beam),
-                                         str(args.batch_size), str(args.threads), str(args.shortlist or "-")))
+                                         str(args.batch_size), str(args.threads)))
         reference_texts = runs["cronos float32"][-1]["texts"]
         rows = {}
-        for engine in engines:
+        for engine in ENGINES:
             texts = runs[engine][-1]["texts"]
             seconds = statistics.median(r["seconds"] for r in runs[engine])
             tokens = sum(len(p) for p in pieces.encode(texts, out_type=str))

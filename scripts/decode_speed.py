@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Decoding speed of a trained checkpoint: sentences/s for each beam size over a split's sources;
-with ``--breakdown`` where the time goes, and with ``--profile`` cProfile's top functions of the
-last beam over the first 300 of them.
+with ``--breakdown`` where the time goes, with ``--ops`` torch.profiler's top operations of the
+last beam over the first 320 of them, and with ``--profile`` cProfile's top functions over 300.
 
     python scripts/decode_speed.py runs/multi30k_transformer_spm/best.pt --beams 1 4 --batch-size 32 --breakdown
 
@@ -50,7 +50,7 @@ def breakdown(model: Cronos, examples, beam: int, batch_size: int) -> None:
     network.output_projection.forward = timed(seconds, "output projection", network.output_projection.forward)
     try:
         start = time.perf_counter()
-        decode(network, examples, Beam(beam), model.config.decoding, batch_size, shortlist=model.shortlist)
+        decode(network, examples, Beam(beam), model.config.decoding, batch_size)
         total = time.perf_counter() - start
     finally:  # the network's own methods again
         del network.encode, network.decoder.forward, network.output_projection.forward
@@ -69,26 +69,31 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="sentences per batch [the model's decoding.batch_size]")
     parser.add_argument("--threads", type=int, default=None, help="torch threads [torch's default]")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--shortlist", default=None, metavar="FILE", help="decode with this shortlist (`cronos shortlist`)")
     parser.add_argument("--breakdown", action="store_true", help="time the encoder, decoder layers, projection, search")
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--ops", action="store_true", help="torch.profiler's operations by CPU time (last beam)")
+    parser.add_argument("--profile", action="store_true", help="cProfile's Python functions (last beam)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = Cronos.load(args.checkpoint, device=args.device, shortlist=args.shortlist)
+    model = Cronos.load(args.checkpoint, device=args.device)
     examples = load_split(args.data, model.config.data, model.codec).examples
     for beam in args.beams:
         start = time.perf_counter()
-        decode(model.network, examples, Beam(beam), model.config.decoding, args.batch_size, shortlist=model.shortlist)
+        decode(model.network, examples, Beam(beam), model.config.decoding, args.batch_size)
         seconds = time.perf_counter() - start
         print(f"beam {beam}: {len(examples) / seconds:.1f} sentences/s ({len(examples)} in {seconds:.1f} s)")
         if args.breakdown:
             breakdown(model, examples, beam, args.batch_size)
+    if args.ops:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as profiled:
+            decode(model.network, examples[:320], Beam(args.beams[-1]), model.config.decoding, args.batch_size)
+        print(profiled.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        decode(model.network, examples[:300], Beam(args.beams[-1]), model.config.decoding, args.batch_size,
-               shortlist=model.shortlist)
+        decode(model.network, examples[:300], Beam(args.beams[-1]), model.config.decoding, args.batch_size)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
 

@@ -19,7 +19,7 @@ LAYERS = [
     {"data", "masking", "device", "progress", "board", "precision"},
     {"loss", "checkpoint", "modules", "distributed"},
     {"network", "run_folder", "stopping"},
-    {"inference", "shortlist"},
+    {"inference"},
     {"search", "ensemble", "model_file", "attribution"},
     {"evaluation", "explain", "scoring", "averaging", "export"},
     {"validation", "report", "outputs", "training_state"},

@@ -1,7 +1,7 @@
 """P0, batching changes nothing to the last bit (CPU, float32): an example's outputs, scores,
 log-probs, attention and attributions are bit-identical (``==`` on floats, ``torch.equal`` on
 tensors) alone and in any batch, in any order, for every encoder, decoder and attention, shared
-and tied embeddings, subwords, shortlists and ensembles; and without the two measures that make it hold
+and tied embeddings, subwords and ensembles; and without the two measures that make it hold
 (filler rows, keys padded to a multiple of 16) it does not (docs/batch_invariance.md)."""
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from hypothesis import given, settings, strategies as st
 
 import cronos
 import cronos.invariance
-from cronos.shortlist import Shortlist
 from cronos.translator import Translator
 from helpers import DATES, tiny_config
 
@@ -67,15 +66,6 @@ def _batched(model: Translator, batch_size: int) -> Translator:
     return Translator(model.network, model.codec, config)
 
 
-def _shortlisted(model: Translator) -> Translator:
-    """``model`` with a small shortlist counted on the pairs (a few candidates per source token, so
-    that the sentences of a batch have candidate lists of other lengths)."""
-    codec = model.codec
-    examples = codec.encode([s for s, _ in PAIRS], [t for _, t in PAIRS])
-    shortlist = Shortlist.build(examples, codec.src_vocab, codec.tgt_vocab, per_source=3, frequent=4)
-    return Translator(model.network, codec, model.config, shortlist)
-
-
 def _results(model: Translator, api: str, order: list[int], batch_size: int) -> list:
     """``api``'s per-example results for the examples in ``order``, at ``batch_size``, in that order."""
     sources, pairs = [SOURCES[i] for i in order], [PAIRS[i] for i in order]
@@ -87,9 +77,6 @@ def _results(model: Translator, api: str, order: list[int], batch_size: int) -> 
                 for found in model.translate(sources, beam_size=4, batch_size=batch_size, n_best=3)]
     if api == "sample":
         return model.sample(sources, top_k=5, seed=3, batch_size=batch_size)
-    if api == "beam, shortlist":
-        return [[(t.text, t.score, t.log_prob) for t in found]
-                for found in _shortlisted(model).translate(sources, beam_size=3, batch_size=batch_size, n_best=2)]
     if api == "score":
         return [s.token_log_probs for s in model.score(pairs, per_token=True, batch_size=batch_size)]
     if api == "explain, decoded":
@@ -102,12 +89,10 @@ def _results(model: Translator, api: str, order: list[int], batch_size: int) -> 
     raise ValueError(api)
 
 
-APIS = ("greedy", "beam, n-best", "sample", "score", "explain, decoded", "explain, forced", "attributions",
-        "beam, shortlist")
+APIS = ("greedy", "beam, n-best", "sample", "score", "explain, decoded", "explain, forced", "attributions")
 # An ensemble explains by attention only.  Heads of 9 dimensions: attributions can differ in the
 # last bit (the backward's products sum over the batch's target positions; docs/batch_invariance.md).
-NOT_COVERED = {("ensemble", "attributions"), ("transformer, subwords, shared and tied, odd sizes", "attributions"),
-               ("ensemble", "beam, shortlist")}  # a shortlist restricts one model's projection
+NOT_COVERED = {("ensemble", "attributions"), ("transformer, subwords, shared and tied, odd sizes", "attributions")}
 CASES = [(family, api) for family in [*FAMILIES, "ensemble"] for api in APIS if (family, api) not in NOT_COVERED]
 
 

@@ -223,7 +223,7 @@ def test_attribution_study_reports_every_method(trained_models, tmp_path, run_sc
         assert re.search(rf"\| {method} \| \d+\.\d% \| \d+\.\d% \| \d+\.\d+ \|", table), method
 
 
-def test_compare_ctranslate2_and_int8_schemes_measure_every_engine(tmp_path, run_script, capsys, monkeypatch):
+def test_compare_ctranslate2_and_int8_schemes_measure_every_engine(tmp_path, run_script):
     """A tiny untrained subword Transformer: both scripts run end to end and report every row."""
     pytest.importorskip("ctranslate2")
     import cronos
@@ -232,16 +232,13 @@ def test_compare_ctranslate2_and_int8_schemes_measure_every_engine(tmp_path, run
     config = tiny_config(tmp_path, data={"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 100}},
                          model={"embedding_size": 16, "encoder": transformer, "decoder": transformer,
                                 "share_embeddings": True})
-    model = cronos.Cronos.from_config(cronos.load_config(config))
-    checkpoint = str(model.save(tmp_path / "model.pt"))
-    assert run_cli(["shortlist", checkpoint, "-o", str(tmp_path / "shortlist.pt")], "", capsys, monkeypatch)[0] == 0
+    checkpoint = str(cronos.Cronos.from_config(cronos.load_config(config)).save(tmp_path / "model.pt"))
     out = tmp_path / "compare.json"
     code, _, err = run_script("compare_ctranslate2.py", checkpoint, "--limit", "4", "--repeats", "1", "--beams", "1",
-                              "--shortlist", str(tmp_path / "shortlist.pt"), "--json", str(out))
+                              "--json", str(out))
     assert code == 0, err
     rows = json.loads(out.read_text())["beams"]["1"]
-    for engine in ("cronos float32", "cronos float32, shortlist", "cronos int8", "CTranslate2 float32",
-                   "CTranslate2 int8"):
+    for engine in ("cronos float32", "cronos int8", "CTranslate2 float32", "CTranslate2 int8"):
         assert rows[engine]["sentences_per_s"] > 0 and rows[engine]["peak_rss_mib"] > 0, engine
     assert rows["cronos float32"]["equal_to_cronos_float32"] == 4
     code, out, err = run_script("int8_schemes.py", checkpoint, "--limit", "4", "--repeats", "1", "--beams", "1")

@@ -10,8 +10,8 @@ own compiler freezes linear layers with) and every call multiplies with it (``_l
 Elsewhere (training, gradients, GPUs, other dtypes, compiled code) a layer is ``nn.Linear``.
 Two things follow, both measured (docs/batch_invariance.md, docs/deployment.md):
 
-- decoding is faster: the linear layers of the Multi30k Transformer's beam search took 1.5 s
-  instead of 2.4 s (MKL's product, the weight transposed at every call);
+- decoding is faster: the linear layers of the Multi30k Transformer's beam search took 1.5-1.6 s
+  of CPU time instead of 2.4 s (MKL's product, the weight transposed at every call);
 - a row's result has the same bits whatever the number of rows, from one row on, for every layer
   size tried (MKL's product gives 1-3 rows, and layers under ~12 features, other bits).
 
