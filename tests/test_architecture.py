@@ -23,7 +23,7 @@ LAYERS = [
     {"search", "ensemble", "model_file", "attribution"},
     {"evaluation", "explain", "scoring", "averaging", "export"},
     {"validation", "report", "outputs", "training_state"},
-    {"training", "translator"},
+    {"training", "translator", "batching"},
     {"model"},
     {"api", "cli"},
     {"__init__", "__main__"},

@@ -1,0 +1,145 @@
+"""Dynamic batching (``cronos.batching``): concurrent requests decoded together, each answered with
+its own results in order, settings never mixed, bounded batches and queue, nothing accepted lost."""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from cronos.batching import Batcher, BatcherStopped, QueueFull
+
+
+class Recorder:
+    """A decode function that records its batches; a result is the text and the settings."""
+
+    def __init__(self, delay: float = 0.0, fail_on: str | None = None):
+        self.batches: list[tuple[list[str], object]] = []
+        self.delay, self.fail_on = delay, fail_on
+
+    def __call__(self, texts: list[str], settings) -> list[str]:
+        self.batches.append((list(texts), settings))
+        time.sleep(self.delay)
+        if self.fail_on in texts:
+            raise RuntimeError(f"cannot decode {self.fail_on!r}")
+        return [f"{text}|{settings}" for text in texts]
+
+
+def _batcher(decode, **options) -> Batcher:
+    settings = {"max_batch_tokens": 1000, "max_wait": 0.05, "max_queue": 1000, **options}
+    return Batcher(decode, lambda text: len(text.split()), **settings).start()
+
+
+def test_concurrent_requests_share_batches_and_each_gets_its_own_results_in_order():
+    decode = Recorder(delay=0.02)
+    batcher = _batcher(decode)
+    requests = [[f"r{r} s{s}" for s in range(r % 3 + 1)] for r in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda texts: batcher.submit(texts, "beam 4").result(timeout=30), requests))
+    batcher.stop()
+    assert answers == [[f"{text}|beam 4" for text in texts] for texts in requests]
+    assert len(decode.batches) < len(requests)  # batched together
+    assert sorted(t for texts, _ in decode.batches for t in texts) == sorted(t for r in requests for t in r)
+    assert batcher.stats.requests == 40 and batcher.stats.batches == len(decode.batches)
+
+
+def test_requests_with_other_settings_are_never_in_one_batch():
+    decode = Recorder(delay=0.01)
+    batcher = _batcher(decode)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: batcher.submit([f"text {i}"], ("beam", i % 3)).result(timeout=30),
+                                range(30)))
+    batcher.stop()
+    assert answers == [[f"text {i}|('beam', {i % 3})"] for i in range(30)]
+    for texts, settings in decode.batches:
+        assert {int(t.split()[1]) % 3 for t in texts} == {settings[1]}
+
+
+def test_a_batch_holds_at_most_max_batch_tokens_unless_one_sentence_is_longer():
+    decode = Recorder()
+    batcher = _batcher(decode, max_batch_tokens=10, max_wait=0.2)
+    futures = [batcher.submit(["a b c d"] * 3, "s"), batcher.submit(["x " * 15], "s")]
+    assert [len(f.result(timeout=30)) for f in futures] == [3, 1]
+    batcher.stop()
+    assert [sum(len(t.split()) for t in texts) for texts, _ in decode.batches] == [8, 4, 15]
+
+
+def test_a_lone_request_is_answered_after_at_most_the_wait():
+    batcher = _batcher(Recorder(), max_wait=0.05)
+    start = time.monotonic()
+    assert batcher.submit(["one"], "s").result(timeout=10) == ["one|s"]
+    assert time.monotonic() - start < 5  # waited for company for 0.05 s, not for a full batch
+    batcher.stop()
+
+
+def test_past_the_queue_limit_requests_are_refused_and_every_accepted_one_is_answered():
+    release = threading.Event()
+
+    def slow(texts, settings):
+        release.wait(10)
+        return texts
+
+    batcher = _batcher(slow, max_queue=5, max_wait=0.0)
+    first = batcher.submit(["busy"], "s")  # the worker takes it and waits
+    time.sleep(0.2)
+    accepted = [batcher.submit([f"t{i}"], "s") for i in range(5)]
+    with pytest.raises(QueueFull, match="5 sentences are waiting to be translated") as refused:
+        batcher.submit(["one too many"], "s")
+    assert refused.value.retry_after >= 1
+    release.set()
+    batcher.stop()
+    assert first.result(timeout=10) == ["busy"]
+    assert [f.result(timeout=10) for f in accepted] == [[f"t{i}"] for i in range(5)]
+
+
+def test_stopping_answers_what_was_accepted_and_refuses_what_comes_after():
+    decode = Recorder(delay=0.05)
+    batcher = _batcher(decode, max_wait=1.0)
+    accepted = [batcher.submit([f"t{i}"], "s") for i in range(10)]
+    batcher.stop()
+    assert [f.result(timeout=0) for f in accepted] == [[f"t{i}|s"] for i in range(10)]
+    with pytest.raises(BatcherStopped):
+        batcher.submit(["late"], "s")
+
+
+def test_a_failing_batch_fails_its_requests_only_and_the_worker_goes_on():
+    batcher = _batcher(Recorder(fail_on="bad"), max_wait=0.0)
+    with pytest.raises(RuntimeError, match="cannot decode 'bad'"):
+        batcher.submit(["bad"], "s").result(timeout=10)
+    assert batcher.submit(["good"], "s").result(timeout=10) == ["good|s"]
+    batcher.stop()
+
+
+def test_a_request_cancelled_while_waiting_costs_no_decoding():
+    release = threading.Event()
+    decode = Recorder()
+
+    def slow(texts, settings):
+        release.wait(10)
+        return decode(texts, settings)
+
+    batcher = _batcher(slow, max_wait=0.0)
+    busy = batcher.submit(["busy"], "s")
+    time.sleep(0.2)
+    gone = batcher.submit(["gone"], "s")
+    assert gone.cancel()  # its client disconnected
+    kept = batcher.submit(["kept"], "s")
+    release.set()
+    assert busy.result(timeout=10) == ["busy|s"] and kept.result(timeout=10) == ["kept|s"]
+    batcher.stop()
+    assert all("gone" not in texts for texts, _ in decode.batches)
+
+
+def test_answers_of_a_real_model_equal_its_translations_alone(trained_models):
+    model = trained_models["transformer"]
+    sources = ["Thu 26 Nov 2026", "1/2/07", "the 21st of June 1950", "2000 01 01", "5 May 1999", "Dec 3, 1987"]
+    batcher = Batcher(lambda texts, beam: model.translate(texts, beam_size=beam),
+                      lambda text: len(model.codec.source_tokens(text)), max_batch_tokens=64, max_wait=0.05,
+                      max_queue=100).start()
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: batcher.submit([sources[i % 6]], 3).result(timeout=60), range(24)))
+    batcher.stop()
+    alone = {source: model.translate([source], beam_size=3)[0] for source in sources}
+    assert answers == [[alone[sources[i % 6]]] for i in range(24)]
+    assert max(batcher.stats.batch_sizes) > 1  # sentences did share batches
