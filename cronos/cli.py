@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 from contextlib import ExitStack
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence, TextIO
 
@@ -192,11 +193,23 @@ def _parser() -> argparse.ArgumentParser:
                              "then decodes faster depends on the CPU (docs/deployment.md) [float32]")
     export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     export.set_defaults(run=_export)
+    serve = commands.add_parser("serve", help="a translation server (HTTP, JSON) that batches concurrent requests "
+                                "(needs cronos[serve])")
+    serve.add_argument("checkpoint", nargs="+", metavar="CHECKPOINT", help="a model, or several: an ensemble")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on [127.0.0.1]")
+    serve.add_argument("--port", type=int, default=8000, help="the port to listen on [8000]")
+    serve.add_argument("--max-batch-tokens", type=_positive, default=4096, metavar="N",
+                       help="source tokens decoded together at most [4096]")
+    serve.add_argument("--max-wait-ms", type=float, default=10.0, metavar="MS",
+                       help="how long a sentence waits for others to share its batch [10]")
+    serve.add_argument("--max-queue", type=_positive, default=1024, metavar="N",
+                       help="sentences waiting at most; past that, requests get 503 [1024]")
+    serve.set_defaults(run=_serve)
     for command in (evaluate, translate, score):
         command.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                              help="int8: every linear layer computes in int8 on the CPU (faster decoding; an "
                                   "example's results still do not depend on its batch; docs/deployment.md)")
-    for command in (evaluate, translate, explain, score):
+    for command in (evaluate, translate, explain, score, serve):
         command.add_argument("--device", default="auto",
                              help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N [auto]")
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -516,6 +529,23 @@ def _export(args: argparse.Namespace) -> int:
     except ExportError as error:
         raise ConfigError(str(args.checkpoint), "", str(error)) from None
     print(f"exported {args.checkpoint} to {folder} (CTranslate2, {args.quantization} weights)")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .model import Cronos
+    from .server import Limits, serve
+
+    if find_spec("starlette") is None or find_spec("uvicorn") is None:
+        raise ConfigError("serve", "", "needs the serve extra: pip install 'cronos[serve]'")
+    if args.max_wait_ms < 0:
+        raise ConfigError("--max-wait-ms", "", f"expected 0 or more, got {args.max_wait_ms}")
+    members = [_load_model(args, checkpoint) for checkpoint in args.checkpoint]
+    model = Cronos.ensemble(members, _device(args)) if len(members) > 1 else members[0]
+    limits = Limits(max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
+    print(f"serving {', '.join(args.checkpoint)} on http://{args.host}:{args.port} (POST /translate, GET /health)",
+          file=sys.stderr, flush=True)
+    serve(model, args.host, args.port, limits)
     return 0
 
 

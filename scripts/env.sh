@@ -13,6 +13,6 @@ stamp="$VENV/.cronos-installed"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     echo "installing torch $TORCH_VERSION and cronos with its extras into $VENV (a few minutes the first time)" >&2
     "$PY" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
-    "$PY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[plot,tensorboard,attributions,ctranslate2,dev]"
+    "$PY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[plot,tensorboard,attributions,ctranslate2,serve,dev]"
     touch "$stamp"
 fi

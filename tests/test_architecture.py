@@ -24,7 +24,7 @@ LAYERS = [
     {"evaluation", "explain", "scoring", "averaging", "export"},
     {"validation", "report", "outputs", "training_state"},
     {"training", "translator", "batching"},
-    {"model"},
+    {"model", "server"},
     {"api", "cli"},
     {"__init__", "__main__"},
 ]
