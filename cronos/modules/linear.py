@@ -13,7 +13,9 @@ Two things follow, both measured (docs/batch_invariance.md, docs/deployment.md):
 - decoding is faster: the linear layers of the Multi30k Transformer's beam search took 1.5-1.6 s
   of CPU time instead of 2.4 s (MKL's product, the weight transposed at every call);
 - a row's result has the same bits whatever the number of rows, from one row on, for every layer
-  size tried (MKL's product gives 1-3 rows, and layers under ~12 features, other bits).
+  size tried (MKL's product gives 1-3 rows other bits).
+
+Layers of fewer than ``PACK_MIN_WEIGHTS`` weights keep MKL's product (below).
 
 The packed weights live on the modules for the block only: weights cannot change under a
 decoding call, and a later call packs the weights as they are then (an optimizer may update
@@ -32,6 +34,10 @@ from torch import Tensor, nn
 __all__ = ["Linear", "packed_for_inference"]
 
 BATCH_HINT = 64  # the row count oneDNN lays a packed weight out for; a product of any row count can use it
+# Smaller layers keep MKL's product: a 256 x 256 layer was no faster packed (96 rows: 85 against
+# 82 microseconds), and oneDNN sets each new product shape up once, which made the test suite's
+# tiny models decode 40% slower.
+PACK_MIN_WEIGHTS = 1 << 17
 
 
 class Linear(nn.Linear):
@@ -55,10 +61,11 @@ class Linear(nn.Linear):
 
 @contextmanager
 def packed_for_inference(network: nn.Module) -> Iterator[None]:
-    """Every ``Linear`` of ``network`` with a float32 weight on the CPU multiplies with a packed copy
-    of it for the block (when this torch has oneDNN); the copies are dropped after it."""
+    """Every ``Linear`` of ``network`` with a float32 weight of at least ``PACK_MIN_WEIGHTS`` on the
+    CPU multiplies with a packed copy of it for the block (when this torch has oneDNN); the copies
+    are dropped after it."""
     layers = [m for m in network.modules() if isinstance(m, Linear) and m.weight.device.type == "cpu"
-              and m.weight.dtype == torch.float32] if _packing_available() else []
+              and m.weight.dtype == torch.float32 and m.weight.numel() >= PACK_MIN_WEIGHTS] if _packing_available() else []
     before = [layer.__dict__.get("packed") for layer in layers]  # a block inside another keeps the outer's
     try:
         for layer in layers:
