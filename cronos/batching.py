@@ -59,13 +59,13 @@ class _Sentence:
 
 @dataclass
 class BatchingStats:
-    """What a server's metrics report: counts so far, and the batch sizes formed (sentences)."""
+    """What a server's metrics report: counts so far, and how many batches of each size (sentences)
+    were formed (a count per size, so it stays small however long the server runs)."""
 
     requests: int = 0
     sentences: int = 0
     batches: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
-    waiting: int = 0
+    batch_sizes: collections.Counter = field(default_factory=collections.Counter)
 
 
 class Batcher:
@@ -87,6 +87,11 @@ class Batcher:
         self._worker = threading.Thread(target=self._work, name="cronos-batcher", daemon=True)
         self.stats = BatchingStats()
 
+    @property
+    def waiting(self) -> int:
+        """Sentences accepted and not yet in a batch."""
+        return len(self._waiting)
+
     def start(self) -> "Batcher":
         self._worker.start()
         return self
@@ -107,7 +112,6 @@ class Batcher:
             self._waiting.extend(_Sentence(request, i, n, now) for i, n in enumerate(tokens))
             self.stats.requests += 1
             self.stats.sentences += len(texts)
-            self.stats.waiting = len(self._waiting)
             self._changed.notify()
         return request.answer
 
@@ -141,7 +145,6 @@ class Batcher:
                 if full or self._stopping or time.monotonic() >= deadline:
                     for sentence in batch:
                         self._waiting.remove(sentence)
-                    self.stats.waiting = len(self._waiting)
                     return batch
                 self._changed.wait(deadline - time.monotonic())
 
@@ -162,11 +165,10 @@ class Batcher:
     def _drop_cancelled(self) -> None:
         if any(s.request.answer.cancelled() for s in self._waiting):
             self._waiting = collections.deque(s for s in self._waiting if not s.request.answer.cancelled())
-            self.stats.waiting = len(self._waiting)
 
     def _decode(self, batch: list[_Sentence]) -> None:
         self.stats.batches += 1
-        self.stats.batch_sizes.append(len(batch))
+        self.stats.batch_sizes[len(batch)] += 1
         try:
             results = self.decode([s.request.texts[s.index] for s in batch], batch[0].request.settings)
         except Exception as error:  # noqa: BLE001 - the requests of this batch get the error, the worker goes on

@@ -344,6 +344,14 @@ def _load_model(args: argparse.Namespace, checkpoint: str | None = None):
     return Cronos.load(checkpoint or args.checkpoint, device, quantize)
 
 
+def _load_models(args: argparse.Namespace):
+    """``args.checkpoint``'s one model, or the ensemble of several."""
+    from .model import Cronos
+
+    members = [_load_model(args, checkpoint) for checkpoint in args.checkpoint]
+    return Cronos.ensemble(members, _device(args)) if len(members) > 1 else members[0]
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_output_file(args.out, "--out", args.overwrite, reading=[args.checkpoint])
@@ -375,17 +383,13 @@ def _score(args: argparse.Namespace) -> int:
 
 def _translate(args: argparse.Namespace) -> int:
     """Input lines -> output lines, one for one: an empty input line gives an empty output line."""
-    from .model import Cronos
-
     _check_translate_options(args)
     if args.input is not None:
         _check_input(args.input)
     if args.output is not None:
         inputs = [*args.checkpoint, *([args.input] if args.input is not None else [])]
         check_output_file(args.output, "--output", args.overwrite, reading=inputs)
-    checkpoints = args.checkpoint  # one, or several: their ensemble
-    members = [_load_model(args, checkpoint) for checkpoint in checkpoints]
-    model = Cronos.ensemble(members, _device(args)) if len(members) > 1 else members[0]
+    model = _load_models(args)
     batch_size = args.batch_size or model.config.decoding.batch_size
     beam = args.beam or model.config.decoding.beam_size
     if args.n_best is not None and args.n_best > beam:
@@ -533,15 +537,13 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .model import Cronos
     from .server import Limits, serve
 
     if find_spec("starlette") is None or find_spec("uvicorn") is None:
         raise ConfigError("serve", "", "needs the serve extra: pip install 'cronos[serve]'")
     if args.max_wait_ms < 0:
         raise ConfigError("--max-wait-ms", "", f"expected 0 or more, got {args.max_wait_ms}")
-    members = [_load_model(args, checkpoint) for checkpoint in args.checkpoint]
-    model = Cronos.ensemble(members, _device(args)) if len(members) > 1 else members[0]
+    model = _load_models(args)
     limits = Limits(max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
     print(f"serving {', '.join(args.checkpoint)} on http://{args.host}:{args.port} (POST /translate, GET /health)",
           file=sys.stderr, flush=True)

@@ -72,7 +72,7 @@ def build_app(translator: Translator, limits: Limits):
         return JSONResponse({"translations": results[0] if single else results})
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "waiting": batcher.stats.waiting})
+        return JSONResponse({"status": "ok", "waiting": batcher.waiting})
 
     @contextlib.asynccontextmanager
     async def lifespan(app):  # uvicorn answers the accepted requests before it leaves this

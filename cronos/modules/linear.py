@@ -64,18 +64,16 @@ def packed_for_inference(network: nn.Module) -> Iterator[None]:
     """Every ``Linear`` of ``network`` with a float32 weight of at least ``PACK_MIN_WEIGHTS`` on the
     CPU multiplies with a packed copy of it for the block (when this torch has oneDNN); the copies
     are dropped after it."""
-    layers = [m for m in network.modules() if isinstance(m, Linear) and m.weight.device.type == "cpu"
-              and m.weight.dtype == torch.float32 and m.weight.numel() >= PACK_MIN_WEIGHTS] if _packing_available() else []
-    before = [layer.__dict__.get("packed") for layer in layers]  # a block inside another keeps the outer's
+    layers = [m for m in network.modules() if isinstance(m, Linear) and m.packed is None  # an outer block's stay
+              and m.weight.device.type == "cpu" and m.weight.dtype == torch.float32
+              and m.weight.numel() >= PACK_MIN_WEIGHTS] if _packing_available() else []
     try:
         for layer in layers:
             layer.packed = torch.ops.mkldnn._reorder_linear_weight(layer.weight.detach(), BATCH_HINT)
         yield
     finally:
-        for layer, packed in zip(layers, before):
+        for layer in layers:
             layer.__dict__.pop("packed", None)
-            if packed is not None:
-                layer.packed = packed
 
 
 def _runs_packed(x: Tensor) -> bool:
