@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 import cronos
 import cronos.invariance
+import cronos.modules.linear
 from cronos.translator import Translator
 from helpers import DATES, tiny_config
 
@@ -125,6 +126,17 @@ def test_p0_an_examples_results_are_bit_identical_alone_and_in_any_batch(models,
     batched = _results(models[family], api, order, batch_size)
     expected = [alone[family, api][i] for i in order]
     assert _same(batched, expected), [i for i, (a, b) in zip(order, zip(batched, expected)) if not _same(a, b)]
+
+
+@pytest.mark.parametrize("api", ["greedy", "beam, n-best", "score"])
+def test_p0_holds_with_every_linear_layer_packed_for_onednn(models, monkeypatch, api):
+    """These models' layers are below the size cronos packs (``modules/linear.PACK_MIN_WEIGHTS``);
+    packed, as a large model's are, an example's results are still the same alone and in a batch."""
+    monkeypatch.setattr(cronos.modules.linear, "PACK_MIN_WEIGHTS", 1)
+    order = list(range(len(PAIRS)))[::-1]
+    model = models["transformer"]
+    one, all_of_them = (_results(model, api, order, size) for size in (1, 7))
+    assert _same(one, all_of_them)
 
 
 def test_evaluation_is_the_same_at_any_batch_size(models):
