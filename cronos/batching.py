@@ -1,35 +1,39 @@
 """Dynamic batching: the sentences of concurrent requests decoded together, for a server.
 
     batcher = Batcher(decode, count_tokens, max_batch_tokens=4000, max_wait=0.01, max_queue=2000)
-    batcher.start()
+    batcher.start()                                          # or batcher.run() on a thread of yours
     answer = batcher.submit(["Ein Hund läuft."], settings)   # a concurrent.futures.Future
-    answer.result()                                          # the sentences' results, in order
+    answer.result()                                          # the items' results, in order
     batcher.stop()                                           # every accepted request is answered first
 
-One worker thread forms the batches.  It takes the waiting sentences whose search settings are
-those of the oldest one (sentences with other settings wait for a batch of their own), oldest
-first, until the batch holds ``max_batch_tokens`` source tokens, waiting at most ``max_wait``
-seconds after the oldest arrived for more to come; decodes them in one call
-(``decode(texts, settings)``, which batches them by length); and answers each request once all its
-sentences are decoded.  cronos's results do not depend on batch mates (P0), so each answer is what
-its text alone gives.  The queue holds at most ``max_queue`` sentences: past that, ``submit``
-raises ``QueueFull`` (a server's 503).  A request cancelled before its sentences are batched
-(its client went away) costs no decoding.
+A request is a list of items (a text to translate, a pair to score) and hashable ``settings`` that
+say how to decode them.  One worker (a thread of its own, or the caller's in ``run``) forms the
+batches.  It measures each waiting item (``count_tokens(item, settings)``, on the worker: the
+submitting thread, a server's event loop, only queues) and takes the items whose settings are those of the oldest one (items with other settings
+wait for a batch of their own) until the batch holds ``max_batch_tokens`` tokens, waiting at most
+``max_wait`` seconds after the oldest arrived for more to come.  When more wait than fit, the
+oldest goes first and the rest of the batch are those closest to it in length (less padding; the
+oldest still leads every batch, so none waits for ever).  It decodes a batch in one call
+(``decode(items, settings)``) and answers each request once all its items are decoded.  cronos's
+results do not depend on batch mates (P0), so each answer is what its text alone gives.  The queue
+holds at most ``max_queue`` items: past that, ``submit`` raises ``QueueFull`` (a server's 503).  A
+request cancelled before its items are batched (its client went away, it timed out) costs no
+decoding.
 """
 from __future__ import annotations
 
 import collections
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Sequence
 
-__all__ = ["Batcher", "BatcherStopped", "QueueFull", "BatchingStats"]
+__all__ = ["Batcher", "BatcherStopped", "QueueFull"]
 
 
 class QueueFull(RuntimeError):
-    """More sentences wait than the queue holds; ``retry_after`` seconds is a fair wait."""
+    """More items wait than the queue holds; ``retry_after`` seconds is a fair wait."""
 
     def __init__(self, waiting: int, limit: int, retry_after: float):
         super().__init__(f"{waiting} sentences are waiting to be translated (the limit is {limit}); retry later")
@@ -42,76 +46,81 @@ class BatcherStopped(RuntimeError):
 
 @dataclass
 class _Request:
-    texts: Sequence[str]
+    items: Sequence
     settings: Hashable
     answer: Future
     results: list = field(default_factory=list)
     left: int = 0
 
 
-@dataclass(frozen=True)
-class _Sentence:
+@dataclass
+class _Item:
     request: _Request
     index: int
-    tokens: int
     arrived: float
+    tokens: int | None = None  # measured by the worker; None until then
 
-
-@dataclass
-class BatchingStats:
-    """What a server's metrics report: counts so far, and how many batches of each size (sentences)
-    were formed (a count per size, so it stays small however long the server runs)."""
-
-    requests: int = 0
-    sentences: int = 0
-    batches: int = 0
-    batch_sizes: collections.Counter = field(default_factory=collections.Counter)
+    @property
+    def value(self):
+        return self.request.items[self.index]
 
 
 class Batcher:
-    """Batches the sentences of concurrent requests (module docstring).
+    """Batches the items of concurrent requests (module docstring).
 
-    ``decode(texts, settings) -> results`` (one per text, in order) runs on the worker thread;
-    ``count_tokens(text)`` measures a source; ``settings`` is anything hashable that says how to
+    ``decode(items, settings) -> results`` (one per item, in order) and ``count_tokens(item,
+    settings) -> int`` run on the worker thread; ``settings`` is anything hashable that says how to
     decode (requests batch together only with equal settings)."""
 
-    def __init__(self, decode: Callable[[list[str], Hashable], list], count_tokens: Callable[[str], int],
+    def __init__(self, decode: Callable[[list, Hashable], list], count_tokens: Callable[[object, Hashable], int],
                  max_batch_tokens: int, max_wait: float, max_queue: int):
         if max_batch_tokens < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch_tokens and max_queue must be at least 1 and max_wait at least 0")
         self.decode, self.count_tokens = decode, count_tokens
         self.max_batch_tokens, self.max_wait, self.max_queue = max_batch_tokens, max_wait, max_queue
-        self._waiting: collections.deque[_Sentence] = collections.deque()
+        self._waiting: collections.deque[_Item] = collections.deque()
         self._changed = threading.Condition()
         self._stopping = False
-        self._worker = threading.Thread(target=self._work, name="cronos-batcher", daemon=True)
-        self.stats = BatchingStats()
+        self._worker: threading.Thread | None = None
+        self._free_since = 0.0  # when the worker finished its last batch
 
     @property
     def waiting(self) -> int:
-        """Sentences accepted and not yet in a batch."""
+        """Items accepted and not yet in a batch."""
         return len(self._waiting)
 
     def start(self) -> "Batcher":
+        """Decode on a thread of its own (``run`` there)."""
+        self._worker = threading.Thread(target=self.run, name="cronos-batcher", daemon=True)
         self._worker.start()
         return self
 
-    def submit(self, texts: Sequence[str], settings: Hashable) -> Future:
-        """Queue ``texts`` to be decoded with ``settings``; the future gives their results, in order."""
-        request = _Request(list(texts), settings, Future(), [None] * len(texts), len(texts))
-        if not texts:
+    def run(self) -> None:
+        """Decode on this thread until ``stop`` and every accepted request is answered.  A server
+        decodes on its main thread so that torch's OpenMP threads are those of the thread that
+        loaded the model: a second team of them on another thread spins less when idle (libgomp
+        throttles its threads' spinning when they outnumber the cores), which made one-sentence
+        decoding twice as slow on a 2-core machine."""
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._decode(batch)
+            self._free_since = time.monotonic()
+
+    def submit(self, items: Sequence, settings: Hashable) -> Future:
+        """Queue ``items`` to be decoded with ``settings``; the future gives their results, in order."""
+        request = _Request(list(items), settings, Future(), [None] * len(items), len(items))
+        if not items:
             request.answer.set_result([])
             return request.answer
-        tokens = [self.count_tokens(text) for text in texts]  # on the caller's thread: the worker only decodes
         with self._changed:
             if self._stopping:
                 raise BatcherStopped("the server is shutting down and takes no new requests")
-            if len(self._waiting) + len(texts) > self.max_queue:
+            if len(self._waiting) + len(items) > self.max_queue:
                 raise QueueFull(len(self._waiting), self.max_queue, retry_after=max(1.0, self.max_wait))
             now = time.monotonic()
-            self._waiting.extend(_Sentence(request, i, n, now) for i, n in enumerate(tokens))
-            self.stats.requests += 1
-            self.stats.sentences += len(texts)
+            self._waiting.extend(_Item(request, i, now) for i in range(len(items)))
             self._changed.notify()
         return request.answer
 
@@ -120,65 +129,81 @@ class Batcher:
         with self._changed:
             self._stopping = True
             self._changed.notify()
-        if self._worker.is_alive():
+        if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout)
 
-    def _work(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            self._decode(batch)
-
-    def _next_batch(self) -> list[_Sentence] | None:
+    def _next_batch(self) -> list[_Item] | None:
         """The next batch (module docstring), or None once stopping with nothing left."""
-        with self._changed:
-            while True:
-                self._drop_cancelled()
+        while True:
+            with self._changed:
+                self._drop_answered()
                 if not self._waiting:
                     if self._stopping:
                         return None
                     self._changed.wait()
                     continue
-                batch, full = self._take_candidates()
-                deadline = self._waiting[0].arrived + self.max_wait
-                if full or self._stopping or time.monotonic() >= deadline:
-                    for sentence in batch:
-                        self._waiting.remove(sentence)
-                    return batch
-                self._changed.wait(deadline - time.monotonic())
+                unmeasured = [item for item in self._waiting if item.tokens is None]
+                if not unmeasured:
+                    batch, full = self._candidates()
+                    deadline = max(self._waiting[0].arrived, self._free_since) + self.max_wait
+                    if full or self._stopping or time.monotonic() >= deadline:
+                        for item in batch:
+                            self._waiting.remove(item)
+                        return batch
+                    self._changed.wait(deadline - time.monotonic())
+                    continue
+            self._measure(unmeasured)  # outside the lock, so that submit never waits for it
 
-    def _take_candidates(self) -> tuple[list[_Sentence], bool]:
-        """The oldest sentence's settings-mates, oldest first, within the token budget; and whether
-        the budget is full (the next one of them would not fit)."""
-        settings = self._waiting[0].request.settings
-        batch, tokens = [], 0
-        for sentence in self._waiting:
-            if sentence.request.settings != settings:
-                continue
-            if batch and tokens + sentence.tokens > self.max_batch_tokens:
-                return batch, True
-            batch.append(sentence)
-            tokens += sentence.tokens
-        return batch, tokens >= self.max_batch_tokens
+    def _measure(self, items: list[_Item]) -> None:
+        """Each item's tokens; an item that cannot be measured fails its request (and only that one)."""
+        for item in items:
+            try:
+                item.tokens = self.count_tokens(item.value, item.request.settings)
+            except Exception as error:  # noqa: BLE001 - a request's own bad input, answered to it alone
+                _settle(item.request.answer, error=error)
 
-    def _drop_cancelled(self) -> None:
-        if any(s.request.answer.cancelled() for s in self._waiting):
-            self._waiting = collections.deque(s for s in self._waiting if not s.request.answer.cancelled())
+    def _candidates(self) -> tuple[list[_Item], bool]:
+        """The batch the waiting items make now, and whether it is full (more of them wait than fit)."""
+        oldest = self._waiting[0]
+        mates = [item for item in self._waiting if item.request.settings == oldest.request.settings]
+        if sum(item.tokens for item in mates) <= self.max_batch_tokens:
+            return mates, sum(item.tokens for item in mates) == self.max_batch_tokens
+        batch, tokens = [oldest], oldest.tokens
+        for item in sorted(mates[1:], key=lambda item: abs(item.tokens - oldest.tokens)):  # stable: oldest first
+            if tokens + item.tokens <= self.max_batch_tokens:
+                batch.append(item)
+                tokens += item.tokens
+        return batch, True
 
-    def _decode(self, batch: list[_Sentence]) -> None:
-        self.stats.batches += 1
-        self.stats.batch_sizes[len(batch)] += 1
+    def _drop_answered(self) -> None:
+        """Drop the items of requests already answered: cancelled (the client went away) or failed."""
+        if any(item.request.answer.done() for item in self._waiting):
+            self._waiting = collections.deque(i for i in self._waiting if not i.request.answer.done())
+
+    def _decode(self, batch: list[_Item]) -> None:
         try:
-            results = self.decode([s.request.texts[s.index] for s in batch], batch[0].request.settings)
+            results = self.decode([item.value for item in batch], batch[0].request.settings)
         except Exception as error:  # noqa: BLE001 - the requests of this batch get the error, the worker goes on
-            for request in {id(s.request): s.request for s in batch}.values():
-                if not request.answer.done():  # cancelled meanwhile, or failed in an earlier batch
-                    request.answer.set_exception(error)
+            for request in {id(item.request): item.request for item in batch}.values():
+                _settle(request.answer, error=error)
             return
-        for sentence, result in zip(batch, results):
-            request = sentence.request
-            request.results[sentence.index] = result
+        for item, result in zip(batch, results):
+            request = item.request
+            request.results[item.index] = result
             request.left -= 1
-            if request.left == 0 and not request.answer.done():
-                request.answer.set_result(request.results)
+            if request.left == 0:
+                _settle(request.answer, result=request.results)
+
+
+def _settle(answer: Future, result=None, error: BaseException | None = None) -> None:
+    """Answer a request unless it is answered already (cancelled by its client, or failed by another
+    batch); the check and the answer race with a cancel on another thread, hence the guard."""
+    if answer.done():
+        return
+    try:
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result)
+    except InvalidStateError:
+        pass

@@ -204,8 +204,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="how long a sentence waits for others to share its batch [10]")
     serve.add_argument("--max-queue", type=_positive, default=1024, metavar="N",
                        help="sentences waiting at most; past that, requests get 503 [1024]")
+    serve.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                       help="seconds a request waits for its answer; past that it gets 504 [60]")
     serve.set_defaults(run=_serve)
-    for command in (evaluate, translate, score):
+    for command in (evaluate, translate, score, serve):
         command.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                              help="int8: every linear layer computes in int8 on the CPU (faster decoding; an "
                                   "example's results still do not depend on its batch; docs/deployment.md)")
@@ -537,16 +539,20 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if any(find_spec(name) is None for name in ("fastapi", "uvicorn", "prometheus_client")):
+        raise ConfigError("serve", "", "needs the serve extra: pip install 'cronos[serve]'")
     from .server import Limits, serve
 
-    if find_spec("starlette") is None or find_spec("uvicorn") is None:
-        raise ConfigError("serve", "", "needs the serve extra: pip install 'cronos[serve]'")
-    if args.max_wait_ms < 0:
-        raise ConfigError("--max-wait-ms", "", f"expected 0 or more, got {args.max_wait_ms}")
+    if not (0 <= args.max_wait_ms < math.inf):
+        raise ConfigError("--max-wait-ms", "", f"expected a number of 0 or more, got {args.max_wait_ms}")
+    if not (0 < args.timeout < math.inf):
+        raise ConfigError("--timeout", "", f"expected a number of seconds above 0, got {args.timeout}")
     model = _load_models(args)
-    limits = Limits(max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
-    print(f"serving {', '.join(args.checkpoint)} on http://{args.host}:{args.port} (POST /translate, GET /health)",
-          file=sys.stderr, flush=True)
+    limits = Limits(max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                    timeout=args.timeout)
+    print(f"serving {', '.join(args.checkpoint)} on http://{args.host}:{args.port} (POST /translate, POST /score, "
+          f"GET /health, GET /metrics; what each takes: http://{args.host}:{args.port}/docs)", file=sys.stderr,
+          flush=True)
     serve(model, args.host, args.port, limits)
     return 0
 

@@ -28,7 +28,7 @@ class Recorder:
 
 def _batcher(decode, **options) -> Batcher:
     settings = {"max_batch_tokens": 1000, "max_wait": 0.05, "max_queue": 1000, **options}
-    return Batcher(decode, lambda text: len(text.split()), **settings).start()
+    return Batcher(decode, lambda text, settings: len(text.split()), **settings).start()
 
 
 def test_concurrent_requests_share_batches_and_each_gets_its_own_results_in_order():
@@ -41,7 +41,6 @@ def test_concurrent_requests_share_batches_and_each_gets_its_own_results_in_orde
     assert answers == [[f"{text}|beam 4" for text in texts] for texts in requests]
     assert len(decode.batches) < len(requests)  # batched together
     assert sorted(t for texts, _ in decode.batches for t in texts) == sorted(t for r in requests for t in r)
-    assert batcher.stats.requests == 40 and batcher.stats.batches == len(decode.batches)
 
 
 def test_requests_with_other_settings_are_never_in_one_batch():
@@ -63,6 +62,26 @@ def test_a_batch_holds_at_most_max_batch_tokens_unless_one_sentence_is_longer():
     assert [len(f.result(timeout=30)) for f in futures] == [3, 1]
     batcher.stop()
     assert [sum(len(t.split()) for t in texts) for texts, _ in decode.batches] == [8, 4, 15]
+
+
+def test_when_more_wait_than_fit_the_oldest_leads_and_its_mates_are_the_closest_in_length():
+    release = threading.Event()
+    decode = Recorder()
+
+    def held(texts, settings):
+        release.wait(10)
+        return decode(texts, settings)
+
+    batcher = _batcher(held, max_batch_tokens=12, max_wait=0.0)
+    busy = batcher.submit(["busy"], "s")
+    time.sleep(0.2)  # the worker holds "busy"; the rest queue up behind it
+    lengths = [3, 9, 1, 4, 8, 2, 3]
+    waiting = [batcher.submit([" ".join([f"w{i}"] * n)], "s") for i, n in enumerate(lengths)]
+    release.set()
+    assert busy.result(timeout=10) == ["busy|s"] and all(len(f.result(timeout=10)) == 1 for f in waiting)
+    batcher.stop()
+    batches = [sorted(len(t.split()) for t in texts) for texts, _ in decode.batches[1:]]
+    assert batches == [[2, 3, 3, 4], [1, 9], [8]]  # led by the oldest left: 3, then 9, then 8
 
 
 def test_a_lone_request_is_answered_after_at_most_the_wait():
@@ -134,12 +153,52 @@ def test_a_request_cancelled_while_waiting_costs_no_decoding():
 def test_answers_of_a_real_model_equal_its_translations_alone(trained_models):
     model = trained_models["transformer"]
     sources = ["Thu 26 Nov 2026", "1/2/07", "the 21st of June 1950", "2000 01 01", "5 May 1999", "Dec 3, 1987"]
-    batcher = Batcher(lambda texts, beam: model.translate(texts, beam_size=beam),
-                      lambda text: len(model.codec.source_tokens(text)), max_batch_tokens=64, max_wait=0.05,
-                      max_queue=100).start()
+    decode = Recorder()
+
+    def translate(texts, beam):
+        decode(texts, beam)
+        return model.translate(texts, beam_size=beam)
+
+    batcher = Batcher(translate, lambda text, beam: len(model.codec.source_tokens(text)), max_batch_tokens=64,
+                      max_wait=0.05, max_queue=100).start()
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda i: batcher.submit([sources[i % 6]], 3).result(timeout=60), range(24)))
     batcher.stop()
     alone = {source: model.translate([source], beam_size=3)[0] for source in sources}
     assert answers == [[alone[sources[i % 6]]] for i in range(24)]
-    assert max(batcher.stats.batch_sizes) > 1  # sentences did share batches
+    assert max(len(texts) for texts, _ in decode.batches) > 1  # sentences did share batches
+
+
+def test_an_item_that_cannot_be_measured_fails_its_own_request_only():
+    def count(text, settings):
+        if not text.strip():
+            raise ValueError("text 0 is empty")
+        return len(text.split())
+
+    batcher = Batcher(Recorder(), count, max_batch_tokens=100, max_wait=0.05, max_queue=100).start()
+    good, bad = batcher.submit(["a b", "c"], "s"), batcher.submit(["d", " "], "s")
+    with pytest.raises(ValueError, match="text 0 is empty"):
+        bad.result(timeout=10)
+    assert good.result(timeout=10) == ["a b|s", "c|s"]
+    batcher.stop()
+
+
+def test_after_a_batch_the_waiting_ones_wait_for_company_again():
+    release = threading.Event()
+    decode = Recorder()
+
+    def held(texts, settings):
+        release.wait(10)
+        return decode(texts, settings)
+
+    batcher = _batcher(held, max_wait=0.5)
+    first = batcher.submit(["first"], "s")
+    time.sleep(0.7)  # "first" is batched alone and held
+    waiting = batcher.submit(["waiting"], "s")  # arrives while the worker is busy; its own wait ends meanwhile
+    time.sleep(0.7)
+    release.set()
+    time.sleep(0.1)  # the worker is free again: "waiting" waits for company from now
+    late = batcher.submit(["late"], "s")
+    assert [f.result(timeout=10) for f in (first, waiting, late)] == [["first|s"], ["waiting|s"], ["late|s"]]
+    batcher.stop()
+    assert [sorted(texts) for texts, _ in decode.batches] == [["first"], ["late", "waiting"]]

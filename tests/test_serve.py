@@ -1,6 +1,7 @@
 """``cronos serve``: one real server process on a free port of 127.0.0.1, driven by concurrent
-clients; answers equal the model's translations alone, bad input is one JSON error, and SIGTERM
-loses nothing accepted."""
+clients; answers equal the model's own alone (translations, n-best lists, samples, scores), bad
+input is one JSON error, overload is 503 and loses nothing, metrics count what happened, and
+SIGTERM loses nothing accepted.  tests/test_server_app.py holds what needs the worker held still."""
 from __future__ import annotations
 
 import signal
@@ -14,8 +15,9 @@ import pytest
 from helpers import cronos_command
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("starlette")
+pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
+pytest.importorskip("prometheus_client")
 
 SOURCES = ["Thu 26 Nov 2026", "1/2/07", "the 21st of June 1950", "2000 01 01", "5 May 1999", "Dec 3, 1987",
            "March 4th, 2011", "12.12.12"]
@@ -34,7 +36,7 @@ def server(trained_models, tmp_path_factory):
     checkpoint = model.save(tmp_path_factory.mktemp("serve") / "model.pt")
     port = _free_port()
     process = subprocess.Popen(cronos_command("serve", str(checkpoint), "--port", str(port), "--device", "cpu",
-                                              "--max-wait-ms", "20"), stderr=subprocess.PIPE, text=True)
+                                              "--max-wait-ms", "20", "--max-queue", "32"), stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -52,47 +54,126 @@ def server(trained_models, tmp_path_factory):
         process.wait(timeout=30)
 
 
-def test_concurrent_clients_get_the_models_translations_of_their_own_texts(server):
+def _alone(model, kind: str, text: str):
+    """What the model gives for ``text`` alone, as the server answers a request of ``kind``."""
+    if kind == "n_best":
+        return [{"text": t.text, "score": t.score, "log_prob": t.log_prob}
+                for t in model.translate([text], beam_size=3, n_best=2)[0]]
+    if kind == "sampling":
+        return model.sample([text], top_k=3, seed=7)[0]
+    if kind == "score":
+        score, = model.score([(text, "2000-01-01")])
+        return {"log_prob": score.log_prob, "mean_log_prob": score.mean_log_prob, "tokens": score.tokens}
+    return model.translate([text], beam_size=3)[0]
+
+
+REQUESTS = {"beam": ("/translate", lambda t: {"text": t, "beam_size": 3}, "translations"),
+            "n_best": ("/translate", lambda t: {"text": t, "beam_size": 3, "n_best": 2}, "translations"),
+            "sampling": ("/translate", lambda t: {"text": t, "sampling": {"top_k": 3, "seed": 7}}, "translations"),
+            "score": ("/score", lambda t: {"source": t, "target": ["2000-01-01"] * len(t)}, "scores")}
+
+
+def test_concurrent_clients_get_the_models_answers_for_their_own_texts(server):
     model, url, _ = server
-    alone = {source: model.translate([source], beam_size=3)[0] for source in SOURCES}
+    kinds = list(REQUESTS)
+    alone = {(kind, source): _alone(model, kind, source) for kind in kinds for source in SOURCES}
 
     def ask(i: int):
-        texts = [SOURCES[i % 8], SOURCES[(i * 3) % 8]]
-        response = httpx.post(f"{url}/translate", json={"text": texts, "beam_size": 3}, timeout=60)
-        return texts, response.status_code, response.json()
+        kind, texts = kinds[i % 4], [SOURCES[i % 8], SOURCES[(i * 3) % 8]]
+        path, body, field = REQUESTS[kind]
+        response = httpx.post(f"{url}{path}", json=body(texts), timeout=60)
+        return kind, texts, response.status_code, response.json().get(field)
 
     with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(48)))
+    for kind, texts, status, answer in answers:
+        assert status == 200 and answer == [alone[kind, t] for t in texts], (kind, texts, answer)
+    one = httpx.post(f"{url}/translate", json={"text": SOURCES[0], "beam_size": 3, "scores": True}, timeout=60).json()
+    assert one["translations"] == alone["n_best", SOURCES[0]][0]
+
+
+def test_under_overload_requests_get_503_with_retry_after_and_no_answer_is_lost_or_mixed_up(server):
+    model, url, _ = server
+    alone = {source: model.translate([source], beam_size=4)[0] for source in SOURCES}
+
+    def ask(i: int):
+        texts = [SOURCES[(i + j) % 8] for j in range(8)]  # 8 texts: four requests fill the queue of 32
+        return texts, httpx.post(f"{url}/translate", json={"text": texts, "beam_size": 4}, timeout=60)
+
+    with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(ask, range(32)))
-    for texts, status, body in answers:
-        assert status == 200 and body == {"translations": [alone[t] for t in texts]}, body
-    one = httpx.post(f"{url}/translate", json={"text": SOURCES[0], "beam_size": 3, "n_best": 2}, timeout=60).json()
-    expected = model.translate([SOURCES[0]], beam_size=3, n_best=2)[0]
-    assert [h["text"] for h in one["translations"]] == [t.text for t in expected]
+    for texts, response in answers:
+        if response.status_code == 503:
+            assert int(response.headers["retry-after"]) >= 1 and "retry later" in response.json()["error"]
+        else:
+            assert response.status_code == 200 and response.json() == {"translations": [alone[t] for t in texts]}
+    assert any(response.status_code == 200 for _, response in answers)
 
 
-@pytest.mark.parametrize("body, status, message", [
-    (b"{not json", 400, "the body is not JSON"),
-    (b'["1/2/07"]', 422, "the body must be a JSON object"),
-    (b'{"text": "1/2/07", "beam": 3}', 422, "unknown field(s) beam; the fields are text, beam_size, n_best"),
-    (b'{"text": 7}', 422, "text: expected a string or a non-empty list of strings"),
-    (b'{"text": []}', 422, "text: expected a string or a non-empty list of strings"),
-    (b'{"text": ["1/2/07", "  "]}', 422, "text 1: empty"),
-    (b'{"text": "1/2/07", "beam_size": 0}', 422, "beam_size: expected a positive integer, got 0"),
-    (b'{"text": "1/2/07", "beam_size": 2, "n_best": 3}', 422, "n_best: 3 hypotheses need a beam_size of at least 3"),
-    (b'{"text": "' + b"x" * 2001 + b'"}', 413, "text 0: 2001 characters; at most 2000 in one text"),
-    (b'{"text": [' + b",".join([b'"1/2/07"'] * 65) + b']}', 413, "text: 65 texts; at most 64 in one request"),
+@pytest.mark.parametrize("path, body, status, message", [
+    ("/translate", b"{not json", 400, "the body is not JSON"),
+    ("/translate", b'{"text": "\xff"}', 400, "the body is not JSON"),
+    ("/translate", b'["1/2/07"]', 422, "the body must be a JSON object"),
+    ("/translate", b'{"text": "1/2/07", "beam": 3}', 422,
+     "unknown field beam; the fields are text, beam_size, n_best, scores, sampling"),
+    ("/translate", b'{"text": 7}', 422, "text: expected a string or a non-empty list of strings"),
+    ("/translate", b'{"text": []}', 422, "text: expected a string or a non-empty list of strings"),
+    ("/translate", b'{"text": ["1/2/07", "  "]}', 422, "text 1 is empty"),
+    ("/translate", b'{"text": "1/2/07", "beam_size": 0}', 422, "beam_size: Input should be greater than 0"),
+    ("/translate", b'{"text": "1/2/07", "beam_size": "4"}', 422, "beam_size: Input should be a valid integer"),
+    ("/translate", b'{"text": "1/2/07", "beam_size": 2, "n_best": 3}', 422,
+     "n_best: 3 hypotheses need a beam_size of at least 3"),
+    ("/translate", b'{"text": "1/2/07", "sampling": {"top_k": 2, "top_p": 0.5}}', 422,
+     "sampling: sample with top_k or with top_p, not both"),
+    ("/translate", b'{"text": "1/2/07", "sampling": {"top_k": 2}, "beam_size": 2}', 422,
+     "send sampling, or beam_size / n_best / scores, not both"),
+    ("/translate", b'{"text": "' + b"x" * 2001 + b'"}', 413, "text 0: 2001 characters; at most 2000 in one text"),
+    ("/translate", b'{"text": [' + b",".join([b'"1/2/07"'] * 65) + b']}', 413, "65 texts; at most 64 in one request"),
+    ("/score", b'{"source": "1/2/07", "target": ["a", "b"]}', 422, "send one of each, or two lists of the same length"),
+    ("/score", b'{"source": "1/2/07"}', 422, "target: Field required"),
 ])
-def test_bad_requests_are_one_json_error_with_the_right_status(server, body, status, message):
+def test_bad_requests_are_one_json_error_with_the_right_status(server, path, body, status, message):
     _, url, _ = server
-    response = httpx.post(f"{url}/translate", content=body, headers={"content-type": "application/json"}, timeout=30)
+    response = httpx.post(f"{url}{path}", content=body, headers={"content-type": "application/json"}, timeout=30)
     assert response.status_code == status and message in response.json()["error"], response.text
+
+
+def test_a_body_not_sent_as_json_is_415_naming_the_header(server):
+    _, url, _ = server
+    response = httpx.post(f"{url}/translate", data={"text": "1/2/07"}, timeout=30)  # a form, as curl -d sends
+    assert response.status_code == 415 and "content-type: application/json" in response.json()["error"]
+
+
+def test_metrics_count_requests_batches_and_the_queue_and_openapi_describes_the_endpoints(server):
+    _, url, _ = server
+    httpx.post(f"{url}/translate", json={"text": "1/2/07"}, timeout=60)
+    metrics = httpx.get(f"{url}/metrics", timeout=30)
+    assert metrics.headers["content-type"].startswith("text/plain")
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+              for line in metrics.text.splitlines() if line and not line.startswith("#")}
+    assert values['cronos_requests_total{endpoint="/translate",status="200"}'] >= 1
+    assert values['cronos_requests_total{endpoint="/translate",status="422"}'] >= 1  # the bad requests above
+    assert values["cronos_batch_sentences_count"] >= 1 and "cronos_queue_sentences" in values
+    assert values['cronos_request_seconds_count{endpoint="/translate"}'] >= 1
+    paths = httpx.get(f"{url}/openapi.json", timeout=30).json()["paths"]
+    assert {"/translate", "/score", "/health", "/metrics"} <= set(paths)
+    assert "TranslateRequest" in str(paths["/translate"]["post"]["requestBody"])
+
+
+def test_a_second_server_on_a_taken_port_says_so_and_exits_1(server):
+    model, url, _ = server
+    port = url.rsplit(":", 1)[1]
+    checkpoint = next(arg for arg in server[2].args if arg.endswith(".pt"))
+    second = subprocess.run(cronos_command("serve", checkpoint, "--port", port, "--device", "cpu"),
+                            capture_output=True, text=True, timeout=120)
+    assert second.returncode == 1 and f"could not serve on 127.0.0.1:{port}" in second.stderr, second.stderr
 
 
 def test_sigterm_answers_every_accepted_request_and_exits_0(server):
     _, url, process = server
     with ThreadPoolExecutor(8) as pool:
-        sent = [pool.submit(httpx.post, f"{url}/translate", json={"text": SOURCES, "beam_size": 4}, timeout=60)
-                for _ in range(16)]
+        body = {"text": SOURCES[:2], "beam_size": 4}  # 16 requests of 2 texts: within the queue of 32
+        sent = [pool.submit(httpx.post, f"{url}/translate", json=body, timeout=60) for _ in range(16)]
         time.sleep(0.3)  # some answered, some being decoded, some waiting
         process.send_signal(signal.SIGTERM)
         outcomes = []
