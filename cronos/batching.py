@@ -44,7 +44,7 @@ class BatcherStopped(RuntimeError):
     """The batcher is stopping: it takes no new requests."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the queue finds and drops its items by it
 class _Request:
     items: Sequence
     settings: Hashable
@@ -53,7 +53,7 @@ class _Request:
     left: int = 0
 
 
-@dataclass
+@dataclass(eq=False)
 class _Item:
     request: _Request
     index: int
@@ -147,8 +147,8 @@ class Batcher:
                     batch, full = self._candidates()
                     deadline = max(self._waiting[0].arrived, self._free_since) + self.max_wait
                     if full or self._stopping or time.monotonic() >= deadline:
-                        for item in batch:
-                            self._waiting.remove(item)
+                        taken = set(batch)
+                        self._waiting = collections.deque(item for item in self._waiting if item not in taken)
                         return batch
                     self._changed.wait(deadline - time.monotonic())
                     continue
@@ -166,8 +166,9 @@ class Batcher:
         """The batch the waiting items make now, and whether it is full (more of them wait than fit)."""
         oldest = self._waiting[0]
         mates = [item for item in self._waiting if item.request.settings == oldest.request.settings]
-        if sum(item.tokens for item in mates) <= self.max_batch_tokens:
-            return mates, sum(item.tokens for item in mates) == self.max_batch_tokens
+        total = sum(item.tokens for item in mates)
+        if total <= self.max_batch_tokens:
+            return mates, total == self.max_batch_tokens
         batch, tokens = [oldest], oldest.tokens
         for item in sorted(mates[1:], key=lambda item: abs(item.tokens - oldest.tokens)):  # stable: oldest first
             if tokens + item.tokens <= self.max_batch_tokens:

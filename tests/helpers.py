@@ -66,3 +66,12 @@ def run_cli(argv: list[str], stdin: str | bytes, capsys, monkeypatch) -> tuple[i
     code = main(argv)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on at ``host`` now (a server or rendezvous started next takes it)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]

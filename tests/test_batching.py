@@ -12,13 +12,18 @@ from cronos.batching import Batcher, BatcherStopped, QueueFull
 
 
 class Recorder:
-    """A decode function that records its batches; a result is the text and the settings."""
+    """A decode function that records its batches; a result is the text and the settings.  A held
+    one waits for ``release`` before each batch (the worker busy while more requests queue)."""
 
-    def __init__(self, delay: float = 0.0, fail_on: str | None = None):
+    def __init__(self, delay: float = 0.0, fail_on: str | None = None, held: bool = False):
         self.batches: list[tuple[list[str], object]] = []
         self.delay, self.fail_on = delay, fail_on
+        self.release = threading.Event()
+        if not held:
+            self.release.set()
 
     def __call__(self, texts: list[str], settings) -> list[str]:
+        assert self.release.wait(10), "the test never released the worker"
         self.batches.append((list(texts), settings))
         time.sleep(self.delay)
         if self.fail_on in texts:
@@ -65,19 +70,13 @@ def test_a_batch_holds_at_most_max_batch_tokens_unless_one_sentence_is_longer():
 
 
 def test_when_more_wait_than_fit_the_oldest_leads_and_its_mates_are_the_closest_in_length():
-    release = threading.Event()
-    decode = Recorder()
-
-    def held(texts, settings):
-        release.wait(10)
-        return decode(texts, settings)
-
-    batcher = _batcher(held, max_batch_tokens=12, max_wait=0.0)
+    decode = Recorder(held=True)
+    batcher = _batcher(decode, max_batch_tokens=12, max_wait=0.0)
     busy = batcher.submit(["busy"], "s")
     time.sleep(0.2)  # the worker holds "busy"; the rest queue up behind it
     lengths = [3, 9, 1, 4, 8, 2, 3]
     waiting = [batcher.submit([" ".join([f"w{i}"] * n)], "s") for i, n in enumerate(lengths)]
-    release.set()
+    decode.release.set()
     assert busy.result(timeout=10) == ["busy|s"] and all(len(f.result(timeout=10)) == 1 for f in waiting)
     batcher.stop()
     batches = [sorted(len(t.split()) for t in texts) for texts, _ in decode.batches[1:]]
@@ -93,23 +92,18 @@ def test_a_lone_request_is_answered_after_at_most_the_wait():
 
 
 def test_past_the_queue_limit_requests_are_refused_and_every_accepted_one_is_answered():
-    release = threading.Event()
-
-    def slow(texts, settings):
-        release.wait(10)
-        return texts
-
-    batcher = _batcher(slow, max_queue=5, max_wait=0.0)
+    decode = Recorder(held=True)
+    batcher = _batcher(decode, max_queue=5, max_wait=0.0)
     first = batcher.submit(["busy"], "s")  # the worker takes it and waits
     time.sleep(0.2)
     accepted = [batcher.submit([f"t{i}"], "s") for i in range(5)]
     with pytest.raises(QueueFull, match="5 sentences are waiting to be translated") as refused:
         batcher.submit(["one too many"], "s")
     assert refused.value.retry_after >= 1
-    release.set()
+    decode.release.set()
     batcher.stop()
-    assert first.result(timeout=10) == ["busy"]
-    assert [f.result(timeout=10) for f in accepted] == [[f"t{i}"] for i in range(5)]
+    assert first.result(timeout=10) == ["busy|s"]
+    assert [f.result(timeout=10) for f in accepted] == [[f"t{i}|s"] for i in range(5)]
 
 
 def test_stopping_answers_what_was_accepted_and_refuses_what_comes_after():
@@ -131,20 +125,14 @@ def test_a_failing_batch_fails_its_requests_only_and_the_worker_goes_on():
 
 
 def test_a_request_cancelled_while_waiting_costs_no_decoding():
-    release = threading.Event()
-    decode = Recorder()
-
-    def slow(texts, settings):
-        release.wait(10)
-        return decode(texts, settings)
-
-    batcher = _batcher(slow, max_wait=0.0)
+    decode = Recorder(held=True)
+    batcher = _batcher(decode, max_wait=0.0)
     busy = batcher.submit(["busy"], "s")
     time.sleep(0.2)
     gone = batcher.submit(["gone"], "s")
     assert gone.cancel()  # its client disconnected
     kept = batcher.submit(["kept"], "s")
-    release.set()
+    decode.release.set()
     assert busy.result(timeout=10) == ["busy|s"] and kept.result(timeout=10) == ["kept|s"]
     batcher.stop()
     assert all("gone" not in texts for texts, _ in decode.batches)
@@ -184,19 +172,13 @@ def test_an_item_that_cannot_be_measured_fails_its_own_request_only():
 
 
 def test_after_a_batch_the_waiting_ones_wait_for_company_again():
-    release = threading.Event()
-    decode = Recorder()
-
-    def held(texts, settings):
-        release.wait(10)
-        return decode(texts, settings)
-
-    batcher = _batcher(held, max_wait=0.5)
+    decode = Recorder(held=True)
+    batcher = _batcher(decode, max_wait=0.5)
     first = batcher.submit(["first"], "s")
     time.sleep(0.7)  # "first" is batched alone and held
     waiting = batcher.submit(["waiting"], "s")  # arrives while the worker is busy; its own wait ends meanwhile
     time.sleep(0.7)
-    release.set()
+    decode.release.set()
     time.sleep(0.1)  # the worker is free again: "waiting" waits for company from now
     late = batcher.submit(["late"], "s")
     assert [f.result(timeout=10) for f in (first, waiting, late)] == [["first|s"], ["waiting|s"], ["late|s"]]

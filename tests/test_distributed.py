@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from cronos import training
 from cronos.data import plan_updates
 from cronos.distributed import Processes
 from cronos.evaluation import METRICS
-from helpers import tiny_config, write_config
+from helpers import free_port, tiny_config, write_config
 
 NO_DROPOUT = {"encoder": {"type": "rnn", "hidden_size": 32, "dropout": 0.0},
               "decoder": {"type": "rnn", "hidden_size": 64, "dropout": 0.0}}
@@ -220,12 +219,6 @@ def test_a_process_other_than_rank_0_writes_nothing_into_the_run_folder(tmp_path
     assert after.keys() == before.keys() and all(after[path] == before[path] for path in before)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("localhost", 0))
-        return probe.getsockname()[1]
-
-
 def test_two_nodes_share_one_prepared_split_and_take_the_updates_of_one_process(tmp_path):
     """Two torchrun "nodes" of one process each (c10d rendezvous on this machine) find no prepared
     split: one prepares it while the other waits, both map it, and they end with the weights of one
@@ -234,7 +227,7 @@ def test_two_nodes_share_one_prepared_split_and_take_the_updates_of_one_process(
     nodes = write_config(tmp_path / "nodes.yaml", tiny_config(tmp_path / "nodes", data={
         "prepared": str(tmp_path / "prepared")}, **both))
     one = write_config(tmp_path / "one.yaml", tiny_config(tmp_path / "one", **both))
-    port = free_port()
+    port = free_port("localhost")
     commands = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node",
                                   "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{port}",
                                   "-m", "cronos", "train", str(nodes)],

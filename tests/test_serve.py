@@ -5,14 +5,13 @@ SIGTERM loses nothing accepted.  tests/test_server_app.py holds what needs the w
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers import cronos_command
+from helpers import cronos_command, free_port
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -23,18 +22,12 @@ SOURCES = ["Thu 26 Nov 2026", "1/2/07", "the 21st of June 1950", "2000 01 01", "
            "March 4th, 2011", "12.12.12"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(trained_models, tmp_path_factory):
     """``(model, base URL, process)``: ``cronos serve`` on the tiny Transformer, stopped after the module."""
     model = trained_models["transformer"]
     checkpoint = model.save(tmp_path_factory.mktemp("serve") / "model.pt")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(cronos_command("serve", str(checkpoint), "--port", str(port), "--device", "cpu",
                                               "--max-wait-ms", "20", "--max-queue", "32"), stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -36,13 +36,14 @@ class Held:
         self.translator.translate = held
 
 
-def _run(scenario):
-    """Run ``scenario(app_client)`` with the application's lifespan (its batcher) around it."""
-    async def main(app, body):
+def _run(app, scenario):
+    """``await scenario(client)``, a client of ``app``, with the application's lifespan (its batcher)
+    around it."""
+    async def main():
         async with app.router.lifespan_context(app):
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://cronos") as client:
-                return await body(client)
-    return main
+                return await scenario(client)
+    return asyncio.run(main())
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def test_past_the_queue_limit_a_request_gets_503_with_retry_after_and_the_accept
         held.release.set()
         return refused, await busy, await accepted
 
-    refused, busy, accepted = asyncio.run(_run(scenario)(app, scenario))
+    refused, busy, accepted = _run(app, scenario)
     assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
     assert "4 sentences are waiting" in refused.json()["error"]
     assert busy.json() == {"translations": model.translate(["1/2/07"], beam_size=2)[0]}
@@ -96,7 +97,7 @@ def test_past_its_timeout_a_request_gets_504_and_its_waiting_texts_are_never_dec
         held.release.set()
         return late, await busy
 
-    late, busy = asyncio.run(_run(scenario)(app, scenario))
+    late, busy = _run(app, scenario)
     for response in (late, busy):
         assert response.status_code == 504 and "not answered within 0.3 s" in response.json()["error"]
     assert held.decoded == ["1/2/07"]
@@ -133,7 +134,7 @@ def test_a_client_that_disconnects_is_dropped_and_its_waiting_texts_are_never_de
         after = await client.post("/translate", json={"text": "5 May 1999"})
         return await busy, after
 
-    busy, after = asyncio.run(_run(scenario)(app, scenario))
+    busy, after = _run(app, scenario)
     assert busy.status_code == 200 and after.status_code == 200
     assert held.decoded == ["1/2/07", "5 May 1999"]  # "Dec 3, 1987" never decoded
     assert sent[0]["status"] == 499
@@ -149,7 +150,7 @@ def test_an_ensemble_translates_and_refuses_to_score(trained_models, tmp_path):
         return (await client.post("/translate", json={"text": "1/2/07", "beam_size": 2}),
                 await client.post("/score", json={"source": "1/2/07", "target": "2007-01-02"}))
 
-    translated, scored = asyncio.run(_run(scenario)(app, scenario))
+    translated, scored = _run(app, scenario)
     assert translated.json() == {"translations": ensemble.translate(["1/2/07"], beam_size=2)[0]}
     assert scored.status_code == 422 and "ensemble" in scored.json()["error"]
 

@@ -1,7 +1,8 @@
 """The HTTP application (FastAPI on uvicorn): routes, the answers to bad input, and the server process.
 
-Every request's items go to one ``Batcher``, whose worker thread decodes them with the items of
-concurrent requests; the event loop only validates and waits, so it never blocks on the model.  A
+Every request's items go to one ``Batcher``, whose worker (the main thread in ``serve``) decodes them
+with the items of concurrent requests; the event loop only validates and waits, so it never blocks
+on the model.  A
 request is answered when its items are decoded, or after ``Limits.timeout`` seconds (504), or
 dropped when its client disconnects (its items cost no decoding if they were still waiting).
 Errors are one JSON object ``{"error": ...}``: 400 not JSON, 415 not sent as JSON, 422 wrong fields,
@@ -32,8 +33,10 @@ from .schema import (ErrorResponse, Health, ScoreRequest, ScoreResponse, Strict,
 
 __all__ = ["Limits", "build_app", "serve"]
 
-PATHS = {"/translate", "/score", "/health", "/metrics"}
 EXAMPLE = '{"text": "..."}'
+NOT_JSON = f"the body is not JSON; send a JSON object such as {EXAMPLE}"
+NOT_SENT_AS_JSON = ("send the body as JSON, with the header content-type: application/json "
+                    "(curl: -H 'content-type: application/json')")
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ def _application(translator: Translator, limits: Limits, batcher: Batcher, metri
     async def translate(body: TranslateRequest, request: Request) -> JSONResponse:
         """Translate a text, or a list of texts (beam search, n-best lists, scores, or sampling)."""
         texts = body.texts()
-        _check_size(texts, limits)
+        _check_size(len(texts), texts, limits)
         try:
             job = body.job(translator.config.decoding.beam_size)
         except ValueError as error:
@@ -145,7 +148,7 @@ def _application(translator: Translator, limits: Limits, batcher: Batcher, metri
         if isinstance(translator.network, Ensemble):
             raise Refused(422, "this server runs an ensemble, which translates only; serve one model to score")
         pairs = list(zip(body.sources(), body.targets()))
-        _check_size([text for pair in pairs for text in pair], limits, per_request=len(pairs))
+        _check_size(len(pairs), [text for pair in pairs for text in pair], limits)
         results = await _answer(request, batcher, pairs, Score(body.per_token), limits.timeout)
         return JSONResponse({"scores": results[0] if isinstance(body.source, str) else results})
 
@@ -166,22 +169,20 @@ def _application(translator: Translator, limits: Limits, batcher: Batcher, metri
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         if not _sent_as_json(request):
-            return JSONResponse({"error": NOT_JSON}, status_code=415)
+            return JSONResponse({"error": NOT_SENT_AS_JSON}, status_code=415)
         status, message = _validation_message(error.errors(), BODIES.get(request.url.path))
         return JSONResponse({"error": message}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        message = f"the body is not JSON; send a JSON object such as {EXAMPLE}" if error.status_code == 400 \
-            else str(error.detail)
+        message = NOT_JSON if error.status_code == 400 else str(error.detail)
         return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
 
-    app.add_middleware(MeasuredRequests, metrics=metrics, paths=PATHS)
+    app.add_middleware(MeasuredRequests, metrics=metrics, paths={route.path for route in app.routes})
     return app
 
 
 BODIES = {"/translate": TranslateRequest, "/score": ScoreRequest}
-NOT_JSON = "send the body as JSON, with the header content-type: application/json (curl: -H 'content-type: application/json')"
 
 
 def _sent_as_json(request: Request) -> bool:
@@ -190,8 +191,8 @@ def _sent_as_json(request: Request) -> bool:
     return kind == "" or kind == "application/json" or kind.endswith("+json")
 
 
-def _check_size(texts: Sequence[str], limits: Limits, per_request: int | None = None) -> None:
-    count = len(texts) if per_request is None else per_request
+def _check_size(count: int, texts: Sequence[str], limits: Limits) -> None:
+    """413 past ``limits``: ``count`` texts (or pairs) in the request, or one of ``texts`` too long."""
     if count > limits.max_sentences:
         raise Refused(413, f"{count} texts; at most {limits.max_sentences} in one request")
     for i, text in enumerate(texts):
@@ -237,7 +238,7 @@ def _validation_message(errors: Sequence[dict], body: type[Strict] | None) -> tu
     """Status and one message for pydantic's errors: 400 when the body is not JSON, else 422 naming
     each wrong field."""
     if any(error["type"] == "json_invalid" for error in errors):
-        return 400, f"the body is not JSON; send a JSON object such as {EXAMPLE}"
+        return 400, NOT_JSON
     messages = []
     for error in errors[:3]:
         where = [str(part) for part in error["loc"][1:] if part not in ("str", "list[str]")]

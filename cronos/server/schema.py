@@ -151,17 +151,21 @@ def _encode(codec: TextCodec, source: str, target: str | None = None):
         raise UnreadableText(str(error)) from None
 
 
+class _TranslatesTexts:
+    """A job over texts to translate: an item's tokens are its source's."""
+
+    def tokens(self, codec: TextCodec, text: str) -> int:
+        return _encode(codec, text).src_length
+
+
 @dataclass(frozen=True)
-class Search:
+class Search(_TranslatesTexts):
     """Beam (or greedy) search; a result is a string, a ``Hypothesis`` dict with ``scores``, a list
     of them with ``n_best``."""
 
     beam_size: int
     n_best: int | None
     scores: bool
-
-    def tokens(self, codec: TextCodec, text: str) -> int:
-        return _encode(codec, text).src_length
 
     def run(self, translator: Translator, texts: list[str]) -> list:
         found = translator.translate(texts, self.beam_size, batch_size=len(texts), n_best=self.n_best or 1)
@@ -173,16 +177,13 @@ class Search:
 
 
 @dataclass(frozen=True)
-class Sample:
+class Sample(_TranslatesTexts):
     """Sampling; a result is a string."""
 
     top_k: int | None
     top_p: float | None
     temperature: float
     seed: int
-
-    def tokens(self, codec: TextCodec, text: str) -> int:
-        return _encode(codec, text).src_length
 
     def run(self, translator: Translator, texts: list[str]) -> list[str]:
         return translator.sample(texts, self.top_k, self.top_p, self.temperature, self.seed, batch_size=len(texts))
