@@ -200,8 +200,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="the port to listen on [8000]")
     serve.add_argument("--max-batch-tokens", type=_positive, default=4096, metavar="N",
                        help="source tokens decoded together at most [4096]")
-    serve.add_argument("--max-wait-ms", type=float, default=10.0, metavar="MS",
-                       help="how long a sentence waits for others to share its batch [10]")
+    serve.add_argument("--max-wait-ms", type=float, default=100.0, metavar="MS",
+                       help="how long a batch waits at most for the clients just answered to send again [100]")
     serve.add_argument("--max-queue", type=_positive, default=1024, metavar="N",
                        help="sentences waiting at most; past that, requests get 503 [1024]")
     serve.add_argument("--timeout", type=float, default=60.0, metavar="S",

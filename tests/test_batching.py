@@ -184,3 +184,41 @@ def test_after_a_batch_the_waiting_ones_wait_for_company_again():
     assert [f.result(timeout=10) for f in (first, waiting, late)] == [["first|s"], ["waiting|s"], ["late|s"]]
     batcher.stop()
     assert [sorted(texts) for texts, _ in decode.batches] == [["first"], ["late", "waiting"]]
+
+
+def test_clients_that_send_again_when_answered_fill_the_next_batch_without_waiting_max_wait():
+    """Four clients, each sending its next text as soon as it has its answer: after each batch the
+    worker waits for as many as it answered, so it starts each batch full, and long before
+    ``max_wait`` (a fixed wait after each batch would take 1 s per round)."""
+    decode = Recorder(delay=0.05)
+    batcher = _batcher(decode, max_wait=1.0)
+    start = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda c: [batcher.submit([f"c{c} r{r}"], "s").result(timeout=10) for r in range(5)], range(4)))
+    elapsed = time.monotonic() - start
+    batcher.stop()
+    sizes = [len(texts) for texts, _ in decode.batches]
+    assert sum(sizes) == 20 and all(size == 4 for size in sizes[1:-1]), sizes
+    assert elapsed < 2.0, f"{elapsed:.2f} s for 5 rounds of 4 clients"  # the last batch alone waits the 1 s
+
+
+def test_a_client_that_sends_again_the_moment_it_is_answered_is_served_at_once():
+    """The next request is submitted from the answer's callback, on the worker's thread, before the
+    worker has moved on: it must still start at once rather than wait ``max_wait`` for a mate."""
+    decode = Recorder()
+    batcher = _batcher(decode, max_wait=1.0)
+    done = threading.Event()
+
+    def send(round_: int) -> None:
+        if round_ == 5:
+            done.set()
+            return
+        batcher.submit([f"r{round_}"], "s").add_done_callback(lambda answer: send(round_ + 1))
+
+    start = time.monotonic()
+    send(0)
+    assert done.wait(10)
+    elapsed = time.monotonic() - start
+    batcher.stop()
+    assert [texts for texts, _ in decode.batches] == [[f"r{r}"] for r in range(5)]
+    assert elapsed < 0.5, f"{elapsed:.2f} s for 5 requests one after another"
