@@ -245,3 +245,22 @@ def test_compare_ctranslate2_and_int8_schemes_measure_every_engine(tmp_path, run
     assert code == 0, err
     names = [line.split(" | ")[0] for line in out.splitlines()[2:]]
     assert names == ["| float32", "| cronos int8 (a scale per row)", "| torch.ao dynamic int8 (a scale per tensor)"]
+
+
+def test_serve_benchmark_measures_a_real_server_beside_offline_decoding(tmp_path, run_script):
+    """A tiny untrained model, 6 sentences, 1 and 3 clients: every row, every answer identical."""
+    pytest.importorskip("fastapi")
+    import cronos
+
+    checkpoint = str(cronos.Cronos.from_config(cronos.load_config(tiny_config(tmp_path))).save(tmp_path / "model.pt"))
+    out = tmp_path / "serve.json"
+    code, stdout, err = run_script("serve_benchmark.py", checkpoint, "--limit", "6", "--clients", "1", "3",
+                                   "--threads", "1", "--json", str(out))
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert [run["clients"] for run in report["runs"]] == [1, 3]
+    for run in report["runs"]:
+        assert run["errors"] == 0 and run["identical"] == 1.0 and run["sentences_per_second"] > 0, run
+        assert run["batches"] >= 2 and run["p99_ms"] >= run["p50_ms"] > 0, run
+    assert all(speed > 0 for speed in report["offline_sentences_per_second"] + report["in_order_sentences_per_second"])
+    assert "| offline, 3 at a time in order |" in stdout
