@@ -14,6 +14,7 @@ Exit codes: 0 success, 2 usage or config error (one line), 1 runtime error (one 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import math
@@ -541,12 +542,19 @@ def _export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     if any(find_spec(name) is None for name in ("fastapi", "uvicorn", "prometheus_client")):
         raise ConfigError("serve", "", "needs the serve extra: pip install 'cronos[serve]'")
-    from .server import Limits, serve
+    from .server import Limits, check_address, serve
 
     if not (0 <= args.max_wait_ms < math.inf):
         raise ConfigError("--max-wait-ms", "", f"expected a number of 0 or more, got {args.max_wait_ms}")
     if not (0 < args.timeout < math.inf):
         raise ConfigError("--timeout", "", f"expected a number of seconds above 0, got {args.timeout}")
+    try:
+        check_address(args.host, args.port)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise ConfigError("--port", "", f"{args.host}:{args.port} is in use (another server?); choose "
+                              "another port") from None
+        raise ConfigError("--host", "", f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     model = _load_models(args)
     limits = Limits(max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                     timeout=args.timeout)

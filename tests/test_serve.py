@@ -153,13 +153,14 @@ def test_metrics_count_requests_batches_and_the_queue_and_openapi_describes_the_
     assert "TranslateRequest" in str(paths["/translate"]["post"]["requestBody"])
 
 
-def test_a_second_server_on_a_taken_port_says_so_and_exits_1(server):
+def test_a_second_server_on_a_taken_port_says_so_before_loading_its_model(server):
     model, url, _ = server
     port = url.rsplit(":", 1)[1]
     checkpoint = next(arg for arg in server[2].args if arg.endswith(".pt"))
     second = subprocess.run(cronos_command("serve", checkpoint, "--port", port, "--device", "cpu"),
                             capture_output=True, text=True, timeout=120)
-    assert second.returncode == 1 and f"could not serve on 127.0.0.1:{port}" in second.stderr, second.stderr
+    assert second.returncode == 2, second.stderr
+    assert f"--port: 127.0.0.1:{port} is in use (another server?); choose another port" in second.stderr
 
 
 def test_sigterm_answers_every_accepted_request_and_exits_0(server):

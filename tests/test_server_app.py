@@ -158,6 +158,7 @@ def test_an_ensemble_translates_and_refuses_to_score(trained_models, tmp_path):
 @pytest.mark.parametrize("option, value, message", [
     ("--timeout", "0", "--timeout: expected a number of seconds above 0, got 0.0"),
     ("--max-wait-ms", "-1", "--max-wait-ms: expected a number of 0 or more, got -1.0"),
+    ("--host", "192.0.2.1", "--host: cannot listen on 192.0.2.1:"),  # an address for documentation only
 ])
 def test_serve_refuses_bad_options_before_loading_the_model(option, value, message, capsys, monkeypatch, tmp_path):
     code, _, err = run_cli(["serve", str(tmp_path / "absent.pt"), option, value], "", capsys, monkeypatch)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Hashable, Sequence
@@ -31,7 +32,7 @@ from .metrics import CONTENT_TYPE_LATEST, MeasuredRequests, ServerMetrics
 from .schema import (ErrorResponse, Health, ScoreRequest, ScoreResponse, Strict, TranslateRequest, TranslateResponse,
                      UnreadableText, Score)
 
-__all__ = ["Limits", "build_app", "serve"]
+__all__ = ["Limits", "build_app", "check_address", "serve"]
 
 EXAMPLE = '{"text": "..."}'
 NOT_JSON = f"the body is not JSON; send a JSON object such as {EXAMPLE}"
@@ -109,6 +110,17 @@ def serve(translator: Translator, host: str, port: int, limits: Limits) -> None:
             signal.signal(sig, handler)
     if not server.started:
         raise OSError(f"could not serve on {host}:{port} (is the port taken?)")
+
+
+def check_address(host: str, port: int) -> None:
+    """Bind ``host:port`` and let go: ``OSError`` when it cannot be listened on (``EADDRINUSE``: the
+    port is taken; otherwise the address is not this machine's).  Checked before a model is loaded,
+    so that the mistake costs no wait; uvicorn binds again when it starts, and ``serve`` reports a
+    failure then too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        probe.bind((host, port))
 
 
 def _batcher(translator: Translator, limits: Limits) -> tuple[Batcher, ServerMetrics]:
