@@ -63,33 +63,42 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start_server(checkpoint: str, threads: int, max_wait_ms: float, max_batch_tokens: int):
-    import httpx
+def _get(port: int, path: str, timeout: float) -> tuple[int, str]:
+    """``GET path`` from the server on ``port``: status and body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8")
+    finally:
+        connection.close()
 
+
+def _start_server(checkpoint: str, threads: int, max_wait_ms: float, max_batch_tokens: int,
+                  log: Path) -> tuple[subprocess.Popen, int]:
+    """A ``cronos serve`` process on a free port, its stderr into ``log``, once it answers /health."""
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    process = subprocess.Popen([sys.executable, "-m", "cronos", "serve", checkpoint, "--port", str(port), "--device",
-                                "cpu", "--max-wait-ms", str(max_wait_ms), "--max-batch-tokens", str(max_batch_tokens)],
-                               env=env, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+    with log.open("w") as stderr:  # a file, not a pipe: nothing has to read it while the server runs
+        process = subprocess.Popen([sys.executable, "-m", "cronos", "serve", checkpoint, "--port", str(port), "--device",
+                                    "cpu", "--max-wait-ms", str(max_wait_ms), "--max-batch-tokens",
+                                    str(max_batch_tokens)], env=env, stderr=stderr)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the server exited: {process.stderr.read()}")
+            raise SystemExit(f"the server exited: {log.read_text()}")
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
+            if _get(port, "/health", timeout=2)[0] == 200:
+                return process, port
+        except OSError:  # not listening yet
             time.sleep(0.2)
     process.kill()
     raise SystemExit("the server did not come up within 120 s")
 
 
-def _batch_metrics(url: str) -> dict[str, float]:
-    import httpx
-
+def _batch_metrics(port: int) -> dict[str, float]:
     found = {}
-    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+    for line in _get(port, "/metrics", timeout=30)[1].splitlines():
         if line.startswith("cronos_batch_sentences"):
             name, value = line.rsplit(" ", 1)
             found[name] = float(value)
@@ -136,12 +145,11 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def _measure(url: str, sources: list[str], reference: list[str], clients: int) -> dict:
-    port = int(url.rsplit(":", 1)[1])
+def _measure(port: int, sources: list[str], reference: list[str], clients: int) -> dict:
     _load(port, sources[:clients * 2], clients)  # warm-up
-    before = _batch_metrics(url)
+    before = _batch_metrics(port)
     seconds, answers = _load(port, sources, clients)
-    after = _batch_metrics(url)
+    after = _batch_metrics(port)
     batches = after["cronos_batch_sentences_count"] - before["cronos_batch_sentences_count"]
     sentences = after["cronos_batch_sentences_sum"] - before["cronos_batch_sentences_sum"]
     latencies = [latency for _, _, latency in answers]
@@ -165,14 +173,14 @@ def _offline(args: argparse.Namespace, sources_file: Path, result_file: Path) ->
     return result["outputs"], count / result["seconds"], count / result["seconds_in_order"]
 
 
-def _serve(args: argparse.Namespace, sources: list[str], reference: list[str]) -> list[dict]:
-    """Each client count's figures against one server process."""
-    process, url = _start_server(args.checkpoint, args.server_threads or args.threads, args.max_wait_ms,
-                                 args.max_batch_tokens)
+def _serve(args: argparse.Namespace, sources: list[str], reference: list[str], log: Path) -> list[dict]:
+    """Each client count's figures against one server process (its stderr into ``log``)."""
+    process, port = _start_server(args.checkpoint, args.server_threads or args.threads, args.max_wait_ms,
+                                  args.max_batch_tokens, log)
     try:
         runs = []
         for clients in args.clients:
-            runs.append(_measure(url, sources, reference, clients))
+            runs.append(_measure(port, sources, reference, clients))
             print(json.dumps(runs[-1]), flush=True)
         return runs
     finally:
@@ -207,7 +215,7 @@ def main() -> None:
         sources_file = Path(folder) / "sources.json"
         sources_file.write_text(json.dumps(sources))
         reference, *before = _offline(args, sources_file, Path(folder) / "before.json")
-        runs = _serve(args, sources, reference)
+        runs = _serve(args, sources, reference, Path(folder) / "server.log")
         _, *after = _offline(args, sources_file, Path(folder) / "after.json")
     offline_speed, in_order_speed = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
     print(f"offline, batch size {args.offline_batch_size}: {before[0]:.1f} and {after[0]:.1f} sentences/s (before and "
