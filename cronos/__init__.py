@@ -5,7 +5,11 @@
     model.translate(["Thu 26 Nov 2026"])            # ['2026-11-26']
     cronos.explain(model, ["Thu 26 Nov 2026"])[0].plot("attention.png")
 """
-from .api import evaluate, explain, fit, sample, score, translate
+from .invariance import use_reproducible_products
+
+use_reproducible_products()  # before any matrix product: MKL reads it once (docs/batch_invariance.md)
+
+from .api import evaluate, explain, fit, sample, score, translate  # noqa: E402 - after the MKL setting
 from .checkpoint import CheckpointError
 from .config import Config, ConfigError, load_config
 from .data import DataError
