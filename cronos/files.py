@@ -4,6 +4,8 @@ input): one set of rules for all of them; and the one check that a folder takes 
     data = read_bytes(path, "SentencePiece model", limit=256 << 20)
     for line in read_lines(path, "text", max_line_bytes=1 << 20): ...
     ensure_writable_folder(folder)     # OSError when it cannot be made or written into
+    partial = temporary_folder(Path("runs/x/ct2"), "partial")   # runs/x/ct2.partial-PID-..., marked as cronos's
+    remove_abandoned(Path("runs/x/ct2"), "partial")              # only marked ones whose process has ended
 
 A folder, a device (``/dev/zero``, ``/dev/random``: reading one might never end) or a socket is
 refused before anything is read.  A named pipe (``/dev/stdin``, a shell's ``<(...)``) is read as it
@@ -11,18 +13,30 @@ comes, after a line saying that cronos waits for a program to write into it, and
 limit: a whole file's ``limit`` for ``read_bytes``, a line's for ``read_lines``.  A regular file
 larger than ``limit`` is refused from its size, before it is read.  Every refusal is an
 ``UnreadableFile`` whose message starts with the path; callers turn it into their own error.
+
+A folder cronos writes whole and then renames into place (a prepared split, an export) is written
+into a temporary folder beside it, ``NAME.KIND-PID-XXXXXX``, holding a mark that names the process
+(``TEMPORARY_MARK``).  Only marked folders whose process has ended are ever removed: a folder of the
+same name that a user made is left alone.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
+import socket
 import stat
+import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-__all__ = ["UnreadableFile", "check_readable", "read_bytes", "read_lines", "bounded_lines", "ensure_writable_folder"]
+__all__ = ["UnreadableFile", "check_readable", "read_bytes", "read_lines", "bounded_lines", "ensure_writable_folder",
+           "temporary_folder", "mark_temporary", "remove_abandoned", "TEMPORARY_MARK"]
 
 logger = logging.getLogger("cronos")
+
+TEMPORARY_MARK = ".cronos-temporary"  # in a folder cronos made to remove: {"pid": ..., "host": ...}
 
 
 class UnreadableFile(ValueError):
@@ -98,6 +112,53 @@ def ensure_writable_folder(folder: Path) -> None:
     probe = folder / ".cronos-write-test"
     probe.write_bytes(b"")
     probe.unlink()
+
+
+def temporary_folder(beside: Path, kind: str) -> Path:
+    """A new, marked folder ``NAME.KIND-PID-XXXXXX`` next to ``beside`` (its parents made)."""
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{beside.name}.{kind}-{os.getpid()}-", dir=beside.parent))
+    mark_temporary(folder)
+    return folder
+
+
+def mark_temporary(folder: Path) -> None:
+    """Mark ``folder`` as this process's to remove (before it is renamed to a temporary name)."""
+    (folder / TEMPORARY_MARK).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}),
+                                         encoding="utf-8")
+
+
+def remove_abandoned(beside: Path, *kinds: str) -> None:
+    """Remove the temporary folders of ``kinds`` next to ``beside`` that a process of this machine
+    marked and that outlived it (a kill, a crash); unmarked ones, and those of live processes or
+    other machines, stay."""
+    for kind in kinds:
+        for folder in beside.parent.glob(f"{glob_escape(beside.name)}.{kind}-*"):
+            if folder.is_dir() and not folder.is_symlink() and _abandoned(folder):
+                logger.info("removing %s, left by a preparation or export that did not finish", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with the characters ``glob`` reads as patterns taken literally."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _abandoned(folder: Path) -> bool:
+    try:
+        mark = json.loads((folder / TEMPORARY_MARK).read_text(encoding="utf-8"))
+        pid, host = int(mark["pid"]), str(mark["host"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return False  # not cronos's (or not readable as cronos writes it): never removed
+    if host != socket.gethostname() or pid == os.getpid():
+        return False  # another machine's, or this process's own (which removes what it made)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
 
 
 def _say_waiting(path: str | os.PathLike) -> None:

@@ -3,7 +3,10 @@ and a folder that is used only when it matches what it was made from."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
+import re
 import resource
 import signal
 import subprocess
@@ -46,11 +49,19 @@ def test_the_prepared_split_holds_the_examples_read_into_memory(tmp_path, settin
     assert prepared.examples[5] == in_memory.examples[5] and prepared.origins[5].endswith("train.tsv:6")
 
 
-def test_two_workers_prepare_what_one_does(tmp_path):
-    config = data_config(tmp_path, tokenizer="word", prepared=str(tmp_path / "one"))
+def test_two_workers_prepare_what_one_does_in_the_order_of_the_lines(tmp_path, monkeypatch):
+    """In chunks of 50 lines, 16 of them; the first chunk's lines are long, so that its worker
+    finishes after the other's: the chunks must still be merged in the order of the lines."""
+    monkeypatch.setattr("cronos.data.preparation.CHUNK_PAIRS", 50)
+    config = data_config(tmp_path, tokenizer="char", max_length=400, long_policy="truncate",
+                         prepared=str(tmp_path / "one"))
+    lines = Path(config.train).read_text(encoding="utf-8").splitlines(keepends=True)
+    long_ones = [f"{source * 200}\t{target}" for source, target in (line.split("\t") for line in lines[:50])]
+    Path(config.train).write_text("".join(long_ones + lines[50:]), encoding="utf-8")
     one = load_training_data(config)
     two = load_training_data(dataclasses.replace(config, prepared=str(tmp_path / "two"), workers=2))
     assert_same_data(two, one)
+    assert two.origins[0].endswith("train.tsv:1") and two.examples[0].src_length == 400
 
 
 def test_training_on_the_prepared_split_ends_with_the_weights_of_training_in_memory(tmp_path):
@@ -125,6 +136,141 @@ def test_a_prepared_split_is_used_while_it_matches_and_prepared_again_with_the_r
     assert (folder / "src_ids.npy").exists()
 
 
+def test_a_data_file_edited_in_place_is_found_by_its_content_when_its_time_changed(tmp_path, caplog):
+    """The same size, another modification time: the digest decides (a file only touched is used)."""
+    folder = tmp_path / "prepared"
+    config = data_config(tmp_path, prepared=str(folder))
+    prepare(config, caplog)
+    train = Path(config.train)
+    stat = train.stat()
+    os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: the same content
+    assert prepare(config, caplog) == []
+    text = train.read_text(encoding="utf-8")
+    train.write_text(text.replace("2019", "2018", 1), encoding="utf-8")  # the same size
+    assert train.stat().st_size == stat.st_size
+    os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
+    assert prepare(config, caplog) == [f"preparing the training split in {folder} ({train} changed since it was "
+                                       "prepared)"]
+    assert load_training_data(config).examples == load_training_data(dataclasses.replace(config,
+                                                                                         prepared=None)).examples
+
+
+def _edit_manifest(folder: Path, edit) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def _rewrite_array(folder: Path, name: str, array: np.ndarray) -> None:
+    """Replace an array and record its new size and digest, as a manifest that vouches for it would."""
+    np.save(folder / f"{name}.npy", array, allow_pickle=False)
+    data = (folder / f"{name}.npy").read_bytes()
+
+    def record(manifest):
+        manifest["files"][f"{name}.npy"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    _edit_manifest(folder, record)
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda m: m.update(files=[]), "its manifest does not list the files of a prepared split"),
+    (lambda m: m["files"].update({"src_ids.npy": 5}), "its manifest records src_ids.npy without its size"),
+    (lambda m: m.update(files={}), "its manifest does not list the files of a prepared split"),
+    (lambda m: m.update(settings=[]), "its manifest holds no settings"),
+    (lambda m: m.update(data={"x": {}}), "its manifest does not record its data files as cronos does"),
+    (lambda m: m.update(examples="many"), "its manifest does not record how many examples it holds"),
+    (lambda m: m.clear() or m.update(format="cronos prepared training split", format_version=1),
+     "its manifest holds no settings"),
+])
+def test_a_manifest_of_the_wrong_shape_is_stale_and_prepared_again(tmp_path, caplog, edit, reason):
+    folder = tmp_path / "prepared"
+    config = data_config(tmp_path, prepared=str(folder))
+    load_training_data(config)
+    expected = load_training_data(dataclasses.replace(config, prepared=None)).examples
+    _edit_manifest(folder, edit)
+    said = prepare(config, caplog)
+    assert len(said) == 1 and said[0].startswith(f"preparing the training split in {folder} ({reason}"), said
+    assert load_training_data(config).examples == expected
+
+
+def test_an_emptied_file_list_does_not_turn_the_integrity_checks_off(tmp_path, caplog):
+    folder = tmp_path / "prepared"
+    config = data_config(tmp_path, prepared=str(folder))
+    load_training_data(config)
+    expected = load_training_data(dataclasses.replace(config, prepared=None)).examples
+    ids = folder / "src_ids.npy"
+    edited = bytearray(ids.read_bytes())
+    edited[-1] ^= 1
+    ids.write_bytes(bytes(edited))
+    _edit_manifest(folder, lambda m: m.update(files={}))
+    assert prepare(config, caplog)[0].endswith("(its manifest does not list the files of a prepared split "
+                                               "(src_ids.npy, src_offsets.npy, tgt_ids.npy, tgt_offsets.npy, "
+                                               "lines.npy, vocabularies.json))")
+    assert load_training_data(config).examples == expected
+
+
+@pytest.mark.parametrize("name, change, reason", [
+    ("src_ids", lambda a: np.where(np.arange(len(a)) == 3, 70, a).astype(a.dtype),
+     "its src_ids.npy holds ids outside its vocabulary of 70 ("),
+    ("tgt_offsets", lambda a: np.where(np.arange(len(a)) == 2, a[1] - 1, a),
+     "its tgt_offsets.npy gives example 1 -1 tokens (offsets must increase)"),
+    ("src_offsets", lambda a: a - 1, "its src_offsets.npy does not span its"),
+    ("src_offsets", lambda a: np.append(a[:-1], a[-1] + 5), "its src_offsets.npy does not span its"),
+    ("lines", lambda a: a[:-1], "its lines.npy has 799 entries for 800 examples"),
+    ("tgt_ids", lambda a: a.astype(np.float32), "its tgt_ids.npy is not a list of whole numbers"),
+])
+def test_arrays_that_their_manifest_vouches_for_but_cronos_never_writes_are_prepared_again(tmp_path, caplog, name,
+                                                                                            change, reason):
+    folder = tmp_path / "prepared"
+    config = data_config(tmp_path, prepared=str(folder))
+    load_training_data(config)
+    expected = load_training_data(dataclasses.replace(config, prepared=None)).examples
+    _rewrite_array(folder, name, change(np.load(folder / f"{name}.npy")))
+    said = prepare(config, caplog)
+    assert len(said) == 1 and reason in said[0], said
+    assert load_training_data(config).examples == expected
+
+
+def test_a_folder_cronos_did_not_write_is_never_replaced_nor_are_temporary_folders_a_user_made(tmp_path, caplog):
+    folder = tmp_path / "prepared"
+    config = data_config(tmp_path, prepared=str(folder))
+    folder.mkdir()
+    (folder / "manifest.json").write_text('{"name": "x"}', encoding="utf-8")
+    (folder / "thesis.tex").write_text("years of work", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"data\.prepared: {folder} holds a manifest\.json that cronos did not "
+                                        r"write; give a new or empty folder, or delete it"):
+        load_training_data(config)
+    assert (folder / "thesis.tex").read_text(encoding="utf-8") == "years of work"
+
+    (folder / "manifest.json").unlink()
+    (folder / "thesis.tex").unlink()
+    load_training_data(config)  # an empty folder is taken
+    (folder / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(DataError, match=r"holds files cronos did not write beside its prepared split \(notes\.txt\)"):
+        load_training_data(dataclasses.replace(config, max_length=50))  # stale: it would be replaced
+    assert (folder / "notes.txt").read_text(encoding="utf-8") == "mine"
+    (folder / "notes.txt").unlink()
+
+    users = [tmp_path / "prepared.partial-1", tmp_path / "prepared.old-2", tmp_path / "prepared.partial-x"]
+    for made in users:
+        made.mkdir()
+        (made / "keep.txt").write_text("mine", encoding="utf-8")
+    (users[1] / ".cronos-temporary").write_text("not what cronos writes", encoding="utf-8")
+    assert prepare(dataclasses.replace(config, max_length=50), caplog)[0].endswith(
+        "(made with other settings: max_length)")
+    assert all((made / "keep.txt").read_text(encoding="utf-8") == "mine" for made in users)
+
+
+@pytest.mark.parametrize("place, message", [
+    ("/", "data.prepared: / is the root of the file system; name a folder of its own"),
+    ("file/prepared", "data.prepared: {tmp}/file/prepared is under {tmp}/file, which is a file, not a folder"),
+])
+def test_a_prepared_folder_where_none_can_be_is_one_line(tmp_path, place, message):
+    (tmp_path / "file").write_text("a file", encoding="utf-8")
+    config = data_config(tmp_path, prepared=place if place == "/" else str(tmp_path / place))
+    with pytest.raises(DataError, match=re.escape(message.format(tmp=tmp_path))):
+        load_training_data(config)
+
+
 def test_a_failed_preparation_leaves_no_folder_a_later_run_would_use(tmp_path):
     config = data_config(tmp_path, prepared=str(tmp_path / "prepared"))
     train = Path(config.train)
@@ -154,21 +300,51 @@ def test_two_prepare_commands_at_once_prepare_once_and_both_use_it(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "p", "p.lock", "tiny.yaml"]
 
 
-def test_a_killed_preparation_leaves_only_a_temporary_folder_that_the_next_one_removes(tmp_path, capsys,
-                                                                                     monkeypatch):
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux's /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended while listed
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through Linux's /proc")
+def test_a_killed_parallel_preparation_takes_its_workers_along_and_the_next_one_neither_waits_nor_keeps_its_folder(
+        tmp_path):
+    """``kill -9`` of ``cronos prepare --workers 2`` while its workers tokenise: they end with it, no
+    lock is left held, and the next preparation removes the killed one's temporary folder."""
     config = tiny_config(tmp_path, data={"prepared": str(tmp_path / "p")})
     train = Path(config["data"]["train"])
     train.write_text(train.read_text(encoding="utf-8") * 300, encoding="utf-8")  # 240,000 pairs: seconds
     path = write_config(tmp_path / "tiny.yaml", config)
-    command = subprocess.Popen(cronos_command("prepare", str(path)), stderr=subprocess.PIPE, text=True)
+    command = subprocess.Popen(cronos_command("prepare", str(path), "--workers", "2"), stderr=subprocess.PIPE,
+                               text=True)
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("p.partial-*/src_ids.provisional")) and time.monotonic() < deadline:
+    while len(workers := _children(command.pid)) < 2 or not list(tmp_path.glob("p.partial-*/src_ids.provisional")):
+        assert command.poll() is None and time.monotonic() < deadline, command.stderr.read()
         time.sleep(0.05)
     command.send_signal(signal.SIGKILL)
     command.wait(timeout=60)
     assert not (tmp_path / "p").exists() and list(tmp_path.glob("p.partial-*"))  # killed while writing
-    code, _, err = run_cli(["prepare", str(path)], "", capsys, monkeypatch)
-    assert code == 0, err
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(_alive, workers)), "the workers outlived the killed preparation"
+    again = subprocess.run(cronos_command("prepare", str(path)), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "waiting for" not in again.stderr, again.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "p", "p.lock", "tiny.yaml"]
 
 
@@ -200,13 +376,13 @@ def test_a_prepared_split_where_no_lock_can_be_written_is_used_as_it_is_or_refus
     place is read-only by opening the lock failing as it would there)."""
     config = data_config(tmp_path, prepared=str(tmp_path / "shared"))
     prepared = load_training_data(config)
-    real_open = open
+    real_open = os.open
 
     def read_only(path, *args, **kwargs):
         if str(path).endswith(".lock"):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
-    monkeypatch.setattr("builtins.open", read_only)
+    monkeypatch.setattr("os.open", read_only)
     assert load_training_data(config).examples == prepared.examples  # up to date: used without a lock
     with pytest.raises(DataError, match=r"data\.prepared: .*shared cannot be used \(made with other settings: "
                                         r"max_length\) and cannot be prepared again here \(no lock can be written"):

@@ -13,8 +13,13 @@ and the per-example lengths need, whatever the corpus's size, when a folder is g
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import itertools
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +203,8 @@ def _ordered_map(work: Callable[[RawLines], _Chunk], items: Iterable[RawLines], 
     # forked, as torch's DataLoader workers are on Linux (spawn would re-run a caller's script that has
     # no ``if __name__ == "__main__"`` guard); the workers run Python and numpy only, never torch
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_die_with,
+                                                initargs=(os.getpid(),)) as pool:
         pending: deque[concurrent.futures.Future] = deque()
         for item in items:
             pending.append(pool.submit(work, item))
@@ -207,3 +213,26 @@ def _ordered_map(work: Callable[[RawLines], _Chunk], items: Iterable[RawLines], 
         while pending:
             yield pending.popleft().result()
 
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when the thread that started it ends
+
+
+def _die_with(parent: int) -> None:
+    """A worker's first act: end when ``parent`` ends, however it ends.  A ``kill -9`` of the
+    preparing process would otherwise leave its workers waiting for chunks for ever, as orphans.
+    Linux says so with a signal (``prctl``); elsewhere a thread watches the parent."""
+    try:
+        watched_by_kernel = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0
+    except (OSError, AttributeError):  # no prctl: not Linux
+        watched_by_kernel = False
+    if not watched_by_kernel:
+        threading.Thread(target=_watch, args=(parent,), name="cronos-parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # the parent ended before the watch began
+        os._exit(1)
+
+
+def _watch(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)

@@ -6,15 +6,17 @@ then read by every run and process, with a manifest of what it was made from.
 The folder holds the ``ExampleTable`` arrays (``src_ids.npy``, ``src_offsets.npy``, ``tgt_ids.npy``,
 ``tgt_offsets.npy``), the examples' line numbers (``lines.npy``), the vocabularies
 (``vocabularies.json``), the SentencePiece models (``source.model``, ``target.model``) and
-``manifest.json``: the format and cronos version, the settings that decide the arrays (tokenizer,
-case, lengths, policies, vocabulary limits, the vocabularies' and models' digests), each data file
-(size, modification time, SHA-256) and each array file (size, SHA-256).
+``manifest.json`` (``manifest.py``: the settings that decide the arrays, the data files and the
+folder's own files, with their digests).
 
 It is used only when the manifest matches: a folder made from other data or settings, by another
 version, or whose files were truncated or edited is prepared again (one line says why).  One
-process prepares while the others wait (a lock beside the folder: processes of one machine, or
-of several sharing a file system that honours locks), into a temporary folder renamed into place
-when complete, so a kill or a full disk never leaves a folder that a later run would use.
+process prepares while the others wait (a POSIX lock on ``NAME.lock`` beside the folder: processes
+of one machine, or of several sharing a file system that honours locks; the kernel lets go of it
+when its process ends, however it ends), into a marked temporary folder renamed into place when
+complete, so a kill or a full disk never leaves a folder that a later run would use.  A folder
+cronos did not write (no manifest, another program's manifest, files beside the split) is never
+replaced, and only cronos's own temporary folders are ever removed (``files.remove_abandoned``).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -33,22 +36,20 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..config import DataConfig
-from ..version import __version__
+from ..files import TEMPORARY_MARK, mark_temporary, remove_abandoned, temporary_folder
+from .manifest import file_facts, not_replaceable, stale_reason, write_manifest
 from .preparation import LineOrigins, Prepared, prepare_split
 from .preprocess import PreprocessStats
 from .readers import DataError, split_paths
 from .subwords import SubwordModels
-from .table import ARRAYS, ExampleTable
+from .table import ExampleTable
 from .tokenizers import Tokenizer
 from .codec import tokenizers_for
 from .vocab import Vocabulary
 
-__all__ = ["open_prepared", "stale_reason", "FORMAT_VERSION"]
+__all__ = ["open_prepared"]
 
-FORMAT = "cronos prepared training split"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-FILES = (*(f"{name}.npy" for name in ARRAYS), "lines.npy", "vocabularies.json")
+TEMPORARY_KINDS = ("partial", "old")  # NAME.partial-*: being prepared; NAME.old-*: a replaced split
 
 logger = logging.getLogger("cronos")
 
@@ -60,7 +61,7 @@ def open_prepared(config: DataConfig, seed: int, subwords: SubwordModels | None,
     there first when the folder is missing or does not match (``stale_reason``), with the given
     ``subwords`` or ``models_for()``'s (trained for ``seed``: only when the split is prepared),
     then memory-mapped."""
-    folder = Path(config.prepared)
+    folder = _place(Path(config.prepared))
     settings = _settings(config, seed, subwords, vocabularies)
     with _locked(folder) as held:
         reason = stale_reason(folder, settings)
@@ -78,33 +79,26 @@ def open_prepared(config: DataConfig, seed: int, subwords: SubwordModels | None,
     return _read(folder), subwords or _stored_subwords(folder)
 
 
-def stale_reason(folder: Path, settings: dict[str, Any]) -> str | None:
-    """Why ``folder`` cannot be used for ``settings`` (None: it can)."""
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        return "no prepared split there yet"
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return "its manifest is unreadable"
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        return "its manifest is not a cronos manifest"
-    if manifest.get("format_version") != FORMAT_VERSION:
-        return f"it has format {manifest.get('format_version')!r}, this cronos reads {FORMAT_VERSION}"
-    changed = [key for key in settings if manifest.get("settings", {}).get(key) != settings[key]]
-    if changed:
-        return f"made with other settings: {', '.join(changed)}"
-    data_change = _data_change(manifest.get("data", {}), settings)
-    if data_change is not None:
-        return data_change
-    return _files_change(folder, manifest.get("files", {}))
+def _place(folder: Path) -> Path:
+    """``data.prepared`` as an absolute path, refused with one line where no folder can be made."""
+    folder = Path(os.path.abspath(folder))
+    if folder.name == "":
+        raise DataError(f"data.prepared: {folder} is the root of the file system; name a folder of its own for the "
+                        "prepared split, such as /data/prepared")
+    for above in folder.parents:
+        if above.exists() or above.is_symlink():
+            if not above.is_dir():
+                raise DataError(f"data.prepared: {folder} is under {above}, which is a file, not a folder; point "
+                                "data.prepared at a folder")
+            break
+    return folder
 
 
 def _refuse_foreign(folder: Path) -> None:
     """A folder that holds anything but a prepared split is never replaced: it may be someone's data."""
-    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / MANIFEST).is_file())):
-        raise DataError(f"data.prepared: {folder} holds files that are no prepared split (it has no {MANIFEST}); "
-                        "give a new or empty folder, or delete it")
+    problem = not_replaceable(folder)
+    if problem is not None:
+        raise DataError(f"data.prepared: {folder} {problem}; give a new or empty folder, or delete it")
 
 
 def _settings(config: DataConfig, seed: int, subwords: SubwordModels | None,
@@ -129,12 +123,14 @@ def _prepare(folder: Path, config: DataConfig, tokenizers: tuple[Tokenizer, Toke
              settings: dict[str, Any]) -> None:
     """Prepare into a temporary folder beside ``folder``, then put it in ``folder``'s place."""
     started = time.perf_counter()
-    for left in [*folder.parent.glob(f"{folder.name}.partial-*"), *folder.parent.glob(f"{folder.name}.old-*")]:
-        shutil.rmtree(left, ignore_errors=True)  # a killed preparation's (the lock is ours: none is running)
-    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-    partial.mkdir(parents=True)
+    remove_abandoned(folder, *TEMPORARY_KINDS)  # a killed preparation's
     try:
-        data = {path: _file_facts(Path(path)) for path in settings["data"]}
+        partial = temporary_folder(folder, "partial")
+    except OSError as error:
+        raise DataError(f"data.prepared: cannot write the prepared split beside {folder}: "
+                        f"{error.strerror or error}; point data.prepared at a folder you can write") from None
+    try:
+        data = {path: file_facts(Path(path)) for path in settings["data"]}
         prepared = prepare_split(config, tokenizers, vocabularies, partial)
         for name in ("src_offsets", "tgt_offsets", "lines"):  # the ids went to their files as they were mapped
             array = prepared.origins.lines if name == "lines" else getattr(prepared.table, name)
@@ -145,10 +141,7 @@ def _prepare(folder: Path, config: DataConfig, tokenizers: tuple[Tokenizer, Toke
         if subwords is not None:
             (partial / "source.model").write_bytes(subwords.source)
             (partial / "target.model").write_bytes(subwords.target)
-        files = {name: _file_facts(partial / name) for name in _files(subwords is not None)}
-        _write_json(partial / MANIFEST, {"format": FORMAT, "format_version": FORMAT_VERSION, "cronos": __version__,
-                                         "settings": settings, "data": data, "files": files,
-                                         "examples": len(prepared.table)})
+        write_manifest(partial, settings, data, subwords is not None, len(prepared.table))
         _replace(folder, partial)
     except OSError as error:  # a full disk, a quota: said with the place, nothing left that looks prepared
         shutil.rmtree(partial, ignore_errors=True)
@@ -174,51 +167,6 @@ def _stored_subwords(folder: Path) -> SubwordModels | None:
     return SubwordModels((folder / "source.model").read_bytes(), (folder / "target.model").read_bytes())
 
 
-def _data_change(recorded: dict[str, Any], settings: dict[str, Any]) -> str | None:
-    for path in settings["data"]:
-        facts = recorded.get(path)
-        if facts is None:
-            return f"made from other data than {path}"
-        try:
-            stat = os.stat(path)
-        except OSError:
-            return None  # the data is gone: the prepared split is what is left of it
-        if stat.st_size != facts["size"]:
-            return f"{path} changed size since it was prepared"
-        if stat.st_mtime_ns != facts["mtime_ns"] and _sha256(Path(path)) != facts["sha256"]:
-            return f"{path} changed since it was prepared"
-    return None
-
-
-def _files_change(folder: Path, recorded: dict[str, Any]) -> str | None:
-    for name, facts in recorded.items():
-        path = folder / name
-        if not path.is_file():
-            return f"its {name} is missing"
-        if path.stat().st_size != facts["size"]:
-            return f"its {name} was truncated or extended"
-        if _sha256(path) != facts["sha256"]:
-            return f"its {name} was changed since it was prepared"
-    return None
-
-
-def _files(with_subwords: bool) -> tuple[str, ...]:
-    return FILES + (("source.model", "target.model") if with_subwords else ())
-
-
-def _file_facts(path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(path)}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -227,43 +175,51 @@ def _vocabulary_digest(vocabulary: Vocabulary) -> str:
     return _digest(json.dumps(vocabulary.to_list()).encode("utf-8"))
 
 
-def _write_json(path: Path, value: Any) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(value, file, indent=1)
-        file.flush()
-        os.fsync(file.fileno())
-
-
 def _replace(folder: Path, partial: Path) -> None:
-    """Put the complete ``partial`` where ``folder`` is (an old one is moved aside, then deleted)."""
+    """Put the complete ``partial`` where ``folder`` is (an old one is marked, moved aside, then deleted)."""
     for path in partial.iterdir():
         with open(path, "rb") as file:
             os.fsync(file.fileno())
-    old = folder.with_name(f"{folder.name}.old-{os.getpid()}")
+    old = None
     if folder.exists():
+        old = partial.with_name(partial.name.replace(".partial-", ".old-", 1))
+        mark_temporary(folder)  # checked to hold a prepared split only (_refuse_foreign)
         os.replace(folder, old)
     os.replace(partial, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    (folder / TEMPORARY_MARK).unlink()  # a prepared split now, no longer something to remove
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[bool]:
     """Hold the lock of ``folder`` (``NAME.lock`` beside it), saying so while another process holds
     it; yields False, holding nothing, where no lock can be written (a read-only place: a folder
-    prepared there by others can still be used as it is)."""
+    prepared there by others can still be used as it is).
+
+    A POSIX record lock (``lockf``): it belongs to this process alone, so the workers a preparation
+    forks never hold it, and the kernel releases it when the process ends, a ``kill -9`` included.
+    Processes are excluded, not threads of one process."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(folder.with_name(f"{folder.name}.lock"), "a")
+        descriptor = os.open(folder.with_name(f"{folder.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
         yield False
         return
-    with lock:
+    try:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logger.info("waiting for another process that is preparing %s", folder)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield True
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            logger.info("waiting for %s, which is preparing %s", _holder(descriptor), folder)
+            fcntl.lockf(descriptor, fcntl.LOCK_EX)
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"process {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield True
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _holder(descriptor: int) -> str:
+    """Who holds the lock, as its holder wrote it."""
+    written = os.pread(descriptor, 200, 0).decode("utf-8", "replace")
+    return "".join(c for c in written if c.isprintable()).strip() or "another process"
