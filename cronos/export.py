@@ -15,6 +15,7 @@ Transformers export: CTranslate2 runs no RNNs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from torch import Tensor
 from .checkpoint import StoredModel
 from .config import Config
 from .data.vocab import BOS, EOS, UNK
+from .files import TEMPORARY_MARK, remove_abandoned, temporary_folder
 from .modules.encoders import sinusoids
 
 __all__ = ["ExportError", "export_ctranslate2", "CTRANSLATE2_QUANTIZATIONS"]
@@ -47,17 +49,24 @@ def export_ctranslate2(stored: StoredModel, out_dir: Path, quantization: str = "
     check_exportable(stored.config)
     if quantization not in CTRANSLATE2_QUANTIZATIONS:
         raise ExportError(f"unknown quantization {quantization!r}; choose one of {', '.join(CTRANSLATE2_QUANTIZATIONS)}")
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise ExportError(f"{out_dir} is a link to nothing ({os.readlink(out_dir)}); the export goes to a new folder")
     if out_dir.exists():
         raise ExportError(f"{out_dir} exists; the export goes to a new folder")
     spec = _transformer_spec(ctranslate2, stored)
     spec.validate()
     spec.optimize(quantization=quantization)
-    partial = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    spec.save(str(partial))
-    _write_input_description(stored, partial)
-    partial.rename(out_dir)  # complete or absent: never a half-written model folder
+    remove_abandoned(out_dir, "partial")
+    partial = temporary_folder(out_dir, "partial")
+    try:
+        spec.save(str(partial))
+        _write_input_description(stored, partial)
+        os.rename(partial, out_dir)  # complete or absent: never a half-written model folder
+    except OSError as error:
+        raise ExportError(f"cannot write {out_dir}: {error.strerror or error}") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # gone already when the export is in place
+    (out_dir / TEMPORARY_MARK).unlink()
     return out_dir
 
 

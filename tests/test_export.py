@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 
 import pytest
+import torch
 
 import cronos
 from cronos.export import ExportError, export_ctranslate2
@@ -15,6 +17,9 @@ from helpers import DATES, tiny_config
 ctranslate2 = pytest.importorskip("ctranslate2")
 
 TRANSFORMER = {"type": "transformer", "hidden_size": 36, "layers": 2, "heads": 3, "ff_size": 40, "dropout": 0.0}
+# CTranslate2's float32 log-probs against cronos's: within 1.0e-6 on these models (and 1.4e-6 on an
+# AMD EPYC); a layer norm's epsilon of 1e-6 instead of torch's 1e-5 moves them by 1.4e-5 to 2e-5
+AGREE = 5e-6
 
 
 def _translator(folder) -> "ctranslate2.Translator":
@@ -58,7 +63,9 @@ def test_ctranslate2_scores_a_pair_as_cronos_does(exported, sources):
     target_tokens = [[model.codec.tgt_vocab.itos[i] for i in e.tgt] for e in model.codec.encode(sources, targets)]
     theirs = _translator(folder).score_batch(_source_tokens(model, sources), target_tokens)
     for mine, other in zip(ours, theirs):
-        assert other.log_probs == pytest.approx(mine.token_log_probs, abs=1e-4)
+        assert other.log_probs == pytest.approx(mine.token_log_probs, abs=AGREE)
+    epsilons = {module.eps for module in model.network.modules() if isinstance(module, torch.nn.LayerNorm)}
+    assert [json.loads((folder / "config.json").read_text())["layer_norm_epsilon"]] == list(epsilons)
 
 
 def test_a_subword_model_with_shared_embeddings_exports_with_its_sentencepiece_model(tmp_path):
@@ -75,7 +82,48 @@ def test_a_subword_model_with_shared_embeddings_exports_with_its_sentencepiece_m
     source, target = pieces.encode(["Thu 26 Nov 2026", "2026-11-26"], out_type=str)
     result = _translator(folder).score_batch([source], [target])[0]
     expected = model.score([("Thu 26 Nov 2026", "2026-11-26")], per_token=True)[0]
-    assert result.log_probs == pytest.approx(expected.token_log_probs, abs=1e-4)
+    assert result.log_probs == pytest.approx(expected.token_log_probs, abs=AGREE)
+
+
+def test_a_model_with_a_sentencepiece_model_per_side_exports_each_in_its_place(trained_models, tmp_path, sources):
+    """``joint: false``: source.spm is the source side's model and target.spm the target's, byte for
+    byte; text through them and CTranslate2 translates as cronos does."""
+    config = tiny_config(tmp_path, data={"tokenizer": "sentencepiece",
+                                         "sentencepiece": {"vocab_size": 90, "joint": False}},
+                         model={"embedding_size": 36, "encoder": TRANSFORMER, "decoder": TRANSFORMER},
+                         training={"epochs": 1, "lr": 0.003})
+    model = cronos.fit(cronos.load_config(config))
+    stored = read_model_file(model.save(tmp_path / "model.pt"))
+    assert stored.subwords.source != stored.subwords.target
+    folder = export_ctranslate2(stored, tmp_path / "ct2")
+    description = json.loads((folder / "cronos_export.json").read_text())
+    assert description["sentencepiece"] == {"source": "source.spm", "target": "target.spm"}
+    assert (folder / "source.spm").read_bytes() == stored.subwords.source
+    assert (folder / "target.spm").read_bytes() == stored.subwords.target
+    import sentencepiece as spm
+
+    source_pieces = spm.SentencePieceProcessor(model_file=str(folder / "source.spm"))
+    target_pieces = spm.SentencePieceProcessor(model_file=str(folder / "target.spm"))
+    texts = sources[:16]
+    found = _translator(folder).translate_batch(source_pieces.encode(texts, out_type=str), beam_size=1,
+                                                max_decoding_length=64)
+    assert [target_pieces.decode(result.hypotheses[0]) for result in found] == model.translate(texts, beam_size=1)
+
+
+def test_temporary_folders_a_user_made_survive_and_a_dangling_link_is_refused_before_any_work(exported, tmp_path):
+    checkpoint = exported[1].parent / "model.pt"
+    mine = tmp_path / "ct2.partial"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine", encoding="utf-8")
+    export_ctranslate2(read_model_file(checkpoint), tmp_path / "ct2")
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct2", "ct2.partial"]
+    assert ".cronos-temporary" not in {p.name for p in (tmp_path / "ct2").iterdir()}
+
+    os.symlink(tmp_path / "nowhere", tmp_path / "link")
+    with pytest.raises(ExportError, match=r"link is a link to nothing \(.*nowhere\); the export goes to a new folder"):
+        export_ctranslate2(read_model_file(checkpoint), tmp_path / "link")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct2", "ct2.partial", "link"]
 
 
 def test_int8_weights_translate_and_make_the_folder_smaller(exported, sources, tmp_path):
