@@ -37,6 +37,7 @@ from torch import Tensor
 
 from .data import Batch
 from .data.vocab import PAD_INDEX
+from .inference import check_numbers
 from .network import Seq2Seq
 
 __all__ = ["ATTRIBUTION_METHODS", "AttributionDependencyError", "Attributions", "attribute", "MAX_STEPS"]
@@ -74,7 +75,7 @@ def attribute(network: Seq2Seq, batch: Batch, method: str, steps: int = 50) -> A
     with torch.enable_grad(), _cudnn_rnn_backward_in_eval():
         for t in range(batch.tgt_out.size(1)):
             scores, gap = _METHODS[method](_target_log_probs(network), embedded, baseline, t, extra, steps)
-            rows.append(scores.detach())  # [B, S]
+            rows.append(check_numbers(scores.detach(), infinite_too=True))  # [B, S]: NaN when the log-probs are
             gaps.append(gap)
     scores = torch.stack(rows, dim=1)  # [B, T, S]
     return Attributions(scores, torch.stack(gaps, dim=1).detach() if gaps[0] is not None else None)

@@ -32,7 +32,7 @@ from .version import __version__
 from .config import ConfigError, load_config, parse_override
 from .data import SPLITS, chunks
 from .data.preprocess import is_empty
-from .data.readers import MAX_LINE_BYTES, DataError, text_lines
+from .data.readers import MAX_LINE_BYTES, DataError, split_paths, text_lines
 from .files import UnreadableFile, bounded_lines, check_readable, read_lines
 from .progress import epochs, is_terminal
 from .attribution import MAX_STEPS
@@ -357,20 +357,18 @@ def _load_models(args: argparse.Namespace):
 
 def _evaluate(args: argparse.Namespace) -> int:
     if args.out is not None:
-        check_output_file(args.out, "--out", args.overwrite, reading=[args.checkpoint])
+        check_output_file(args.out, "--out", args.overwrite, reading=[args.checkpoint, args.data])
     model = _load_model(args)
+    if args.out is not None and args.data in SPLITS:  # the split's files, as the model's config names them
+        check_output_file(args.out, "--out", args.overwrite, reading=split_paths(getattr(model.config.data, args.data)
+                                                                                 or ()))
     scores = model.evaluate(args.data, beam_size=args.beam)
-    text = json.dumps({name: _json_number(value) for name, value in scores.items()}, indent=2, allow_nan=False)
+    text = json.dumps(scores, indent=2, allow_nan=False)  # every score a number (inference.NonFiniteOutput)
     print(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
     return 0
-
-
-def _json_number(value):
-    """JSON has no NaN or infinity: such a score (a loss that overflowed) is written as null."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -401,6 +399,8 @@ def _translate(args: argparse.Namespace) -> int:
     lines = _InputLines(args.input)
     typed = args.input is None and is_terminal(sys.stdin)  # a person waits for each line's translation
     with ExitStack() as stack:
+        if args.output is not None:
+            args.output.parent.mkdir(parents=True, exist_ok=True)  # checked to be makeable, as evaluate makes it
         out = sys.stdout if args.output is None else stack.enter_context(
             open(args.output, "w", encoding="utf-8"))
         once = _OncePerKind()
@@ -572,7 +572,7 @@ def _average(args: argparse.Namespace) -> int:
 
     if args.out.exists():
         raise ConfigError("--out", "", f"{args.out} exists; the average goes to a new file")
-    check_output_folder(args.out.parent, "--out")
+    check_output_file(args.out, "--out", overwrite=False, reading=args.checkpoints)
     paths = [Path(p) for p in args.checkpoints]
     if args.last is not None:
         if len(paths) != 1 or not paths[0].is_dir():

@@ -23,8 +23,8 @@ from .data.vocab import PAD_INDEX
 from .invariance import rows_to_add
 from .network import Seq2Seq, evaluating
 
-__all__ = ["in_length_batches", "length_batched", "teacher_forced",
-           "target_log_probs", "example_log_probs"]
+__all__ = ["in_length_batches", "length_batched", "teacher_forced", "target_log_probs", "example_log_probs",
+           "NonFiniteOutput", "check_numbers"]
 
 T = TypeVar("T")
 
@@ -51,6 +51,25 @@ def in_length_batches(network: Seq2Seq, examples: Sequence[Example], batch_size:
     return results
 
 
+class NonFiniteOutput(ArithmeticError):
+    """The network computed log-probabilities that are not numbers: its weights, or their products,
+    do not fit float32 (a corrupted or diverged checkpoint).  Nothing it outputs then means anything."""
+
+    def __init__(self) -> None:
+        super().__init__("the model computed log-probabilities that are not numbers (NaN or infinite): its weights, "
+                         "or their products, do not fit in float32 (a corrupted or diverged checkpoint?); nothing it "
+                         "outputs would mean anything")
+
+
+def check_numbers(log_probs: Tensor, infinite_too: bool) -> Tensor:
+    """``log_probs`` as they are, or ``NonFiniteOutput`` when any is NaN (or infinite, with
+    ``infinite_too``: a search's may hold -inf for what is out of reach, a target's may not)."""
+    bad = ~torch.isfinite(log_probs) if infinite_too else torch.isnan(log_probs)
+    if bool(bad.any()):
+        raise NonFiniteOutput()
+    return log_probs
+
+
 def teacher_forced(network: Seq2Seq, batch: Batch, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
     """``logits [B, T, V]`` and attention ``[B, T, S]`` of ``batch``'s targets given its sources
     (and their ``readings``, for ensembles): the network's teacher-forced forward."""
@@ -63,7 +82,7 @@ def target_log_probs(logits: Tensor, tgt_out: Tensor) -> Tensor:
     """``logits [B, T, V]``, ``tgt_out [B, T]`` -> each target token's log-prob ``[B, T]``, float64 on
     the CPU, 0 at padding."""
     chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)
-    return chosen.masked_fill(tgt_out == PAD_INDEX, 0.0).double().cpu()
+    return check_numbers(chosen.masked_fill(tgt_out == PAD_INDEX, 0.0), infinite_too=True).double().cpu()
 
 
 def example_log_probs(chosen: Tensor, lengths: Tensor) -> list[float]:

@@ -1,8 +1,9 @@
 """Where the command line writes what a user asks for (``evaluate --out``, ``explain --out/--html``,
 ``translate --output``), checked before any work is done:
 
-- it never replaces a file a run keeps (``last.pt``, ``metrics.jsonl``, its lock, ...), a config,
-  a checkpoint, or a file being read;
+- it never writes where a run keeps its files (``last.pt``, ``metrics.jsonl``, its lock, its
+  ``checkpoints/``, ...: a new file there would pass for the run's own), and never replaces a
+  config, a checkpoint, or a file being read;
 - an existing file is replaced only when the user says so (``--overwrite``);
 - the folder it goes into is a folder, and writable (a read-only folder, or a path under a file,
   is said in one line, not found out after the work as an OS error).
@@ -25,6 +26,8 @@ CONFIG_SUFFIXES = (".yaml", ".yml")
 def check_output_file(path: Path, flag: str, overwrite: bool, reading: Sequence[str | os.PathLike] = ()) -> None:
     """Refuse ``path`` as the file ``flag`` writes (``ConfigError`` naming the flag) unless it may be
     written: see the module's rules; ``reading``: the files the command reads."""
+    if _kept_by_a_run(path):
+        raise ConfigError(flag, "", f"{path} is where a training run keeps its own files; write the output elsewhere")
     if path.exists() or path.is_symlink():
         if path.is_dir():
             raise ConfigError(flag, "", f"{path} is a folder; {flag} names the file to write")
@@ -52,8 +55,6 @@ def _refuse_to_replace(path: Path, flag: str, reading: Sequence[str | os.PathLik
     for source in reading:
         if os.path.exists(source) and os.path.samefile(path, source):
             raise ConfigError(flag, "", f"{path} is being read; write the output elsewhere")
-    if _kept_by_a_run(path):
-        raise ConfigError(flag, "", f"{path} is one of a training run's files; write the output elsewhere")
     if path.suffix.lower() in CONFIG_SUFFIXES:
         raise ConfigError(flag, "", f"{path} is a config; write the output elsewhere")
     if path.is_file() and zipfile.is_zipfile(path):  # what torch.save writes

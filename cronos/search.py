@@ -27,7 +27,7 @@ from torch import Tensor
 from .config import DecodingConfig
 from .data import Batch, Example
 from .data.vocab import BOS_INDEX, EOS_INDEX
-from .inference import in_length_batches
+from .inference import check_numbers, in_length_batches
 from .invariance import rows_to_add
 from .network import Seq2Seq
 
@@ -125,7 +125,7 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
     scores = [0.0] * size
     for step in range(int(max_lengths.max())):
         logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
-        log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)  # [b, V]
+        log_probs = _step_log_probs(logits)  # [b, V]
         inputs = alive.tolist()
         chosen, chosen_scores = choose(log_probs, logits[:, 0], inputs)  # [b], [b]
         for row, (index, token, score) in enumerate(zip(inputs, chosen.tolist(), chosen_scores.tolist())):
@@ -147,6 +147,12 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
     steps = [len(tokens[i]) + (len(tokens[i]) < int(max_lengths[i])) for i in range(size)]  # + <eos> if chosen
     return [Hypothesis(tokens[i], scores[i] / steps[i] ** length_penalty,
                        _stack(attentions[i], src.size(1)) if need_weights else None, scores[i]) for i in range(size)]
+
+
+def _step_log_probs(logits: Tensor) -> Tensor:
+    """A step's logits ``[b, 1, V]`` -> log-probs ``[b, V]`` in float32, refused when any is NaN
+    (``inference.NonFiniteOutput``): a NaN would otherwise rank above every number in ``topk``."""
+    return check_numbers(torch.log_softmax(logits[:, 0].float(), dim=-1), infinite_too=False)
 
 
 def _rows_in_flight(done: Tensor) -> Tensor:
@@ -184,7 +190,7 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
     for step in range(int(max_lengths.max())):
         groups = alive.numel()
         logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
-        log_probs = torch.log_softmax(logits[:, 0].float(), dim=-1)              # [b*k, V]
+        log_probs = _step_log_probs(logits)                                      # [b*k, V]
         vocab = log_probs.size(-1)
         totals = (beam_scores.view(-1, 1) + log_probs).view(groups, k * vocab)
         top_scores, top_index = totals.topk(min(2 * k, k * vocab), dim=1)       # [b, 2k]

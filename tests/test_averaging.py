@@ -101,6 +101,16 @@ def test_average_refuses_an_existing_output_and_too_few_kept_checkpoints(run, cl
     assert not (tmp_path / "new.pt").exists() and not (tmp_path / "one.pt").exists()
 
 
+def test_average_never_writes_where_a_run_keeps_its_own_files(run, cli):
+    """A new step_99999999.pt in the run's checkpoints/ would pass for a kept checkpoint, and the
+    next ``--last 2`` would average it as one."""
+    kept, name = sorted(p.name for p in (run / "checkpoints").iterdir()), "checkpoints/step_99999999.pt"
+    result = cli("average", "--last", "2", str(run), "-o", str(run / name))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"--out: {run / name} is where a training run keeps its own files" in result.stderr
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == kept
+
+
 def test_checkpoints_of_another_model_are_refused_naming_the_file(run, trained_models, tmp_path):
     other = trained_models["transformer"].save(tmp_path / "other.pt")
     with pytest.raises(cronos.CheckpointError, match=r"other\.pt: the source vocabulary differs|other\.pt: "

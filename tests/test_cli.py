@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 from cronos.checkpoint import CheckpointError
 from cronos.cli import main
@@ -217,8 +219,33 @@ def test_output_flags_never_replace_a_runs_files_or_a_config(trained_run, flag_a
     code, _, err = run_cli([command, str(folder / "run" / "best.pt"), *extra, flag, str(target), "--overwrite"], "",
                            capsys, monkeypatch)
     assert code == 2 and err.count("\n") == 1, err
-    assert "one of a training run's files" in err or "is a config" in err or "holds a checkpoint" in err
+    assert "where a training run keeps its own files" in err or "is a config" in err or "holds a checkpoint" in err
     assert target.read_bytes() == before
+
+
+def test_evaluate_never_writes_its_scores_over_the_data_it_reads(trained_run, tmp_path, capsys, monkeypatch):
+    folder, config, _ = trained_run
+    data = tmp_path / "pairs.tsv"
+    data.write_text("1/2/07\t2007-01-02\n", encoding="utf-8")
+    code, _, err = run_cli(["evaluate", str(folder / "run" / "best.pt"), "--data", str(data), "--out", str(data),
+                            "--overwrite"], "", capsys, monkeypatch)
+    assert (code, err) == (2, f"cronos: error: --out: {data} is being read; write the output elsewhere\n")
+    assert data.read_text(encoding="utf-8") == "1/2/07\t2007-01-02\n"
+    test_file = Path(yaml.safe_load(config.read_text(encoding="utf-8"))["data"]["test"])
+    before = test_file.read_bytes()
+    code, _, err = run_cli(["evaluate", str(folder / "run" / "best.pt"), "--out", str(test_file), "--overwrite"], "",
+                           capsys, monkeypatch)  # the test split, named by the model's config
+    assert (code, err) == (2, f"cronos: error: --out: {test_file} is being read; write the output elsewhere\n")
+    assert test_file.read_bytes() == before
+
+
+def test_translate_writes_into_a_folder_it_makes(trained_run, tmp_path, capsys, monkeypatch):
+    folder, _, _ = trained_run
+    output = tmp_path / "new" / "deeper" / "out.txt"
+    code, _, err = run_cli(["translate", str(folder / "run" / "best.pt"), "--output", str(output)], "1/2/07\n",
+                           capsys, monkeypatch)
+    assert code == 0, err
+    assert len(output.read_text(encoding="utf-8").splitlines()) == 1
 
 
 def test_output_that_cannot_be_written_is_refused_before_any_work(trained_run, tmp_path, monkeypatch, capsys):

@@ -14,8 +14,9 @@ import torch
 
 import cronos
 from cronos.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from cronos.inference import NonFiniteOutput
 from cronos.training import TrainingError
-from helpers import cronos_command, tiny_config, write_config
+from helpers import cronos_command, run_cli, tiny_config, write_config
 
 STEPS_PER_EPOCH = 25  # 800 training examples in batches of 32
 
@@ -240,6 +241,34 @@ def test_nan_policy_skip_drops_the_batch_and_counts_it(tmp_path):
     history = model.fit()
     assert history[-1]["skipped_batches"] == 1 and history[-1]["step"] == STEPS_PER_EPOCH - 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.fixture(scope="module")
+def overflowing(trained_models, tmp_path_factory) -> Path:
+    """The tiny Transformer with its output projection x 1e38: finite weights whose products are not."""
+    folder = tmp_path_factory.mktemp("overflowing")
+    model = cronos.Cronos.load(trained_models["transformer"].save(folder / "trained.pt"), "cpu")
+    with torch.no_grad():
+        model.network.output_projection.weight.mul_(1e38)
+    return model.save(folder / "overflowing.pt")
+
+
+@pytest.mark.parametrize("command", [
+    ["translate"], ["translate", "--scores"], ["translate", "--n-best", "2", "--beam", "2"],
+    ["translate", "--sampling", "all"], ["score", "--data", "PAIRS"], ["evaluate", "--data", "PAIRS"],
+    ["explain", "1/2/07", "--out", "OUT"], ["explain", "1/2/07", "--target", "2007-01-02", "--method", "saliency",
+                                           "--out", "OUT"]])
+def test_outputs_that_are_not_numbers_are_one_clear_error(overflowing, tmp_path, capsys, monkeypatch, command):
+    """Not an empty score, ``nan``, an empty n-best list or an IndexError: one line, exit 1."""
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("1/2/07\t2007-01-02\n", encoding="utf-8")
+    name, *options = command
+    options = [str(pairs) if o == "PAIRS" else str(tmp_path / "out") if o == "OUT" else o for o in options]
+    code, out, err = run_cli([name, str(overflowing), *options], "1/2/07\n", capsys, monkeypatch)
+    assert code == 1 and err.count("\n") == 1 and out == "", (out, err)
+    assert err.startswith("cronos: error: NonFiniteOutput: the model computed log-probabilities that are not numbers")
+    with pytest.raises(NonFiniteOutput):
+        cronos.Cronos.load(overflowing, "cpu").translate(["1/2/07"], beam_size=3)
 
 
 def test_resuming_with_another_architecture_or_vocabulary_says_which(tmp_path):
