@@ -29,7 +29,7 @@ from typing import Iterable, Iterator, Sequence, TextIO
 import torch
 
 from .version import __version__
-from .config import ConfigError, load_config, parse_override
+from .config import MAX_BEAM_SIZE, ConfigError, load_config, parse_override
 from .data import SPLITS, chunks
 from .data.preprocess import is_empty
 from .data.readers import MAX_LINE_BYTES, DataError, split_paths, text_lines
@@ -119,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint")
     evaluate.add_argument("--data", type=_split_or_file, default="test",
                           help="split name (train/valid/test) or a TSV file [test]")
-    evaluate.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
+    evaluate.add_argument("--beam", type=_beam_size, default=None,
+                          help=f"beam size, 1 to {MAX_BEAM_SIZE} (default: the config's)")
     evaluate.add_argument("--out", type=Path, default=None, help="also write the scores to this JSON file")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     evaluate.set_defaults(run=_evaluate)
@@ -127,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
     translate = commands.add_parser("translate", help="translate stdin to stdout, one sentence per line")
     translate.add_argument("checkpoint", nargs="+", metavar="CHECKPOINT",
                            help="a model, or several: an ensemble (the mean of their probabilities)")
-    translate.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
+    translate.add_argument("--beam", type=_beam_size, default=None,
+                          help=f"beam size, 1 to {MAX_BEAM_SIZE} (default: the config's)")
     translate.add_argument("--input", type=Path, default=None, metavar="FILE",
                            help="read the sentences from FILE instead of stdin")
     translate.add_argument("--output", type=Path, default=None, metavar="FILE",
@@ -136,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="sentences per batch from a file or a pipe [decoding.batch_size]; typed into a "
                                 "terminal, each line is translated as soon as it is entered")
     translate.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
-    translate.add_argument("--n-best", type=_positive, default=None, metavar="M",
+    translate.add_argument("--n-best", type=_beam_size, default=None, metavar="M",
                            help="M hypotheses per sentence (at most the beam size): index<TAB>score<TAB>text lines; "
                                 "score: the log-probability over length ** decoding.length_penalty, in every search")
     translate.add_argument("--scores", action="store_true",
@@ -153,7 +155,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("texts", nargs="+", metavar="TEXT", help="source sentences")
     explain.add_argument("--target", dest="targets", action="append", default=None, metavar="TEXT",
                          help="force this output instead of decoding (once per TEXT, in order)")
-    explain.add_argument("--beam", type=_positive, default=None, help="beam size (default: the config's)")
+    explain.add_argument("--beam", type=_beam_size, default=None,
+                          help=f"beam size, 1 to {MAX_BEAM_SIZE} (default: the config's)")
     explain.add_argument("--out", type=Path, default=None,
                          help="output folder [explanations/ beside the checkpoint]")
     explain.add_argument("--method", choices=EXPLAIN_METHODS, default="attention",
@@ -246,6 +249,14 @@ def _path_points(text: str) -> int:
         raise argparse.ArgumentTypeError(f"at most {MAX_STEPS:,} path points (each a forward and backward pass per "
                                          f"output token), got {steps:,}")
     return steps
+
+
+def _beam_size(text: str) -> int:
+    size = _positive(text)
+    if size > MAX_BEAM_SIZE:
+        raise argparse.ArgumentTypeError(f"at most {MAX_BEAM_SIZE} (each beam is a copy of the decoder's state for "
+                                         f"every sentence), got {size}")
+    return size
 
 
 def _positive(text: str) -> int:

@@ -24,7 +24,7 @@ from typing import Callable, Protocol, Sequence
 import torch
 from torch import Tensor
 
-from .config import DecodingConfig
+from .config import MAX_BEAM_SIZE, DecodingConfig
 from .data import Batch, Example
 from .data.vocab import BOS_INDEX, EOS_INDEX
 from .inference import check_numbers, in_length_batches
@@ -88,8 +88,8 @@ class Beam:
     n_best: int = 1
 
     def __post_init__(self) -> None:
-        if self.size < 1:
-            raise ValueError(f"the beam size must be at least 1, got {self.size}")
+        if not 1 <= self.size <= MAX_BEAM_SIZE:
+            raise ValueError(f"the beam size must be between 1 and {MAX_BEAM_SIZE}, got {self.size}")
         if not 1 <= self.n_best <= self.size:
             raise ValueError(f"n_best must be between 1 and the beam size ({self.size}), got {self.n_best}")
 

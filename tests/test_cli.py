@@ -239,6 +239,30 @@ def test_evaluate_never_writes_its_scores_over_the_data_it_reads(trained_run, tm
     assert test_file.read_bytes() == before
 
 
+@pytest.mark.parametrize("command", [["translate", "--beam"], ["translate", "--n-best"], ["evaluate", "--beam"],
+                                     ["explain", "1/2/07", "--beam"]])
+@pytest.mark.parametrize("value, message", [("1000000000", "at most 1000 (each beam is a copy"),
+                                            (str(2 ** 63), "at most 1000 (each beam is a copy"),
+                                            ("1e9", "expected a positive integer, got '1e9'")])
+def test_a_beam_past_the_limit_is_one_line_before_anything_loads(command, value, message, tmp_path, capsys):
+    name, *options = command
+    with pytest.raises(SystemExit) as exited:
+        main([name, str(tmp_path / "absent.pt"), *options, value])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and f"error: argument {options[-1]}: {message}" in err, err
+
+
+def test_the_api_and_the_config_bound_the_beam_as_the_command_line_does(trained_run, tmp_path):
+    folder, _, _ = trained_run
+    model = Cronos.load(folder / "run" / "best.pt")
+    with pytest.raises(ValueError, match=r"the beam size must be between 1 and 1000, got 9223372036854775808"):
+        model.translate(["1/2/07"], beam_size=2 ** 63)
+    from cronos.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"decoding\.beam_size"):
+        load_config(tiny_config(tmp_path, decoding={"beam_size": 1001}))
+
+
 def test_translate_writes_into_a_folder_it_makes(trained_run, tmp_path, capsys, monkeypatch):
     folder, _, _ = trained_run
     output = tmp_path / "new" / "deeper" / "out.txt"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 
 import pytest
@@ -113,6 +114,25 @@ def test_the_checkpoint_alone_translates_evaluates_and_explains(subword_run, cap
     code, out, err = run_cli(["translate", str(run / "best.pt")], "1/2/07\n", capsys, monkeypatch)
     assert code == 0, err
     assert out.strip() == model.translate(["1/2/07"])[0]
+
+
+@pytest.mark.parametrize("text", ["1/2\ud800/07", "\udced\udca0\udc80"])
+def test_a_lone_surrogate_is_one_clear_error_from_the_api_and_the_command_line(subword_run, text, capsys,
+                                                                               monkeypatch):
+    """``"\\ud800"`` in JSON, or bytes that are not UTF-8 in an argument (Python decodes those to
+    surrogates): SentencePiece cannot take it (a pybind RuntimeError), so cronos refuses it first."""
+    run, model = subword_run
+    message = f"input 0 holds a lone surrogate (U+{ord(next(c for c in text if 0xD800 <= ord(c) < 0xE000)):04X})"
+    for call in (lambda: model.translate([text]), lambda: model.score([(text, "2007-01-02")]),
+                 lambda: model.explain([text])):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
+    with pytest.raises(ValueError, match=r"target 0 holds a lone surrogate \(U\+D800\)"):
+        model.score([("1/2/07", "2007\ud800")])
+    code, out, err = run_cli(["explain", str(run / "best.pt"), text], "", capsys, monkeypatch)
+    assert (code, out) == (1, "") and err == f"cronos: error: ValueError: {message} at character " \
+        f"{text.index(next(c for c in text if 0xD800 <= ord(c) < 0xE000))}, which is not a character; send valid " \
+        "Unicode (UTF-8)\n"
 
 
 def test_the_word_view_sums_over_source_pieces_and_averages_over_output_pieces(subword_run):

@@ -268,9 +268,12 @@ class TrainingConfig:
         return self.metric in ("valid_loss", "valid_ppl")
 
 
+MAX_BEAM_SIZE = 1000  # beams per input anywhere (a beam is a copy of the decoder's state per input)
+
+
 @dataclass(frozen=True)
 class DecodingConfig:
-    beam_size: int = key(1, "1 is greedy search", minimum=1)
+    beam_size: int = key(1, "1 is greedy search", minimum=1, maximum=MAX_BEAM_SIZE)
     length_penalty: float = key(1.0, "beam: scores are divided by length ** this", minimum=0.0)
     max_length_ratio: float = key(1.5, "outputs stop at ratio x source length + offset tokens", minimum=0.0)
     max_length_offset: int = key(10, "see max_length_ratio", minimum=0)

@@ -10,6 +10,7 @@ BOS/EOS on the source); ``tgt_length`` counts the target tokens plus one (the ``
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
@@ -21,11 +22,25 @@ from .tokenizers import Tokenizer
 from .vocab import UNK_INDEX, Vocabulary
 
 __all__ = ["Example", "TokenizedPair", "TextRules", "PreprocessStats", "tokenize_pairs", "to_examples", "user_pairs",
-           "is_empty", "warn_if_mostly_unknown", "MOSTLY_UNKNOWN"]
+           "is_empty", "unicode_problem", "warn_if_mostly_unknown", "MOSTLY_UNKNOWN"]
 
 logger = logging.getLogger("cronos")
 
 MOSTLY_UNKNOWN = 0.5  # warn when more than this share of the input tokens are <unk>
+
+
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` is not text (None: it is): a lone surrogate (a JSON ``"\\ud800"``, or bytes that
+    were not UTF-8 decoded with ``errors="surrogateescape"``, as Python decodes arguments) is no
+    character, and no tokenizer can read it."""
+    found = SURROGATE.search(text)
+    if found is None:
+        return None
+    return (f"holds a lone surrogate (U+{ord(found.group()):04X}) at character {found.start()}, which is not a "
+            "character; send valid Unicode (UTF-8)")
 
 
 def is_empty(text: str, tokens: Sequence[str]) -> bool:
@@ -159,6 +174,10 @@ def user_pairs(sources: Sequence[str], targets: Sequence[str] | None = None) -> 
             raise TypeError(f"input {i}: expected a string, got {type(text).__name__}")
         if targets is not None and not isinstance(targets[i], str):
             raise TypeError(f"target {i}: expected a string, got {type(targets[i]).__name__}")
+        for name, string in ((f"input {i}", text), (f"target {i}", None if targets is None else targets[i])):
+            problem = None if string is None else unicode_problem(string)
+            if problem is not None:
+                raise ValueError(f"{name} {problem}")
         pairs.append(RawPair(text, None if targets is None else targets[i], f"input {i}"))
     return pairs
 
