@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import cronos
+from cronos.checkpoint import load_checkpoint
 from cronos.data import load_training_data
 from cronos.training import Trainer
 from helpers import run_cli, tiny_config, write_config
@@ -100,6 +101,31 @@ def test_early_stopping_after_patience_runs_out(tmp_path):
     config = tiny_config(tmp_path, training={"epochs": 50, "patience": 2, "lr": 0.0})
     history = cronos.Cronos.from_config(cronos.load_config(config)).fit()
     assert len(history) == 3  # lr 0: the first validation stays the best, two more without improvement
+
+
+@pytest.mark.parametrize("metric, scores", [("valid_loss", [3.0, 2.0, 2.5, 2.2]), ("valid_bleu", [10.0, 30.0, 20.0, 29.0])])
+def test_best_pt_holds_the_weights_of_the_best_validation_whichever_way_the_metric_improves(tmp_path, monkeypatch,
+                                                                                          metric, scores):
+    """Validations at steps 5, 10, 15, 20 scored as scripted: the second is the best (the lowest
+    loss, the highest BLEU); the two after it are worse and must not replace its weights."""
+    from cronos.validation import Validator
+
+    scripted = iter(scores)
+
+    def scores_of_the_script(self):
+        value = next(scripted)
+        return {name: value for name in ("valid_loss", "valid_ppl", "valid_token_accuracy", "valid_sequence_accuracy",
+                                         "valid_bleu", "valid_chrf")}
+    monkeypatch.setattr(Validator, "scores", scores_of_the_script)
+    config = tiny_config(tmp_path, training={"epochs": 50, "max_steps": 20, "validate_every": 5,
+                                             "early_stopping_metric": metric, "keep_checkpoints": 4})
+    history = cronos.Cronos.from_config(cronos.load_config(config)).fit()
+    assert history.best_step == 10
+    run = tmp_path / "run"
+    best = load_checkpoint(run / "best.pt")["model"]
+    for step, kept in ((10, True), (15, False), (20, False)):
+        weights = load_checkpoint(run / "checkpoints" / f"step_{step:08d}.pt")["model"]
+        assert all(torch.equal(best[name], weights[name]) for name in best) == kept, step
 
 
 def test_warmup_inverse_sqrt_schedule(tmp_path):
