@@ -5,6 +5,7 @@
     answer = batcher.submit(["Ein Hund läuft."], settings)   # a concurrent.futures.Future
     answer.result()                                          # the items' results, in order
     batcher.stop()                                           # every accepted request is answered first
+    batcher.abandon()                                        # or not: cancelled, and the worker ends soon
 
 A request is a list of items (a text to translate, a pair to score) and hashable ``settings`` that
 say how to decode them.  One worker (a thread of its own, or the caller's in ``run``) forms the
@@ -23,11 +24,13 @@ batch is full, and at the latest ``max_wait`` seconds after it became free (or a
 arrived, if later).  Measured with 64 clients on 2 cores (docs/BENCHMARKS.md): with a fixed 10 ms
 wait, batches held half of them, alternating; with this rule, nearly all.
 
-It decodes a batch in one call (``decode(items, settings)``) and answers each request once all its
-items are decoded.  cronos's results do not depend on batch mates (P0), so each answer is what its
-text alone gives.  The queue holds at most ``max_queue`` items: past that, ``submit`` raises
-``QueueFull`` (a server's 503).  A request cancelled before its items are batched (its client went
-away, it timed out) costs no decoding.
+It decodes a batch in one call (``decode(items, settings, abandoned)``) and answers each request
+once all its items are decoded.  cronos's results do not depend on batch mates (P0), so each answer
+is what its text alone gives.  The queue holds at most ``max_queue`` items of requests still
+waiting for their answer: past that, ``submit`` raises ``QueueFull`` (a server's 503).  A request
+cancelled before its items are batched (its client went away, it timed out) costs no decoding and
+no room in the queue; ``abandoned()`` says when every request of the batch being decoded was
+cancelled, so that ``decode`` can stop early (a search checks it at each step).
 """
 from __future__ import annotations
 
@@ -77,17 +80,20 @@ class _Item:
 class Batcher:
     """Batches the items of concurrent requests (module docstring).
 
-    ``decode(items, settings) -> results`` (one per item, in order) and ``count_tokens(item,
-    settings) -> int`` run on the worker thread; ``settings`` is anything hashable that says how to
-    decode (requests batch together only with equal settings)."""
+    ``decode(items, settings, abandoned) -> results`` (one per item, in order; ``abandoned()``: no one
+    waits for them any more) and ``count_tokens(item, settings) -> int`` run on the worker thread;
+    ``settings`` is anything hashable that says how to decode (requests batch together only with
+    equal settings)."""
 
-    def __init__(self, decode: Callable[[list, Hashable], list], count_tokens: Callable[[object, Hashable], int],
+    def __init__(self, decode: Callable[[list, Hashable, Callable[[], bool]], list],
+                 count_tokens: Callable[[object, Hashable], int],
                  max_batch_tokens: int, max_wait: float, max_queue: int):
         if max_batch_tokens < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch_tokens and max_queue must be at least 1 and max_wait at least 0")
         self.decode, self.count_tokens = decode, count_tokens
         self.max_batch_tokens, self.max_wait, self.max_queue = max_batch_tokens, max_wait, max_queue
         self._waiting: collections.deque[_Item] = collections.deque()
+        self._decoding: list[_Request] = []  # the requests of the batch being decoded
         self._changed = threading.Condition()
         self._stopping = False
         self._worker: threading.Thread | None = None
@@ -96,8 +102,10 @@ class Batcher:
 
     @property
     def waiting(self) -> int:
-        """Items accepted and not yet in a batch."""
-        return len(self._waiting)
+        """Items accepted, not yet in a batch, and still wanted."""
+        with self._changed:
+            self._drop_answered()
+            return len(self._waiting)
 
     def start(self) -> "Batcher":
         """Decode on a thread of its own (``run`` there)."""
@@ -130,6 +138,7 @@ class Batcher:
         with self._changed:
             if self._stopping:
                 raise BatcherStopped("the server is shutting down and takes no new requests")
+            self._drop_answered()  # a request that timed out or whose client went away holds no room
             if len(self._waiting) + len(items) > self.max_queue:
                 raise QueueFull(len(self._waiting), self.max_queue, retry_after=max(1.0, self.max_wait))
             now = time.monotonic()
@@ -144,6 +153,15 @@ class Batcher:
             self._changed.notify()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout)
+
+    def abandon(self) -> None:
+        """Take no new requests and cancel every accepted one not yet answered: the batch being
+        decoded is abandoned (its ``decode`` may stop at its next step), and the worker ends."""
+        with self._changed:
+            self._stopping = True
+            for request in [*(item.request for item in self._waiting), *self._decoding]:
+                request.answer.cancel()
+            self._changed.notify()
 
     def _next_batch(self) -> list[_Item] | None:
         """The next batch (module docstring), or None once stopping with nothing left."""
@@ -197,10 +215,17 @@ class Batcher:
 
     def _decoded(self, batch: list[_Item]) -> list | Exception:
         """The batch's results, or the error that decoding it raised (the worker goes on)."""
+        requests = list({id(item.request): item.request for item in batch}.values())
+        with self._changed:
+            self._decoding = requests
         try:
-            return self.decode([item.value for item in batch], batch[0].request.settings)
+            return self.decode([item.value for item in batch], batch[0].request.settings,
+                               lambda: all(request.answer.done() for request in requests))
         except Exception as error:  # noqa: BLE001 - answered to the requests of this batch
             return error
+        finally:
+            with self._changed:
+                self._decoding = []
 
     @staticmethod
     def _answer(batch: list[_Item], outcome: list | Exception) -> None:

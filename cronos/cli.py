@@ -17,7 +17,6 @@ import argparse
 import errno
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -33,7 +32,7 @@ from .config import MAX_BEAM_SIZE, ConfigError, load_config, parse_override
 from .data import SPLITS, chunks
 from .data.preprocess import is_empty
 from .data.readers import MAX_LINE_BYTES, DataError, split_paths, text_lines
-from .files import UnreadableFile, bounded_lines, check_readable, read_lines
+from .files import UnreadableFile, bounded_lines, check_readable, read_bytes, read_lines
 from .progress import epochs, is_terminal
 from .attribution import MAX_STEPS
 from .explain import EXPLAIN_METHODS
@@ -200,8 +199,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="a translation server (HTTP, JSON) that batches concurrent requests "
                                 "(needs cronos[serve])")
     serve.add_argument("checkpoint", nargs="+", metavar="CHECKPOINT", help="a model, or several: an ensemble")
-    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on [127.0.0.1]")
-    serve.add_argument("--port", type=int, default=8000, help="the port to listen on [8000]")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="the address to listen on; '' or 0.0.0.0 is every interface (put a reverse proxy and "
+                            "--api-key-file in front: docs/deployment.md) [127.0.0.1]")
+    serve.add_argument("--port", type=_port, default=8000, help="the port to listen on; 0 takes a free one [8000]")
     serve.add_argument("--max-batch-tokens", type=_positive, default=4096, metavar="N",
                        help="source tokens decoded together at most [4096]")
     serve.add_argument("--max-wait-ms", type=float, default=100.0, metavar="MS",
@@ -209,7 +210,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queue", type=_positive, default=1024, metavar="N",
                        help="sentences waiting at most; past that, requests get 503 [1024]")
     serve.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                       help="seconds a request waits for its answer; past that it gets 504 [60]")
+                       help="seconds a request waits for its answer; past that it gets 504 and its decoding stops [60]")
+    serve.add_argument("--max-beam", type=_beam_size, default=16, metavar="N",
+                       help="the largest beam_size (and n_best) a request may ask for [16]")
+    serve.add_argument("--max-body-bytes", type=_positive, default=4 << 20, metavar="N",
+                       help="the largest request body read; larger ones get 413 [4194304]")
+    serve.add_argument("--client-timeout", type=float, default=30.0, metavar="S",
+                       help="seconds a connection has to send a whole request; idle and slow ones are closed [30]")
+    serve.add_argument("--max-connections", type=_positive, default=512, metavar="N",
+                       help="connections open at once; past that, new ones get 503 [512]")
+    serve.add_argument("--api-key-file", type=Path, default=None, metavar="FILE",
+                       help="require the key in FILE (or in the environment variable CRONOS_API_KEY) as "
+                            "Authorization: Bearer KEY on every request but /health and /docs")
     serve.set_defaults(run=_serve)
     for command in (evaluate, translate, score, serve):
         command.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
@@ -553,27 +565,74 @@ def _export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     if any(find_spec(name) is None for name in ("fastapi", "uvicorn", "prometheus_client")):
         raise ConfigError("serve", "", "needs the serve extra: pip install 'cronos[serve]'")
-    from .server import Limits, check_address, serve
+    from .server import LimitError, Limits, listen, serve
+    from .server.connections import raise_file_limit
 
-    if not (0 <= args.max_wait_ms < math.inf):
-        raise ConfigError("--max-wait-ms", "", f"expected a number of 0 or more, got {args.max_wait_ms}")
-    if not (0 < args.timeout < math.inf):
-        raise ConfigError("--timeout", "", f"expected a number of seconds above 0, got {args.timeout}")
     try:
-        check_address(args.host, args.port)
+        limits = Limits(max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                        timeout=args.timeout, max_beam=args.max_beam, max_body_bytes=args.max_body_bytes,
+                        client_timeout=args.client_timeout, max_connections=args.max_connections)
+        raise_file_limit(limits.max_connections)
+    except LimitError as error:
+        raise ConfigError(error.option, "", str(error)) from None
+    except ValueError as error:
+        raise ConfigError("--max-connections", "", str(error)) from None
+    api_key = _api_key(args.api_key_file)
+    try:
+        sock = listen(args.host, args.port)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
             raise ConfigError("--port", "", f"{args.host}:{args.port} is in use (another server?); choose "
                               "another port") from None
         raise ConfigError("--host", "", f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
-    model = _load_models(args)
-    limits = Limits(max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                    timeout=args.timeout)
-    print(f"serving {', '.join(args.checkpoint)} on http://{args.host}:{args.port} (POST /translate, POST /score, "
-          f"GET /health, GET /metrics; what each takes: http://{args.host}:{args.port}/docs)", file=sys.stderr,
-          flush=True)
-    serve(model, args.host, args.port, limits)
+    with sock:
+        model = _load_models(args)
+        if model.config.decoding.beam_size > limits.max_beam:
+            raise ConfigError("--max-beam", "", f"{limits.max_beam} is below the model's beam size "
+                              f"({model.config.decoding.beam_size}, decoding.beam_size); raise --max-beam")
+        _say_where(args.checkpoint, sock.getsockname(), api_key is not None)
+        serve(model, sock, limits, api_key)
     return 0
+
+
+def _say_where(checkpoints: list[str], address: tuple, keyed: bool) -> None:
+    """Where the server listens (the port it got, for --port 0), and who can reach it."""
+    host, port = address[:2]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    print(f"serving {', '.join(checkpoints)} on {url} (POST /translate, POST /score, GET /health, GET /metrics; "
+          f"what each takes: {url}/docs)", file=sys.stderr, flush=True)
+    from .server import is_loopback
+
+    if not is_loopback(host):
+        reach = "every interface of this machine" if host in ("0.0.0.0", "::") else host
+        logger.warning("listening on %s: anyone who can reach it can use this server%s; see docs/deployment.md, "
+                       "Exposing a server", reach, "" if keyed else ", and it asks for no API key (--api-key-file)")
+
+
+def _api_key(path: Path | None) -> str | None:
+    """The key clients must send: ``--api-key-file``'s content, else ``CRONOS_API_KEY``, else none."""
+    if path is None:
+        key = os.environ.get("CRONOS_API_KEY")
+        source = "CRONOS_API_KEY"
+    else:
+        try:
+            key = read_bytes(path, "API key", limit=4096).decode("utf-8")
+        except (UnreadableFile, UnicodeDecodeError) as error:
+            raise ConfigError("--api-key-file", "", str(error)) from None
+        source = f"--api-key-file {path}"
+    if key is not None and not key.strip():
+        raise ConfigError(source.split()[0], "", f"{source} holds no key")
+    return None if key is None else key.strip()
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, 0 to 65535, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number, 0 to 65535, got {port}")
+    return port
 
 
 def _average(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -31,7 +31,14 @@ from .inference import check_numbers, in_length_batches
 from .invariance import rows_to_add
 from .network import Seq2Seq
 
-__all__ = ["Hypothesis", "Strategy", "Greedy", "Beam", "Sampling", "decode", "search_batch", "max_output_lengths"]
+__all__ = ["Hypothesis", "Strategy", "Greedy", "Beam", "Sampling", "decode", "search_batch", "max_output_lengths",
+           "SearchStopped", "Stop"]
+
+Stop = Callable[[], bool]  # asked before each step: True ends the search (SearchStopped)
+
+
+class SearchStopped(Exception):
+    """A search ended before its outputs were found, because its ``stop`` said so."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class Strategy(Protocol):
     """How outputs are found for one batch: ``Greedy``, ``Beam``, ``Sampling``."""
 
     def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
-               need_weights: bool) -> list[list[Hypothesis]]: ...
+               need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]: ...
 
 
 def max_output_lengths(src_lengths: Tensor, ratio: float, offset: int) -> Tensor:
@@ -55,19 +62,22 @@ def max_output_lengths(src_lengths: Tensor, ratio: float, offset: int) -> Tensor
 
 
 def decode(network: Seq2Seq, examples: Sequence[Example], strategy: Strategy, options: DecodingConfig,
-           batch_size: int | None = None, need_weights: bool = False) -> list[list[Hypothesis]]:
+           batch_size: int | None = None, need_weights: bool = False,
+           stop: Stop | None = None) -> list[list[Hypothesis]]:
     """``strategy``'s hypotheses for every example, best first (in eval mode, in batches of similar
-    length, ``batch_size`` or ``options.batch_size`` at a time); in input order."""
+    length, ``batch_size`` or ``options.batch_size`` at a time); in input order.  ``stop``: asked
+    before every step; when it says so, the search ends with ``SearchStopped`` (a server whose
+    clients all went away)."""
     return in_length_batches(network, examples, batch_size or options.batch_size,
-                             lambda batch, _: search_batch(network, batch, strategy, options, need_weights))
+                             lambda batch, _: search_batch(network, batch, strategy, options, need_weights, stop))
 
 
 def search_batch(network: Seq2Seq, batch: Batch, strategy: Strategy, options: DecodingConfig,
-                 need_weights: bool = False) -> list[list[Hypothesis]]:
+                 need_weights: bool = False, stop: Stop | None = None) -> list[list[Hypothesis]]:
     """``strategy``'s hypotheses for each input of one collated ``batch`` (its ``readings`` too,
     for ensembles whose members read the source differently), length limits per ``options``."""
     max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
-    return strategy.search(network, batch, max_lengths, options.length_penalty, need_weights)
+    return strategy.search(network, batch, max_lengths, options.length_penalty, need_weights, stop)
 
 
 @dataclass(frozen=True)
@@ -75,8 +85,9 @@ class Greedy:
     """Each input's most likely next token, step by step, until ``<eos>`` or its length limit."""
 
     def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
-               need_weights: bool) -> list[list[Hypothesis]]:
-        return [[h] for h in _token_by_token(network, batch, max_lengths, _most_likely, need_weights, length_penalty)]
+               need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]:
+        return [[h] for h in _token_by_token(network, batch, max_lengths, _most_likely, need_weights, length_penalty,
+                                             stop)]
 
 
 @dataclass(frozen=True)
@@ -94,10 +105,10 @@ class Beam:
             raise ValueError(f"n_best must be between 1 and the beam size ({self.size}), got {self.n_best}")
 
     def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
-               need_weights: bool) -> list[list[Hypothesis]]:
+               need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]:
         if self.size == 1:
-            return Greedy().search(network, batch, max_lengths, length_penalty, need_weights)
-        candidates = _beam_candidates(network, batch, max_lengths, self.size, length_penalty, need_weights)
+            return Greedy().search(network, batch, max_lengths, length_penalty, need_weights, stop)
+        candidates = _beam_candidates(network, batch, max_lengths, self.size, length_penalty, need_weights, stop)
         return [found[: self.n_best] for found in candidates]
 
 
@@ -109,7 +120,7 @@ def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[
 @torch.no_grad()
 def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
                     choose: Callable[[Tensor, Tensor, list[int]], tuple[Tensor, Tensor]],
-                    need_weights: bool, length_penalty: float) -> list[Hypothesis]:
+                    need_weights: bool, length_penalty: float, stop: Stop | None) -> list[Hypothesis]:
     """Decode one chosen token a step per input until ``<eos>`` or its length limit (greedy search,
     sampling): ``choose(log_probs [b, V], logits [b, V], inputs) -> (tokens [b], their log-probs [b])``,
     ``inputs`` being the input index of each row.  Inputs that finish leave the batch; ``log_prob`` is
@@ -123,7 +134,7 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
     tokens: list[list[int]] = [[] for _ in range(size)]
     attentions: list[list[Tensor]] = [[] for _ in range(size)]
     scores = [0.0] * size
-    for step in range(int(max_lengths.max())):
+    for step in _steps(int(max_lengths.max()), stop):
         logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
         log_probs = _step_log_probs(logits)  # [b, V]
         inputs = alive.tolist()
@@ -149,6 +160,14 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
                        _stack(attentions[i], src.size(1)) if need_weights else None, scores[i]) for i in range(size)]
 
 
+def _steps(count: int, stop: Stop | None) -> Iterator[int]:
+    """The steps of a search, each after asking ``stop``."""
+    for step in range(count):
+        if stop is not None and stop():
+            raise SearchStopped()
+        yield step
+
+
 def _step_log_probs(logits: Tensor) -> Tensor:
     """A step's logits ``[b, 1, V]`` -> log-probs ``[b, V]`` in float32, refused when any is NaN
     (``inference.NonFiniteOutput``): a NaN would otherwise rank above every number in ``topk``."""
@@ -166,7 +185,7 @@ def _rows_in_flight(done: Tensor) -> Tensor:
 
 @torch.no_grad()
 def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_size: int, length_penalty: float,
-                     need_weights: bool) -> list[list[Hypothesis]]:
+                     need_weights: bool, stop: Stop | None) -> list[list[Hypothesis]]:
     """Beam search with ``beam_size`` beams per input; every finished hypothesis of each, best first.
 
     Each step takes the best ``2 * beam_size`` continuations of an input: ``<eos>`` ones within the
@@ -187,7 +206,7 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
     finished: list[list[Hypothesis]] = [[] for _ in range(size)]
     done = torch.zeros(size, dtype=torch.bool)                           # per input
 
-    for step in range(int(max_lengths.max())):
+    for step in _steps(int(max_lengths.max()), stop):
         groups = alive.numel()
         logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
         log_probs = _step_log_probs(logits)                                      # [b*k, V]
@@ -279,7 +298,7 @@ class Sampling:
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
     def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
-               need_weights: bool) -> list[list[Hypothesis]]:
+               need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]:
         """Greedy search's loop with each next token drawn from the input's own generator;
         ``log_prob``: the summed log-probs of the drawn tokens under the model, ``score``: as
         greedy search gives it."""
@@ -292,7 +311,7 @@ class Sampling:
                      for row, index in enumerate(inputs)]
             tokens = torch.tensor(drawn, device=logits.device)
             return tokens, log_probs.gather(1, tokens[:, None]).squeeze(1)
-        return [[h] for h in _token_by_token(network, batch, max_lengths, draw, need_weights, length_penalty)]
+        return [[h] for h in _token_by_token(network, batch, max_lengths, draw, need_weights, length_penalty, stop)]
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """``logits [b, V]`` -> the distribution to draw from, ``[b, V]`` float32."""

@@ -20,7 +20,7 @@ from .evaluation import evaluate_split
 from .explain import Explanation, explain_decoded, explain_forced
 from .network import Seq2Seq
 from .scoring import PairScore, score_examples
-from .search import Beam, Sampling, decode
+from .search import Beam, Sampling, Stop, decode
 
 __all__ = ["Translator", "Translation"]
 
@@ -76,37 +76,40 @@ class Translator:
 
     @overload
     def translate(self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None,
-                  n_best: None = None) -> list[str]: ...
+                  n_best: None = None, stop: Stop | None = None) -> list[str]: ...
 
     @overload
     def translate(self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None,
-                  n_best: int = ...) -> list[list[Translation]]: ...
+                  n_best: int = ..., stop: Stop | None = None) -> list[list[Translation]]: ...
 
     def translate(self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None,
-                  n_best: int | None = None) -> list[str] | list[list[Translation]]:
+                  n_best: int | None = None, stop: Stop | None = None) -> list[str] | list[list[Translation]]:
         """Decode ``sources`` (greedy for ``beam_size=1``); an output never depends on its batch mates.
 
         With ``n_best=m`` (at most the beam size): per source, up to ``m`` ``Translation``s (text,
         ranking score, summed log-prob), best first; the first is the 1-best output.  Sources
         longer than ``data.max_length`` tokens are cut to it, with a warning that counts them.
+        ``stop``: asked before every search step; when it returns True, ``search.SearchStopped`` ends
+        the call (a server that no one waits for any more).
         """
         options = self.config.decoding
         found = decode(self.network, self.codec.encode(sources), Beam(beam_size or options.beam_size, n_best or 1),
-                       options, batch_size)
+                       options, batch_size, stop=stop)
         if n_best is None:
             return [self.codec.to_text(hypotheses[0].tokens) for hypotheses in found]
         return [[Translation(self.codec.to_text(h.tokens), h.score, h.log_prob) for h in hypotheses]
                 for hypotheses in found]
 
     def sample(self, sources: Sequence[str], top_k: int | None = None, top_p: float | None = None,
-               temperature: float = 1.0, seed: int = 0, batch_size: int | None = None) -> list[str]:
+               temperature: float = 1.0, seed: int = 0, batch_size: int | None = None,
+               stop: Stop | None = None) -> list[str]:
         """One sampled output per source (e.g. for back-translation): each token drawn from the
         model's distribution divided by ``temperature``, kept to the ``top_k`` most likely tokens or
         the nucleus of probability ``top_p`` (or neither).  Reproducible: an output depends on the
         seed and its source only, not on batch mates, position or batch size (so the same source
-        twice samples the same; vary ``seed`` for more samples)."""
+        twice samples the same; vary ``seed`` for more samples).  ``stop``: as for ``translate``."""
         found = decode(self.network, self.codec.encode(sources), Sampling(top_k, top_p, temperature, seed),
-                       self.config.decoding, batch_size)
+                       self.config.decoding, batch_size, stop=stop)
         return [self.codec.to_text(drawn.tokens) for drawn, in found]
 
     def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,

@@ -22,7 +22,7 @@ class Recorder:
         if not held:
             self.release.set()
 
-    def __call__(self, texts: list[str], settings) -> list[str]:
+    def __call__(self, texts: list[str], settings, abandoned=lambda: False) -> list[str]:
         assert self.release.wait(10), "the test never released the worker"
         self.batches.append((list(texts), settings))
         time.sleep(self.delay)
@@ -138,12 +138,52 @@ def test_a_request_cancelled_while_waiting_costs_no_decoding():
     assert all("gone" not in texts for texts, _ in decode.batches)
 
 
+def test_requests_no_one_waits_for_hold_no_room_in_the_queue():
+    """Cancelled (timed out, client gone) while waiting: the queue of 4 takes 4 new ones at once."""
+    decode = Recorder(held=True)
+    batcher = _batcher(decode, max_wait=0.0, max_queue=4)
+    busy = batcher.submit(["busy"], "s")
+    time.sleep(0.2)  # the worker holds it
+    gone = batcher.submit(["a", "b", "c", "d"], "s")
+    assert gone.cancel() and batcher.waiting == 0
+    wanted = batcher.submit(["e", "f", "g", "h"], "s")
+    decode.release.set()
+    assert busy.result(timeout=10) == ["busy|s"] and wanted.result(timeout=10) == ["e|s", "f|s", "g|s", "h|s"]
+    batcher.stop()
+
+
+def test_a_batch_whose_every_request_was_cancelled_may_stop_and_the_worker_goes_on():
+    steps, started = [], threading.Event()
+
+    def decode(texts, settings, abandoned):
+        if "long" not in texts:
+            return list(texts)
+        started.set()
+        for step in range(500):  # a search's steps, each asking whether anyone still waits
+            if abandoned():
+                raise RuntimeError("stopped")
+            steps.append(step)
+            time.sleep(0.01)
+        return list(texts)
+
+    batcher = Batcher(decode, lambda text, settings: 1, max_batch_tokens=100, max_wait=0.0, max_queue=100).start()
+    first, second = batcher.submit(["long"], "s"), batcher.submit(["long"], "s")  # one batch, two requests
+    assert started.wait(10)
+    first.cancel()
+    time.sleep(0.1)
+    assert steps and len(steps) < 400  # still decoding for the second
+    second.cancel()
+    assert batcher.submit(["next"], "s").result(timeout=2) == ["next"]  # answered long before 500 steps
+    batcher.stop()
+    assert len(steps) < 400
+
+
 def test_answers_of_a_real_model_equal_its_translations_alone(trained_models):
     model = trained_models["transformer"]
     sources = ["Thu 26 Nov 2026", "1/2/07", "the 21st of June 1950", "2000 01 01", "5 May 1999", "Dec 3, 1987"]
     decode = Recorder()
 
-    def translate(texts, beam):
+    def translate(texts, beam, abandoned):
         decode(texts, beam)
         return model.translate(texts, beam_size=beam)
 
@@ -222,3 +262,18 @@ def test_a_client_that_sends_again_the_moment_it_is_answered_is_served_at_once()
     batcher.stop()
     assert [texts for texts, _ in decode.batches] == [[f"r{r}"] for r in range(5)]
     assert elapsed < 0.5, f"{elapsed:.2f} s for 5 requests one after another"
+
+
+def test_abandoning_cancels_every_accepted_request_and_the_worker_ends_without_decoding_them():
+    decode = Recorder(held=True)
+    batcher = _batcher(decode, max_wait=0.0)
+    busy = batcher.submit(["busy"], "s")
+    time.sleep(0.2)  # the worker holds it
+    waiting = batcher.submit(["waiting"], "s")
+    batcher.abandon()
+    assert busy.cancelled() and waiting.cancelled()
+    with pytest.raises(BatcherStopped):
+        batcher.submit(["late"], "s")
+    decode.release.set()
+    batcher._worker.join(5)
+    assert not batcher._worker.is_alive() and [texts for texts, _ in decode.batches] == [["busy"]]

@@ -14,7 +14,7 @@ from cronos.config import load_config
 from cronos.data import Batch, Vocabulary
 from cronos.data.vocab import BOS_INDEX, EOS_INDEX
 from cronos.model import Cronos
-from cronos.search import Beam, Greedy, search_batch
+from cronos.search import Beam, Greedy, Sampling, SearchStopped, search_batch
 
 VOCAB = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"])
 V = len(VOCAB)
@@ -193,3 +193,22 @@ def test_beam_and_its_n_best_list_follow_the_one_example_reference(decoder, k, l
             assert [h.log_prob for h in hypotheses] == pytest.approx([total for _, _, total in expected], rel=1e-5)
             lengths.update(len(h.tokens) for h in hypotheses)
     assert len(lengths) >= 2, lengths
+
+
+@pytest.mark.parametrize("strategy", [Greedy(), Beam(3), Sampling(top_k=3)], ids=["greedy", "beam", "sampling"])
+def test_a_search_asks_stop_before_every_step_and_ends_when_it_says_so(strategy):
+    """What a server uses to stop decoding for clients that all went away: ``stop`` is asked once
+    per step, and its first True ends the search with ``SearchStopped``, no outputs."""
+    model = random_model(3, "transformer")
+    src = torch.tensor([[4, 5, 4], [5, 5, 4]])
+    options = load_config({"decoding": {"max_length_ratio": 0.0, "max_length_offset": 50}}).decoding
+    model.network.output_projection.bias.data[EOS_INDEX] = -1e9  # never ends early: 50 steps to go
+    asked = []
+    with pytest.raises(SearchStopped):
+        search_batch(model.network, batch_of(src, [3, 3]), strategy, options, stop=lambda: asked.append(1) or
+                     len(asked) > 5)
+    assert len(asked) == 6
+    asked.clear()
+    assert len(search_batch(model.network, batch_of(src, [3, 3]), strategy, options,
+                            stop=lambda: asked.append(1) or False)) == 2
+    assert len(asked) == 50

@@ -1,23 +1,28 @@
-"""``cronos serve``: one real server process on a free port of 127.0.0.1, driven by concurrent
-clients; answers equal the model's own alone (translations, n-best lists, samples, scores), bad
-input is one JSON error, overload is 503 and loses nothing, metrics count what happened, and
-SIGTERM loses nothing accepted.  tests/test_server_app.py holds what needs the worker held still."""
+"""``cronos serve``: one real server process on a port of 127.0.0.1 it chose itself (``--port 0``),
+driven by concurrent clients; answers equal the model's own alone (translations, n-best lists,
+samples, scores), bad input is one JSON error, overload is 503 and loses nothing, idle, slow and
+surplus connections are closed, metrics count what happened, and SIGTERM loses nothing accepted and
+waits for no half-sent request.  tests/test_server_app.py holds what needs the worker held still."""
 from __future__ import annotations
 
+import json
+import re
 import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers import cronos_command, free_port
+from helpers import cronos_command
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 
+CLIENT_TIMEOUT, MAX_CONNECTIONS = 1.0, 24
 SOURCES = ["Thu 26 Nov 2026", "1/2/07", "the 21st of June 1950", "2000 01 01", "5 May 1999", "Dec 3, 1987",
            "March 4th, 2011", "12.12.12"]
 
@@ -27,10 +32,15 @@ def server(trained_models, tmp_path_factory):
     """``(model, base URL, process)``: ``cronos serve`` on the tiny Transformer, stopped after the module."""
     model = trained_models["transformer"]
     checkpoint = model.save(tmp_path_factory.mktemp("serve") / "model.pt")
-    port = free_port()
-    process = subprocess.Popen(cronos_command("serve", str(checkpoint), "--port", str(port), "--device", "cpu",
-                                              "--max-wait-ms", "20", "--max-queue", "32"), stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(cronos_command("serve", str(checkpoint), "--port", "0", "--device", "cpu",
+                                              "--max-wait-ms", "20", "--max-queue", "32", "--max-beam", "8",
+                                              "--client-timeout", str(CLIENT_TIMEOUT), "--max-connections",
+                                              str(MAX_CONNECTIONS), "--max-body-bytes", "100000"),
+                               stderr=subprocess.PIPE, text=True)
+    said = process.stderr.readline()
+    port = re.search(r"on http://127\.0\.0\.1:(\d+) ", said)  # --port 0: the port it took
+    assert port and int(port[1]) > 0, said
+    url = f"http://127.0.0.1:{port[1]}"
     deadline = time.monotonic() + 90
     while True:
         assert process.poll() is None, process.stderr.read()
@@ -121,7 +131,21 @@ def test_under_overload_requests_get_503_with_retry_after_and_no_answer_is_lost_
     ("/translate", b'{"text": "1/2/07", "sampling": {"top_k": 2}, "beam_size": 2}', 422,
      "send sampling, or beam_size / n_best / scores, not both"),
     ("/translate", b'{"text": "' + b"x" * 2001 + b'"}', 413, "text 0: 2001 characters; at most 2000 in one text"),
-    ("/translate", b'{"text": [' + b",".join([b'"1/2/07"'] * 65) + b']}', 413, "65 texts; at most 64 in one request"),
+    ("/translate", b'{"text": [' + b",".join([b'"1/2/07"'] * 33) + b']}', 413,
+     "33 texts; this server queues at most 32 (--max-queue), so they could never be accepted"),
+    ("/translate", b'{"text": "1/2/07", "beam_size": 10000}', 422,
+     "beam_size: 10000; this server searches with at most 8 beams (--max-beam)"),
+    ("/translate", b'{"text": "1/2/07", "beam_size": 9223372036854775808}', 422,
+     "beam_size: 9223372036854775808; this server searches with at most 8 beams (--max-beam)"),
+    ("/translate", b'{"text": "1/2/07", "beam_size": 4, "n_best": 100000}', 422,
+     "n_best: 100000; this server searches with at most 8 beams (--max-beam)"),
+    ("/translate", b'{"text": "1/2/07", "beam_size": 1e5}', 422, "beam_size: Input should be a valid integer"),
+    ("/translate", b'{"text": "1/2/07", "sampling": "x"}', 422, "sampling: expected a JSON object"),
+    ("/translate", b'{"text": ["1/2/07", "a\\ud800"]}', 422, "text 1 holds a lone surrogate (U+D800) at character 1"),
+    ("/translate", json.dumps({"text": "1/2/07", **{f"f{i}": 1 for i in range(1000)}}).encode(), 422,
+     "unknown fields f0, f1, f2, f3, f4 and 995 more; the fields are text, beam_size, n_best, scores, sampling"),
+    ("/translate", b'{"text": "' + b"x" * 100001 + b'"}', 413,
+     "the body is larger than 100,000 bytes, the most this server reads (--max-body-bytes)"),
     ("/score", b'{"source": "1/2/07", "target": ["a", "b"]}', 422, "send one of each, or two lists of the same length"),
     ("/score", b'{"source": "1/2/07"}', 422, "target: Field required"),
 ])
@@ -129,6 +153,61 @@ def test_bad_requests_are_one_json_error_with_the_right_status(server, path, bod
     _, url, _ = server
     response = httpx.post(f"{url}{path}", content=body, headers={"content-type": "application/json"}, timeout=30)
     assert response.status_code == status and message in response.json()["error"], response.text
+    assert len(response.json()["error"]) < 400  # one line a person reads, whatever the body held
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=10)
+    return connection
+
+
+def _read_all(connection: socket.socket) -> bytes:
+    """What the server sends until it closes the connection."""
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+def _error(response: bytes) -> tuple[int, str]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)["error"]
+
+
+def test_idle_slow_and_malformed_clients_are_closed_with_a_json_error_and_others_are_served(server):
+    """Idle: closed after --client-timeout; a request that stops half way: 408; not HTTP: 400; a
+    body announced past --max-body-bytes: 413 before it is sent.  None of them delays the others."""
+    _, url, _ = server
+    idle, slow, garbage, huge = (_connect(url) for _ in range(4))
+    slow.sendall(b"POST /translate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                 b"content-length: 100\r\n\r\n{\"text\": ")
+    garbage.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+    huge.sendall(b"POST /translate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                 b"content-length: 26000000\r\n\r\n")
+    assert _error(_read_all(garbage)) == (400, "the request is not valid HTTP/1.1")
+    assert _error(_read_all(huge))[0] == 413
+    streamed = httpx.post(f"{url}/translate", content=iter([b'{"text": "' + b"x" * 60000, b"x" * 60000 + b'"}']),
+                          headers={"content-type": "application/json"}, timeout=30)  # chunked: no size announced
+    assert streamed.status_code == 413 and "(--max-body-bytes)" in streamed.json()["error"]
+    assert httpx.get(f"{url}/health", timeout=5).status_code == 200  # meanwhile
+    started = time.monotonic()
+    assert _error(_read_all(slow)) == (408, f"the request did not arrive whole within {CLIENT_TIMEOUT:g} s")
+    assert _read_all(idle) == b""
+    assert time.monotonic() - started < CLIENT_TIMEOUT + 3
+
+
+def test_past_the_connection_limit_new_connections_get_503_and_the_limit_frees_as_they_close(server):
+    _, url, _ = server
+    time.sleep(CLIENT_TIMEOUT + 0.5)  # connections of earlier tests closed
+    held = [_connect(url) for _ in range(MAX_CONNECTIONS)]
+    time.sleep(0.2)
+    extra = _connect(url)
+    status, message = _error(_read_all(extra))
+    assert status == 503 and f"holds {MAX_CONNECTIONS} connections, its most" in message
+    for connection in held:
+        assert _read_all(connection) == b""  # idle: closed after --client-timeout
+    assert httpx.post(f"{url}/translate", json={"text": "1/2/07"}, timeout=30).status_code == 200
 
 
 def test_a_body_not_sent_as_json_is_415_naming_the_header(server):
@@ -164,7 +243,11 @@ def test_a_second_server_on_a_taken_port_says_so_before_loading_its_model(server
 
 
 def test_sigterm_answers_every_accepted_request_and_exits_0(server):
+    """Also with a client that sent its headers and part of its body: that request was never
+    accepted, and the server does not wait for the rest."""
     _, url, process = server
+    half = _connect(url)
+    half.sendall(b"POST /translate HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"te")
     with ThreadPoolExecutor(8) as pool:
         body = {"text": SOURCES[:2], "beam_size": 4}  # 16 requests of 2 texts: within the queue of 32
         sent = [pool.submit(httpx.post, f"{url}/translate", json=body, timeout=60) for _ in range(16)]
@@ -176,5 +259,8 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(server):
                 outcomes.append(future.result().status_code)
             except httpx.TransportError:  # sent after the server stopped taking connections
                 outcomes.append("refused")
-    assert process.wait(timeout=60) == 0
+    assert process.wait(timeout=10) == 0
     assert set(outcomes) <= {200, "refused"} and 200 in outcomes, outcomes
+    rest = _read_all(half)
+    assert rest == b"" or _error(rest)[0] == 408, rest
+    assert "Traceback" not in process.stderr.read()

@@ -1,20 +1,30 @@
 """The server's application in this process (``cronos.server.build_app`` over ASGI, no sockets):
 what needs the decoding worker held still to be deterministic (a full queue, a timeout, a client
-that goes away) and what needs no process of its own (an ensemble refusing to score, the CLI's
-checks).  tests/test_serve.py drives a real server process."""
+that goes away, a batch no one waits for) and what needs no process of its own (an ensemble refusing
+to score, a model that computes no numbers, the API key, the CLI's checks).  tests/test_serve.py
+drives a real server process."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import logging
 import threading
+import time
 
 import pytest
+import torch
 
 pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
 httpx = pytest.importorskip("httpx")
 
 from cronos import Cronos  # noqa: E402
+from cronos.cli import main  # noqa: E402
+from cronos.search import SearchStopped  # noqa: E402
 from cronos.server import Limits, build_app  # noqa: E402
+from cronos.server.connections import quiet_loop_errors  # noqa: E402
+from cronos.server.schema import TranslateRequest  # noqa: E402
 from cronos.translator import Translator  # noqa: E402
 from helpers import run_cli  # noqa: E402
 
@@ -155,11 +165,161 @@ def test_an_ensemble_translates_and_refuses_to_score(trained_models, tmp_path):
     assert scored.status_code == 422 and "ensemble" in scored.json()["error"]
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--timeout", "0", "--timeout: expected a number of seconds above 0, got 0.0"),
-    ("--max-wait-ms", "-1", "--max-wait-ms: expected a number of 0 or more, got -1.0"),
-    ("--host", "192.0.2.1", "--host: cannot listen on 192.0.2.1:"),  # an address for documentation only
+@pytest.mark.parametrize("options, message", [
+    (["--timeout", "0"], "--timeout: expected a number of seconds above 0, got 0.0"),
+    (["--max-wait-ms", "-1"], "--max-wait-ms: expected a number of 0 or more, got -1.0"),
+    (["--max-wait-ms", "5000", "--timeout", "2"], "--max-wait-ms: 5000 ms is not shorter than --timeout (2 s): a lone "
+                                                  "request would time out waiting for company"),
+    (["--client-timeout", "inf"], "--client-timeout: expected a number of seconds above 0, got inf"),
+    (["--max-connections", "100000000"], "--max-connections: 100000000 connections need 100000064 open files, and "
+                                         "this process may open"),
+    (["--host", "192.0.2.1"], "--host: cannot listen on 192.0.2.1:"),  # an address for documentation only
+    (["--api-key-file", "EMPTY"], "--api-key-file: --api-key-file EMPTY holds no key"),
 ])
-def test_serve_refuses_bad_options_before_loading_the_model(option, value, message, capsys, monkeypatch, tmp_path):
-    code, _, err = run_cli(["serve", str(tmp_path / "absent.pt"), option, value], "", capsys, monkeypatch)
-    assert code == 2 and message in err, err
+def test_serve_refuses_bad_options_before_loading_the_model(options, message, capsys, monkeypatch, tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_text(" \n", encoding="utf-8")
+    options = [str(empty) if option == "EMPTY" else option for option in options]
+    code, _, err = run_cli(["serve", str(tmp_path / "absent.pt"), *options], "", capsys, monkeypatch)
+    assert code == 2 and message.replace("EMPTY", str(empty)) in err, err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--port", "70000"], "argument --port: expected a port number, 0 to 65535, got 70000"),
+    (["--port", "-1"], "argument --port: expected a port number, 0 to 65535, got -1"),
+    (["--max-beam", "2000"], "argument --max-beam: at most 1000"),
+])
+def test_serve_options_out_of_range_are_one_line_naming_the_option(options, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", str(tmp_path / "absent.pt"), *options])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_server_says_the_port_it_took_and_warns_when_other_machines_can_reach_it(trained_models, tmp_path, capsys,
+                                                                                     monkeypatch):
+    """--port 0 takes a free port, and the line says which; every interface is said aloud, and so
+    is the want of an API key; a model whose beam is wider than --max-beam is refused."""
+    checkpoint = trained_models["transformer"].save(tmp_path / "model.pt")
+    served = []
+    monkeypatch.setattr("cronos.server.serve", lambda model, sock, limits, api_key: served.append(
+        (sock.getsockname(), limits, api_key)))
+    code, _, err = run_cli(["serve", str(checkpoint), "--host", "0.0.0.0", "--port", "0", "--device", "cpu"], "",
+                           capsys, monkeypatch)
+    (host, port), limits, api_key = served[0]
+    assert code == 0 and port > 0 and f"on http://0.0.0.0:{port} (POST /translate" in err, err
+    assert "listening on every interface of this machine: anyone who can reach it can use this server, and it asks " \
+           "for no API key (--api-key-file)" in err
+    monkeypatch.setenv("CRONOS_API_KEY", "s3cret")
+    code, _, err = run_cli(["serve", str(checkpoint), "--port", "0", "--device", "cpu"], "", capsys, monkeypatch)
+    assert code == 0 and served[1][2] == "s3cret" and "warning" not in err, err
+    wide = Cronos.load(checkpoint, "cpu")
+    wide.config = dataclasses.replace(wide.config, decoding=dataclasses.replace(wide.config.decoding, beam_size=20))
+    wide.save(tmp_path / "wide.pt")
+    code, _, err = run_cli(["serve", str(tmp_path / "wide.pt"), "--port", "0", "--device", "cpu"], "", capsys,
+                           monkeypatch)
+    assert code == 2 and "--max-beam: 16 is below the model's beam size (20, decoding.beam_size)" in err, err
+
+
+def test_an_api_key_is_asked_of_every_request_but_health_and_the_docs(trained_models):
+    model = trained_models["transformer"]
+    app = build_app(model, Limits(max_wait_ms=0), api_key="s3cret")
+
+    async def scenario(client):
+        body = {"text": "1/2/07"}
+        return (await client.post("/translate", json=body),
+                await client.post("/translate", json=body, headers={"authorization": "Bearer wrong"}),
+                await client.post("/translate", json=body, headers={"authorization": "Bearer s3cret"}),
+                await client.get("/metrics"), await client.get("/health"), await client.get("/openapi.json"))
+
+    missing, wrong, right, metrics, health, docs = _run(app, scenario)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert missing.json() == {"error": "this server needs an API key: send the header Authorization: Bearer KEY"}
+    assert wrong.status_code == 401 and wrong.json() == {"error": "the API key is not this server's"}
+    assert right.json() == {"translations": model.translate(["1/2/07"])[0]}
+    assert metrics.status_code == 401 and health.status_code == 200 and docs.status_code == 200
+
+
+def test_a_batch_whose_requests_all_timed_out_stops_decoding_and_frees_the_worker(trained_models):
+    """Decoding asks at each step whether anyone still waits: once the one request timed out, the
+    search ends at its next step instead of running its 500 steps."""
+    model = trained_models["transformer"]
+    translator = Translator(model.network, model.codec, model.config)
+    steps = []
+
+    def slow_search(texts, *args, stop=None, **options):
+        for step in range(500):
+            if stop():
+                raise SearchStopped()
+            steps.append(step)
+            time.sleep(0.01)
+        return ["never"] * len(texts)
+
+    translator.translate = slow_search
+    app = build_app(translator, Limits(max_wait_ms=0, timeout=0.3))
+
+    async def scenario(client):
+        late = await client.post("/translate", json={"text": "1/2/07"})
+        await asyncio.sleep(0.5)  # the worker's next step asks, and stops
+        return late, (await client.get("/metrics")).text
+
+    late, metrics = _run(app, scenario)
+    assert late.status_code == 504 and 20 <= len(steps) < 100, len(steps)
+    assert "cronos_abandoned_batches_total 1.0" in metrics
+
+
+def test_a_model_that_computes_no_numbers_and_a_failure_of_the_servers_own_are_json_500s(trained_models, tmp_path,
+                                                                                         monkeypatch, caplog):
+    model = Cronos.load(trained_models["transformer"].save(tmp_path / "model.pt"), "cpu")
+    with torch.no_grad():
+        model.network.output_projection.weight.mul_(1e38)
+    app = build_app(model, Limits(max_wait_ms=0))
+
+    def broken(self):
+        raise KeyError("a bug")
+
+    async def scenario(client):
+        overflowing = await client.post("/translate", json={"text": "1/2/07"})
+        monkeypatch.setattr(TranslateRequest, "texts", broken)
+        return overflowing, await client.post("/translate", json={"text": "1/2/07"})
+
+    with caplog.at_level(logging.ERROR, logger="cronos"):
+        overflowing, failed = _run(app, scenario)
+    assert overflowing.status_code == 500
+    assert overflowing.json()["error"].startswith("the model computed log-probabilities that are not numbers")
+    assert failed.status_code == 500 and failed.json() == {"error": "the server failed: KeyError: 'a bug'"}
+    assert [record.getMessage().count("\n") for record in caplog.records] == [0, 0]  # one line each, no traceback
+
+
+def test_bodies_are_parsed_off_the_event_loop_and_a_request_larger_than_its_limit_is_413(trained_models,
+                                                                                         monkeypatch):
+    parsed_on = []
+    real_loads = json.loads
+
+    def loads(text, *args, **kwargs):
+        parsed_on.append(threading.current_thread())
+        return real_loads(text, *args, **kwargs)
+
+    monkeypatch.setattr("cronos.server.app.json.loads", loads)
+    app = build_app(trained_models["transformer"], Limits(max_wait_ms=0))
+
+    async def scenario(client):
+        return (await client.post("/translate", json={"text": "1/2/07"}),
+                await client.post("/translate", json={"text": ["1/2/07"] * 65}), threading.current_thread())
+
+    answered, too_many, loop_thread = _run(app, scenario)
+    assert answered.status_code == 200 and parsed_on and loop_thread not in parsed_on
+    assert too_many.status_code == 413 and too_many.json() == {"error": "65 texts; at most 64 in one request"}
+
+
+def test_the_event_loop_says_each_kind_of_error_in_one_line_at_most_every_ten_seconds(caplog):
+    """At the file limit, ``accept`` fails once per waiting client: the loop would log a traceback
+    each time (245,603 in 10 s were seen)."""
+    loop = asyncio.new_event_loop()
+    quiet_loop_errors(loop)
+    with caplog.at_level(logging.WARNING, logger="cronos"):
+        for _ in range(10000):
+            loop.call_exception_handler({"message": "socket.accept() out of system resource",
+                                         "exception": OSError(24, "Too many open files")})
+    loop.close()
+    assert caplog.messages == ["server: socket.accept() out of system resource: OSError: [Errno 24] Too many open "
+                               "files"]

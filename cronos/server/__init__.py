@@ -8,9 +8,15 @@
 ``POST /translate`` (texts; beam size, n-best lists, scores, or sampling), ``POST /score`` (pairs),
 ``GET /health``, ``GET /metrics`` (Prometheus), ``GET /openapi.json`` and ``/docs`` (what each
 endpoint takes and gives).  The sentences of concurrent requests are decoded together
-(``batching.Batcher``), and an answer is what the text alone gives (P0).  ``schema.py``: the
-bodies and the jobs they become; ``metrics.py``: the metrics; ``app.py``: routes, errors, process.
+(``batching.Batcher``), and an answer is what the text alone gives (P0).  ``limits.py``: what a
+server takes on at most; ``schema.py``: the bodies and the jobs they become; ``errors.py``: one JSON
+error for each thing that goes wrong; ``metrics.py``: the metrics; ``app.py``: the routes and the API
+key; ``connections.py``: connections guarded against idle, slow and too many clients;
+``process.py``: the process and its shutdown.
 """
-from .app import Limits, build_app, check_address, serve
+from .app import build_app
+from .connections import is_loopback, listen
+from .limits import LimitError, Limits
+from .process import serve
 
-__all__ = ["Limits", "build_app", "check_address", "serve"]
+__all__ = ["Limits", "LimitError", "build_app", "is_loopback", "listen", "serve"]

@@ -1,68 +1,57 @@
-"""The HTTP application (FastAPI on uvicorn): routes, the answers to bad input, and the server process.
+"""The HTTP application (FastAPI): routes, the answers to bad input, the API key.
 
 Every request's items go to one ``Batcher``, whose worker (the main thread in ``serve``) decodes them
 with the items of concurrent requests; the event loop only validates and waits, so it never blocks
-on the model.  A
-request is answered when its items are decoded, or after ``Limits.timeout`` seconds (504), or
-dropped when its client disconnects (its items cost no decoding if they were still waiting).
-Errors are one JSON object ``{"error": ...}``: 400 not JSON, 415 not sent as JSON, 422 wrong fields,
-types or values, 413 past a limit (named), 503 with ``Retry-After`` when the queue is full or the
-server stops, 504 past the timeout.
+on the model, and bodies (at most ``Limits.max_body_bytes``, refused from their size before they are
+read) are parsed on a worker thread.  A request is answered when its items are decoded, or after
+``Limits.timeout`` seconds (504), or dropped when its client disconnects: items still waiting are
+never decoded, and a batch whose every request is gone stops at its next step.  Errors are one JSON
+object ``{"error": ...}`` (``errors.py``): 400 not JSON, 401 without the API key (when the server has
+one), 413 past a limit (named), 415 not sent as JSON, 422 wrong fields, types or values, 500 a model
+that computes no numbers or a failure of the server's own, 503 with ``Retry-After`` when the queue
+is full or the server stops, 504 past the timeout.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import socket
-import threading
-from dataclasses import dataclass
+import hmac
+import json
+import logging
 from typing import Hashable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..batching import Batcher, BatcherStopped, QueueFull
 from ..ensemble import Ensemble
+from ..inference import NonFiniteOutput
+from ..search import SearchStopped
 from ..translator import Translator
 from ..version import __version__
+from .errors import NOT_JSON, NOT_SENT_AS_JSON, ContainedErrors, Refused, validation_message
+from .limits import Limits
 from .metrics import CONTENT_TYPE_LATEST, MeasuredRequests, ServerMetrics
-from .schema import (ErrorResponse, Health, ScoreRequest, ScoreResponse, Strict, TranslateRequest, TranslateResponse,
-                     UnreadableText, Score)
+from .schema import ErrorResponse, Health, Score, ScoreRequest, ScoreResponse, TranslateRequest, TranslateResponse, \
+    UnreadableText
 
-__all__ = ["Limits", "build_app", "check_address", "serve"]
+__all__ = ["build_app", "application", "batcher_for"]
 
-EXAMPLE = '{"text": "..."}'
-NOT_JSON = f"the body is not JSON; send a JSON object such as {EXAMPLE}"
-NOT_SENT_AS_JSON = ("send the body as JSON, with the header content-type: application/json "
-                    "(curl: -H 'content-type: application/json')")
+logger = logging.getLogger("cronos")
 
-
-@dataclass(frozen=True)
-class Limits:
-    max_sentences: int = 64        # texts (or pairs) in one request
-    max_characters: int = 2000     # characters in one text
-    max_batch_tokens: int = 4096   # tokens decoded together
-    max_wait_ms: float = 100.0     # how long a batch waits at most for mates (cronos.batching says for whom)
-    max_queue: int = 1024          # sentences waiting, past which requests get 503
-    timeout: float = 60.0          # seconds a request waits for its answer, past which it gets 504
+BODIES = {"/translate": TranslateRequest, "/score": ScoreRequest}
+OPEN_PATHS = ("/health", "/docs", "/docs/oauth2-redirect", "/openapi.json")  # answered without the API key
 
 
-class Refused(Exception):
-    """A request answered with an error: ``status`` and one message (and headers)."""
-
-    def __init__(self, status: int, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.headers = status, headers
-
-
-def build_app(translator: Translator, limits: Limits) -> FastAPI:
+def build_app(translator: Translator, limits: Limits, api_key: str | None = None) -> FastAPI:
     """The application, for any ASGI server; its batcher decodes on a thread of its own, started and
     stopped with it (the ASGI server answers the accepted requests before it stops).  ``serve``
-    decodes on the main thread instead."""
-    batcher, metrics = _batcher(translator, limits)
+    decodes on the main thread instead.  ``api_key``: every request but ``OPEN_PATHS`` must send
+    ``Authorization: Bearer API_KEY``."""
+    batcher, metrics = batcher_for(translator, limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -72,61 +61,18 @@ def build_app(translator: Translator, limits: Limits) -> FastAPI:
         finally:
             batcher.stop()
 
-    return _application(translator, limits, batcher, metrics, lifespan)
+    return application(translator, limits, batcher, metrics, lifespan, api_key)
 
 
-def serve(translator: Translator, host: str, port: int, limits: Limits) -> None:
-    """Serve ``translator`` on ``host:port`` until SIGTERM or Ctrl-C: uvicorn on a thread of its own,
-    the decoding on this one (``Batcher.run`` says why).  On the signal uvicorn stops taking
-    connections and answers the accepted requests; then the batcher stops, and this returns."""
-    import uvicorn
-
-    batcher, metrics = _batcher(translator, limits)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        try:
-            yield
-        finally:
-            batcher.stop()
-
-    server = uvicorn.Server(uvicorn.Config(_application(translator, limits, batcher, metrics, lifespan), host=host,
-                                           port=port, log_level="warning"))
-
-    def web() -> None:
-        try:
-            server.run()
-        finally:
-            batcher.stop()  # also when uvicorn could not start (the port is taken): run() below returns
-
-    previous = {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGTERM, signal.SIGINT)}
-    thread = threading.Thread(target=web, name="cronos-http")
-    try:
-        thread.start()
-        batcher.run()
-        thread.join()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if not server.started:
-        raise OSError(f"could not serve on {host}:{port} (is the port taken?)")
-
-
-def check_address(host: str, port: int) -> None:
-    """Bind ``host:port`` and let go: ``OSError`` when it cannot be listened on (``EADDRINUSE``: the
-    port is taken; otherwise the address is not this machine's).  Checked before a model is loaded,
-    so that the mistake costs no wait; uvicorn binds again when it starts, and ``serve`` reports a
-    failure then too."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        probe.bind((host, port))
-
-
-def _batcher(translator: Translator, limits: Limits) -> tuple[Batcher, ServerMetrics]:
-    def decode(items: list, job) -> list:
+def batcher_for(translator: Translator, limits: Limits) -> tuple[Batcher, ServerMetrics]:
+    """The batcher that decodes for one server, and the metrics that count its work."""
+    def decode(items: list, job, abandoned) -> list:
         metrics.batch_size.observe(len(items))
-        return job.run(translator, items)
+        try:
+            return job.run(translator, items, abandoned)
+        except SearchStopped:
+            metrics.abandoned.inc()
+            raise
 
     batcher = Batcher(decode, lambda item, job: job.tokens(translator.codec, item), limits.max_batch_tokens,
                       limits.max_wait_ms / 1000, limits.max_queue)
@@ -134,13 +80,14 @@ def _batcher(translator: Translator, limits: Limits) -> tuple[Batcher, ServerMet
     return batcher, metrics
 
 
-def _application(translator: Translator, limits: Limits, batcher: Batcher, metrics: ServerMetrics,
-                 lifespan) -> FastAPI:
+def application(translator: Translator, limits: Limits, batcher: Batcher, metrics: ServerMetrics, lifespan,
+                api_key: str | None = None) -> FastAPI:
     """The routes over ``batcher``, errors as one JSON object, requests measured into ``metrics``."""
     app = FastAPI(title="cronos", version=__version__, lifespan=lifespan, strict_content_type=False,
                   description="Translate and score with a cronos model. Concurrent requests are decoded together, "
                               "and an answer is what its text alone gives.")
-    errors = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503, 504)}
+    app.router.route_class = _JSONOffTheLoop
+    errors = {status: {"model": ErrorResponse} for status in (400, 401, 413, 415, 422, 500, 503, 504)}
 
     @app.post("/translate", response_model=TranslateResponse, responses=errors)
     async def translate(body: TranslateRequest, request: Request) -> JSONResponse:
@@ -148,7 +95,7 @@ def _application(translator: Translator, limits: Limits, batcher: Batcher, metri
         texts = body.texts()
         _check_size(len(texts), texts, limits)
         try:
-            job = body.job(translator.config.decoding.beam_size)
+            job = body.job(translator.config.decoding.beam_size, limits.max_beam)
         except ValueError as error:
             raise Refused(422, str(error)) from None
         results = await _answer(request, batcher, texts, job, limits.timeout)
@@ -182,7 +129,7 @@ def _application(translator: Translator, limits: Limits, batcher: Batcher, metri
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         if not _sent_as_json(request):
             return JSONResponse({"error": NOT_SENT_AS_JSON}, status_code=415)
-        status, message = _validation_message(error.errors(), BODIES.get(request.url.path))
+        status, message = validation_message(error.errors(), BODIES.get(request.url.path))
         return JSONResponse({"error": message}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
@@ -190,11 +137,97 @@ def _application(translator: Translator, limits: Limits, batcher: Batcher, metri
         message = NOT_JSON if error.status_code == 400 else str(error.detail)
         return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
 
+    app.add_middleware(ContainedErrors)
+    app.add_middleware(_BoundedBody, limit=limits.max_body_bytes)
+    if api_key is not None:
+        app.add_middleware(_Authorized, key=api_key)
     app.add_middleware(MeasuredRequests, metrics=metrics, paths={route.path for route in app.routes})
     return app
 
 
-BODIES = {"/translate": TranslateRequest, "/score": ScoreRequest}
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from ``receive`` as a body passes its limit: an HTTP exception, which FastAPI lets
+    through to the handlers (any other error while reading a body it calls a 400)."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, _too_large(limit), headers={"connection": "close"})
+
+
+def _too_large(limit: int) -> str:
+    return f"the body is larger than {limit:,} bytes, the most this server reads (--max-body-bytes)"
+
+
+class _BoundedBody:
+    """ASGI middleware: a body of more than ``limit`` bytes gets 413, from the size it announces
+    (before any of it is read) or as soon as more than that arrives, and its connection is closed
+    (the rest is never read)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        announced = dict(scope["headers"]).get(b"content-length", b"")
+        if announced.isdigit() and int(announced) > self.limit:
+            await JSONResponse({"error": _too_large(self.limit)}, status_code=413,
+                               headers={"connection": "close"})(scope, receive, send)
+            return
+        received = 0
+
+        async def bounded():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _BodyTooLarge(self.limit)
+            return message
+        await self.app(scope, bounded, send)
+
+
+class _OffTheLoopRequest(Request):
+    """A request whose JSON body is parsed on a worker thread, so that the event loop goes on
+    answering other clients (``/health`` included) while a large body is parsed."""
+
+    async def json(self):
+        if not hasattr(self, "_json"):
+            self._json = await asyncio.to_thread(json.loads, await self.body())
+        return self._json
+
+
+class _JSONOffTheLoop(APIRoute):
+    """A route whose handler reads its body as an ``_OffTheLoopRequest``."""
+
+    def get_route_handler(self):
+        handle = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handle(_OffTheLoopRequest(request.scope, request.receive))
+        return route
+
+
+class _Authorized:
+    """ASGI middleware: every request but ``OPEN_PATHS`` sends ``Authorization: Bearer KEY``; others
+    get 401 before their body is read."""
+
+    def __init__(self, app, key: str):
+        self.app, self.key = app, key.encode("utf-8")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, key = sent.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(key.strip(), self.key):
+            await self.app(scope, receive, send)
+            return
+        message = ("the API key is not this server's" if sent else
+                   "this server needs an API key: send the header Authorization: Bearer KEY")
+        response = JSONResponse({"error": message}, status_code=401,
+                                headers={"www-authenticate": "Bearer", "connection": "close"})
+        await response(scope, receive, send)
 
 
 def _sent_as_json(request: Request) -> bool:
@@ -205,6 +238,9 @@ def _sent_as_json(request: Request) -> bool:
 
 def _check_size(count: int, texts: Sequence[str], limits: Limits) -> None:
     """413 past ``limits``: ``count`` texts (or pairs) in the request, or one of ``texts`` too long."""
+    if count > limits.max_queue:
+        raise Refused(413, f"{count} texts; this server queues at most {limits.max_queue} (--max-queue), so they "
+                           "could never be accepted; send fewer at a time")
     if count > limits.max_sentences:
         raise Refused(413, f"{count} texts; at most {limits.max_sentences} in one request")
     for i, text in enumerate(texts):
@@ -214,8 +250,8 @@ def _check_size(count: int, texts: Sequence[str], limits: Limits) -> None:
 
 async def _answer(request: Request, batcher: Batcher, items: list, job: Hashable, timeout: float) -> list:
     """The items' results from the batcher; ``Refused`` when the queue is full, the server stops, the
-    answer takes longer than ``timeout`` or the text cannot be read.  A client that disconnects
-    cancels its request: items still waiting are never decoded."""
+    answer takes longer than ``timeout``, the text cannot be read or decoding fails.  A client that
+    disconnects cancels its request: items still waiting are never decoded."""
     try:
         pending = batcher.submit(items, job)
     except QueueFull as error:
@@ -229,7 +265,7 @@ async def _answer(request: Request, batcher: Batcher, items: list, job: Hashable
     finally:
         gone.cancel()
     if answer not in done:
-        pending.cancel()  # now, on this thread: the worker may be choosing its next batch
+        pending.cancel()  # now, on this thread: the worker may be choosing its next batch, or asking if it may stop
         answer.cancel()
         if gone in done:
             raise Refused(499, "the client went away")
@@ -238,47 +274,15 @@ async def _answer(request: Request, batcher: Batcher, items: list, job: Hashable
         return answer.result()
     except UnreadableText as error:
         raise Refused(422, str(error)) from None
+    except NonFiniteOutput as error:
+        logger.error("server: %s", error)
+        raise Refused(500, str(error)) from None
+    except Exception as error:  # noqa: BLE001 - decoding failed: the request is answered, the server goes on
+        logger.error("server: decoding failed: %s: %s", type(error).__name__, error)
+        raise Refused(500, f"decoding failed: {type(error).__name__}: {error}") from None
 
 
 async def _disconnected(request: Request) -> None:
     """Returns when the client disconnects (the body is read already, so the next message is that)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-def _validation_message(errors: Sequence[dict], body: type[Strict] | None) -> tuple[int, str]:
-    """Status and one message for pydantic's errors: 400 when the body is not JSON, else 422 naming
-    each wrong field."""
-    if any(error["type"] == "json_invalid" for error in errors):
-        return 400, NOT_JSON
-    messages = []
-    for error in errors[:3]:
-        where = [str(part) for part in error["loc"][1:] if part not in ("str", "list[str]")]
-        if error["type"] == "value_error":  # cronos's own checks: the message names its field
-            messages.append(_own_message(where, str(error["ctx"]["error"])))
-        elif not where or error["type"] in ("model_type", "model_attributes_type", "dict_type"):
-            messages.append(f"the body must be a JSON object such as {EXAMPLE}")
-        elif error["type"] == "extra_forbidden":
-            fields = ", ".join(_fields(body, where[:-1]))
-            messages.append(f"unknown field {'.'.join(where)}; the fields are {fields}")
-        else:
-            messages.append(f"{'.'.join(where)}: {error['msg']}")
-    return 422, "; ".join(dict.fromkeys(messages))
-
-
-def _own_message(where: list[str], message: str) -> str:
-    """A message of cronos's own checks, prefixed with its field unless it names it already."""
-    field = ".".join(where)
-    return message if not field or message.startswith(field.split(".")[0]) else f"{field}: {message}"
-
-
-def _fields(body: type[Strict] | None, path: list[str]) -> list[str]:
-    """The field names of the (nested) object at ``path`` of ``body``."""
-    model = body
-    for name in path:
-        if model is None:
-            return []
-        annotation = model.model_fields[name].annotation
-        model = next((t for t in (annotation, *getattr(annotation, "__args__", ())) if isinstance(t, type)
-                      and issubclass(t, Strict)), None)
-    return list(model.model_fields) if model is not None else []

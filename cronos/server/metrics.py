@@ -1,5 +1,6 @@
 """The server's Prometheus metrics (``GET /metrics``), in a registry of its own: requests by endpoint
-and status, their latency, the sizes of the batches decoded, and the queue's depth."""
+and status, their latency, the sizes of the batches decoded, the batches stopped because no one
+waited for them any more, and the queue's depth."""
 from __future__ import annotations
 
 import time
@@ -24,6 +25,8 @@ class ServerMetrics:
                                  ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("cronos_batch_sentences", "Sentences (or pairs) decoded together in one batch",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
+        self.abandoned = Counter("cronos_abandoned_batches", "Batches stopped part way: every request in them had "
+                                 "timed out or its client had gone", registry=self.registry)
         self.queue = Gauge("cronos_queue_sentences", "Sentences accepted and waiting for a batch",
                            registry=self.registry)
         self.queue.set_function(waiting)

@@ -9,6 +9,8 @@ from typing import Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..data import TextCodec
+from ..data.preprocess import unicode_problem
+from ..search import Stop
 from ..translator import Translator
 
 __all__ = ["TranslateRequest", "ScoreRequest", "Sampling", "Hypothesis", "PairScore", "TranslateResponse",
@@ -28,6 +30,9 @@ def _texts(value, name: str):
     for i, text in enumerate(texts):
         if not text.strip():
             raise ValueError(f"{name} {i} is empty; send the text itself")
+        problem = unicode_problem(text)
+        if problem is not None:
+            raise ValueError(f"{name} {i} {problem}")
     return value
 
 
@@ -72,11 +77,15 @@ class TranslateRequest(Strict):
     def texts(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else self.text
 
-    def job(self, default_beam_size: int) -> "Search | Sample":
-        """How to decode these texts; ``ValueError`` when n_best asks for more than the beam holds."""
+    def job(self, default_beam_size: int, max_beam: int) -> "Search | Sample":
+        """How to decode these texts; ``ValueError`` when the beam or the n-best list is larger than
+        ``max_beam`` (the server's ``--max-beam``) or n_best asks for more than the beam holds."""
         if self.sampling is not None:
             return Sample(self.sampling.top_k, self.sampling.top_p, self.sampling.temperature, self.sampling.seed)
         beam_size = self.beam_size or default_beam_size
+        for name, size in (("n_best", self.n_best), ("beam_size", beam_size)):
+            if size is not None and size > max_beam:
+                raise ValueError(f"{name}: {size}; this server searches with at most {max_beam} beams (--max-beam)")
         if self.n_best is not None and self.n_best > beam_size:
             raise ValueError(f"n_best: {self.n_best} hypotheses need a beam_size of at least {self.n_best} "
                              f"(it is {beam_size})")
@@ -167,8 +176,9 @@ class Search(_TranslatesTexts):
     n_best: int | None
     scores: bool
 
-    def run(self, translator: Translator, texts: list[str]) -> list:
-        found = translator.translate(texts, self.beam_size, batch_size=len(texts), n_best=self.n_best or 1)
+    def run(self, translator: Translator, texts: list[str], abandoned: Stop) -> list:
+        found = translator.translate(texts, self.beam_size, batch_size=len(texts), n_best=self.n_best or 1,
+                                     stop=abandoned)
         answers = [[{"text": t.text, "score": t.score, "log_prob": t.log_prob} for t in hypotheses]
                    for hypotheses in found]
         if self.n_best is not None:
@@ -185,8 +195,9 @@ class Sample(_TranslatesTexts):
     temperature: float
     seed: int
 
-    def run(self, translator: Translator, texts: list[str]) -> list[str]:
-        return translator.sample(texts, self.top_k, self.top_p, self.temperature, self.seed, batch_size=len(texts))
+    def run(self, translator: Translator, texts: list[str], abandoned: Stop) -> list[str]:
+        return translator.sample(texts, self.top_k, self.top_p, self.temperature, self.seed, batch_size=len(texts),
+                                 stop=abandoned)
 
 
 @dataclass(frozen=True)
@@ -199,7 +210,8 @@ class Score:
         example = _encode(codec, *pair)
         return example.src_length + example.tgt_length
 
-    def run(self, translator: Translator, pairs: list[tuple[str, str]]) -> list[dict]:
+    def run(self, translator: Translator, pairs: list[tuple[str, str]], abandoned: Stop) -> list[dict]:
+        """One teacher-forced pass: nothing to stop part way (``abandoned`` is not asked)."""
         found = translator.score(list(pairs), per_token=self.per_token, batch_size=len(pairs))
         return [{"log_prob": s.log_prob, "mean_log_prob": s.mean_log_prob, "tokens": s.tokens,
                  **({"token_log_probs": s.token_log_probs} if self.per_token else {})} for s in found]
