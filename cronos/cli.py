@@ -17,13 +17,14 @@ import argparse
 import errno
 import json
 import logging
+import math
 import os
 import signal
 import sys
 from contextlib import ExitStack
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TextIO
+from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 import torch
 
@@ -255,20 +256,18 @@ def _split_or_file(text: str) -> str:
     return text
 
 
-def _path_points(text: str) -> int:
-    steps = _positive(text)
-    if steps > MAX_STEPS:
-        raise argparse.ArgumentTypeError(f"at most {MAX_STEPS:,} path points (each a forward and backward pass per "
-                                         f"output token), got {steps:,}")
-    return steps
+def _at_most(limit: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a positive integer of at most ``limit`` (``what`` says why, in the refusal)."""
+    def parse(text: str) -> int:
+        value = _positive(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"at most {limit:,} {what}, got {value:,}")
+        return value
+    return parse
 
 
-def _beam_size(text: str) -> int:
-    size = _positive(text)
-    if size > MAX_BEAM_SIZE:
-        raise argparse.ArgumentTypeError(f"at most {MAX_BEAM_SIZE} (each beam is a copy of the decoder's state for "
-                                         f"every sentence), got {size}")
-    return size
+_path_points = _at_most(MAX_STEPS, "path points (each a forward and backward pass per output token)")
+_beam_size = _at_most(MAX_BEAM_SIZE, "(each beam is a copy of the decoder's state for every sentence)")
 
 
 def _positive(text: str) -> int:
@@ -386,12 +385,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         check_output_file(args.out, "--out", args.overwrite, reading=split_paths(getattr(model.config.data, args.data)
                                                                                  or ()))
     scores = model.evaluate(args.data, beam_size=args.beam)
-    text = json.dumps(scores, indent=2, allow_nan=False)  # every score a number (inference.NonFiniteOutput)
+    text = json.dumps({name: _json_number(value) for name, value in scores.items()}, indent=2, allow_nan=False)
     print(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
     return 0
+
+
+def _json_number(value):
+    """JSON has no NaN or infinity: such a score would be written as null (the model's own log-probs
+    are checked to be numbers, ``inference.NonFiniteOutput``; this keeps the output JSON whatever
+    a metric gives)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _score(args: argparse.Namespace) -> int:

@@ -241,8 +241,8 @@ def test_evaluate_never_writes_its_scores_over_the_data_it_reads(trained_run, tm
 
 @pytest.mark.parametrize("command", [["translate", "--beam"], ["translate", "--n-best"], ["evaluate", "--beam"],
                                      ["explain", "1/2/07", "--beam"]])
-@pytest.mark.parametrize("value, message", [("1000000000", "at most 1000 (each beam is a copy"),
-                                            (str(2 ** 63), "at most 1000 (each beam is a copy"),
+@pytest.mark.parametrize("value, message", [("1000000000", "at most 1,000 (each beam is a copy"),
+                                            (str(2 ** 63), "at most 1,000 (each beam is a copy"),
                                             ("1e9", "expected a positive integer, got '1e9'")])
 def test_a_beam_past_the_limit_is_one_line_before_anything_loads(command, value, message, tmp_path, capsys):
     name, *options = command

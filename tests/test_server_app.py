@@ -187,7 +187,7 @@ def test_serve_refuses_bad_options_before_loading_the_model(options, message, ca
 @pytest.mark.parametrize("options, message", [
     (["--port", "70000"], "argument --port: expected a port number, 0 to 65535, got 70000"),
     (["--port", "-1"], "argument --port: expected a port number, 0 to 65535, got -1"),
-    (["--max-beam", "2000"], "argument --max-beam: at most 1000"),
+    (["--max-beam", "2000"], "argument --max-beam: at most 1,000"),
 ])
 def test_serve_options_out_of_range_are_one_line_naming_the_option(options, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exited:
