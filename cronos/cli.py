@@ -603,12 +603,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _say_where(checkpoints: list[str], address: tuple, keyed: bool) -> None:
     """Where the server listens (the port it got, for --port 0), and who can reach it."""
+    from .server import is_loopback
+
     host, port = address[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     print(f"serving {', '.join(checkpoints)} on {url} (POST /translate, POST /score, GET /health, GET /metrics; "
           f"what each takes: {url}/docs)", file=sys.stderr, flush=True)
-    from .server import is_loopback
-
     if not is_loopback(host):
         reach = "every interface of this machine" if host in ("0.0.0.0", "::") else host
         logger.warning("listening on %s: anyone who can reach it can use this server%s; see docs/deployment.md, "

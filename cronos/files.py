@@ -133,13 +133,13 @@ def remove_abandoned(beside: Path, *kinds: str) -> None:
     marked and that outlived it (a kill, a crash); unmarked ones, and those of live processes or
     other machines, stay."""
     for kind in kinds:
-        for folder in beside.parent.glob(f"{glob_escape(beside.name)}.{kind}-*"):
+        for folder in beside.parent.glob(f"{_glob_escape(beside.name)}.{kind}-*"):
             if folder.is_dir() and not folder.is_symlink() and _abandoned(folder):
                 logger.info("removing %s, left by a preparation or export that did not finish", folder)
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def glob_escape(name: str) -> str:
+def _glob_escape(name: str) -> str:
     """``name`` with the characters ``glob`` reads as patterns taken literally."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 

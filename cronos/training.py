@@ -30,7 +30,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import CheckpointError, check_same_model, model_payload, save_checkpoint
-from .config import Config, TrainingConfig
+from .config import Config, ConfigError, TrainingConfig
 from .data import (Batch, BucketBatchSampler, EvalSplit, TextCodec, TrainingData, Update, batch_loader,
                    padded_share, plan_updates, tokens_in)
 from .distributed import Processes, process_group
@@ -47,6 +47,10 @@ from .validation import Validator
 __all__ = ["Trainer", "TrainingError", "TrainingHistory", "TrainingProgress", "build_optimizer"]
 
 logger = logging.getLogger("cronos")
+
+SAMPLING_APART = ("subword regularisation samples with SentencePiece's own generator, which the operating system "
+                  "seeds (sentencepiece 0.2): each process would train on another segmentation, plan other batches "
+                  "and wait for the others for ever; train on one process, or without sampling_alpha")
 
 
 class TrainingError(RuntimeError):
@@ -91,6 +95,8 @@ class Trainer:
         self.network, self.codec, self.config, self.data = network, codec, config, data
         self.training = config.training
         self.processes = Processes.from_environment()  # one, or those torchrun started
+        if data.sampling is not None and self.processes.world_size > 1:
+            raise ConfigError("config", "data.sentencepiece.sampling_alpha", SAMPLING_APART)
         self.device = self.processes.device(self.training.device)
         network.to(self.device)  # before the optimiser: its state follows the weights
         self.precision = MixedPrecision(self.training.precision, self.device)  # fp16 off a GPU: refused here

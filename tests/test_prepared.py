@@ -259,6 +259,13 @@ def test_a_folder_cronos_did_not_write_is_never_replaced_nor_are_temporary_folde
         "(made with other settings: max_length)")
     assert all((made / "keep.txt").read_text(encoding="utf-8") == "mine" for made in users)
 
+    link = tmp_path / "linked"
+    link.symlink_to(folder)  # used as it is while it matches; never replaced through the link
+    assert prepare(dataclasses.replace(config, max_length=50, prepared=str(link)), caplog) == []
+    with pytest.raises(DataError, match=r"linked is a link; a prepared split is replaced by renaming folders"):
+        load_training_data(dataclasses.replace(config, prepared=str(link)))
+    assert link.is_symlink() and (folder / "manifest.json").exists()
+
 
 @pytest.mark.parametrize("place, message", [
     ("/", "data.prepared: / is the root of the file system; name a folder of its own"),

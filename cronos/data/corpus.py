@@ -39,8 +39,8 @@ class TrainingData:
 
     def for_epoch(self, epoch: int) -> ExampleTable:
         """The examples ``epoch`` trains on: ``examples``, or with subword regularisation the same
-        examples segmented anew (``SubwordSampling.segment``: the same in every process and in a
-        resumed run)."""
+        examples segmented anew (``SubwordSampling``: the same for an epoch within a process, not
+        across processes, docs/data.md)."""
         if self.sampling is None:
             return self.examples
         texts = [RawPair(source, target, f"example {i}") for i, (source, target) in enumerate(self.texts)]

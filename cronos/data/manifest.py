@@ -57,8 +57,13 @@ def write_manifest(folder: Path, settings: dict[str, Any], data: dict[str, dict]
 
 def not_replaceable(folder: Path) -> str | None:
     """Why ``folder`` may not be replaced (None: it is empty, or a prepared split and nothing else)."""
-    if not folder.is_dir() or folder.is_symlink():
-        return "is not a folder" if folder.exists() or folder.is_symlink() else None
+    if folder.is_symlink():
+        return ("is a link; a prepared split is replaced by renaming folders, which would replace the link: point "
+                "data.prepared at the folder it links to")
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        return "is a file, not a folder"
     names = {path.name for path in folder.iterdir()}
     if not names:
         return None

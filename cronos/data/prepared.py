@@ -182,7 +182,7 @@ def _replace(folder: Path, partial: Path) -> None:
             os.fsync(file.fileno())
     old = None
     if folder.exists():
-        old = partial.with_name(partial.name.replace(".partial-", ".old-", 1))
+        old = folder.with_name(f"{folder.name}.old-{partial.name.removeprefix(f'{folder.name}.partial-')}")
         mark_temporary(folder)  # checked to hold a prepared split only (_refuse_foreign)
         os.replace(folder, old)
     os.replace(partial, folder)

@@ -152,8 +152,9 @@ class SubwordSampling:
 
     def tokenizers_for(self, epoch: int) -> tuple["SampledPieces", "SampledPieces"]:
         """(source, target) tokenizers that sample ``epoch``'s segmentations: the same for the same
-        seed and epoch (in every process, and in a resumed run) when the texts are tokenised right
-        away, source then target, pair by pair."""
+        seed and epoch within a process when the texts are tokenised right away, source then target,
+        pair by pair; not across processes (sentencepiece 0.2 mixes the operating system's
+        randomness into its sampler's seed: docs/data.md)."""
         spm.set_random_generator_seed(self.seed * 1_000_003 + epoch)  # sampled right after, in this thread
         source, target = self.tokenizers
         return SampledPieces(source, self.alpha, self.nbest_size), SampledPieces(target, self.alpha, self.nbest_size)
