@@ -303,11 +303,13 @@ def test_bodies_are_parsed_off_the_event_loop_and_a_request_larger_than_its_limi
     app = build_app(trained_models["transformer"], Limits(max_wait_ms=0))
 
     async def scenario(client):
-        return (await client.post("/translate", json={"text": "1/2/07"}),
+        large = b'{"text": "1/2/07"' + b" " * (100 << 10) + b"}"  # 100 KiB: parsed on a thread
+        return (await client.post("/translate", content=large, headers={"content-type": "application/json"}),
                 await client.post("/translate", json={"text": ["1/2/07"] * 65}), threading.current_thread())
 
     answered, too_many, loop_thread = _run(app, scenario)
-    assert answered.status_code == 200 and parsed_on and loop_thread not in parsed_on
+    assert answered.status_code == 200 and len(parsed_on) == 2  # the large body, and the small one
+    assert parsed_on[0] is not loop_thread and parsed_on[1] is loop_thread
     assert too_many.status_code == 413 and too_many.json() == {"error": "65 texts; at most 64 in one request"}
 
 

@@ -51,11 +51,6 @@ class Limits:
         if self.max_beam > MAX_BEAM_SIZE:
             raise LimitError("--max-beam", f"at most {MAX_BEAM_SIZE}, got {self.max_beam}")
 
-    @property
-    def max_request_sentences(self) -> int:
-        """Texts one request may hold: a request larger than the queue could never be accepted."""
-        return min(self.max_sentences, self.max_queue)
-
 
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
