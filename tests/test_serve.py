@@ -180,9 +180,12 @@ def test_idle_slow_and_malformed_clients_are_closed_with_a_json_error_and_others
     """Idle: closed after --client-timeout; a request that stops half way: 408; not HTTP: 400; a
     body announced past --max-body-bytes: 413 before it is sent.  None of them delays the others."""
     _, url, _ = server
-    idle, slow, garbage, huge = (_connect(url) for _ in range(4))
+    idle, slow, garbage, huge, kept = (_connect(url) for _ in range(5))
     slow.sendall(b"POST /translate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
                  b"content-length: 100\r\n\r\n{\"text\": ")
+    kept.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")  # one whole request, answered
+    assert kept.recv(65536).startswith(b"HTTP/1.1 200")
+    kept.sendall(b"GET /health HTTP/1.1\r\nhost")  # then the next one's first bytes, and no more
     garbage.sendall(b"NOT HTTP AT ALL\r\n\r\n")
     huge.sendall(b"POST /translate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
                  b"content-length: 26000000\r\n\r\n")
@@ -195,6 +198,7 @@ def test_idle_slow_and_malformed_clients_are_closed_with_a_json_error_and_others
     started = time.monotonic()
     assert _error(_read_all(slow)) == (408, f"the request did not arrive whole within {CLIENT_TIMEOUT:g} s")
     assert _read_all(idle) == b""
+    assert _error(_read_all(kept)) == (408, f"the request did not arrive whole within {CLIENT_TIMEOUT:g} s")
     assert time.monotonic() - started < CLIENT_TIMEOUT + 3
 
 

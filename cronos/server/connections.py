@@ -72,7 +72,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.cycle is not None and not self.cycle.more_body:  # the request is whole: its answer may take long
+        if self._request_whole():  # its answer may take long
             self._cancel_deadline()
 
     def on_response_complete(self) -> None:
@@ -86,7 +86,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def shutdown(self) -> None:
         """At shutdown: a request still arriving is closed; one whole is answered first (uvicorn's)."""
-        if self.cycle is not None and not self.cycle.response_complete and self.cycle.more_body:
+        if not self._awaiting_headers() and self.cycle.more_body:
             self._close_request(408, "the server is shutting down and the request had not arrived whole")
             return
         super().shutdown()
@@ -95,6 +95,15 @@ class GuardedH11Protocol(H11Protocol):
         """A request that is not HTTP: the documented JSON error, and the connection closed."""
         self.transport.write(json_response(400, "the request is not valid HTTP/1.1"))
         self.transport.close()
+
+    def _awaiting_headers(self) -> bool:
+        """No request in progress: the next one's headers, if any came, are not whole yet (uvicorn
+        keeps the last request's cycle, answered, until the next request's headers are)."""
+        return self.cycle is None or self.cycle.response_complete
+
+    def _request_whole(self) -> bool:
+        """A request in progress whose headers and body have all arrived."""
+        return not self._awaiting_headers() and not self.cycle.more_body
 
     def _await_request(self) -> None:
         self._cancel_deadline()
@@ -110,7 +119,7 @@ class GuardedH11Protocol(H11Protocol):
         if self.transport.is_closing():
             return
         message = f"the request did not arrive whole within {self.guards.client_timeout:g} s"
-        if self.cycle is None or self.cycle.response_complete:  # waiting for a request's headers
+        if self._awaiting_headers():
             if self.conn.trailing_data[0]:  # part of them came
                 self.transport.write(json_response(408, message))
             self.transport.close()
