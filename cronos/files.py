@@ -6,6 +6,7 @@ input): one set of rules for all of them; and the one check that a folder takes 
     ensure_writable_folder(folder)     # OSError when it cannot be made or written into
     partial = temporary_folder(Path("runs/x/ct2"), "partial")   # runs/x/ct2.partial-PID-..., marked as cronos's
     remove_abandoned(Path("runs/x/ct2"), "partial")              # only marked ones whose process has ended
+    note_holder(descriptor); holder_of(descriptor)               # who holds a lock file, for the others' messages
 
 A folder, a device (``/dev/zero``, ``/dev/random``: reading one might never end) or a socket is
 refused before anything is read.  A named pipe (``/dev/stdin``, a shell's ``<(...)``) is read as it
@@ -21,6 +22,7 @@ same name that a user made is left alone.
 """
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -28,11 +30,12 @@ import shutil
 import socket
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 __all__ = ["UnreadableFile", "check_readable", "read_bytes", "read_lines", "bounded_lines", "ensure_writable_folder",
-           "temporary_folder", "mark_temporary", "remove_abandoned", "TEMPORARY_MARK"]
+           "temporary_folder", "mark_temporary", "remove_abandoned", "TEMPORARY_MARK", "note_holder", "holder_of"]
 
 logger = logging.getLogger("cronos")
 
@@ -133,15 +136,10 @@ def remove_abandoned(beside: Path, *kinds: str) -> None:
     marked and that outlived it (a kill, a crash); unmarked ones, and those of live processes or
     other machines, stay."""
     for kind in kinds:
-        for folder in beside.parent.glob(f"{_glob_escape(beside.name)}.{kind}-*"):
+        for folder in beside.parent.glob(f"{glob.escape(beside.name)}.{kind}-*"):
             if folder.is_dir() and not folder.is_symlink() and _abandoned(folder):
                 logger.info("removing %s, left by a preparation or export that did not finish", folder)
                 shutil.rmtree(folder, ignore_errors=True)
-
-
-def _glob_escape(name: str) -> str:
-    """``name`` with the characters ``glob`` reads as patterns taken literally."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _abandoned(folder: Path) -> bool:
@@ -159,6 +157,19 @@ def _abandoned(folder: Path) -> bool:
     except PermissionError:
         return False  # alive, another user's
     return False
+
+
+def note_holder(descriptor: int) -> None:
+    """Write into a lock file this process holds who holds it, for the messages of those who wait."""
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"pid {os.getpid()} on {socket.gethostname()}, since "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+
+
+def holder_of(descriptor: int) -> str:
+    """Who holds the lock file open as ``descriptor``, as its holder wrote it (``note_holder``)."""
+    written = os.pread(descriptor, 200, 0).decode("utf-8", "replace")
+    return "".join(c for c in written if c.isprintable()).strip() or "another process"
 
 
 def _say_waiting(path: str | os.PathLike) -> None:

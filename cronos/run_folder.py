@@ -12,8 +12,6 @@ import logging
 import os
 import re
 import shutil
-import socket
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Iterator
 
 from .checkpoint import CheckpointError
 from .config import ConfigError
-from .files import ensure_writable_folder
+from .files import ensure_writable_folder, holder_of, note_holder
 
 try:  # POSIX; where there is no fcntl (Windows) runs are not locked
     import fcntl
@@ -154,13 +152,9 @@ def _locked(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = os.read(descriptor, 200).decode("utf-8", "replace")
-            holder = "".join(c for c in holder if c.isprintable()).strip() or "another process"
-            raise RunFolderError(path, f"another training run is using this folder ({holder}); wait for it "
-                                       "to end, or choose another output_dir") from None
-        os.ftruncate(descriptor, 0)
-        os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}, since "
-                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+            raise RunFolderError(path, f"another training run is using this folder ({holder_of(descriptor)}); wait "
+                                       "for it to end, or choose another output_dir") from None
+        note_holder(descriptor)
         yield
     finally:
         os.close(descriptor)  # closing the descriptor releases the lock

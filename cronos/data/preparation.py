@@ -214,7 +214,6 @@ def _ordered_map(work: Callable[[RawLines], _Chunk], items: Iterable[RawLines], 
             yield pending.popleft().result()
 
 
-
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when the thread that started it ends
 
 

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..config import DataConfig
-from ..files import TEMPORARY_MARK, mark_temporary, remove_abandoned, temporary_folder
+from ..files import TEMPORARY_MARK, holder_of, mark_temporary, note_holder, remove_abandoned, temporary_folder
 from .manifest import file_facts, not_replaceable, stale_reason, write_manifest
 from .preparation import LineOrigins, Prepared, prepare_split
 from .preprocess import PreprocessStats
@@ -210,16 +209,9 @@ def _locked(folder: Path) -> Iterator[bool]:
         try:
             fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            logger.info("waiting for %s, which is preparing %s", _holder(descriptor), folder)
+            logger.info("waiting for %s, which is preparing %s", holder_of(descriptor), folder)
             fcntl.lockf(descriptor, fcntl.LOCK_EX)
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"process {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        note_holder(descriptor)
         yield True
     finally:
         os.close(descriptor)  # releases the lock
-
-
-def _holder(descriptor: int) -> str:
-    """Who holds the lock, as its holder wrote it."""
-    written = os.pread(descriptor, 200, 0).decode("utf-8", "replace")
-    return "".join(c for c in written if c.isprintable()).strip() or "another process"
