@@ -138,7 +138,8 @@ class Batcher:
         with self._changed:
             if self._stopping:
                 raise BatcherStopped("the server is shutting down and takes no new requests")
-            self._drop_answered()  # a request that timed out or whose client went away holds no room
+            if len(self._waiting) + len(items) > self.max_queue:
+                self._drop_answered()  # a request that timed out or whose client went away holds no room
             if len(self._waiting) + len(items) > self.max_queue:
                 raise QueueFull(len(self._waiting), self.max_queue, retry_after=max(1.0, self.max_wait))
             now = time.monotonic()

@@ -240,6 +240,11 @@ def test_a_folder_cronos_did_not_write_is_never_replaced_nor_are_temporary_folde
                                         r"write; give a new or empty folder, or delete it"):
         load_training_data(config)
     assert (folder / "thesis.tex").read_text(encoding="utf-8") == "years of work"
+    with open(folder / "manifest.json", "wb") as huge:  # 17 MiB (sparse): refused from its size, never read
+        huge.truncate(17 << 20)
+    with pytest.raises(DataError, match=r"holds a manifest\.json that cronos did not write"):
+        load_training_data(config)
+    assert (folder / "manifest.json").stat().st_size == 17 << 20
 
     (folder / "manifest.json").unlink()
     (folder / "thesis.tex").unlink()

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..files import TEMPORARY_MARK
+from ..files import TEMPORARY_MARK, UnreadableFile, read_bytes
 from ..version import __version__
 from .preprocess import PreprocessStats
 from .table import ARRAYS
@@ -37,6 +37,7 @@ MANIFEST = "manifest.json"
 FILES = (*(f"{name}.npy" for name in ARRAYS), "lines.npy", "vocabularies.json")
 SUBWORD_FILES = ("source.model", "target.model")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+MANIFEST_LIMIT = 16 << 20  # bytes: cronos writes a few kilobytes (settings, digests, one entry per file)
 
 
 def folder_files(with_subwords: bool) -> tuple[str, ...]:
@@ -111,8 +112,8 @@ def file_facts(path: Path) -> dict[str, Any]:
 
 def _read_manifest(path: Path) -> dict | None:
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        manifest = json.loads(read_bytes(path, "prepared split's manifest", limit=MANIFEST_LIMIT).decode("utf-8"))
+    except (UnreadableFile, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return manifest if isinstance(manifest, dict) else None
 
