@@ -7,9 +7,9 @@ import os
 from typing import Any, Sequence
 
 from .config import Config, config_to_dict, load_config
-from .explain import Explanation
+from .explain.explanation import Explanation
 from .model import Cronos
-from .scoring import PairScore
+from .decoding.scoring import PairScore
 from .translator import Translation, Translator
 
 __all__ = ["fit", "evaluate", "explain", "sample", "score", "translate"]
@@ -32,7 +32,7 @@ def fit(config_or_path: Config | str | os.PathLike, **overrides: Any) -> Cronos:
 
 
 def _model(model_or_checkpoint: ModelOrCheckpoint) -> Translator:
-    return model_or_checkpoint if isinstance(model_or_checkpoint, Translator) else Cronos.load(model_or_checkpoint)
+    return model_or_checkpoint if isinstance(model_or_checkpoint, Translator) else Translator.load(model_or_checkpoint)
 
 
 def evaluate(model_or_checkpoint: ModelOrCheckpoint, data: str | Sequence[tuple[str, str]] = "test",

@@ -31,16 +31,15 @@ import torch
 from .version import __version__
 from .config import MAX_BEAM_SIZE, ConfigError, load_config, parse_override
 from .data import SPLITS, chunks
-from .data.preprocess import is_empty
 from .data.readers import MAX_LINE_BYTES, DataError, split_paths, text_lines
 from .files import UnreadableFile, bounded_lines, check_readable, read_bytes, read_lines
-from .progress import epochs, is_terminal
-from .attribution import MAX_STEPS
-from .explain import EXPLAIN_METHODS
-from .export import CTRANSLATE2_QUANTIZATIONS
+from .training.progress import epochs, is_terminal
+from .explain.attribution import MAX_STEPS
+from .explain.explanation import EXPLAIN_METHODS
+from .storage.export import CTRANSLATE2_QUANTIZATIONS
 from .modules.quantized import QUANTIZATIONS
 from .outputs import check_output_file, check_output_folder
-from .report import VIEWS
+from .explain.report import VIEWS
 
 __all__ = ["main"]
 
@@ -103,18 +102,38 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"cronos {__version__} (torch {torch.__version__})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parsers = [add(commands) for add in (_add_prepare, _add_train, _add_evaluate, _add_translate, _add_explain,
+                                         _add_score, _add_average, _add_export, _add_serve)]
+    _, _, evaluate, translate, explain, score, _, _, serve = parsers
+    for command in (evaluate, translate, score, serve):
+        command.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
+                             help="int8: every linear layer computes in int8 on the CPU (faster decoding; an "
+                                  "example's results still do not depend on its batch; docs/deployment.md)")
+    for command in (evaluate, translate, explain, score, serve):
+        command.add_argument("--device", default="auto",
+                             help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N [auto]")
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
 
+
+def _add_prepare(commands) -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="read the data, build vocabularies, print statistics; with "
                                   "data.prepared, prepare the training split there once for every later run")
     _add_config_args(prepare)
     prepare.add_argument("--workers", type=_positive, metavar="N",
                          help="processes that tokenise the training split [data.workers]")
     prepare.set_defaults(run=_prepare)
+    return prepare
 
+
+def _add_train(commands) -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model from a config")
     _add_config_args(train)
     train.set_defaults(run=_train)
+    return train
 
+
+def _add_evaluate(commands) -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a checkpoint: loss, ppl, accuracies, BLEU, chrF")
     evaluate.add_argument("checkpoint")
     evaluate.add_argument("--data", type=_split_or_file, default="test",
@@ -124,7 +143,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, default=None, help="also write the scores to this JSON file")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     evaluate.set_defaults(run=_evaluate)
+    return evaluate
 
+
+def _add_translate(commands) -> argparse.ArgumentParser:
     translate = commands.add_parser("translate", help="translate stdin to stdout, one sentence per line")
     translate.add_argument("checkpoint", nargs="+", metavar="CHECKPOINT",
                            help="a model, or several: an ensemble (the mean of their probabilities)")
@@ -148,7 +170,10 @@ def _parser() -> argparse.ArgumentParser:
     translate.add_argument("--temperature", type=float, default=None, help="with --sampling [1.0]")
     translate.add_argument("--seed", type=int, default=0, help="with --sampling: the samples' seed [0]")
     translate.set_defaults(run=_translate)
+    return translate
 
+
+def _add_explain(commands) -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="attention and gradient attributions as JSON, PNG heatmaps "
                                                    "and an HTML report")
     explain.add_argument("checkpoint")
@@ -171,6 +196,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="subword models, in the HTML page: pieces, whole words, or auto (words, but pieces "
                               "for an example with a side written as one word, such as 1,234) [auto]")
     explain.set_defaults(run=_explain)
+    return explain
+
+
+def _add_score(commands) -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="log-probability of each target given its source (TSV lines)")
     score.add_argument("checkpoint")
     score.add_argument("--data", type=_split_or_file, default="test",
@@ -178,7 +207,10 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--per-token", action="store_true", help="add each token's log-probability")
     score.add_argument("--batch-size", type=_positive, default=None, help="pairs per batch")
     score.set_defaults(run=_score)
+    return score
 
+
+def _add_average(commands) -> argparse.ArgumentParser:
     average = commands.add_parser("average", help="average the weights of checkpoints into a new one")
     average.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
                          help="checkpoints of one model; with --last, the run's output_dir")
@@ -187,6 +219,10 @@ def _parser() -> argparse.ArgumentParser:
     average.add_argument("-o", "--out", type=Path, required=True, help="the averaged checkpoint (a new file)")
     average.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     average.set_defaults(run=_average)
+    return average
+
+
+def _add_export(commands) -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a Transformer checkpoint as a CTranslate2 model folder "
                                  "(needs cronos[ctranslate2])")
     export.add_argument("checkpoint")
@@ -197,6 +233,10 @@ def _parser() -> argparse.ArgumentParser:
                              "then decodes faster depends on the CPU (docs/deployment.md) [float32]")
     export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     export.set_defaults(run=_export)
+    return export
+
+
+def _add_serve(commands) -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="a translation server (HTTP, JSON) that batches concurrent requests "
                                 "(needs cronos[serve])")
     serve.add_argument("checkpoint", nargs="+", metavar="CHECKPOINT", help="a model, or several: an ensemble")
@@ -224,15 +264,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="require the key in FILE (or in the environment variable CRONOS_API_KEY) as "
                             "Authorization: Bearer KEY on every request but /health and /docs")
     serve.set_defaults(run=_serve)
-    for command in (evaluate, translate, score, serve):
-        command.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
-                             help="int8: every linear layer computes in int8 on the CPU (faster decoding; an "
-                                  "example's results still do not depend on its batch; docs/deployment.md)")
-    for command in (evaluate, translate, explain, score, serve):
-        command.add_argument("--device", default="auto",
-                             help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N [auto]")
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    return parser
+    return serve
 
 
 def _sampling(text: str) -> dict:
@@ -325,9 +357,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .distributed import Processes
+    from .training.distributed import Processes
     from .model import Cronos
-    from .run_folder import RunFolder
+    from .training.run_folder import RunFolder
 
     main_process = Processes.from_environment().main
     if not main_process:  # under torchrun, rank 0 reports; the other processes only warn
@@ -361,12 +393,12 @@ def _device(args: argparse.Namespace):
 
 def _load_model(args: argparse.Namespace, checkpoint: str | None = None):
     """The model at ``checkpoint`` (``args.checkpoint`` by default) on ``--device``, int8 with ``--quantize``."""
-    from .model import Cronos
+    from .translator import Translator
 
     device, quantize = _device(args), getattr(args, "quantize", None)
     if quantize is not None and device.type != "cpu":
         raise ConfigError("--quantize", "", f"int8 linear layers run on the CPU, not on {device}; add --device cpu")
-    return Cronos.load(checkpoint or args.checkpoint, device, quantize)
+    return Translator.load(checkpoint or args.checkpoint, device, quantize)
 
 
 def _load_models(args: argparse.Namespace):
@@ -468,9 +500,10 @@ def _translate_lines(model, lines: Iterable[tuple[int, str]], chunk_size: int, b
     write = _writer(args, out)
     empty_lines: list[int] = []
     for chunk in chunks(lines, chunk_size):  # a stream: translated as it comes
-        real = [i for i, (_, text) in enumerate(chunk) if not is_empty(text, model.codec.source_tokens(text))]
-        texts = [chunk[i][1] for i in real]
-        translated = dict(zip(real, _decode(model, texts, args, batch_size) if texts else []))
+        examples = model.codec.encode_lines([text for _, text in chunk])  # None: an empty line
+        real = [i for i, example in enumerate(examples) if example is not None]
+        decoded = _decode(model, [examples[i] for i in real], args, batch_size) if real else []
+        translated = dict(zip(real, decoded))
         for i, (number, _) in enumerate(chunk):
             write(number - 1, translated.get(i))
         empty_lines.extend(number for i, (number, _) in enumerate(chunk) if i not in translated)
@@ -478,17 +511,17 @@ def _translate_lines(model, lines: Iterable[tuple[int, str]], chunk_size: int, b
     return empty_lines
 
 
-def _decode(model, texts: list[str], args: argparse.Namespace, batch_size: int) -> list:
-    """``translate``'s outputs for ``texts``: searched (1-best, n-best, scored) or sampled."""
+def _decode(model, examples: list, args: argparse.Namespace, batch_size: int) -> list:
+    """``translate``'s outputs for ``examples`` (of the input lines): searched (1-best, n-best, scored) or sampled."""
     if args.sampling is not None:
         try:
             temperature = 1.0 if args.temperature is None else args.temperature
-            return model.sample(texts, temperature=temperature, seed=args.seed, batch_size=batch_size,
+            return model.sample(examples, temperature=temperature, seed=args.seed, batch_size=batch_size,
                                 **args.sampling)
         except ValueError as error:  # top_k < 1, top_p outside (0, 1], a temperature <= 0
             raise ConfigError("--sampling", "", str(error)) from None
     n_best = args.n_best or (1 if args.scores else None)
-    return model.translate(texts, beam_size=args.beam, batch_size=batch_size, n_best=n_best)
+    return model.translate(examples, beam_size=args.beam, batch_size=batch_size, n_best=n_best)
 
 
 def _writer(args: argparse.Namespace, out: TextIO):
@@ -547,7 +580,7 @@ def _explain(args: argparse.Namespace) -> int:
             explanation.to_words().plot(stem.parent / f"{stem.name}_words.png")
         print(f"{explanation.source}\t{explanation.output}\t{stem}.json\t{stem}.png")
     if args.html is not None:
-        from .report import html_report
+        from .explain.report import html_report
 
         args.html.parent.mkdir(parents=True, exist_ok=True)
         args.html.write_text(html_report(explanations, view=args.view), encoding="utf-8")
@@ -556,8 +589,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import ExportError, export_ctranslate2
-    from .model_file import read_model_file
+    from .storage.export import ExportError, export_ctranslate2
+    from .storage.checkpoint import read_model_file
 
     check_output_folder(args.out_dir.parent, "OUT_DIR")
     try:
@@ -642,9 +675,9 @@ def _port(text: str) -> int:
 
 
 def _average(args: argparse.Namespace) -> int:
-    from .averaging import average_checkpoints
-    from .checkpoint import save_checkpoint
-    from .run_folder import RunFolder
+    from .storage.averaging import average_checkpoints
+    from .storage.checkpoint import save_checkpoint
+    from .training.run_folder import RunFolder
 
     if args.out.exists():
         raise ConfigError("--out", "", f"{args.out} exists; the average goes to a new file")

@@ -14,22 +14,21 @@ work needs.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import model_payload, save_checkpoint
-from .config import Config, ConfigError, load_config
-from .data import SubwordModels, TextCodec, TrainingData, Vocabulary, load_split, load_training_data
+from .config import Config, load_config
+from .data import SubwordModels, TrainingData, Vocabulary, load_split, load_training_data
+from .decoding.ensemble import ensemble_of
 from .device import resolve_device
-from .ensemble import ensemble_of
-from .model_file import read_model_file
-from .modules.quantized import QUANTIZATIONS, quantize_linear_layers
-from .network import Seq2Seq, TokenLoss
-from .training import Trainer, TrainingHistory
-from .translator import Translation, Translator
+from .modules.network import TokenLoss
+from .storage.checkpoint import model_payload, read_model_file, save_checkpoint
+from .training.trainer import Trainer, TrainingHistory
+from .translator import Translation, Translator, build
 
 __all__ = ["Cronos", "Translation", "Translator"]
 
@@ -47,15 +46,8 @@ class Cronos(nn.Module, Translator):
     def __init__(self, config: Config, src_vocab: Vocabulary, tgt_vocab: Vocabulary,
                  subwords: SubwordModels | None = None):
         super().__init__()
-        if config.model.share_embeddings and src_vocab != tgt_vocab:
-            raise ConfigError("config", "model.share_embeddings",
-                              f"needs one vocabulary for both sides, and this data gives two ({len(src_vocab)} source, "
-                              f"{len(tgt_vocab)} target tokens): use data.tokenizer: sentencepiece with "
-                              "data.sentencepiece.joint: true, or share_embeddings: false")
-        Translator.__init__(self, Seq2Seq(config.model, len(src_vocab), len(tgt_vocab)),
-                            TextCodec.for_data(config.data, src_vocab, tgt_vocab, subwords), config)
+        Translator.__init__(self, *build(config, src_vocab, tgt_vocab, subwords), config)
         self._training_data: TrainingData | None = None  # read by from_config, so fit does not read it again
-        self.quantization: str | None = None  # "int8" once loaded so: then it decodes and scores only
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor | None = None,
                 label_smoothing: float = 0.0, need_weights: bool = True) -> tuple[Tensor, Tensor | None] | TokenLoss:
@@ -82,7 +74,6 @@ class Cronos(nn.Module, Translator):
         run's best validation (``output_dir/best.pt``), or its last weights when it was stopped
         before its first validation.
         """
-        self._refuse_quantized("trained")
         codec, data_config = self.codec, self.config.data
         data = self._training_data or load_training_data(data_config, (codec.src_vocab, codec.tgt_vocab),
                                                          codec.subwords)
@@ -91,11 +82,10 @@ class Cronos(nn.Module, Translator):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write config, vocabularies (SentencePiece models included) and weights to one file, atomically."""
-        self._refuse_quantized("saved")
         return save_checkpoint(path, model_payload(self.config, self.codec, self.network.state_dict()))
 
     @classmethod
-    def ensemble(cls, members: Sequence["Cronos | str | os.PathLike"],
+    def ensemble(cls, members: Sequence["Translator | str | os.PathLike"],
                  device: str | torch.device = "auto") -> Translator:
         """Models (or checkpoint paths) decoding together: each step from the mean of their
         probabilities, in ``translate`` (greedy, beam, n-best), ``sample``, ``score``, ``evaluate`` and
@@ -105,7 +95,7 @@ class Cronos(nn.Module, Translator):
         Search settings and length limits are the first member's (output lengths count its source
         tokens); ``explain`` shows the mean attention of the members that read the source as the
         first does.  An ensemble is a ``Translator``: it decodes, and is neither trained nor saved."""
-        models = [m if isinstance(m, Cronos) else cls.load(m, device) for m in members]
+        models = [m if isinstance(m, Translator) else Translator.load(m, device) for m in members]
         if len(models) < 2:
             raise ValueError(f"an ensemble needs at least two members, got {len(models)}")
         network, codec = ensemble_of([m.network for m in models], [m.codec for m in models])
@@ -113,28 +103,21 @@ class Cronos(nn.Module, Translator):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "auto",
-             quantize: str | None = None) -> "Cronos":
-        """Rebuild a model from a file written by ``save`` (or a run's best.pt/last.pt), in eval mode.
+             quantize: str | None = None) -> "Cronos | Translator":
+        """Rebuild a model from a file written by ``save`` (or a run's best.pt/last.pt), in eval mode,
+        to decode, train on or save.
 
         ``device``: ``auto`` (a CUDA GPU when torch sees one, else the CPU), ``cpu``, ``cuda[:N]``
-        or a ``torch.device``.  ``quantize="int8"`` (CPU only): every linear layer computes in int8
-        (``modules/quantized.py``), for faster decoding; such a model translates, samples, scores and
-        evaluates, but is neither trained, saved nor explained with gradients.
+        or a ``torch.device``.  A model for decoding only, int8 among them: ``Translator.load``
+        (``quantize`` here is that, deprecated: it goes in cronos 0.3).
         """
+        if quantize is not None:
+            warnings.warn("Cronos.load(..., quantize=...) gives a Translator, which decodes only: call "
+                          "Translator.load(path, device, quantize) (Cronos.load's quantize goes in cronos 0.3)",
+                          DeprecationWarning, stacklevel=2)
+            return Translator.load(path, device, quantize)
         device = device if isinstance(device, torch.device) else resolve_device(device, "Cronos.load", "device")
-        if quantize is not None and quantize not in QUANTIZATIONS:
-            raise ValueError(f"quantize={quantize!r} is not one cronos knows; choose {', '.join(QUANTIZATIONS)} or None")
-        if quantize is not None and device.type != "cpu":
-            raise ValueError(f"int8 linear layers run on the CPU, not on {device}: load with device='cpu'")
         stored = read_model_file(path)  # untrusted: every check before a model is allocated
         model = cls(stored.config, stored.src_vocab, stored.tgt_vocab, stored.subwords)
         model.network.load_state_dict(stored.weights)
-        if quantize is not None:
-            quantize_linear_layers(model.network)
-            model.quantization = quantize
         return model.to(device).eval()
-
-    def _refuse_quantized(self, verb: str) -> None:
-        if self.quantization is not None:
-            raise ValueError(f"this model was loaded with quantize={self.quantization!r}, for inference: it cannot be "
-                             f"{verb}; load the checkpoint without quantize for that")

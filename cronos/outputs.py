@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import ConfigError
-from .run_folder import RunFolder
+from .training.run_folder import RunFolder
 
 __all__ = ["check_output_file", "check_output_folder"]
 

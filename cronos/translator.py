@@ -3,26 +3,49 @@ a network (one ``Seq2Seq``, or an ``Ensemble`` of several), the text codec and t
 method is a short call into the module that owns the work.  ``Cronos`` is the one that is also
 trained and saved; ``Cronos.ensemble`` returns a ``Translator``.
 
+    translator = Translator.load("runs/x/best.pt", quantize="int8")   # for decoding only
     translator.translate(["Thu 26 Nov 2026"])                   # search.decode -> ['2026-11-26']
     translator.evaluate("test"), translator.explain([...])       # evaluation, explain
+
+Its methods take texts, or the examples its codec made of them (``translator.codec.encode(texts)``):
+a front end that has tokenised a text already (to measure it, or to find the empty lines of a file)
+hands over the examples, and the text is not tokenised again.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Sequence, overload
+from typing import Sequence, Union, overload
 
 import torch
 
-from .config import Config
-from .data import Batch, TextCodec, collate, load_split
-from .ensemble import Ensemble
-from .evaluation import evaluate_split
-from .explain import Explanation, explain_decoded, explain_forced
-from .network import Seq2Seq
-from .scoring import PairScore, score_examples
-from .search import Beam, Sampling, Stop, decode
+from .config import Config, ConfigError
+from .data import Batch, Example, SubwordModels, TextCodec, Vocabulary, collate, load_split
+from .decoding.ensemble import Ensemble
+from .decoding.evaluation import evaluate_split
+from .explain.explanation import Explanation, explain_decoded, explain_forced
+from .device import resolve_device
+from .modules.network import Seq2Seq
+from .modules.quantized import QUANTIZATIONS, quantize_linear_layers
+from .decoding.scoring import PairScore, score_examples
+from .decoding.search import Beam, Sampling, Stop, decode
+from .storage.checkpoint import read_model_file
 
-__all__ = ["Translator", "Translation"]
+__all__ = ["Translator", "Translation", "Inputs", "build"]
+
+Inputs = Union[Sequence[str], Sequence[Example]]  # texts, or what ``TextCodec.encode`` made of them
+
+
+def build(config: Config, src_vocab: Vocabulary, tgt_vocab: Vocabulary,
+          subwords: SubwordModels | None = None) -> tuple[Seq2Seq, TextCodec]:
+    """The network (freshly initialised) and the codec that a config and vocabularies describe."""
+    if config.model.share_embeddings and src_vocab != tgt_vocab:
+        raise ConfigError("config", "model.share_embeddings",
+                          f"needs one vocabulary for both sides, and this data gives two ({len(src_vocab)} source, "
+                          f"{len(tgt_vocab)} target tokens): use data.tokenizer: sentencepiece with "
+                          "data.sentencepiece.joint: true, or share_embeddings: false")
+    network = Seq2Seq(config.model, len(src_vocab), len(tgt_vocab))
+    return network, TextCodec.for_data(config.data, src_vocab, tgt_vocab, subwords)
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,35 @@ class Translator:
 
     def __init__(self, network: Seq2Seq | Ensemble, codec: TextCodec, config: Config):
         self.network, self.codec, self.config = network, codec, config
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto",
+             quantize: str | None = None) -> "Translator":
+        """The model stored at ``path`` (``Cronos.save``, a run's best.pt/last.pt), for decoding, in eval mode.
+
+        ``device``: ``auto`` (a CUDA GPU when torch sees one, else the CPU), ``cpu``, ``cuda[:N]``
+        or a ``torch.device``.  ``quantize="int8"`` (CPU only): every linear layer computes in int8
+        (``modules/quantized.py``), for faster decoding; it translates, samples, scores, evaluates
+        and explains with attention (int8 layers compute no gradients).  ``Cronos.load`` gives a
+        model that is also trained and saved.
+        """
+        device = device if isinstance(device, torch.device) else resolve_device(device, "Translator.load", "device")
+        if quantize is not None and quantize not in QUANTIZATIONS:
+            raise ValueError(f"quantize={quantize!r} is not one cronos knows; choose {', '.join(QUANTIZATIONS)} or None")
+        if quantize is not None and device.type != "cpu":
+            raise ValueError(f"int8 linear layers run on the CPU, not on {device}: load with device='cpu'")
+        stored = read_model_file(path)  # untrusted: every check before a model is allocated
+        network, codec = build(stored.config, stored.src_vocab, stored.tgt_vocab, stored.subwords)
+        network.load_state_dict(stored.weights)
+        if quantize is not None:
+            quantize_linear_layers(network)
+        return cls(network.to(device).eval(), codec, stored.config)
+
+    def _examples(self, sources: Inputs) -> list[Example]:
+        """``sources`` as examples: texts encoded (``codec.encode``), examples taken as they are."""
+        if len(sources) and all(isinstance(source, Example) for source in sources):
+            return list(sources)
+        return self.codec.encode(sources)
 
     @property
     def device(self) -> torch.device:
@@ -63,26 +115,32 @@ class Translator:
         split = load_split(data, self.config.data, self.codec)
         return evaluate_split(self.network, self.codec, split, self.config.decoding, beam_size)
 
-    def score(self, data: str | Sequence[tuple[str, str]], per_token: bool = False,
+    def score(self, data: str | Sequence[tuple[str, str]] | Sequence[Example], per_token: bool = False,
               batch_size: int | None = None) -> list[PairScore]:
         """Each pair's teacher-forced log-probability of the target given the source: ``log_prob``
         (sum, ``<eos>`` included), ``mean_log_prob``, ``tokens``, and ``token_log_probs`` with
         ``per_token``.  ``data``: (source, target) pairs, a split name or a TSV path, as for
         ``evaluate`` (texts longer than ``data.max_length`` tokens are cut to it, as the model
-        reads them).  A pair's score does not depend on its batch mates or the batch size."""
-        split = load_split(data, self.config.data, self.codec)
-        return score_examples(self.network, split.examples, batch_size or self.config.decoding.batch_size,
-                              per_token)
+        reads them), or examples with targets (``codec.encode(sources, targets)``).  A pair's
+        score does not depend on its batch mates or the batch size."""
+        if len(data) and not isinstance(data, str) and all(isinstance(pair, Example) for pair in data):
+            if any(example.tgt is None for example in data):
+                raise ValueError("scoring needs a target for every source: encode them with codec.encode(sources, "
+                                 "targets)")
+            examples = list(data)
+        else:
+            examples = load_split(data, self.config.data, self.codec).examples
+        return score_examples(self.network, examples, batch_size or self.config.decoding.batch_size, per_token)
 
     @overload
-    def translate(self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None,
+    def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
                   n_best: None = None, stop: Stop | None = None) -> list[str]: ...
 
     @overload
-    def translate(self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None,
+    def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
                   n_best: int = ..., stop: Stop | None = None) -> list[list[Translation]]: ...
 
-    def translate(self, sources: Sequence[str], beam_size: int | None = None, batch_size: int | None = None,
+    def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
                   n_best: int | None = None, stop: Stop | None = None) -> list[str] | list[list[Translation]]:
         """Decode ``sources`` (greedy for ``beam_size=1``); an output never depends on its batch mates.
 
@@ -93,14 +151,14 @@ class Translator:
         the call (a server that no one waits for any more).
         """
         options = self.config.decoding
-        found = decode(self.network, self.codec.encode(sources), Beam(beam_size or options.beam_size, n_best or 1),
+        found = decode(self.network, self._examples(sources), Beam(beam_size or options.beam_size, n_best or 1),
                        options, batch_size, stop=stop)
         if n_best is None:
             return [self.codec.to_text(hypotheses[0].tokens) for hypotheses in found]
         return [[Translation(self.codec.to_text(h.tokens), h.score, h.log_prob) for h in hypotheses]
                 for hypotheses in found]
 
-    def sample(self, sources: Sequence[str], top_k: int | None = None, top_p: float | None = None,
+    def sample(self, sources: Inputs, top_k: int | None = None, top_p: float | None = None,
                temperature: float = 1.0, seed: int = 0, batch_size: int | None = None,
                stop: Stop | None = None) -> list[str]:
         """One sampled output per source (e.g. for back-translation): each token drawn from the
@@ -108,7 +166,7 @@ class Translator:
         the nucleus of probability ``top_p`` (or neither).  Reproducible: an output depends on the
         seed and its source only, not on batch mates, position or batch size (so the same source
         twice samples the same; vary ``seed`` for more samples).  ``stop``: as for ``translate``."""
-        found = decode(self.network, self.codec.encode(sources), Sampling(top_k, top_p, temperature, seed),
+        found = decode(self.network, self._examples(sources), Sampling(top_k, top_p, temperature, seed),
                        self.config.decoding, batch_size, stop=stop)
         return [self.codec.to_text(drawn.tokens) for drawn, in found]
 

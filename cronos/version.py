@@ -1,2 +1,2 @@
 """The version of cronos (pyproject.toml holds the same; tests/test_cli.py checks that they agree)."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

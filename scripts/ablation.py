@@ -21,8 +21,8 @@ import torch
 import cronos
 from cronos.config import load_config, parse_override
 from cronos.data import load_split
-from cronos.evaluation import evaluate_split
-from cronos.search import Beam, search_batch
+from cronos.decoding.evaluation import evaluate_split
+from cronos.decoding.search import Beam, search_batch
 
 SETTINGS = list(itertools.product((True, False), (True, False)))  # (mask_padding, freeze_pad_embedding)
 

@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import cronos  # noqa: E402
-import cronos.masking  # noqa: E402
+import cronos.modules.masking  # noqa: E402
 from cronos.data import collate  # noqa: E402
-from cronos.inference import teacher_forced  # noqa: E402
+from cronos.decoding.inference import teacher_forced  # noqa: E402
 from helpers import DATES, tiny_config  # noqa: E402
 
 
@@ -136,7 +136,7 @@ def kernels(threads: int) -> list[str]:
                 for size in padded:
                     mask = torch.zeros(1, size, dtype=torch.bool)
                     mask[:, :length] = True
-                    weights = cronos.masking.masked_softmax(query @ keys[:, :, :size].transpose(-1, -2), mask)
+                    weights = cronos.modules.masking.masked_softmax(query @ keys[:, :, :size].transpose(-1, -2), mask)
                     results.append(weights @ values[:, :, :size])
                     fused_results.append(torch.nn.functional.scaled_dot_product_attention(
                         query, keys[:, :, :size], values[:, :, :size], attn_mask=mask[:, None, None, :]))

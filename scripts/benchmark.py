@@ -33,10 +33,10 @@ from cronos.config import TrainingConfig, load_config, parse_override
 from cronos.data import (BucketBatchSampler, RandomBatchSampler, TextCodec, collate, load_split, load_training_data,
                          padded_share)
 from cronos.device import resolve_device
-from cronos.network import Seq2Seq
+from cronos.modules.network import Seq2Seq
 from cronos.precision import MixedPrecision
-from cronos.search import Beam, decode
-from cronos.training import build_optimizer
+from cronos.decoding.search import Beam, decode
+from cronos.training.trainer import build_optimizer
 
 
 def matmul_peak(device: torch.device, size: int = 2048, repeats: int = 20) -> float:

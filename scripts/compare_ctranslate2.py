@@ -150,8 +150,8 @@ def main() -> None:
     import sacrebleu
     import sentencepiece as spm
 
-    from cronos.export import export_ctranslate2
-    from cronos.model_file import read_model_file
+    from cronos.storage.export import export_ctranslate2
+    from cronos.storage.checkpoint import read_model_file
 
     work = Path(tempfile.mkdtemp(prefix="cronos-ct2-"))
     stored = read_model_file(args.checkpoint)

@@ -23,7 +23,7 @@ import torch
 
 from cronos.model import Cronos
 from cronos.data import load_split
-from cronos.search import Beam, decode
+from cronos.decoding.search import Beam, decode
 
 
 def timed(seconds: collections.Counter, name: str, function: Callable) -> Callable:

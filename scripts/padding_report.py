@@ -17,7 +17,7 @@ from cronos.config import ConfigError, load_config
 from cronos.data import Vocabulary, collate
 from cronos.data.preprocess import Example
 from cronos.device import resolve_device
-from cronos.network import Seq2Seq
+from cronos.modules.network import Seq2Seq
 
 VOCAB = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>"] + [chr(c) for c in range(ord("a"), ord("a") + 20)])
 TRANSFORMER = {"type": "transformer", "layers": 2, "heads": 4, "ff_size": 64}

@@ -15,8 +15,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 import cronos
 from cronos.data import collate, load_training_data
-from cronos.distributed import process_group
-from cronos.training import Trainer
+from cronos.training.distributed import process_group
+from cronos.training.trainer import Trainer
 
 
 def main(config_path: str, out: str, steps: int) -> None:
@@ -29,7 +29,7 @@ def main(config_path: str, out: str, steps: int) -> None:
     processes = ours.processes
     with process_group(processes, ours.device):
         ours.trained = ours._replicated()
-        plan = ours._updates(0)[:steps]
+        plan = ours.plan.updates(0)[:steps]
         for update in plan:
             ours._train_step(update)
         replicated = DistributedDataParallel(peers.network)

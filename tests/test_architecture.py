@@ -1,30 +1,32 @@
 """The layers call downwards only: nothing below the high-level object reaches back up into it.
 
-A module may import modules of lower layers (and its own package); docs/ARCHITECTURE.md draws
-the same picture.
+A module may import from packages of lower layers (and from its own package); docs/ARCHITECTURE.md
+draws the same picture.
 """
 from __future__ import annotations
 
 import ast
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
 
+from cronos.moved import MOVED
+
 PACKAGE = Path(__file__).resolve().parent.parent / "cronos"
 
-# lowest first; a module imports only from layers before its own (within a package, freely)
+# lowest first: packages (and the few top-level modules) by job; a unit imports only from layers
+# before its own, and freely within itself
 LAYERS = [
-    {"files"},
-    {"config", "version", "invariance"},
-    {"data", "masking", "device", "progress", "board", "precision"},
-    {"loss", "checkpoint", "modules", "distributed"},
-    {"network", "run_folder", "stopping"},
-    {"inference"},
-    {"search", "ensemble", "model_file", "attribution"},
-    {"evaluation", "explain", "scoring", "averaging", "export"},
-    {"validation", "report", "outputs", "training_state"},
-    {"training", "translator", "batching"},
-    {"model", "server"},
+    {"files", "version", "moved"},
+    {"config"},
+    {"data", "device", "precision"},
+    {"modules"},  # attention, encoders, decoders, the network, its mask and loss
+    {"decoding", "storage"},  # searches, scoring, evaluation | checkpoints, averaging, export
+    {"explain"},
+    {"training", "translator"},
+    {"model", "outputs", "server"},
     {"api", "cli"},
     {"__init__", "__main__"},
 ]
@@ -69,3 +71,19 @@ def test_modules_import_only_from_lower_layers(path):
     upward = {name for name in cronos_imports(path) - {own} if LAYER[name] >= LAYER[own]}
     assert not upward, f"{path.relative_to(PACKAGE)} (layer {LAYER[own]}) imports {sorted(upward)} from its own " \
                        "layer or above"
+
+
+@pytest.mark.parametrize("old, new", sorted(MOVED.items()))
+def test_a_module_that_moved_imports_by_its_old_name_with_a_warning_at_the_importing_line(old, new, monkeypatch):
+    """cronos 0.1's flat names keep working for one release: the same module, and a warning that
+    names the new place and points at the user's import."""
+    monkeypatch.delitem(sys.modules, old, raising=False)
+    with pytest.warns(DeprecationWarning, match=rf"{old} moved to {new} in cronos 0.2") as caught:
+        __import__(old)
+    assert sys.modules[old] is importlib.import_module(new)
+    assert caught[0].filename == __file__
+
+
+def test_the_packages_that_kept_an_old_modules_name_keep_its_public_names():
+    from cronos.explain import EXPLAIN_METHODS, Explanation, explain_decoded, explain_forced  # noqa: F401
+    from cronos.training import Trainer, TrainingError, TrainingHistory, build_optimizer  # noqa: F401

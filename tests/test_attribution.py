@@ -1,4 +1,4 @@
-"""Gradient attributions (``cronos.attribution``, ``explain(method=...)``): padding gets exactly
+"""Gradient attributions (``cronos.explain.attribution``, ``explain(method=...)``): padding gets exactly
 nothing and an example's attributions are its own (alone vs mixed-length batch vs extra padding,
 float64 to 1e-10) over every encoder x decoder combination; each method is what it says, checked
 against autograd and against the model's own log-probs; the API, the word view and the errors."""
@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 import cronos
-from cronos.attribution import ATTRIBUTION_METHODS, AttributionDependencyError, attribute
+from cronos.explain.attribution import ATTRIBUTION_METHODS, AttributionDependencyError, attribute
 from cronos.data.vocab import PAD_INDEX
 from helpers import ROOT
 from test_padding_inert import MODELS, batch_strategy, make_batch, tiny_model
@@ -134,7 +134,7 @@ def test_integrated_gradients_costs_linear_memory_in_its_steps_and_refuses_absur
         sys.path.insert(0, "tests")
         import torch
         from test_padding_inert import make_batch, tiny_model
-        from cronos.attribution import attribute
+        from cronos.explain.attribution import attribute
         network = tiny_model("gru", "rnn-additive").network.eval()
         batch = make_batch([([4, 5, 6], [])])
         attribute(network, batch, "saliency")  # everything imported and allocated once

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import cronos
-from cronos.averaging import average_checkpoints
-from cronos.checkpoint import load_checkpoint
+from cronos.storage.averaging import average_checkpoints
+from cronos.storage.checkpoint import load_checkpoint
 from helpers import run_cli, tiny_config
 
 

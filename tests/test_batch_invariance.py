@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import cronos
-import cronos.invariance
+import cronos.modules.invariance
 import cronos.modules.linear
 from cronos.translator import Translator
 from helpers import DATES, tiny_config
@@ -148,8 +148,8 @@ def test_evaluation_is_the_same_at_any_batch_size(models):
 def test_without_filler_rows_and_padded_keys_the_bits_move(models, monkeypatch):
     """The two measures are what make P0 hold: with neither, the Transformer's log-probs alone and
     in a batch of all 16 differ in their last bits (P1, agreement within 1e-5, still holds)."""
-    monkeypatch.setattr(cronos.invariance, "ROW_MULTIPLE", 1)
-    monkeypatch.setattr(cronos.invariance, "KEY_MULTIPLE", 1)
+    monkeypatch.setattr(cronos.modules.invariance, "ROW_MULTIPLE", 1)
+    monkeypatch.setattr(cronos.modules.invariance, "KEY_MULTIPLE", 1)
     order = list(range(len(PAIRS)))
     one, all_of_them = (_results(models["transformer"], "score", order, size) for size in (1, len(PAIRS)))
     assert sum(a != b for a, b in zip(one, all_of_them)) > len(PAIRS) // 4

@@ -1,4 +1,4 @@
-"""Dynamic batching (``cronos.batching``): concurrent requests decoded together, each answered with
+"""Dynamic batching (``cronos.server.batching``): concurrent requests decoded together, each answered with
 its own results in order, settings never mixed, bounded batches and queue, nothing accepted lost."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cronos.batching import Batcher, BatcherStopped, QueueFull
+from cronos.server.batching import Batcher, BatcherStopped, QueueFull
 
 
 class Recorder:
@@ -33,7 +33,7 @@ class Recorder:
 
 def _batcher(decode, **options) -> Batcher:
     settings = {"max_batch_tokens": 1000, "max_wait": 0.05, "max_queue": 1000, **options}
-    return Batcher(decode, lambda text, settings: len(text.split()), **settings).start()
+    return Batcher(decode, lambda text, settings: (text, len(text.split())), **settings).start()
 
 
 def test_concurrent_requests_share_batches_and_each_gets_its_own_results_in_order():
@@ -166,7 +166,7 @@ def test_a_batch_whose_every_request_was_cancelled_may_stop_and_the_worker_goes_
             time.sleep(0.01)
         return list(texts)
 
-    batcher = Batcher(decode, lambda text, settings: 1, max_batch_tokens=100, max_wait=0.0, max_queue=100).start()
+    batcher = Batcher(decode, lambda text, settings: (text, 1), max_batch_tokens=100, max_wait=0.0, max_queue=100).start()
     first, second = batcher.submit(["long"], "s"), batcher.submit(["long"], "s")  # one batch, two requests
     assert started.wait(10)
     first.cancel()
@@ -187,7 +187,7 @@ def test_answers_of_a_real_model_equal_its_translations_alone(trained_models):
         decode(texts, beam)
         return model.translate(texts, beam_size=beam)
 
-    batcher = Batcher(translate, lambda text, beam: len(model.codec.source_tokens(text)), max_batch_tokens=64,
+    batcher = Batcher(translate, lambda text, beam: (text, len(model.codec.source_tokens(text))), max_batch_tokens=64,
                       max_wait=0.05, max_queue=100).start()
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda i: batcher.submit([sources[i % 6]], 3).result(timeout=60), range(24)))
@@ -197,11 +197,11 @@ def test_answers_of_a_real_model_equal_its_translations_alone(trained_models):
     assert max(len(texts) for texts, _ in decode.batches) > 1  # sentences did share batches
 
 
-def test_an_item_that_cannot_be_measured_fails_its_own_request_only():
+def test_an_item_that_cannot_be_prepared_fails_its_own_request_only():
     def count(text, settings):
         if not text.strip():
             raise ValueError("text 0 is empty")
-        return len(text.split())
+        return text, len(text.split())
 
     batcher = Batcher(Recorder(), count, max_batch_tokens=100, max_wait=0.05, max_queue=100).start()
     good, bad = batcher.submit(["a b", "c"], "s"), batcher.submit(["d", " "], "s")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import cronos
-from cronos.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from cronos.storage.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture
@@ -209,8 +209,8 @@ def test_non_finite_weights_are_refused_by_every_command_and_scores_stay_json(go
         assert "holds NaN or infinite values" in error and error.count("\n") == 1, argv
     assert not (tmp_path / "avg.pt").exists() and not (tmp_path / "x").exists()
     # a loss that overflows (from finite weights) is written as JSON's null, never as NaN
-    monkeypatch.setattr(cronos.Cronos, "evaluate", lambda self, data, beam_size=None: {"loss": float("nan"),
-                                                                                         "bleu": 1.5})
+    monkeypatch.setattr(cronos.Translator, "evaluate",
+                        lambda self, data, beam_size=None: {"loss": float("nan"), "bleu": 1.5})
     assert main(["evaluate", str(good)]) == 0
     assert json.loads(capsys.readouterr().out, parse_constant=pytest.fail) == {"loss": None, "bleu": 1.5}
 
@@ -218,7 +218,7 @@ def test_non_finite_weights_are_refused_by_every_command_and_scores_stay_json(go
 def test_a_checkpoint_that_reads_text_another_way_is_not_the_same_model():
     """The same vocabularies, but lowercased input: resuming or averaging with it would feed the
     model other ids for the same text, so it is another model (``TextCodec.differences``)."""
-    from cronos.checkpoint import StoredModel, check_same_model
+    from cronos.storage.checkpoint import StoredModel, check_same_model
     from cronos.data import TextCodec, Vocabulary
 
     vocab = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"])

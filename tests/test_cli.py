@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cronos.checkpoint import CheckpointError
+from cronos.storage.checkpoint import CheckpointError
 from cronos.cli import main
 from cronos.model import Cronos
 from helpers import cronos_command, run_cli, tiny_config, write_config
@@ -115,6 +115,18 @@ def test_translate_keeps_line_alignment_empty_lines_give_empty_lines_and_one_war
     assert outputs == [alone[0], "", alone[1], "", "", alone[2]]
     warnings = [line for line in err.splitlines() if "warning" in line]
     assert warnings == ["cronos: warning: 3 empty input line(s) gave empty output lines: line(s) 2, 4, 5"]
+
+
+def test_translate_tokenises_each_input_line_once(trained_run, capsys, monkeypatch):
+    from cronos.data.tokenizers import CharTokenizer
+
+    best = str(trained_run[0] / "run" / "best.pt")
+    read, tokenize = [], CharTokenizer.tokenize
+    monkeypatch.setattr(CharTokenizer, "tokenize", lambda self, text: read.append(text) or tokenize(self, text))
+    lines = ["1/2/07", "", "Thu 26 Nov 2026"]
+    code, _, err = run_cli(["translate", best, "--beam", "2"], "\n".join(lines) + "\n", capsys, monkeypatch)
+    assert code == 0, err
+    assert read == lines
 
 
 def test_translate_drops_a_byte_order_mark_and_reports_bad_bytes_by_line(trained_run, capsys, monkeypatch):

@@ -13,8 +13,8 @@ from hypothesis import given
 from torch._dynamo.utils import counters
 
 import cronos
-from cronos.network import Seq2Seq
-from cronos.search import Beam, search_batch
+from cronos.modules.network import Seq2Seq
+from cronos.decoding.search import Beam, search_batch
 from helpers import tiny_config
 from test_padding_inert import PROPERTY, VOCAB, batch_strategy, gradients, make_batch, tiny_config as model_config
 

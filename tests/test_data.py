@@ -263,3 +263,26 @@ def test_messages_about_split_files_can_keep_their_contents_out(write):
         read_pairs(str(secret), quote=False)
     assert "found no tab" in str(caught.value) and "password" not in str(caught.value)
     assert "password" in str(pytest.raises(DataError, read_pairs, str(secret)).value)  # a user's own file: quoted
+
+
+# --- ExampleTable ---------------------------------------------------------------------------------
+
+TABLE_EXAMPLES = [Example(0, (4, 5, 6), (7, 8), 3, 3), Example(1, (9,), (10, 11, 12), 1, 4), Example(2, (5, 4), (7,), 2, 2)]
+
+
+def test_a_table_gives_back_its_examples_and_their_lengths(tmp_path):
+    import numpy as np
+
+    from cronos.data.table import ARRAYS, ExampleTable
+
+    table = ExampleTable.from_examples(TABLE_EXAMPLES, np.dtype(np.uint16))
+    assert list(table) == TABLE_EXAMPLES and table[-1] == TABLE_EXAMPLES[2] and table[1:] == TABLE_EXAMPLES[1:]
+    assert table.src_lengths.tolist() == [3, 1, 2] and table.tgt_lengths.tolist() == [3, 4, 2]  # targets + <eos>
+    with pytest.raises(IndexError, match="example 3 of a table of 3"):
+        table[3]
+    for name in ARRAYS:
+        np.save(tmp_path / f"{name}.npy", getattr(table, name))
+    stored = ExampleTable.open(tmp_path)
+    assert isinstance(stored.src_ids, np.memmap) and stored == table and list(stored) == TABLE_EXAMPLES
+    with pytest.raises(ValueError, match="offsets of 4 and 3 entries"):
+        ExampleTable(table.src_ids, table.src_offsets, table.tgt_ids, table.tgt_offsets[:-1])

@@ -17,10 +17,9 @@ import pytest
 import torch
 
 import cronos
-from cronos import training
 from cronos.data import plan_updates
-from cronos.distributed import Processes
-from cronos.evaluation import METRICS
+from cronos.training.distributed import Processes
+from cronos.decoding.evaluation import METRICS
 from helpers import free_port, tiny_config, write_config
 
 NO_DROPOUT = {"encoder": {"type": "rnn", "hidden_size": 32, "dropout": 0.0},
@@ -155,7 +154,7 @@ def test_p7_in_float64_under_ddp_and_the_per_process_mean_would_fail_it(tmp_path
     process's update on the union of their batches to 1e-10 in float64, after several steps; the
     peers' normalisation (each process's mean, averaged) does not."""
     import cronos
-    from cronos.training import Trainer
+    from cronos.training.trainer import Trainer
     from test_updates import reversing
 
     sections = {"model": NO_DROPOUT, "data": reversing(tmp_path)}
@@ -171,7 +170,7 @@ def test_p7_in_float64_under_ddp_and_the_per_process_mean_would_fail_it(tmp_path
     model = cronos.Cronos.from_config(loaded)
     union = Trainer(model.network.double(), model.codec, loaded, cronos.data.load_training_data(loaded.data), None)
     for update in saved["plan"]:
-        sizes = [sum(union.lengths[1][i] for batch in share for i in batch) for share in update]
+        sizes = [sum(union.plan.lengths[1][i] for batch in share for i in batch) for share in update]
         assert len(update) == 2 and sizes[0] != sizes[1]  # processes with different token counts
         union._train_step([[[i for share in update for batch in share for i in batch]]])
     assert max_difference(saved["ours"], union.network.state_dict()) <= 1e-10
@@ -211,7 +210,7 @@ def test_a_process_other_than_rank_0_writes_nothing_into_the_run_folder(tmp_path
     cronos.fit(cronos.load_config(config))  # rank 0's run: best.pt for the other process to end on
     run = tmp_path / "run"
     before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
-    monkeypatch.setattr(training.Processes, "from_environment", classmethod(lambda cls: SecondProcess(1, 2, 1)))
+    monkeypatch.setattr(Processes, "from_environment", classmethod(lambda cls: SecondProcess(1, 2, 1)))
     history = cronos.Cronos.from_config(cronos.load_config({**config, "training": {
         **config["training"], "epochs": 2}})).fit()
     assert history.step == 13 * 2  # it did train: its half of each epoch's 25 batches, 13 updates an epoch

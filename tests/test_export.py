@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import cronos
-from cronos.export import ExportError, export_ctranslate2
-from cronos.model_file import read_model_file
+from cronos.storage.export import ExportError, export_ctranslate2
+from cronos.storage.checkpoint import read_model_file
 from cronos.cli import main
 from helpers import DATES, tiny_config
 

@@ -85,3 +85,29 @@ def test_the_module_level_functions_take_every_option_of_the_methods(trained_mod
     assert cronos.sample(path, sources, top_k=3, seed=5) == model.sample(sources, top_k=3, seed=5)
     pairs = [("1/2/07", "2007-02-01")]
     assert cronos.score(path, pairs, batch_size=1) == model.score(pairs, batch_size=1)
+
+
+@pytest.mark.parametrize("family", ["rnn", "transformer"])
+def test_a_translator_takes_the_examples_its_codec_made_of_the_texts(trained_models, family):
+    """A front end that has tokenised the texts hands over the examples: the results are those of
+    the texts, and the texts are not tokenised again."""
+    model = trained_models[family]
+    sources, targets = ["1/2/07", "Thu 26 Nov 2026", "5 May 1999"], ["2007-02-01", "2026-11-26", "1999-05-05"]
+    examples, pairs = model.codec.encode(sources), model.codec.encode(sources, targets)
+    assert model.translate(examples, beam_size=3, n_best=2) == model.translate(sources, beam_size=3, n_best=2)
+    assert model.sample(examples, top_k=3) == model.sample(sources, top_k=3)
+    assert model.score(pairs, per_token=True) == model.score(list(zip(sources, targets)), per_token=True)
+    with pytest.raises(ValueError, match="scoring needs a target for every source"):
+        model.score(examples)
+
+
+def test_lines_are_encoded_once_each_and_an_empty_one_is_none(trained_models, monkeypatch):
+    model = trained_models["rnn"]
+    read = []
+    tokenize = model.codec.src_tokenizer.tokenize
+    monkeypatch.setattr(model.codec.src_tokenizer, "tokenize", lambda text: read.append(text) or tokenize(text))
+    lines = ["1/2/07", "", "   ", "5 May 1999"]
+    examples = model.codec.encode_lines(lines)
+    assert read == lines  # each line tokenised once
+    assert [example is None for example in examples] == [False, True, True, False]
+    assert examples[0].src == model.codec.encode(["1/2/07"])[0].src

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from cronos.config import DecoderConfig, EncoderConfig
-from cronos.masking import check_lengths, lengths_to_mask, masked_softmax
+from cronos.modules.masking import check_lengths, lengths_to_mask, masked_softmax
 from cronos.modules import (AdditiveAttention, DotAttention, GeneralAttention, MultiHeadAttention, RNNDecoder,
                             RNNEncoder, TransformerDecoder, TransformerEncoder)
 

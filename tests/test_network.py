@@ -8,9 +8,9 @@ import cronos
 from cronos.config import load_config
 from cronos.data import Vocabulary, chunks, length_batches
 from cronos.data.preprocess import Example
-from cronos.loss import token_cross_entropy
+from cronos.modules.loss import token_cross_entropy
 from cronos.modules.attention import MultiHeadAttention
-from cronos.network import Seq2Seq, TokenLoss, evaluating
+from cronos.modules.network import Seq2Seq, TokenLoss, evaluating
 from helpers import tiny_config
 from test_padding_inert import COMBINATIONS, VOCAB, make_batch, tiny_config as tiny_model_config
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import termios
 
-from cronos.progress import format_duration
+from cronos.training.progress import format_duration
 from helpers import ROOT, cronos_command, tiny_config, write_config
 
 STEP_LINE = re.compile(r"^step (\d+)/(\d+) \(epoch (\d+)/(\d+)\): loss \d+\.\d{4}, [\d,]+ tok/s, lr \d\.\d\de-\d\d, "

@@ -1,4 +1,4 @@
-"""int8 linear layers (``Cronos.load(..., quantize="int8")``, ``--quantize int8``): close to float32,
+"""int8 linear layers (``Translator.load(..., quantize="int8")``, ``--quantize int8``): close to float32,
 and an example's results still do not depend on its batch or its padding."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from cronos.cli import main
-from cronos.model import Cronos
+from cronos.model import Cronos, Translator
 from cronos.modules.quantized import Int8Linear
 from helpers import DATES
 
@@ -40,7 +40,7 @@ def checkpoints(trained_models, tmp_path_factory):
 
 @pytest.mark.parametrize("family", ["rnn", "transformer"])
 def test_an_int8_model_translates_as_its_float_one_and_its_scores_are_close(checkpoints, family):
-    exact, small = (Cronos.load(checkpoints[family], "cpu", quantize) for quantize in (None, "int8"))
+    exact, small = (Translator.load(checkpoints[family], "cpu", quantize) for quantize in (None, "int8"))
     same = sum(a == b for a, b in zip(exact.translate(SOURCES), small.translate(SOURCES)))
     assert same >= 0.75 * len(SOURCES)  # tiny, briefly trained models: near-ties abound
     for a, b in zip(exact.score(PAIRS), small.score(PAIRS)):
@@ -49,24 +49,24 @@ def test_an_int8_model_translates_as_its_float_one_and_its_scores_are_close(chec
 
 @pytest.mark.parametrize("family", ["rnn", "transformer"])
 def test_an_int8_models_results_do_not_depend_on_its_batch(checkpoints, family):
-    model = Cronos.load(checkpoints[family], "cpu", quantize="int8")
+    model = Translator.load(checkpoints[family], "cpu", quantize="int8")
     alone = [model.score([pair])[0] for pair in PAIRS[:8]]
     assert model.score(PAIRS[:8], batch_size=8) == alone
     beam_alone = [model.translate([source], beam_size=3)[0] for source in SOURCES[:8]]
     assert model.translate(SOURCES[:8], beam_size=3, batch_size=8) == beam_alone
 
 
-def test_an_int8_model_is_for_inference_only(checkpoints, tmp_path):
-    model = Cronos.load(checkpoints["transformer"], "cpu", quantize="int8")
-    with pytest.raises(ValueError, match="loaded with quantize='int8', for inference: it cannot be saved"):
-        model.save(tmp_path / "small.pt")
-    with pytest.raises(ValueError, match="cannot be trained"):
-        model.fit()
+def test_an_int8_model_is_a_translator_it_decodes_and_is_neither_trained_nor_saved(checkpoints):
+    model = Translator.load(checkpoints["transformer"], "cpu", quantize="int8")
+    assert not isinstance(model, Cronos) and not hasattr(model, "fit") and not hasattr(model, "save")
     with pytest.raises(ValueError, match="int8 layers compute no gradients"):
         model.explain(SOURCES[:1], method="saliency")
     assert model.explain(SOURCES[:1])  # attention alone needs no gradient
     with pytest.raises(ValueError, match="quantize='int4' is not one cronos knows; choose int8 or None"):
-        Cronos.load(checkpoints["transformer"], "cpu", quantize="int4")
+        Translator.load(checkpoints["transformer"], "cpu", quantize="int4")
+    with pytest.warns(DeprecationWarning, match=r"call Translator.load\(path, device, quantize\)"):
+        old = Cronos.load(checkpoints["transformer"], "cpu", quantize="int8")
+    assert type(old) is Translator and old.translate(SOURCES[:3]) == model.translate(SOURCES[:3])
 
 
 def test_the_commands_take_quantize_int8(checkpoints, tmp_path, capsys):
@@ -74,5 +74,5 @@ def test_the_commands_take_quantize_int8(checkpoints, tmp_path, capsys):
     sources.write_text("\n".join(SOURCES[:3]) + "\n", encoding="utf-8")
     assert main(["translate", str(checkpoints["transformer"]), "--quantize", "int8", "--device", "cpu",
                  "--input", str(sources)]) == 0
-    expected = Cronos.load(checkpoints["transformer"], "cpu", "int8").translate(SOURCES[:3])
+    expected = Translator.load(checkpoints["transformer"], "cpu", "int8").translate(SOURCES[:3])
     assert capsys.readouterr().out.splitlines() == expected

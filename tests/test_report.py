@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cronos.explain import Explanation
-from cronos.report import html_report
+from cronos.explain.report import html_report
 from helpers import ROOT
 from test_cli import cronos
 

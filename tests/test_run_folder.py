@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import cronos
-from cronos.checkpoint import load_checkpoint
-from cronos.run_folder import RunFolder, RunFolderError, claim
-from cronos.training import Trainer
+from cronos.storage.checkpoint import load_checkpoint
+from cronos.training.run_folder import RunFolder, RunFolderError, claim
+from cronos.training.trainer import Trainer
 from helpers import ROOT, cronos_command, run_cli, tiny_config, write_config
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")
@@ -123,7 +123,7 @@ def test_cli_refuses_a_second_run_with_one_line_and_exit_code_2(finished_run, tm
 HOLD = """
 import sys, time
 from pathlib import Path
-from cronos.run_folder import RunFolder, claim
+from cronos.training.run_folder import RunFolder, claim
 with claim(RunFolder(Path(sys.argv[1])), None, False):
     print("holding", flush=True)
     time.sleep(600)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cronos.search import Sampling
+from cronos.decoding.search import Sampling
 from helpers import run_cli
 from test_nbest import MIXED
 

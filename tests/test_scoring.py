@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from cronos.network import evaluating
-from cronos.scoring import score_examples
-from cronos.search import Beam, max_output_lengths, search_batch
+from cronos.modules.network import evaluating
+from cronos.decoding.scoring import score_examples
+from cronos.decoding.search import Beam, max_output_lengths, search_batch
 from cronos.data import collate
 from helpers import DATES, run_cli
 

@@ -167,7 +167,7 @@ def test_multi30k_configs_read_the_data_from_the_environment(name, capsys, monke
     assert "examples: 29000" in out
 
 
-def test_decode_speed_and_unk_rate_run_on_a_checkpoint(trained_models, tmp_path, run_script):
+def test_decode_speed_runs_on_a_checkpoint(trained_models, tmp_path, run_script):
     data = tmp_path / "pairs.tsv"
     data.write_text("Thu 26 Nov 2026\t2026-11-26\n1/2/07\t2007-02-01\n", encoding="utf-8")
     checkpoint = str(trained_models["rnn"].save(tmp_path / "model.pt"))
@@ -178,17 +178,6 @@ def test_decode_speed_and_unk_rate_run_on_a_checkpoint(trained_models, tmp_path,
     shares = re.findall(r"^  ([a-z ]+): [\d.]+ s \(([\d.]+)%\)$", out, flags=re.MULTILINE)
     assert [name for name, _ in shares[:4]] == ["encoder", "decoder layers", "output projection", "search and batching"]
     assert abs(sum(float(share) for _, share in shares[:4]) - 100) < 0.5
-    code, out, err = run_script("unk_rate.py", "--checkpoint", checkpoint, "--data", str(data))
-    assert code == 0, err
-    report = json.loads(out)
-    assert report["source_unk_share"] == 0.0 and 0.0 <= report["output_unk_share"] <= 1.0
-
-
-def test_half_precision_gap_reports_both_dtypes_within_the_tests_tolerances(run_script):
-    code, out, err = run_script("half_precision_gap.py")
-    assert code == 0, err
-    gaps = dict(line.split(": largest P1 gap ") for line in out.splitlines())
-    assert 0 < float(gaps["torch.bfloat16"]) < 5e-2 and 0 < float(gaps["torch.float16"]) < 1e-2
 
 
 def test_compare_joeynmt_times_both_commands_on_the_same_sources(trained_models, tmp_path, run_script):
@@ -213,18 +202,8 @@ def test_compare_joeynmt_times_both_commands_on_the_same_sources(trained_models,
     assert all(0 <= float(row[5]) <= 100 and float(row[6].rstrip(" |")) > 0 for row in rows[1:])  # BLEU, length
 
 
-def test_attribution_study_reports_every_method(trained_models, tmp_path, run_script):
-    checkpoint = str(trained_models["rnn"].save(tmp_path / "model.pt"))
-    code, _, err = run_script("attribution_study.py", checkpoint, "--examples", "5", "--steps", "4",
-                              "--markdown", str(tmp_path / "study.md"))
-    assert code == 0, err
-    table = (tmp_path / "study.md").read_text()
-    for method in ("attention", "saliency", "input_x_gradient", "integrated_gradients"):
-        assert re.search(rf"\| {method} \| \d+\.\d% \| \d+\.\d% \| \d+\.\d+ \|", table), method
-
-
-def test_compare_ctranslate2_and_int8_schemes_measure_every_engine(tmp_path, run_script):
-    """A tiny untrained subword Transformer: both scripts run end to end and report every row."""
+def test_compare_ctranslate2_measures_every_engine(tmp_path, run_script):
+    """A tiny untrained subword Transformer: the script runs end to end and reports every row."""
     pytest.importorskip("ctranslate2")
     import cronos
 
@@ -241,10 +220,6 @@ def test_compare_ctranslate2_and_int8_schemes_measure_every_engine(tmp_path, run
     for engine in ("cronos float32", "cronos int8", "CTranslate2 float32", "CTranslate2 int8"):
         assert rows[engine]["sentences_per_s"] > 0 and rows[engine]["peak_rss_mib"] > 0, engine
     assert rows["cronos float32"]["equal_to_cronos_float32"] == 4
-    code, out, err = run_script("int8_schemes.py", checkpoint, "--limit", "4", "--repeats", "1", "--beams", "1")
-    assert code == 0, err
-    names = [line.split(" | ")[0] for line in out.splitlines()[2:]]
-    assert names == ["| float32", "| cronos int8 (a scale per row)", "| torch.ao dynamic int8 (a scale per tensor)"]
 
 
 def test_serve_benchmark_measures_a_real_server_beside_offline_decoding(tmp_path, run_script):

@@ -14,7 +14,7 @@ from cronos.config import load_config
 from cronos.data import Batch, Vocabulary
 from cronos.data.vocab import BOS_INDEX, EOS_INDEX
 from cronos.model import Cronos
-from cronos.search import Beam, Greedy, Sampling, SearchStopped, search_batch
+from cronos.decoding.search import Beam, Greedy, Sampling, SearchStopped, search_batch
 
 VOCAB = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"])
 V = len(VOCAB)

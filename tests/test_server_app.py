@@ -1,7 +1,7 @@
 """The server's application in this process (``cronos.server.build_app`` over ASGI, no sockets):
 what needs the decoding worker held still to be deterministic (a full queue, a timeout, a client
-that goes away, a batch no one waits for) and what needs no process of its own (an ensemble refusing
-to score, a model that computes no numbers, the API key, the CLI's checks).  tests/test_serve.py
+that goes away, a batch no one waits for) and what needs no process of its own (an ensemble
+scoring, a model that computes no numbers, the API key, the CLI's checks).  tests/test_serve.py
 drives a real server process."""
 from __future__ import annotations
 
@@ -21,16 +21,16 @@ httpx = pytest.importorskip("httpx")
 
 from cronos import Cronos  # noqa: E402
 from cronos.cli import main  # noqa: E402
-from cronos.search import SearchStopped  # noqa: E402
+from cronos.decoding.search import SearchStopped  # noqa: E402
 from cronos.server import Limits, build_app  # noqa: E402
 from cronos.server.connections import quiet_loop_errors  # noqa: E402
-from cronos.server.schema import TranslateRequest  # noqa: E402
+from cronos.server.bodies import TranslateRequest  # noqa: E402
 from cronos.translator import Translator  # noqa: E402
 from helpers import run_cli  # noqa: E402
 
 
 class Held:
-    """The tiny Transformer whose decoding waits for ``release`` and records the texts it decodes."""
+    """The tiny Transformer whose decoding waits for ``release`` and records the examples it decodes."""
 
     def __init__(self, model):
         self.translator = Translator(model.network, model.codec, model.config)
@@ -44,6 +44,10 @@ class Held:
             return translate(texts, *args, **options)
 
         self.translator.translate = held
+
+    def examples(self, *texts: str) -> list:
+        """What the server decodes of ``texts``, each sent alone."""
+        return [self.translator.codec.encode([text])[0] for text in texts]
 
 
 def _run(app, scenario):
@@ -110,7 +114,7 @@ def test_past_its_timeout_a_request_gets_504_and_its_waiting_texts_are_never_dec
     late, busy = _run(app, scenario)
     for response in (late, busy):
         assert response.status_code == 504 and "not answered within 0.3 s" in response.json()["error"]
-    assert held.decoded == ["1/2/07"]
+    assert held.decoded == held.examples("1/2/07")
 
 
 def test_a_client_that_disconnects_is_dropped_and_its_waiting_texts_are_never_decoded(held):
@@ -146,11 +150,11 @@ def test_a_client_that_disconnects_is_dropped_and_its_waiting_texts_are_never_de
 
     busy, after = _run(app, scenario)
     assert busy.status_code == 200 and after.status_code == 200
-    assert held.decoded == ["1/2/07", "5 May 1999"]  # "Dec 3, 1987" never decoded
+    assert held.decoded == held.examples("1/2/07", "5 May 1999")  # "Dec 3, 1987" never decoded
     assert sent[0]["status"] == 499
 
 
-def test_an_ensemble_translates_and_refuses_to_score(trained_models, tmp_path):
+def test_an_ensemble_translates_and_scores_as_the_library_does(trained_models, tmp_path):
     model = trained_models["transformer"]
     members = [Cronos.load(model.save(tmp_path / f"{i}.pt"), "cpu") for i in range(2)]
     ensemble = Cronos.ensemble(members, "cpu")
@@ -162,7 +166,9 @@ def test_an_ensemble_translates_and_refuses_to_score(trained_models, tmp_path):
 
     translated, scored = _run(app, scenario)
     assert translated.json() == {"translations": ensemble.translate(["1/2/07"], beam_size=2)[0]}
-    assert scored.status_code == 422 and "ensemble" in scored.json()["error"]
+    expected = ensemble.score([("1/2/07", "2007-01-02")])[0]
+    assert scored.status_code == 200 and scored.json() == {"scores": {
+        "log_prob": expected.log_prob, "mean_log_prob": expected.mean_log_prob, "tokens": expected.tokens}}
 
 
 @pytest.mark.parametrize("options, message", [

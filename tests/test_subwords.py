@@ -12,7 +12,7 @@ import sentencepiece as spm
 import torch
 
 import cronos
-from cronos.checkpoint import load_checkpoint, save_checkpoint
+from cronos.storage.checkpoint import load_checkpoint, save_checkpoint
 from cronos.config import ConfigError, SentencePieceConfig
 from cronos.data import SubwordModels, TextCodec, load_training_data
 from cronos.data.subwords import piece_ids

@@ -32,7 +32,7 @@ def test_tensorboard_has_the_curves_and_the_attention_of_a_validation_example(tm
 
 def test_a_resumed_run_replaces_the_events_logged_after_its_checkpoint(tmp_path, monkeypatch):
     config = tiny_config(tmp_path, training={"epochs": 2, "tensorboard": True, "checkpoint_every": 10})
-    from cronos.training import Trainer
+    from cronos.training.trainer import Trainer
 
     original = Trainer._train_step
 

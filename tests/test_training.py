@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import cronos
-from cronos.checkpoint import load_checkpoint
+from cronos.storage.checkpoint import load_checkpoint
 from cronos.data import load_training_data
-from cronos.training import Trainer
+from cronos.training.trainer import Trainer
 from helpers import run_cli, tiny_config, write_config
 
 
@@ -108,7 +108,7 @@ def test_best_pt_holds_the_weights_of_the_best_validation_whichever_way_the_metr
                                                                                           metric, scores):
     """Validations at steps 5, 10, 15, 20 scored as scripted: the second is the best (the lowest
     loss, the highest BLEU); the two after it are worse and must not replace its weights."""
-    from cronos.validation import Validator
+    from cronos.training.validation import Validator
 
     scripted = iter(scores)
 

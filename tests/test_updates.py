@@ -15,7 +15,7 @@ import torch
 
 import cronos
 from cronos.data import PAD_INDEX, load_training_data, plan_updates
-from cronos.training import Trainer
+from cronos.training.trainer import Trainer
 from helpers import DATES, tiny_config
 
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -55,10 +55,10 @@ def max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
 @pytest.mark.parametrize("accumulate", [2, 3])
 def test_p7_an_update_of_k_batches_is_the_update_of_their_union(tmp_path, dtype, accumulate):
     split, union = trainers(tmp_path, dtype, accumulate)
-    batches = split.sampler.batches(0)
+    batches = split.plan.sampler.batches(0)
     for step in range(4):  # several steps: Adam's state must agree too
         update = batches[step * accumulate: (step + 1) * accumulate]
-        sizes = {sum(split.data.examples[i].tgt_length for i in batch) for batch in update}
+        sizes = {sum(split.plan.data.examples[i].tgt_length for i in batch) for batch in update}
         assert len(sizes) > 1  # batches of different token counts: a per-batch mean would weight them wrongly
         split_loss, split_tokens = split._train_step([update])  # one process: [rank][batches]
         union_loss, union_tokens = union._train_step([[[i for batch in update for i in batch]]])
@@ -71,9 +71,9 @@ def test_p4_p7_hold_on_a_prepared_split(tmp_path):
     """On batches read from the memory-mapped split: accumulated updates equal the union's (P7),
     and the <pad> embedding rows stay zero (P4)."""
     split, union = trainers(tmp_path, torch.float64, 2, prepared=True)
-    assert isinstance(split.data.examples.src_ids, np.memmap)
+    assert isinstance(split.plan.data.examples.src_ids, np.memmap)
     initial = copy.deepcopy(split.network)
-    for update in plan_updates(split.sampler.batches(0), split.lengths[1], 2)[:3]:
+    for update in plan_updates(split.plan.sampler.batches(0), split.plan.lengths[1], 2)[:3]:
         split._train_step(update)
         union._train_step([[np.concatenate(update[0])]])
     assert max_difference(split.network, union.network) <= TOLERANCE[torch.float64]
@@ -86,12 +86,12 @@ def test_the_mean_of_per_batch_means_would_not_give_the_union(tmp_path):
     """The normalisation P7 rules out, applied to the same batches, moves the weights measurably
     (so the test above can fail)."""
     split, union = trainers(tmp_path, torch.float64, 2)
-    update = split.sampler.batches(0)[:2]
+    update = split.plan.sampler.batches(0)[:2]
     union._train_step([[[i for batch in update for i in batch]]])
     network, optimizer = split.network.train(), split.optimizer
     optimizer.zero_grad(set_to_none=True)
     for indices in update:
-        batch = cronos.data.collate([split.data.examples[i] for i in indices])
+        batch = cronos.data.collate([split.plan.data.examples[i] for i in indices])
         loss = network(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
         (loss.total / loss.tokens / len(update)).backward()  # each batch's mean, averaged over batches
     torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)

@@ -93,6 +93,18 @@ class TextCodec:
         """A caller's strings -> examples: ``examples(tokenize(sources, targets))``."""
         return self.examples(self.tokenize(sources, targets))
 
+    def encode_lines(self, sources: Sequence[str]) -> list[Example | None]:
+        """Lines of input -> one example per line, None for an empty one (``is_empty``), which
+        ``encode`` refuses and a file of lines may hold."""
+        stats = PreprocessStats()
+        raw = user_pairs(sources)
+        pairs = tokenize_pairs(raw, self.tokenizers, TextRules(self.max_length, empty_policy="skip"), stats)
+        stats.skipped_empty = 0  # the caller says which lines were empty
+        stats.report(self.max_length)
+        read = iter(self.examples(pairs))
+        kept = {id(pair.raw) for pair in pairs}
+        return [next(read) if id(pair) in kept else None for pair in raw]
+
     def with_readings(self, others: Sequence["TextCodec"]) -> "TextCodec":
         """This codec, also reading every source as each of ``others`` reads it (their source sides)."""
         return replace(self, readings=tuple(replace(other, readings=()) for other in others))

@@ -21,8 +21,8 @@ from .subwords import WORD_START
 from .tokenizers import Tokenizer
 from .vocab import UNK_INDEX, Vocabulary
 
-__all__ = ["Example", "TokenizedPair", "TextRules", "PreprocessStats", "tokenize_pairs", "to_examples", "user_pairs",
-           "is_empty", "unicode_problem", "warn_if_mostly_unknown", "MOSTLY_UNKNOWN"]
+__all__ = ["Example", "EmptyText", "TokenizedPair", "TextRules", "PreprocessStats", "tokenize_pairs", "to_examples",
+           "user_pairs", "is_empty", "unicode_problem", "warn_if_mostly_unknown", "MOSTLY_UNKNOWN"]
 
 logger = logging.getLogger("cronos")
 
@@ -44,8 +44,17 @@ def unicode_problem(text: str) -> str | None:
 
 
 def is_empty(text: str, tokens: Sequence[str]) -> bool:
-    """A text with no tokens, or only white space: nothing for a model to read."""
+    """A text with no tokens, or only white space: nothing for a model to read.  The one rule of
+    emptiness: ``tokenize_pairs`` applies it, and every front end learns its verdict from there."""
     return not tokens or not text.strip()
+
+
+class EmptyText(DataError):
+    """A pair with an empty ``side`` (``source`` or ``target``), at ``position`` among the pairs read."""
+
+    def __init__(self, message: str, side: str, position: int):
+        super().__init__(message)
+        self.side, self.position = side, position
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +142,7 @@ def tokenize_pairs(pairs: Iterable[RawPair], tokenizers: tuple[Tokenizer, Tokeni
     counts what the rules did (``PreprocessStats.report`` says it)."""
     result = []
     tokenize_source, tokenize_target = tokenizers[0].tokenize, tokenizers[1].tokenize
-    for pair in pairs:
+    for position, pair in enumerate(pairs):
         stats.read += 1
         source = tokenize_source(pair.source)
         target = None if pair.target is None else tokenize_target(pair.target)
@@ -141,8 +150,8 @@ def tokenize_pairs(pairs: Iterable[RawPair], tokenizers: tuple[Tokenizer, Tokeni
                       "target" if target is not None and is_empty(pair.target, target) else None)
         if empty_side is not None:
             if rules.empty_policy == "error":
-                raise DataError(f"{pair.origin}: empty {empty_side} (no text, or only white space); "
-                                + rules.hint.format(side=empty_side))
+                raise EmptyText(f"{pair.origin}: empty {empty_side} (no text, or only white space); "
+                                + rules.hint.format(side=empty_side), empty_side, position)
             stats.skipped_empty += 1
             continue
         if len(source) > rules.max_length or (target is not None and len(target) > rules.max_length):

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..invariance import matmul_by_rows
-from ..masking import masked_softmax, pad_keys
+from .invariance import matmul_by_rows
+from .masking import masked_softmax, pad_keys
 from .linear import Linear
 
 __all__ = ["AdditiveAttention", "DotAttention", "GeneralAttention", "MultiHeadAttention", "build_attention"]

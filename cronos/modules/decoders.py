@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import DecoderConfig
-from ..masking import pad_keys
+from .masking import pad_keys
 from .attention import MultiHeadAttention, build_attention
 from .encoders import FeedForward, TransformerInput
 from .linear import Linear

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 __all__ = ["Int8Linear", "QUANTIZATIONS", "quantize_linear_layers"]
 
-QUANTIZATIONS = ("int8",)  # what ``Cronos.load(quantize=...)`` and ``--quantize`` accept
+QUANTIZATIONS = ("int8",)  # what ``Translator.load(quantize=...)`` and ``--quantize`` accept
 INT8_LIMIT = 127  # symmetric: -127..127, so that negating a value never overflows
 
 

@@ -26,17 +26,16 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..batching import Batcher, BatcherStopped, QueueFull
-from ..ensemble import Ensemble
-from ..inference import NonFiniteOutput
-from ..search import SearchStopped
+from .batching import Batcher, BatcherStopped, QueueFull
+from ..decoding.inference import NonFiniteOutput
+from ..decoding.search import SearchStopped
 from ..translator import Translator
 from ..version import __version__
 from .errors import NOT_JSON, NOT_SENT_AS_JSON, ContainedErrors, Refused, validation_message
 from .limits import Limits
 from .metrics import CONTENT_TYPE_LATEST, MeasuredRequests, ServerMetrics
-from .schema import ErrorResponse, Health, Score, ScoreRequest, ScoreResponse, TranslateRequest, TranslateResponse, \
-    UnreadableText
+from .bodies import ErrorResponse, Health, ScoreRequest, ScoreResponse, TranslateRequest, TranslateResponse
+from .jobs import UnreadableText
 
 __all__ = ["build_app", "application", "batcher_for"]
 
@@ -75,7 +74,7 @@ def batcher_for(translator: Translator, limits: Limits) -> tuple[Batcher, Server
             metrics.abandoned.inc()
             raise
 
-    batcher = Batcher(decode, lambda item, job: job.tokens(translator.codec, item), limits.max_batch_tokens,
+    batcher = Batcher(decode, lambda item, job: job.prepare(translator.codec, item), limits.max_batch_tokens,
                       limits.max_wait_ms / 1000, limits.max_queue)
     metrics = ServerMetrics(lambda: batcher.waiting)
     return batcher, metrics
@@ -99,17 +98,15 @@ def application(translator: Translator, limits: Limits, batcher: Batcher, metric
             job = body.job(translator.config.decoding.beam_size, limits.max_beam)
         except ValueError as error:
             raise Refused(422, str(error)) from None
-        results = await _answer(request, batcher, texts, job, limits.timeout)
+        results = await _answer(request, batcher, list(enumerate(texts)), job, limits.timeout)
         return JSONResponse({"translations": results[0] if isinstance(body.text, str) else results})
 
     @app.post("/score", response_model=ScoreResponse, responses=errors)
     async def score(body: ScoreRequest, request: Request) -> JSONResponse:
         """The log-probability of each target given its source."""
-        if isinstance(translator.network, Ensemble):
-            raise Refused(422, "this server runs an ensemble, which translates only; serve one model to score")
         pairs = list(zip(body.sources(), body.targets()))
         _check_size(len(pairs), [text for pair in pairs for text in pair], limits)
-        results = await _answer(request, batcher, pairs, Score(body.per_token), limits.timeout)
+        results = await _answer(request, batcher, list(enumerate(pairs)), body.job(), limits.timeout)
         return JSONResponse({"scores": results[0] if isinstance(body.source, str) else results})
 
     @app.get("/health", response_model=Health)
@@ -122,6 +119,17 @@ def application(translator: Translator, limits: Limits, batcher: Batcher, metric
         """Prometheus metrics: requests, latency, batch sizes, queue depth."""
         return Response(metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
+    _errors_as_json(app)
+    app.add_middleware(ContainedErrors)
+    app.add_middleware(_BoundedBody, limit=limits.max_body_bytes)
+    if api_key is not None:
+        app.add_middleware(_Authorized, key=api_key)
+    app.add_middleware(MeasuredRequests, metrics=metrics, paths={route.path for route in app.routes})
+    return app
+
+
+def _errors_as_json(app: FastAPI) -> None:
+    """Every refusal, invalid body and HTTP error answered as one JSON object ``{"error": ...}``."""
     @app.exception_handler(Refused)
     async def refused(request: Request, error: Refused) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=error.status, headers=error.headers)
@@ -137,13 +145,6 @@ def application(translator: Translator, limits: Limits, batcher: Batcher, metric
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         message = NOT_JSON if error.status_code == 400 else str(error.detail)
         return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
-
-    app.add_middleware(ContainedErrors)
-    app.add_middleware(_BoundedBody, limit=limits.max_body_bytes)
-    if api_key is not None:
-        app.add_middleware(_Authorized, key=api_key)
-    app.add_middleware(MeasuredRequests, metrics=metrics, paths={route.path for route in app.routes})
-    return app
 
 
 class _BodyTooLarge(StarletteHTTPException):

@@ -11,7 +11,7 @@ import json
 import logging
 from typing import Sequence
 
-from .schema import Strict
+from .bodies import Strict
 
 __all__ = ["Refused", "validation_message", "ContainedErrors", "EXAMPLE", "NOT_JSON", "NOT_SENT_AS_JSON"]
 

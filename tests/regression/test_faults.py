@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import cronos
-from cronos.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from cronos.inference import NonFiniteOutput
-from cronos.training import TrainingError
+from cronos.storage.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from cronos.decoding.inference import NonFiniteOutput
+from cronos.training.trainer import TrainingError
 from helpers import cronos_command, run_cli, tiny_config, write_config
 
 STEPS_PER_EPOCH = 25  # 800 training examples in batches of 32

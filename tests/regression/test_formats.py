@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 import cronos
-from cronos.checkpoint import FORMAT_VERSION, load_checkpoint
+from cronos.storage.checkpoint import FORMAT_VERSION, load_checkpoint
 
 GOLDEN = Path(__file__).parent / "data"
 

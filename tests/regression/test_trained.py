@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from cronos.search import Beam, search_batch
+from cronos.decoding.search import Beam, search_batch
 
 FLOORS = {
     # family: (exact match >= , test loss <= )       measured 2026-11-26: exact match, loss

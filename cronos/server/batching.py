@@ -1,0 +1,260 @@
+"""Dynamic batching: the sentences of concurrent requests decoded together, for a server.
+
+    batcher = Batcher(decode, prepare, max_batch_tokens=4000, max_wait=0.01, max_queue=2000)
+    batcher.start()                                          # or batcher.run() on a thread of yours
+    answer = batcher.submit(["Ein Hund läuft."], settings)   # a concurrent.futures.Future
+    answer.result()                                          # the items' results, in order
+    batcher.stop()                                           # every accepted request is answered first
+    batcher.abandon()                                        # or not: cancelled, and the worker ends soon
+
+A request is a list of items (a text to translate, a pair to score) and hashable ``settings`` that
+say how to decode them.  One worker (a thread of its own, or the caller's in ``run``) forms the
+batches.  It prepares each waiting item once (``prepare(item, settings)``: what ``decode`` takes of
+it, a text's tokens say, and how many tokens that is; on the worker: the submitting thread, a
+server's event loop, only queues) and takes the items whose settings are those
+of the oldest one (items with other settings wait for a batch of their own) until the batch holds
+``max_batch_tokens`` tokens.  When more wait than fit, the oldest goes first and the rest of the
+batch are those closest to it in length (less padding; the oldest still leads every batch, so none
+waits for ever).
+
+How long a batch waits for mates: decoding costs nearly as much for one sentence as for dozens, so
+a batch that leaves without the clients just answered halves the next one.  Clients usually send
+their next request as soon as they have their answer, so after each batch the worker waits until as
+many items wait as it has just answered plus those that waited already; it starts at once when the
+batch is full, and at the latest ``max_wait`` seconds after it became free (or after the oldest
+arrived, if later).  Measured with 64 clients on 2 cores (docs/BENCHMARKS.md): with a fixed 10 ms
+wait, batches held half of them, alternating; with this rule, nearly all.
+
+It decodes a batch in one call (``decode(items, settings, abandoned)``) and answers each request
+once all its items are decoded.  cronos's results do not depend on batch mates (P0), so each answer
+is what its text alone gives.  The queue holds at most ``max_queue`` items of requests still
+waiting for their answer: past that, ``submit`` raises ``QueueFull`` (a server's 503).  A request
+cancelled before its items are batched (its client went away, it timed out) costs no decoding and
+no room in the queue; ``abandoned()`` says when every request of the batch being decoded was
+cancelled, so that ``decode`` can stop early (a search checks it at each step).
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Sequence
+
+__all__ = ["Batcher", "BatcherStopped", "QueueFull"]
+
+
+class QueueFull(RuntimeError):
+    """More items wait than the queue holds; ``retry_after`` seconds is a fair wait."""
+
+    def __init__(self, waiting: int, limit: int, retry_after: float):
+        super().__init__(f"{waiting} sentences are waiting to be translated (the limit is {limit}); retry later")
+        self.retry_after = retry_after
+
+
+class BatcherStopped(RuntimeError):
+    """The batcher is stopping: it takes no new requests."""
+
+
+@dataclass(eq=False)  # compared by identity: the queue finds and drops its items by it
+class _Request:
+    items: Sequence
+    settings: Hashable
+    answer: Future
+    results: list = field(default_factory=list)
+    left: int = 0
+
+
+@dataclass(eq=False)
+class _Item:
+    request: _Request
+    index: int
+    arrived: float
+    prepared: object = None    # what ``decode`` takes of the item, prepared by the worker
+    tokens: int | None = None  # and its tokens; None until then
+
+    @property
+    def value(self):
+        return self.request.items[self.index]
+
+
+class Batcher:
+    """Batches the items of concurrent requests (module docstring).
+
+    ``decode(items, settings, abandoned) -> results`` (one per item, in order; ``abandoned()``: no one
+    waits for them any more) and ``prepare(item, settings) -> (prepared item, tokens)`` run on the
+    worker thread, ``decode`` taking the prepared items;
+    ``settings`` is anything hashable that says how to decode (requests batch together only with
+    equal settings)."""
+
+    def __init__(self, decode: Callable[[list, Hashable, Callable[[], bool]], list],
+                 prepare: Callable[[object, Hashable], tuple[object, int]],
+                 max_batch_tokens: int, max_wait: float, max_queue: int):
+        if max_batch_tokens < 1 or max_queue < 1 or max_wait < 0:
+            raise ValueError("max_batch_tokens and max_queue must be at least 1 and max_wait at least 0")
+        self.decode, self.prepare = decode, prepare
+        self.max_batch_tokens, self.max_wait, self.max_queue = max_batch_tokens, max_wait, max_queue
+        self._waiting: collections.deque[_Item] = collections.deque()
+        self._decoding: list[_Request] = []  # the requests of the batch being decoded
+        self._changed = threading.Condition()
+        self._stopping = False
+        self._worker: threading.Thread | None = None
+        self._free_since = 0.0  # when the worker finished its last batch
+        self._coming_back = 1  # how many items the next batch waits for (module docstring)
+
+    @property
+    def waiting(self) -> int:
+        """Items accepted, not yet in a batch, and still wanted."""
+        with self._changed:
+            self._drop_answered()
+            return len(self._waiting)
+
+    def start(self) -> "Batcher":
+        """Decode on a thread of its own (``run`` there)."""
+        self._worker = threading.Thread(target=self.run, name="cronos-batcher", daemon=True)
+        self._worker.start()
+        return self
+
+    def run(self) -> None:
+        """Decode on this thread until ``stop`` and every accepted request is answered.  A server
+        decodes on its main thread so that torch's OpenMP threads are those of the thread that
+        loaded the model: a second team of them on another thread spins less when idle (libgomp
+        throttles its threads' spinning when they outnumber the cores), which made one-sentence
+        decoding twice as slow on a 2-core machine."""
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            outcome = self._decoded(batch)
+            with self._changed:  # before answering: a client answered now may send again at once
+                self._free_since = time.monotonic()
+                self._coming_back = len(self._waiting) + len(batch)
+            self._answer(batch, outcome)
+
+    def submit(self, items: Sequence, settings: Hashable) -> Future:
+        """Queue ``items`` to be decoded with ``settings``; the future gives their results, in order."""
+        request = _Request(list(items), settings, Future(), [None] * len(items), len(items))
+        if not items:
+            request.answer.set_result([])
+            return request.answer
+        with self._changed:
+            if self._stopping:
+                raise BatcherStopped("the server is shutting down and takes no new requests")
+            if len(self._waiting) + len(items) > self.max_queue:
+                self._drop_answered()  # a request that timed out or whose client went away holds no room
+            if len(self._waiting) + len(items) > self.max_queue:
+                raise QueueFull(len(self._waiting), self.max_queue, retry_after=max(1.0, self.max_wait))
+            now = time.monotonic()
+            self._waiting.extend(_Item(request, i, now) for i in range(len(items)))
+            self._changed.notify()
+        return request.answer
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Take no new requests, answer every accepted one, then end the worker."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout)
+
+    def abandon(self) -> None:
+        """Take no new requests and cancel every accepted one not yet answered: the batch being
+        decoded is abandoned (its ``decode`` may stop at its next step), and the worker ends."""
+        with self._changed:
+            self._stopping = True
+            for request in [*(item.request for item in self._waiting), *self._decoding]:
+                request.answer.cancel()
+            self._changed.notify()
+
+    def _next_batch(self) -> list[_Item] | None:
+        """The next batch (module docstring), or None once stopping with nothing left."""
+        while True:
+            with self._changed:
+                self._drop_answered()
+                if not self._waiting:
+                    if self._stopping:
+                        return None
+                    self._changed.wait()
+                    continue
+                unmeasured = [item for item in self._waiting if item.tokens is None]
+                if not unmeasured:
+                    batch, full = self._candidates()
+                    deadline = max(self._waiting[0].arrived, self._free_since) + self.max_wait
+                    back = len(self._waiting) >= self._coming_back
+                    if full or back or self._stopping or time.monotonic() >= deadline:
+                        taken = set(batch)
+                        self._waiting = collections.deque(item for item in self._waiting if item not in taken)
+                        return batch
+                    self._changed.wait(deadline - time.monotonic())
+                    continue
+            self._measure(unmeasured)  # outside the lock, so that submit never waits for it
+
+    def _measure(self, items: list[_Item]) -> None:
+        """Each item prepared and its tokens counted; an item that cannot be fails its request (and only that one)."""
+        for item in items:
+            try:
+                item.prepared, item.tokens = self.prepare(item.value, item.request.settings)
+            except Exception as error:  # noqa: BLE001 - a request's own bad input, answered to it alone
+                _settle(item.request.answer, error=error)
+
+    def _candidates(self) -> tuple[list[_Item], bool]:
+        """The batch the waiting items make now, and whether it is full (more of them wait than fit)."""
+        oldest = self._waiting[0]
+        mates = [item for item in self._waiting if item.request.settings == oldest.request.settings]
+        total = sum(item.tokens for item in mates)
+        if total <= self.max_batch_tokens:
+            return mates, total == self.max_batch_tokens
+        batch, tokens = [oldest], oldest.tokens
+        for item in sorted(mates[1:], key=lambda item: abs(item.tokens - oldest.tokens)):  # stable: oldest first
+            if tokens + item.tokens <= self.max_batch_tokens:
+                batch.append(item)
+                tokens += item.tokens
+        return batch, True
+
+    def _drop_answered(self) -> None:
+        """Drop the items of requests already answered: cancelled (the client went away) or failed."""
+        if any(item.request.answer.done() for item in self._waiting):
+            self._waiting = collections.deque(i for i in self._waiting if not i.request.answer.done())
+
+    def _decoded(self, batch: list[_Item]) -> list | Exception:
+        """The batch's results, or the error that decoding it raised (the worker goes on)."""
+        requests = list({id(item.request): item.request for item in batch}.values())
+        with self._changed:
+            self._decoding = requests
+        try:
+            return self.decode([item.prepared for item in batch], batch[0].request.settings,
+                               lambda: all(request.answer.done() for request in requests))
+        except Exception as error:  # noqa: BLE001 - answered to the requests of this batch
+            return error
+        finally:
+            with self._changed:
+                self._decoding = []
+
+    @staticmethod
+    def _answer(batch: list[_Item], outcome: list | Exception) -> None:
+        """Give each item its result; a request is answered once all its items have theirs."""
+        if isinstance(outcome, Exception):
+            for request in {id(item.request): item.request for item in batch}.values():
+                _settle(request.answer, error=outcome)
+            return
+        for item, result in zip(batch, outcome):
+            request = item.request
+            request.results[item.index] = result
+            request.left -= 1
+            if request.left == 0:
+                _settle(request.answer, result=request.results)
+
+
+def _settle(answer: Future, result=None, error: BaseException | None = None) -> None:
+    """Answer a request unless it is answered already (cancelled by its client, or failed by another
+    batch); the check and the answer race with a cancel on another thread, hence the guard."""
+    if answer.done():
+        return
+    try:
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result)
+    except InvalidStateError:
+        pass

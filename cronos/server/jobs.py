@@ -1,0 +1,94 @@
+"""The jobs a request becomes on the batcher's worker: how each of its items is encoded (once: the
+example is what is measured and decoded) and how a batch of them is decoded.  Requests batch
+together when their jobs are equal.
+
+    example, tokens = job.prepare(codec, item)       # item: (position, text) or (position, (source, target))
+    results = job.run(translator, examples, abandoned)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..data import Example, TextCodec
+from ..data.preprocess import EmptyText
+from ..decoding.search import Stop
+from ..translator import Translator
+
+__all__ = ["Item", "UnreadableText", "Search", "Sample", "Score"]
+
+Item = tuple[int, object]  # an item's position in its request (for messages), and its text or pair
+
+
+class UnreadableText(ValueError):
+    """A text the model cannot read (nothing left once tokenised): that request's 422."""
+
+
+def _encode(codec: TextCodec, position: int, source: str, target: str | None = None) -> Example:
+    """The item's example; ``UnreadableText`` naming the item when the codec finds nothing to read."""
+    try:
+        return codec.encode([source], None if target is None else [target])[0]
+    except EmptyText as error:
+        field = "text" if target is None else error.side
+        raise UnreadableText(f"{field} {position} is empty (no text, or only white space); send the text itself") \
+            from None
+    except ValueError as error:
+        raise UnreadableText(f"text {position}: {error}") from None
+
+
+class _TranslatesTexts:
+    """A job over texts to translate: an item's tokens are its source's."""
+
+    def prepare(self, codec: TextCodec, item: Item) -> tuple[Example, int]:
+        example = _encode(codec, *item)
+        return example, example.src_length
+
+
+@dataclass(frozen=True)
+class Search(_TranslatesTexts):
+    """Beam (or greedy) search; a result is a string, a ``ScoredTranslation`` dict with ``scores``,
+    a list of them with ``n_best``."""
+
+    beam_size: int
+    n_best: int | None
+    scores: bool
+
+    def run(self, translator: Translator, examples: list[Example], abandoned: Stop) -> list:
+        found = translator.translate(examples, self.beam_size, batch_size=len(examples), n_best=self.n_best or 1,
+                                     stop=abandoned)
+        answers = [[{"text": t.text, "score": t.score, "log_prob": t.log_prob} for t in hypotheses]
+                   for hypotheses in found]
+        if self.n_best is not None:
+            return answers
+        return [hypotheses[0] if self.scores else hypotheses[0]["text"] for hypotheses in answers]
+
+
+@dataclass(frozen=True)
+class Sample(_TranslatesTexts):
+    """Sampling; a result is a string."""
+
+    top_k: int | None
+    top_p: float | None
+    temperature: float
+    seed: int
+
+    def run(self, translator: Translator, examples: list[Example], abandoned: Stop) -> list[str]:
+        return translator.sample(examples, self.top_k, self.top_p, self.temperature, self.seed,
+                                 batch_size=len(examples), stop=abandoned)
+
+
+@dataclass(frozen=True)
+class Score:
+    """Teacher-forced scoring of (source, target) pairs; a result is a ``PairLogProb`` dict."""
+
+    per_token: bool
+
+    def prepare(self, codec: TextCodec, item: Item) -> tuple[Example, int]:
+        position, (source, target) = item
+        example = _encode(codec, position, source, target)
+        return example, example.src_length + example.tgt_length
+
+    def run(self, translator: Translator, examples: list[Example], abandoned: Stop) -> list[dict]:
+        """One teacher-forced pass: nothing to stop part way (``abandoned`` is not asked)."""
+        found = translator.score(examples, per_token=self.per_token, batch_size=len(examples))
+        return [{"log_prob": s.log_prob, "mean_log_prob": s.mean_log_prob, "tokens": s.tokens,
+                 **({"token_log_probs": s.token_log_probs} if self.per_token else {})} for s in found]
