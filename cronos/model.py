@@ -1,6 +1,6 @@
 """``Cronos``: the high-level object, a ``Translator`` (``translator.py``: translate, sample, score,
 evaluate, explain) that is also built from a config, trained, saved and loaded.  It holds the
-network (``cronos.network.Seq2Seq``), the text codec (tokenizer + vocabularies) and the config, and
+network (``cronos.modules.network.Seq2Seq``), the text codec (tokenizer + vocabularies) and the config, and
 each of its methods is a short call into the module that owns the work, handing it only what that
 work needs.
 

@@ -11,7 +11,7 @@ attends with the mask.  Inputs that finish leave the batch, so they stop costing
 as many as keep the rows a multiple of 4 (filler rows, whose results are not read: an example's
 bits then do not depend on its batch, docs/batch_invariance.md).  Each
 input gets at most ``ceil(max_length_ratio * source_length) + max_length_offset`` output tokens
-(``options``: the ``evaluation`` settings, which also hold the length penalty and the batch size).
+(``options``: the config's ``decoding`` section, which also holds the length penalty and the batch size).
 """
 from __future__ import annotations
 

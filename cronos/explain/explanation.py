@@ -42,7 +42,7 @@ class Explanation:
 
     ``method``: ``attention`` (nothing more), or ``saliency``, ``input_x_gradient`` or
     ``integrated_gradients``, whose scores are ``attribution`` (the same shape as ``attention``;
-    see ``cronos.attribution``); ``padding_attribution``: the absolute attribution that fell on
+    see ``cronos.explain.attribution``); ``padding_attribution``: the absolute attribution that fell on
     padded positions before trimming, exactly 0.0; ``completeness_gaps``: per output token,
     integrated gradients' sum of scores minus the log-prob's difference to the baseline.
     """

@@ -9,7 +9,8 @@
 ``GET /health``, ``GET /metrics`` (Prometheus), ``GET /openapi.json`` and ``/docs`` (what each
 endpoint takes and gives).  The sentences of concurrent requests are decoded together
 (``batching.Batcher``), and an answer is what the text alone gives (P0).  ``limits.py``: what a
-server takes on at most; ``schema.py``: the bodies and the jobs they become; ``errors.py``: one JSON
+server takes on at most; ``bodies.py``: the request and answer bodies; ``jobs.py``: the jobs they
+become (each item encoded once, then decoded); ``errors.py``: one JSON
 error for each thing that goes wrong; ``metrics.py``: the metrics; ``app.py``: the routes and the API
 key; ``connections.py``: connections guarded against idle, slow and too many clients;
 ``process.py``: the process and its shutdown.

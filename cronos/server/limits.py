@@ -26,7 +26,7 @@ class Limits:
     max_sentences: int = 64             # texts (or pairs) in one request
     max_characters: int = 2000          # characters in one text
     max_batch_tokens: int = 4096        # tokens decoded together
-    max_wait_ms: float = 100.0          # how long a batch waits at most for mates (cronos.batching says for whom)
+    max_wait_ms: float = 100.0          # how long a batch waits at most for mates (server/batching.py says for whom)
     max_queue: int = 1024               # sentences waiting, past which requests get 503
     timeout: float = 60.0               # seconds a request waits for its answer, past which it gets 504
     max_beam: int = 16                  # beams (and n-best hypotheses) a request may ask for
