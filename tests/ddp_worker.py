@@ -41,8 +41,9 @@ def main(config_path: str, out: str, steps: int) -> None:
                 (loss.total / loss.tokens / len(update[processes.rank])).backward()
             torch.nn.utils.clip_grad_norm_(peers.network.parameters(), config.training.clip_grad_norm)
             peers.optimizer.step()
+        averages = processes.gather([shadow.clone() for shadow in ours.average.shadow])  # training.ema_decay's
         if processes.main:
-            torch.save({"ours": ours.network.state_dict(), "peers": peers.network.state_dict(),
+            torch.save({"ours": ours.network.state_dict(), "peers": peers.network.state_dict(), "averages": averages,
                         "plan": [[[batch.tolist() for batch in share] for share in update] for update in plan]}, out)
         ours.trained = replicated = None  # DistributedDataParallel goes before its process group does
 

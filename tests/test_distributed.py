@@ -152,12 +152,13 @@ def test_the_plan_refuses_fewer_examples_than_processes():
 def test_p7_in_float64_under_ddp_and_the_per_process_mean_would_fail_it(tmp_path):
     """Through DistributedDataParallel itself: the trainer's update over two processes equals one
     process's update on the union of their batches to 1e-10 in float64, after several steps; the
-    peers' normalisation (each process's mean, averaged) does not."""
+    peers' normalisation (each process's mean, averaged) does not.  The weights' moving average
+    (training.ema_decay) is the same in both processes, to the bit, and that of the union."""
     import cronos
     from cronos.training.trainer import Trainer
     from test_updates import reversing
 
-    sections = {"model": NO_DROPOUT, "data": reversing(tmp_path)}
+    sections = {"model": NO_DROPOUT, "data": reversing(tmp_path), "training": {"ema_decay": 0.9}}
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, **sections))
     out = tmp_path / "ddp.pt"
     worker = Path(__file__).resolve().parent / "ddp_worker.py"
@@ -175,6 +176,11 @@ def test_p7_in_float64_under_ddp_and_the_per_process_mean_would_fail_it(tmp_path
         union._train_step([[[i for share in update for batch in share for i in batch]]])
     assert max_difference(saved["ours"], union.network.state_dict()) <= 1e-10
     assert max_difference(saved["peers"], union.network.state_dict()) > 1e-6
+    rank_0, rank_1 = saved["averages"]
+    assert all(torch.equal(a, b) for a, b in zip(rank_0, rank_1, strict=True))
+    assert max(float((a - b).abs().max()) for a, b in zip(rank_0, union.average.shadow, strict=True)) <= 1e-10
+    weights = [p.detach() for p in union.network.parameters()]
+    assert max(float((a - b).abs().max()) for a, b in zip(rank_0, weights, strict=True)) > 1e-6  # not the weights
 
 
 def test_a_folder_that_holds_a_run_is_refused_by_every_process_at_once(tmp_path):

@@ -229,6 +229,9 @@ class TrainingConfig:
                       "`valid_sequence_accuracy`, `valid_bleu`, `valid_chrf`); the `valid_` prefix may be left out")
     patience: int | None = key(None, "stop after this many validations without improvement (null: never)",
                                minimum=1)
+    ema_decay: float | None = key(
+        None, "keep an exponential moving average of the weights with this decay (e.g. 0.999): validation, best.pt, "
+              "kept checkpoints and the trained model use the averaged weights (null: off)", above=0.0, below=1.0)
     keep_checkpoints: int = key(0, "also keep the weights of the last N validations in output_dir/checkpoints, "
                                    "for `cronos average` (0: none)", minimum=0)
     checkpoint_every: int | None = key(

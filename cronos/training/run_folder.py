@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import shutil
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -20,13 +20,15 @@ from typing import Iterator
 from ..storage.checkpoint import CheckpointError
 from ..config import ConfigError
 from ..files import ensure_writable_folder, holder_of, note_holder
+from .distributed import Processes
 
 try:  # POSIX; where there is no fcntl (Windows) runs are not locked
     import fcntl
 except ImportError:  # pragma: no cover - not on the machines cronos is tested on
     fcntl = None
 
-__all__ = ["RunFolder", "RunFolderError", "claim", "BEST", "LAST", "METRICS", "TENSORBOARD", "CHECKPOINTS"]
+__all__ = ["RunFolder", "RunFolderError", "claim", "claimed_for_all", "BEST", "LAST", "METRICS", "TENSORBOARD",
+           "CHECKPOINTS"]
 
 logger = logging.getLogger("cronos")
 
@@ -131,6 +133,25 @@ def claim(folder: RunFolder, resume: str | None, overwrite: bool) -> Iterator[No
             logger.info("removing %s, an unfinished checkpoint write", stale)
             stale.unlink(missing_ok=True)
         _check_earlier_run(folder, resume, overwrite)
+        yield
+
+
+@contextmanager
+def claimed_for_all(folder: RunFolder, processes: Processes, resume: str | None, overwrite: bool) -> Iterator[None]:
+    """``folder`` for the block, claimed by rank 0 (``claim``); the other processes learn whether it
+    could, so that none waits for a run that does not start."""
+    if not processes.main:
+        if not processes.from_main(None):
+            raise RunFolderError(folder.path, "rank 0 could not start the run here; its message says why")
+        yield
+        return
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(claim(folder, resume, overwrite))
+        except BaseException:
+            processes.from_main(False)
+            raise
+        processes.from_main(True)
         yield
 
 

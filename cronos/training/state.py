@@ -3,7 +3,7 @@ where the run stands (``TrainingProgress``), the optimiser, the schedule, fp16's
 process's random state, and how many batches an update took (a run stopped inside an epoch
 continues that epoch's plan).
 
-    state = TrainingState(optimizer, scheduler, precision, processes, device)
+    state = TrainingState(optimizer, scheduler, precision, processes, device, average)
     saved = state.state_dict()            # every process calls it (the random states are gathered);
                                           # rank 0 gets the dict to store, the others None
     state.load_state_dict(saved)          # then state.check_same_plan(...) before training on
@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from ..storage.checkpoint import CheckpointError
-from .distributed import Processes
 from ..precision import MixedPrecision
+from .distributed import Processes
+from .ema import ExponentialAverage, NoAverage
 
 __all__ = ["TrainingProgress", "TrainingState"]
 
@@ -43,12 +44,13 @@ class TrainingProgress:
 
 class TrainingState:
     """The resumable state of a run beside its weights: ``progress`` and what it holds of the
-    optimiser, the schedule (or None), the loss scale and the processes' random states."""
+    optimiser, the schedule (or None), the loss scale, the processes' random states and the
+    weights' moving average."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, scheduler: Any, precision: MixedPrecision,
-                 processes: Processes, device: torch.device):
+                 processes: Processes, device: torch.device, average: ExponentialAverage | NoAverage = NoAverage()):
         self.optimizer, self.scheduler, self.precision = optimizer, scheduler, precision
-        self.processes, self.device = processes, device
+        self.processes, self.device, self.average = processes, device, average
         self.progress = TrainingProgress()
 
     def state_dict(self) -> dict[str, Any] | None:
@@ -68,6 +70,7 @@ class TrainingState:
             "scaler": self.precision.state_dict(),  # fp16's loss scale ({} otherwise)
             "world_size": self.processes.world_size,
             "process_rng": process_rng,  # each process's (CPU, its GPU's) random state, in rank order
+            "average": self.average.state_dict(),  # training.ema_decay's average (None without one)
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -78,6 +81,7 @@ class TrainingState:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.precision.load_state_dict(state["scaler"])
+        self.average.load_state_dict(state.get("average"))  # last.pt of cronos 0.2.0 holds none
         process_rng = state["process_rng"]
         if len(process_rng) == self.processes.world_size:
             cpu, gpu = process_rng[self.processes.rank]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -33,10 +32,11 @@ from ..modules.network import Seq2Seq
 from ..precision import MixedPrecision
 from .checkpoints import Checkpoints
 from .distributed import Processes, process_group
+from .ema import average_for
 from .epochs import EpochPlan
 from .progress import ProgressReport, epochs, report_to_stderr_unless_configured
 from .record import RunRecord, validation_line
-from .run_folder import RunFolder, claim
+from .run_folder import RunFolder, claimed_for_all
 from .state import TrainingProgress, TrainingState
 from .stopping import StopSignals
 from .update import TrainingError, Updater, build_optimizer
@@ -90,7 +90,9 @@ class Trainer:
         self.plan = EpochPlan(data, self.training, config.seed, processes.world_size)
         self.updater = Updater(network, self.training, self.precision, processes, self.device, data.origins)
         self.optimizer, self.scheduler = self.updater.optimizer, self.updater.scheduler
-        self.state = TrainingState(self.optimizer, self.scheduler, self.precision, processes, self.device)
+        self.average = average_for(network, self.training.ema_decay)
+        self.state = TrainingState(self.optimizer, self.scheduler, self.precision, processes, self.device,
+                                   self.average)
         self.checkpoints = Checkpoints(self.folder, config, codec, network, self.state)
         self.stop = StopSignals(processes)
         self.validator = None if valid is None else Validator(network, codec, valid, config.decoding,
@@ -120,7 +122,7 @@ class Trainer:
             torch.set_num_threads(self.training.num_threads)
         torch.manual_seed(self.config.seed)
         with (process_group(self.processes, self.device), report_to_stderr_unless_configured(),
-              self._claimed()):
+              claimed_for_all(self.folder, self.processes, self.training.resume, self.training.overwrite)):
             self._resume()
             self.trained = self._replicated()
             if self.training.tensorboard:
@@ -152,29 +154,13 @@ class Trainer:
         elif not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
             self.save_last()
         if self.validator is None and main:  # no validation data: the last weights are the best
-            self.checkpoints.save_best()
+            with self.average.in_use():
+                self.checkpoints.save_best()
         self.processes.barrier()  # best.pt is written
         if self.progress.best_step is not None:  # best.pt holds this run's best validation
             self.checkpoints.load_best()
-
-    @contextmanager
-    def _claimed(self) -> Iterator[None]:
-        """The run folder for the block, claimed by rank 0 (``run_folder.claim``); the other
-        processes learn whether it could, so that none waits for a run that does not start."""
-        processes = self.processes
-        if not processes.main:
-            if not processes.from_main(None):
-                raise TrainingError(f"rank 0 could not start the run in {self.folder.path}; its message says why")
-            yield
-            return
-        with ExitStack() as stack:
-            try:
-                stack.enter_context(claim(self.folder, self.training.resume, self.training.overwrite))
-            except BaseException:
-                processes.from_main(False)
-                raise
-            processes.from_main(True)
-            yield
+        else:
+            self.average.adopt()
 
     def _resume(self) -> None:
         """Continue from ``training.resume``, when it names a run to continue."""
@@ -256,7 +242,10 @@ class Trainer:
         """One optimiser step over ``update`` (``Updater.step``), its batches collated from ``loaded``
         (this process's batches from here on), or here."""
         loaded = loaded if loaded is not None else self._loaded([update])
-        return self.updater.step(self.trained, loaded, update, self.plan.target_tokens(update), self.progress)
+        loss, tokens = self.updater.step(self.trained, loaded, update, self.plan.target_tokens(update), self.progress)
+        if tokens:  # the weights moved (not a skipped update)
+            self.average.update()
+        return loss, tokens
 
     # --- validation, early stopping, checkpoints --------------------------------------------------
 
@@ -273,12 +262,13 @@ class Trainer:
         if fresh:
             self._tick()
             line = validation_line(progress, epoch, self.lr, share)
-            if self.validator is not None:  # scored once, by rank 0; every process follows the result
-                line.update(self.validator.scores())
-                self._follow(line)
-            if self.processes.main:
-                self.checkpoints.keep(progress.step)
-                self.record.validation(line, self._example_attention())
+            with self.average.in_use():  # validation, best.pt and kept checkpoints: the averaged weights
+                if self.validator is not None:  # scored once, by rank 0; every process follows the result
+                    line.update(self.validator.scores())
+                    self._follow(line)
+                if self.processes.main:
+                    self.checkpoints.keep(progress.step)
+                    self.record.validation(line, self._example_attention())
             self._last_line = line
         if in_history:
             progress.history.append(line)
