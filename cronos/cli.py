@@ -338,9 +338,13 @@ def _load(args: argparse.Namespace, options: dict[str, object] | None = None):
 
 def _prepare(args: argparse.Namespace) -> int:
     from .data import BucketBatchSampler, RandomBatchSampler, load_training_data, padded_share
+    from .training.start import start_from
 
     config = _load(args, None if args.workers is None else {"data.workers": args.workers})
-    data = load_training_data(config.data, seed=config.seed)
+    if config.training.init_from is not None:  # read with the vocabulary the run will train with
+        data = start_from(config).data
+    else:
+        data = load_training_data(config.data, seed=config.seed)
     src, tgt = data.examples.src_lengths, data.examples.tgt_lengths  # int32 [N] each
     batching = dict(batch_size=config.training.batch_size, batch_tokens=config.training.batch_tokens,
                     seed=config.seed)

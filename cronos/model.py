@@ -27,6 +27,7 @@ from .decoding.ensemble import ensemble_of
 from .device import resolve_device
 from .modules.network import TokenLoss
 from .storage.checkpoint import model_payload, read_model_file, save_checkpoint
+from .training.start import start_from
 from .training.trainer import Trainer, TrainingHistory
 from .translator import Translation, Translator, build
 
@@ -59,9 +60,16 @@ class Cronos(nn.Module, Translator):
     def from_config(cls, config: Config | str | os.PathLike) -> "Cronos":
         """Read the training data, build the vocabularies, and build the model (seeded by ``config.seed``)."""
         config = config if isinstance(config, Config) else load_config(config)
-        data = load_training_data(config.data, seed=config.seed)
-        torch.manual_seed(config.seed)
-        model = cls(config, data.src_vocab, data.tgt_vocab, data.subwords)
+        if config.training.init_from is not None:  # fine-tuning: the model's weights, its vocabulary kept or extended
+            start = start_from(config)
+            torch.manual_seed(config.seed)  # the rows of new tokens start as a fresh network's
+            model = cls(config, *start.vocabularies, start.subwords)
+            start.transplant(model.network)
+            data = start.data
+        else:
+            data = load_training_data(config.data, seed=config.seed)
+            torch.manual_seed(config.seed)
+            model = cls(config, data.src_vocab, data.tgt_vocab, data.subwords)
         model._training_data = data
         return model
 

@@ -238,6 +238,12 @@ class TrainingConfig:
         None, "also write a resumable checkpoint every N steps (null: at each validation)", minimum=1)
     resume: str | None = key(None, "`auto` (the run's own last checkpoint, if any) or a checkpoint path",
                              path=True)
+    init_from: str | None = key(
+        None, "start a new run from this checkpoint's weights (fine-tuning), with a fresh optimiser, schedule and "
+              "step count; the model settings must be the checkpoint's (dropout may differ)", path=True)
+    vocabulary: Literal["keep", "extend"] = key(
+        "keep", "with init_from: `keep` reads the data with the checkpoint's vocabulary (and SentencePiece models); "
+                "`extend` adds the tokens or pieces of this data that it lacks, as fresh rows")
     overwrite: bool = key(False, "start a new run in an output_dir that holds one, removing its best.pt, "
                                  "last.pt, metrics.jsonl and tensorboard/ (otherwise that is refused)")
     nan_policy: Literal["error", "skip"] = key(
@@ -259,6 +265,9 @@ class TrainingConfig:
         if self.overwrite and self.resume is not None:
             raise ConfigError("config", "overwrite",
                               "training.overwrite starts a new run and training.resume continues one: set only one")
+        if self.vocabulary != "keep" and self.init_from is None:
+            raise ConfigError("config", "vocabulary", "says what becomes of the vocabulary of training.init_from's "
+                                                      "model: set training.init_from, or leave this out")
 
     @property
     def metric(self) -> str:

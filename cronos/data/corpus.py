@@ -18,7 +18,8 @@ from .subwords import SubwordModels, SubwordSampling
 from .table import ExampleTable
 from .vocab import Vocabulary
 
-__all__ = ["TrainingData", "EvalSplit", "SPLITS", "load_training_data", "load_eval_split", "load_split"]
+__all__ = ["TrainingData", "EvalSplit", "SPLITS", "load_training_data", "load_eval_split", "load_split",
+           "train_subword_models"]
 
 SPLITS = ("train", "valid", "test")  # the splits a config names under ``data``
 
@@ -82,10 +83,10 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
                             "anew each epoch, and a prepared split (data.prepared) keeps token ids, not the text; "
                             "set data.prepared: null for it")
         prepared, subwords = open_prepared(config, seed, subwords, vocabularies,
-                                           lambda: _subword_models(config, seed))
+                                           lambda: train_subword_models(config, seed))
     else:
         if config.tokenizer == "sentencepiece" and subwords is None:
-            subwords = _subword_models(config, seed)
+            subwords = train_subword_models(config, seed)
             vocabularies = subwords.vocabularies()
         prepared = prepare_split(config, tokenizers_for(config, subwords), vocabularies, keep_texts=alpha is not None)
     logger.info("training data: %d examples, vocabularies %d (source) and %d (target)",
@@ -99,7 +100,7 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
     return data
 
 
-def _subword_models(config: DataConfig, seed: int) -> SubwordModels:
+def train_subword_models(config: DataConfig, seed: int) -> SubwordModels:
     """SentencePiece models trained on up to ``input_sentence_size`` pairs of the training split
     (all of them, in order, when it has no more; else a uniform sample drawn for ``seed``)."""
     sample = _sample(iter_pairs(config.train), config.sentencepiece.input_sentence_size, seed)

@@ -130,6 +130,13 @@ class SubwordModels:
         src_vocab = vocabulary_of(source.processor)
         return src_vocab, src_vocab if self.joint else vocabulary_of(target.processor)
 
+    def extended_with(self, other: "SubwordModels") -> "SubwordModels":
+        """These models with the pieces of ``other``'s models they lack added after their own, each
+        side (one model when joint): the old pieces keep their ids and scores, so an old piece is the
+        same vocabulary entry, and the new ones come with the scores ``other`` gave them."""
+        source = _merged(self.source, other.source)
+        return SubwordModels(source, source if self.joint else _merged(self.target, other.target))
+
     def to_dict(self) -> dict[str, bytes]:
         return {"source": self.source, "target": self.target}
 
@@ -173,6 +180,23 @@ class SampledPieces:
 
     def detokenize(self, tokens: list[str]) -> str:
         return self.tokenizer.detokenize(tokens)
+
+
+def _merged(model: bytes, other: bytes) -> bytes:
+    """``model`` with the ordinary pieces of ``other`` it lacks appended (a SentencePiece model is a
+    protobuf message; ``sentencepiece_model_pb2`` is its schema, shipped with sentencepiece)."""
+    from sentencepiece import sentencepiece_model_pb2 as schema
+
+    ours, theirs = schema.ModelProto(), schema.ModelProto()
+    ours.ParseFromString(model)
+    theirs.ParseFromString(other)
+    known = {piece.piece for piece in ours.pieces}
+    normal = schema.ModelProto.SentencePiece.NORMAL
+    for piece in theirs.pieces:
+        if piece.type == normal and piece.piece not in known:
+            ours.pieces.add(piece=piece.piece, score=piece.score, type=normal)
+    ours.trainer_spec.vocab_size = len(ours.pieces)
+    return ours.SerializeToString()
 
 
 def _train(texts: Sequence[str], options: SentencePieceConfig, seed: int, key: str) -> bytes:

@@ -43,6 +43,10 @@ class Vocabulary:
                         key=lambda t: (-counts[t], t))
         return cls(list(SPECIALS) + ranked[:max_size])
 
+    def extended(self, other: "Vocabulary") -> "Vocabulary":
+        """This vocabulary, its ids unchanged, with the tokens of ``other`` it lacks after its own."""
+        return Vocabulary(self.itos + [token for token in other.itos if token not in self.stoi])
+
     def __len__(self) -> int:
         return len(self.itos)
 

@@ -30,7 +30,8 @@ from ..data import SubwordModels, TextCodec, Vocabulary
 from ..files import UnreadableFile, check_readable
 from ..modules.network import Seq2Seq
 
-__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "StoredModel", "check_same_model", "check_weights",
+__all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "StoredModel", "architecture_differences",
+           "check_same_model", "check_weights",
            "load_checkpoint", "model_payload", "read_model_file", "save_checkpoint"]
 
 FORMAT = "cronos-checkpoint"
@@ -145,10 +146,17 @@ def check_same_model(stored: StoredModel, config: Config, codec: TextCodec, path
                                   f"other scores or settings, segment text differently){hint}")
         raise CheckpointError(f"{path}: its {difference.side} tokenizer differs from that of {ours} "
                               f"(data.tokenizer, data.lowercase){hint}")
-    differing = sorted(_differences(config_to_dict(config)["model"], config_to_dict(stored.config)["model"], "model",
-                                    label))
+    differing = architecture_differences(config, stored.config, label)
     if differing:
         raise CheckpointError(f"{path}: architecture differs from {ours} at {', '.join(differing)}")
+
+
+def architecture_differences(config: Config, stored: Config, label: str = "config",
+                             ignored: tuple[str, ...] = ()) -> list[str]:
+    """Where the ``model`` sections of ``config`` and a checkpoint's ``stored`` config differ, as
+    ``model.KEY (checkpoint X, LABEL Y)``; keys named ``ignored`` (``dropout``, say) do not count."""
+    differing = _differences(config_to_dict(config)["model"], config_to_dict(stored)["model"], "model", label)
+    return sorted(d for d in differing if d.split(" ")[0].rsplit(".", 1)[-1] not in ignored)
 
 
 def _differences(ours: Any, theirs: Any, prefix: str, label: str) -> list[str]:
