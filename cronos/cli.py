@@ -350,8 +350,9 @@ def _prepare(args: argparse.Namespace) -> int:
                     seed=config.seed)
     bucketed = BucketBatchSampler(src, tgt, **batching).batches(0)
     random_ = RandomBatchSampler(src, tgt, **batching).batches(0)
+    filtered = "".join(f", filtered by {name} {count}" for name, count in sorted(data.stats.filtered.items()))
     print(f"examples: {len(data.examples)} (read {data.stats.read}, skipped empty {data.stats.skipped_empty}, "
-          f"filtered long {data.stats.filtered_long}, truncated {data.stats.truncated})")
+          f"filtered long {data.stats.filtered_long}{filtered}, truncated {data.stats.truncated})")
     print(f"vocabulary: {len(data.src_vocab)} source, {len(data.tgt_vocab)} target tokens (specials included)")
     for side, lengths in (("source length", src), ("target length (+eos)", tgt)):
         print(f"{side}: min {int(lengths.min())}, mean {int(lengths.sum()) / len(lengths):.1f}, max {int(lengths.max())}")

@@ -286,3 +286,33 @@ def test_a_table_gives_back_its_examples_and_their_lengths(tmp_path):
     assert isinstance(stored.src_ids, np.memmap) and stored == table and list(stored) == TABLE_EXAMPLES
     with pytest.raises(ValueError, match="offsets of 4 and 3 entries"):
         ExampleTable(table.src_ids, table.src_offsets, table.tgt_ids, table.tgt_offsets[:-1])
+
+
+# --- filters --------------------------------------------------------------------------------------
+
+def test_filters_leave_out_pairs_by_length_ratio_shortest_side_and_copies_and_say_how_many(write, caplog):
+    import logging
+
+    lines = ["abc\tabcdefghijkl", "hello\thallo", "a\tab", "same text\tsame text", "fine\tfein"]
+    path = write("train.tsv", "\n".join(lines) + "\n")
+    config = load_config({"data": {"train": str(path), "filters": {"max_length_ratio": 3, "min_length": 2,
+                                                                     "copies": False}}}).data
+    with caplog.at_level(logging.INFO, logger="cronos"):
+        data = load_training_data(config)
+    assert len(data.examples) == 2  # hello/hallo and fine/fein
+    assert data.stats.filtered == {"max_length_ratio": 1, "min_length": 1, "copies": 1}
+    assert "1 of 5 examples had sides whose lengths differ by more than data.filters.max_length_ratio and were " \
+           "left out" in caplog.text
+    kept = load_training_data(load_config({"data": {"train": str(path)}}).data)
+    assert len(kept.examples) == 5 and kept.stats.filtered == {}  # by default every pair is kept
+
+
+def test_filters_never_touch_what_a_user_translates_or_evaluates(write):
+    path = write("train.tsv", "abc\tabcdefghijkl\nhello\thallo\n")
+    config = load_config({"data": {"train": str(path), "filters": {"max_length_ratio": 2, "copies": False}}}).data
+    data = load_training_data(config)
+    codec = TextCodec.for_data(config, data.src_vocab, data.tgt_vocab)
+    assert len(codec.encode(["abc", "hello"], ["abcdefghijkl", "hello"])) == 2
+    from cronos.data import load_split
+
+    assert len(load_split([("abc", "abcdefghijkl"), ("same", "same")], config, codec).examples) == 2

@@ -136,6 +136,22 @@ def test_a_prepared_split_is_used_while_it_matches_and_prepared_again_with_the_r
     assert (folder / "src_ids.npy").exists()
 
 
+def test_a_filtered_prepared_split_holds_the_examples_filtered_in_memory(tmp_path):
+    config = data_config(tmp_path, filters={"max_length_ratio": 2.5, "min_length": 7})
+    in_memory = load_training_data(config)
+    prepared = load_training_data(dataclasses.replace(config, prepared=str(tmp_path / "prepared")))
+    assert_same_data(prepared, in_memory)
+    assert in_memory.stats.filtered["max_length_ratio"] > 0 and in_memory.stats.filtered["min_length"] > 0
+
+
+def test_other_filters_prepare_the_split_again(tmp_path, caplog):
+    config = data_config(tmp_path, prepared=str(tmp_path / "prepared"))
+    prepare(config, caplog)
+    filtered = dataclasses.replace(config, filters=dataclasses.replace(config.filters, max_length_ratio=2.5))
+    assert prepare(filtered, caplog)[0].endswith("(made with other settings: filters)")
+    assert load_training_data(filtered).stats.filtered["max_length_ratio"] > 0
+
+
 def test_a_data_file_edited_in_place_is_found_by_its_content_when_its_time_changed(tmp_path, caplog):
     """The same size, another modification time: the digest decides (a file only touched is used)."""
     folder = tmp_path / "prepared"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Union
 
 __all__ = [
-    "Config", "ConfigError", "DataConfig", "DataFiles", "DecoderConfig", "EncoderConfig", "DecodingConfig",
+    "Config", "ConfigError", "DataConfig", "DataFiles", "FilterConfig", "DecoderConfig", "EncoderConfig", "DecodingConfig",
     "ModelConfig", "ParallelFiles", "SentencePieceConfig", "TrainingConfig", "all_keys", "applies", "check_device_name", "key",
 ]
 
@@ -95,6 +95,18 @@ class SentencePieceConfig:
 
 
 @dataclass(frozen=True)
+class FilterConfig:
+    """Training pairs left out as they are read (counted in the log), as corpus-cleaning scripts do."""
+
+    max_length_ratio: float | None = key(
+        None, "leave out a pair whose longer side has more than this many times the tokens of its shorter side "
+              "(e.g. 3; null: keep every ratio)", minimum=1.0)
+    min_length: int = key(1, "leave out a pair with a side of fewer tokens than this", minimum=1)
+    copies: bool = key(True, "keep pairs whose target is their source's text unchanged (false: leave them out, "
+                             "they teach copying)")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     train: DataFiles = key(None, "training data: a TSV path or {src: PATH, tgt: PATH}", path=True)
     valid: DataFiles = key(None, "validation data, same forms as data.train", path=True)
@@ -115,6 +127,8 @@ class DataConfig:
     min_freq: int = key(1, "tokens seen fewer times in training become <unk>", minimum=1)
     max_vocab_size: int | None = key(None, "most tokens per vocabulary, specials excluded", minimum=1)
     sentencepiece: SentencePieceConfig = key(SentencePieceConfig(), "`sentencepiece` tokenizer options")
+    filters: FilterConfig = key(FilterConfig(), "training pairs left out as they are read: length ratio, "
+                                                "shortest side, copies")
     prepared: str | None = key(
         None, "a folder for the training split prepared once as memory-mapped arrays (written when missing or "
               "out of date, then shared by every run and process that reads it): for corpora of millions of pairs; "

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..files import TEMPORARY_MARK, UnreadableFile, read_bytes
 from ..version import __version__
-from .preprocess import PreprocessStats
+from .preprocess import FILTERED, PreprocessStats
 from .table import ARRAYS
 
 __all__ = ["MANIFEST", "FORMAT", "FORMAT_VERSION", "write_manifest", "stale_reason", "not_replaceable", "file_facts",
@@ -215,9 +215,16 @@ def _vocabularies_problem(stored: Any) -> str | None:
             return f"holds no {side} vocabulary"
     stats = stored.get("stats")
     if not isinstance(stored.get("origin"), str) or not isinstance(stats, dict) or \
-            set(stats) != set(PreprocessStats.__dataclass_fields__) or not all(map(_count, stats.values())):
+            set(stats) != set(PreprocessStats.__dataclass_fields__) or not _counts(stats):
         return "is not what cronos writes"
     return None
+
+
+def _counts(stats: dict[str, Any]) -> bool:
+    """Counts, and the filters' counts by name (``PreprocessStats.filtered``)."""
+    filtered = stats["filtered"]
+    return all(_count(value) for name, value in stats.items() if name != "filtered") and \
+        isinstance(filtered, dict) and all(name in FILTERED and _count(n) for name, n in filtered.items())
 
 
 def _side_problem(ids: np.ndarray, offsets: np.ndarray, examples: int, vocabulary_size: int) -> str | None:

@@ -110,6 +110,7 @@ def _settings(config: DataConfig, seed: int, subwords: SubwordModels | None,
     return {
         "data": split_paths(config.train), "tokenizer": config.tokenizer, "lowercase": config.lowercase,
         "max_length": config.max_length, "long_policy": config.long_policy, "empty_policy": config.empty_policy,
+        "filters": asdict(config.filters),
         "min_freq": config.min_freq, "max_vocab_size": config.max_vocab_size, "sentencepiece": options,
         "seed": seed if trains_models else None,
         "subwords": None if subwords is None else [_digest(subwords.source), _digest(subwords.target)],

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple, Sequence
 
-from ..config import DataConfig
+from ..config import DataConfig, FilterConfig
 
 from .readers import DataError, RawPair
 from .subwords import WORD_START
 from .tokenizers import Tokenizer
 from .vocab import UNK_INDEX, Vocabulary
 
-__all__ = ["Example", "EmptyText", "TokenizedPair", "TextRules", "PreprocessStats", "tokenize_pairs", "to_examples",
+__all__ = ["FILTERED", "Example", "EmptyText", "TokenizedPair", "TextRules", "PreprocessStats", "tokenize_pairs", "to_examples",
            "user_pairs", "is_empty", "unicode_problem", "warn_if_mostly_unknown", "MOSTLY_UNKNOWN"]
 
 logger = logging.getLogger("cronos")
@@ -96,10 +96,11 @@ class TextRules:
     empty_policy: str = "error"
     long_policy: str = "truncate"
     hint: str = INPUT_HINT  # ``{side}`` is the empty side
+    filters: FilterConfig | None = None  # training pairs left out as they are read (none for inputs)
 
     @classmethod
     def for_training(cls, config: DataConfig) -> "TextRules":
-        return cls(config.max_length, config.empty_policy, config.long_policy, FILE_HINT)
+        return cls(config.max_length, config.empty_policy, config.long_policy, FILE_HINT, config.filters)
 
     @classmethod
     def for_evaluation(cls, config: DataConfig) -> "TextRules":
@@ -109,6 +110,25 @@ class TextRules:
     def cut(self, tokens: list[str]) -> list[str]:
         return tokens[: self.max_length]
 
+    def filtered(self, pair: RawPair, source: list[str], target: list[str] | None) -> str | None:
+        """Which filter leaves a training pair out (``PreprocessStats.filtered`` counts it), or None."""
+        filters = self.filters
+        if filters is None or target is None:
+            return None
+        shorter, longer = sorted((len(source), len(target)))
+        if shorter < filters.min_length:
+            return "min_length"
+        if filters.max_length_ratio is not None and longer > filters.max_length_ratio * shorter:
+            return "max_length_ratio"
+        if not filters.copies and pair.source.strip() == pair.target.strip():
+            return "copies"
+        return None
+
+
+FILTERED = {"min_length": "had a side shorter than data.filters.min_length",
+            "max_length_ratio": "had sides whose lengths differ by more than data.filters.max_length_ratio",
+            "copies": "had a target that copies its source (data.filters.copies: false)"}
+
 
 @dataclass
 class PreprocessStats:
@@ -116,11 +136,14 @@ class PreprocessStats:
     skipped_empty: int = 0
     filtered_long: int = 0
     truncated: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)  # by data.filters key
 
     def add(self, other: "PreprocessStats") -> None:
         """Count ``other``'s too (a chunk's, prepared apart)."""
         for name in ("read", "skipped_empty", "filtered_long", "truncated"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name, count in other.filtered.items():
+            self.filtered[name] = self.filtered.get(name, 0) + count
 
     def report(self, max_length: int) -> None:
         """Say what the rules did: the one message for each thing they do to a text."""
@@ -133,6 +156,8 @@ class PreprocessStats:
         if self.truncated:
             logger.warning("%d of %d inputs were longer than data.max_length (%d tokens) and were cut to it",
                            self.truncated, seen, max_length)
+        for name, count in sorted(self.filtered.items()):
+            logger.info("%d of %d examples %s and were left out", count, seen, FILTERED[name])
 
 
 def tokenize_pairs(pairs: Iterable[RawPair], tokenizers: tuple[Tokenizer, Tokenizer], rules: TextRules,
@@ -153,6 +178,10 @@ def tokenize_pairs(pairs: Iterable[RawPair], tokenizers: tuple[Tokenizer, Tokeni
                 raise EmptyText(f"{pair.origin}: empty {empty_side} (no text, or only white space); "
                                 + rules.hint.format(side=empty_side), empty_side, position)
             stats.skipped_empty += 1
+            continue
+        reason = rules.filtered(pair, source, target)
+        if reason is not None:
+            stats.filtered[reason] = stats.filtered.get(reason, 0) + 1
             continue
         if len(source) > rules.max_length or (target is not None and len(target) > rules.max_length):
             if rules.long_policy == "filter":
