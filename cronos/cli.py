@@ -171,6 +171,9 @@ def _add_translate(commands) -> argparse.ArgumentParser:
                            help="sample instead of search (e.g. for back-translation)")
     translate.add_argument("--temperature", type=float, default=None, help="with --sampling [1.0]")
     translate.add_argument("--seed", type=int, default=0, help="with --sampling: the samples' seed [0]")
+    translate.add_argument("--tag", default=None, metavar="TAG",
+                           help="start every sentence with this corpus tag, such as <2fr> (a model trained on "
+                                "several corpora with tags: the direction to translate into)")
     translate.set_defaults(run=_translate)
     return translate
 
@@ -459,6 +462,11 @@ def _translate(args: argparse.Namespace) -> int:
         inputs = [*args.checkpoint, *([args.input] if args.input is not None else [])]
         check_output_file(args.output, "--output", args.overwrite, reading=inputs)
     model = _load_models(args)
+    if args.tag is not None:
+        try:
+            model.codec.tagged([], args.tag)
+        except ValueError as error:
+            raise ConfigError("--tag", "", str(error)) from None
     batch_size = args.batch_size or model.config.decoding.batch_size
     beam = args.beam or model.config.decoding.beam_size
     if args.n_best is not None and args.n_best > beam:
@@ -507,7 +515,7 @@ def _translate_lines(model, lines: Iterable[tuple[int, str]], chunk_size: int, b
     write = _writer(args, out)
     empty_lines: list[int] = []
     for chunk in chunks(lines, chunk_size):  # a stream: translated as it comes
-        examples = model.codec.encode_lines([text for _, text in chunk])  # None: an empty line
+        examples = model.codec.encode_lines([text for _, text in chunk], args.tag)  # None: an empty line
         real = [i for i, example in enumerate(examples) if example is not None]
         decoded = _decode(model, [examples[i] for i in real], args, batch_size) if real else []
         translated = dict(zip(real, decoded))

@@ -89,11 +89,14 @@ class Translator:
             quantize_linear_layers(network)
         return cls(network.to(device).eval(), codec, stored.config)
 
-    def _examples(self, sources: Inputs) -> list[Example]:
-        """``sources`` as examples: texts encoded (``codec.encode``), examples taken as they are."""
+    def _examples(self, sources: Inputs, tag: str | None = None) -> list[Example]:
+        """``sources`` as examples: texts encoded (``codec.encode``, each starting with ``tag`` when
+        given), examples taken as they are."""
         if len(sources) and all(isinstance(source, Example) for source in sources):
+            if tag is not None:
+                raise ValueError("give the tag to codec.encode(texts, tag=...) with examples, not to translate")
             return list(sources)
-        return self.codec.encode(sources)
+        return self.codec.encode(sources, tag=tag)
 
     @property
     def device(self) -> torch.device:
@@ -134,24 +137,26 @@ class Translator:
 
     @overload
     def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
-                  n_best: None = None, stop: Stop | None = None) -> list[str]: ...
+                  n_best: None = None, stop: Stop | None = None, tag: str | None = None) -> list[str]: ...
 
     @overload
     def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
-                  n_best: int = ..., stop: Stop | None = None) -> list[list[Translation]]: ...
+                  n_best: int = ..., stop: Stop | None = None, tag: str | None = None) -> list[list[Translation]]: ...
 
     def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
-                  n_best: int | None = None, stop: Stop | None = None) -> list[str] | list[list[Translation]]:
+                  n_best: int | None = None, stop: Stop | None = None,
+                  tag: str | None = None) -> list[str] | list[list[Translation]]:
         """Decode ``sources`` (greedy for ``beam_size=1``); an output never depends on its batch mates.
 
         With ``n_best=m`` (at most the beam size): per source, up to ``m`` ``Translation``s (text,
         ranking score, summed log-prob), best first; the first is the 1-best output.  Sources
         longer than ``data.max_length`` tokens are cut to it, with a warning that counts them.
         ``stop``: asked before every search step; when it returns True, ``search.SearchStopped`` ends
-        the call (a server that no one waits for any more).
+        the call (a server that no one waits for any more).  ``tag``: the corpus tag every source
+        starts with (``<2fr>`` for a model of several directions, ``data.train``'s tags).
         """
         options = self.config.decoding
-        found = decode(self.network, self._examples(sources), Beam(beam_size or options.beam_size, n_best or 1),
+        found = decode(self.network, self._examples(sources, tag), Beam(beam_size or options.beam_size, n_best or 1),
                        options, batch_size, stop=stop)
         if n_best is None:
             return [self.codec.to_text(hypotheses[0].tokens) for hypotheses in found]
@@ -160,13 +165,13 @@ class Translator:
 
     def sample(self, sources: Inputs, top_k: int | None = None, top_p: float | None = None,
                temperature: float = 1.0, seed: int = 0, batch_size: int | None = None,
-               stop: Stop | None = None) -> list[str]:
+               stop: Stop | None = None, tag: str | None = None) -> list[str]:
         """One sampled output per source (e.g. for back-translation): each token drawn from the
         model's distribution divided by ``temperature``, kept to the ``top_k`` most likely tokens or
         the nucleus of probability ``top_p`` (or neither).  Reproducible: an output depends on the
         seed and its source only, not on batch mates, position or batch size (so the same source
-        twice samples the same; vary ``seed`` for more samples).  ``stop``: as for ``translate``."""
-        found = decode(self.network, self._examples(sources), Sampling(top_k, top_p, temperature, seed),
+        twice samples the same; vary ``seed`` for more samples).  ``stop``, ``tag``: as for ``translate``."""
+        found = decode(self.network, self._examples(sources, tag), Sampling(top_k, top_p, temperature, seed),
                        self.config.decoding, batch_size, stop=stop)
         return [self.codec.to_text(drawn.tokens) for drawn, in found]
 

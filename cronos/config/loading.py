@@ -367,12 +367,19 @@ def _check_range(value: Any, meta: Mapping[str, Any], dotted: str, source: str) 
 
 def _convert(hint: Any, value: Any, dotted: str, source: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:  # tuple[X, ...]: a YAML list of X
+        if not isinstance(value, list):
+            _raise(source, dotted, f"expected a list, got {_type_name(value)}")
+        return tuple(_convert(args[0], item, f"{dotted}.{index}", source) for index, item in enumerate(value))
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
-        for option in options:  # first the scalar forms, then mappings
+        for option in options:  # first the scalar forms, then lists, then mappings
             if not dataclasses.is_dataclass(option) and _accepts(option, value):
+                return _convert(option, value, dotted, source)
+        for option in options:
+            if typing.get_origin(option) is tuple and isinstance(value, list):
                 return _convert(option, value, dotted, source)
         for option in options:
             if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
@@ -422,6 +429,8 @@ def _describe(hint: Any) -> str:
         return "null"
     if dataclasses.is_dataclass(hint):
         return "a mapping {" + ", ".join(f.name + ": ..." for f in fields(hint)) + "}"
+    if origin is tuple:
+        return f"a list of {_describe(args[0])}"
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
 
 
@@ -448,6 +457,8 @@ def _resolve_paths(obj: Any, base: Path, root: Path | None = None) -> Any:
             continue
         if isinstance(value, ParallelFiles):
             changes[f.name] = ParallelFiles(_absolute(value.src, root or base), _absolute(value.tgt, root or base))
+        elif isinstance(value, tuple):  # corpora: their files, as the data files resolve
+            changes[f.name] = tuple(_resolve_paths(corpus, root or base) for corpus in value)
         elif isinstance(value, str) and value != "auto":
             changes[f.name] = _absolute(value, root or base)
     return dataclasses.replace(obj, **changes)
@@ -475,4 +486,6 @@ def _absolute(path: str | None, base: Path) -> str | None:
 def _plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
         return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj) if applies(obj, f.name)}
+    if isinstance(obj, tuple):
+        return [_plain(item) for item in obj]
     return obj

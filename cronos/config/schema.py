@@ -12,10 +12,11 @@ import dataclasses
 import re
 import typing
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal, Union
 
 __all__ = [
-    "Config", "ConfigError", "DataConfig", "DataFiles", "FilterConfig", "DecoderConfig", "EncoderConfig", "DecodingConfig",
+    "Config", "ConfigError", "Corpus", "DataConfig", "DataFiles", "FilterConfig", "DecoderConfig", "EncoderConfig", "DecodingConfig",
     "ModelConfig", "ParallelFiles", "SentencePieceConfig", "TrainingConfig", "all_keys", "applies", "check_device_name", "key",
 ]
 
@@ -74,6 +75,38 @@ class ParallelFiles:
 
 DataFiles = Union[str, ParallelFiles, None]
 
+TAG = re.compile(r"<[^<>\s]+>")  # a corpus tag: one token in angle brackets, such as <2fr>
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """One training corpus of several: its files (a TSV ``path``, or ``src`` and ``tgt``), how much of
+    it an epoch draws (``weight``) and the tag its sources start with."""
+
+    path: str | None = key(None, "a TSV file of pairs (or give src and tgt)", path=True)
+    src: str | None = key(None, "source-side text file (with tgt, instead of path)", path=True)
+    tgt: str | None = key(None, "target-side text file (with src)", path=True)
+    weight: float = key(1.0, "how many times its size an epoch draws from it: 1 each pair once, 0.5 a random "
+                             "half, 3 each pair three times", above=0.0)
+    tag: str | None = key(None, "a token every source of this corpus starts with, such as <2fr> (the language "
+                                "to translate into, for one model of several directions)")
+    name: str | None = key(None, "its name in the log and metrics.jsonl (default: its file's name)")
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.src is None and self.tgt is None) or (self.src is None) != (self.tgt is None):
+            raise ConfigError("config", "path", "give a corpus either `path` (a TSV file) or both `src` and `tgt`")
+        if self.tag is not None and not TAG.fullmatch(self.tag):
+            raise ConfigError("config", "tag", f"expected one token in angle brackets, such as <2fr>, got "
+                                               f"{self.tag!r}")
+
+    @property
+    def files(self) -> str | ParallelFiles:
+        return self.path if self.path is not None else ParallelFiles(self.src, self.tgt)
+
+    @property
+    def label(self) -> str:
+        return self.name or Path(self.path or self.src).name
+
 
 @dataclass(frozen=True)
 class SentencePieceConfig:
@@ -108,7 +141,9 @@ class FilterConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    train: DataFiles = key(None, "training data: a TSV path or {src: PATH, tgt: PATH}", path=True)
+    train: DataFiles | tuple[Corpus, ...] = key(
+        None, "training data: a TSV path, {src: PATH, tgt: PATH}, or a list of corpora {path or src/tgt, weight, tag, "
+              "name} drawn from by weight each epoch", path=True)
     valid: DataFiles = key(None, "validation data, same forms as data.train", path=True)
     test: DataFiles = key(None, "test data, same forms as data.train", path=True)
     root: str | None = key(
@@ -139,9 +174,20 @@ class DataConfig:
            "each when it needs it); batches and results are the same either way", minimum=0, maximum=64)
 
     def __post_init__(self) -> None:
+        if isinstance(self.train, tuple):
+            _check_corpora(self.train)
         if self.tokenizer != "sentencepiece" and self.sentencepiece != SentencePieceConfig():
             raise ConfigError("config", "sentencepiece", f"means something only for tokenizer `sentencepiece`, and "
                               f"data.tokenizer is `{self.tokenizer}`: remove the section or set the tokenizer")
+
+
+def _check_corpora(corpora: tuple[Corpus, ...]) -> None:
+    if not corpora:
+        raise ConfigError("config", "train", "an empty list of corpora: give at least one")
+    names = [corpus.label for corpus in corpora]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError("config", "train", f"two corpora are called {repeated[0]!r}: give each its own `name`")
 
 
 @dataclass(frozen=True)

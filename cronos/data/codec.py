@@ -89,19 +89,31 @@ class TextCodec:
         warn_if_mostly_unknown(examples, self.src_vocab)
         return self._add_readings(examples, [p.raw.source for p in pairs])
 
-    def encode(self, sources: Sequence[str], targets: Sequence[str] | None = None) -> list[Example]:
-        """A caller's strings -> examples: ``examples(tokenize(sources, targets))``."""
-        return self.examples(self.tokenize(sources, targets))
+    def encode(self, sources: Sequence[str], targets: Sequence[str] | None = None,
+               tag: str | None = None) -> list[Example]:
+        """A caller's strings -> examples: ``examples(tokenize(sources, targets))``; with ``tag`` (one
+        of the source vocabulary's tags, such as ``<2fr>``), every source starts with it."""
+        return self.tagged(self.examples(self.tokenize(sources, targets)), tag)
 
-    def encode_lines(self, sources: Sequence[str]) -> list[Example | None]:
+    def tagged(self, examples: list[Example], tag: str | None) -> list[Example]:
+        """``examples`` whose sources start with ``tag`` (unchanged for None)."""
+        if tag is None:
+            return examples
+        if tag not in self.src_vocab.tags:
+            known = ", ".join(self.src_vocab.tags) or "none: it was trained on one corpus without a tag"
+            raise ValueError(f"tag {tag!r} is not one this model was trained with (its tags: {known})")
+        tag_id = self.src_vocab.stoi[tag]
+        return [replace(e, src=(tag_id, *e.src), src_length=e.src_length + 1) for e in examples]
+
+    def encode_lines(self, sources: Sequence[str], tag: str | None = None) -> list[Example | None]:
         """Lines of input -> one example per line, None for an empty one (``is_empty``), which
-        ``encode`` refuses and a file of lines may hold."""
+        ``encode`` refuses and a file of lines may hold; ``tag`` as for ``encode``."""
         stats = PreprocessStats()
         raw = user_pairs(sources)
         pairs = tokenize_pairs(raw, self.tokenizers, TextRules(self.max_length, empty_policy="skip"), stats)
         stats.skipped_empty = 0  # the caller says which lines were empty
         stats.report(self.max_length)
-        read = iter(self.examples(pairs))
+        read = iter(self.tagged(self.examples(pairs), tag))
         kept = {id(pair.raw) for pair in pairs}
         return [next(read) if id(pair) in kept else None for pair in raw]
 

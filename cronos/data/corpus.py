@@ -10,7 +10,8 @@ from typing import Iterable, Sequence
 
 from ..config import DataConfig
 from .codec import TextCodec, tokenizers_for
-from .preparation import prepare_split
+from .corpora import Draw, corpus_draws, with_tags
+from .preparation import prepare_split, training_files
 from .prepared import open_prepared
 from .preprocess import Example, PreprocessStats, TextRules, to_examples, tokenize_pairs
 from .readers import DataError, MissingFileError, RawPair, iter_pairs, read_pairs
@@ -37,6 +38,7 @@ class TrainingData:
     sampling: SubwordSampling | None = None  # subword regularisation (data.sentencepiece.sampling_alpha)
     texts: list[tuple[str, str]] = field(default_factory=list)  # the examples' texts, kept for sampling
     max_length: int = 0  # data.max_length: sampled segmentations are cut to it
+    corpora: tuple[Draw, ...] | None = None  # several corpora (data.train as a list): what each epoch draws
 
     def for_epoch(self, epoch: int) -> ExampleTable:
         """The examples ``epoch`` trains on: ``examples``, or with subword regularisation the same
@@ -72,6 +74,10 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
     if config.train is None:
         raise DataError("data.train is not set: give a TSV path or {src: PATH, tgt: PATH}")
     read_split(config, "train", lines=False)  # a missing file named with its key, before anything else
+    corpora = config.train if isinstance(config.train, tuple) else None
+    if corpora is not None and config.prepared is not None:
+        raise DataError("data.prepared: a prepared split holds one training corpus, and data.train lists several; "
+                        "set data.prepared: null to read them into memory")
     if subwords is None and config.tokenizer == "sentencepiece" and config.sentencepiece.model is not None:
         subwords = SubwordModels.read(config.sentencepiece.model)
     if vocabularies is None and subwords is not None:
@@ -89,10 +95,16 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
             subwords = train_subword_models(config, seed)
             vocabularies = subwords.vocabularies()
         prepared = prepare_split(config, tokenizers_for(config, subwords), vocabularies, keep_texts=alpha is not None)
+    if corpora is not None:
+        if alpha is not None and any(corpus.tag for corpus in corpora):
+            raise DataError("data.sentencepiece.sampling_alpha: subword regularisation segments the text anew each "
+                            "epoch, without the corpora's tags; leave out the tags or the sampling")
+        prepared = with_tags(prepared, corpora)
     logger.info("training data: %d examples, vocabularies %d (source) and %d (target)",
                 len(prepared.table), len(prepared.src_vocab), len(prepared.tgt_vocab))
     data = TrainingData(prepared.src_vocab, prepared.tgt_vocab, prepared.table, prepared.origins, prepared.stats,
-                        subwords, max_length=config.max_length)
+                        subwords, max_length=config.max_length,
+                        corpora=None if corpora is None else corpus_draws(corpora, prepared.sizes))
     if alpha is not None:
         data.texts = prepared.texts
         data.sampling = SubwordSampling(subwords.tokenizers(config.lowercase), alpha, config.sentencepiece.nbest_size,
@@ -103,7 +115,8 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
 def train_subword_models(config: DataConfig, seed: int) -> SubwordModels:
     """SentencePiece models trained on up to ``input_sentence_size`` pairs of the training split
     (all of them, in order, when it has no more; else a uniform sample drawn for ``seed``)."""
-    sample = _sample(iter_pairs(config.train), config.sentencepiece.input_sentence_size, seed)
+    every_pair = itertools.chain.from_iterable(iter_pairs(files) for files in training_files(config))
+    sample = _sample(every_pair, config.sentencepiece.input_sentence_size, seed)
     case = str.lower if config.lowercase else str  # the models see text as the tokenizers will give it
     return SubwordModels.train([case(p.source) for p in sample], [case(p.target) for p in sample],
                                config.sentencepiece, seed)
@@ -126,8 +139,9 @@ def read_split(config: DataConfig, split: str, quote: bool = True, lines: bool =
     only its first, to check that it is there); a missing file is reported with the config key that
     named it and the ways to point the config at the data."""
     try:
-        pairs = iter_pairs(getattr(config, split), quote)
-        return list(pairs) if lines else list(itertools.islice(pairs, 1))
+        files = training_files(config) if split == "train" else [getattr(config, split)]
+        pairs = itertools.chain.from_iterable(iter_pairs(f, quote) for f in files)
+        return list(pairs) if lines else [pair for f in files for pair in itertools.islice(iter_pairs(f, quote), 1)]
     except MissingFileError as error:
         where = f" (data.root is {os.path.normpath(config.root)})" if config.root else ""
         raise DataError(f"data.{split}: {error.path}: file not found{where}; point the config at the data with "

@@ -27,17 +27,34 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..config import DataConfig
+from ..config import DataConfig, ParallelFiles
 from .preprocess import PreprocessStats, TextRules, tokenize_pairs
 from .readers import DataError, RawLines, line_chunks, split_paths
 from .table import ExampleTable, id_dtype, offsets_of
 from .tokenizers import Tokenizer
 from .vocab import Vocabulary
 
-__all__ = ["Prepared", "prepare_split", "LineOrigins", "CHUNK_PAIRS"]
+__all__ = ["Prepared", "prepare_split", "training_files", "CorporaOrigins", "LineOrigins", "CHUNK_PAIRS"]
 
 CHUNK_PAIRS = 20_000   # pairs tokenised together: big enough to keep workers busy, small in memory
 BLOCK_TOKENS = 1 << 22  # ids mapped to the vocabulary's per block, when they are in a file
+
+
+class CorporaOrigins(Sequence[str]):
+    """``file:line`` of each example of several corpora, one after the other."""
+
+    def __init__(self, parts: list["LineOrigins"]):
+        self.parts, self.ends = parts, np.cumsum([len(part) for part in parts])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1])
+
+    def __getitem__(self, index):  # noqa: ANN001 - int or slice, as a Sequence takes
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]
+        part = int(np.searchsorted(self.ends, index, side="right"))
+        return self.parts[part][index - (int(self.ends[part - 1]) if part else 0)]
 
 
 class LineOrigins(Sequence[str]):
@@ -61,11 +78,12 @@ class Prepared:
     rules did, and (when asked for) the kept pairs' texts."""
 
     table: ExampleTable
-    origins: LineOrigins
+    origins: Sequence[str]
     src_vocab: Vocabulary
     tgt_vocab: Vocabulary
     stats: PreprocessStats
     texts: list[tuple[str, str]] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)  # examples per corpus, in the order of data.train
 
 
 @dataclass
@@ -91,25 +109,33 @@ def prepare_split(config: DataConfig, tokenizers: tuple[Tokenizer, Tokenizer],
     (the given ``(source, target)``, else counted per ``data.min_freq``/``max_vocab_size``).
     ``keep_texts``: keep the kept pairs' texts (subword regularisation segments them anew)."""
     sides = _Side(folder, "src"), _Side(folder, "tgt")
-    lines: list[np.ndarray] = []
+    origins: list[LineOrigins] = []
     stats, texts = PreprocessStats(), []
     work = _ChunkWork(tokenizers, TextRules.for_training(config), keep_texts)
-    for chunk in _ordered_map(work, line_chunks(config.train, CHUNK_PAIRS), config.workers):
-        sides[0].add(chunk.src_tokens, chunk.src_ids, chunk.src_lengths)
-        sides[1].add(chunk.tgt_tokens, chunk.tgt_ids, chunk.tgt_lengths)
-        lines.append(chunk.lines)
-        stats.add(chunk.stats)
-        texts += chunk.texts
+    for files in training_files(config):  # one vocabulary over every corpus, counted as they are read
+        lines: list[np.ndarray] = []
+        for chunk in _ordered_map(work, line_chunks(files, CHUNK_PAIRS), config.workers):
+            sides[0].add(chunk.src_tokens, chunk.src_ids, chunk.src_lengths)
+            sides[1].add(chunk.tgt_tokens, chunk.tgt_ids, chunk.tgt_lengths)
+            lines.append(chunk.lines)
+            stats.add(chunk.stats)
+            texts += chunk.texts
+        if not sum(map(len, lines)):
+            raise DataError(f"{' / '.join(split_paths(files))}: no training examples left after preprocessing")
+        origins.append(LineOrigins(split_paths(files)[0], np.concatenate(lines)))
     stats.report(config.max_length)
-    if not sum(map(len, lines)):
-        raise DataError(f"{' / '.join(split_paths(config.train))}: no training examples left after preprocessing")
     if vocabularies is None:
         vocabularies = tuple(Vocabulary.from_counts(side.counts(), config.min_freq, config.max_vocab_size)
                              for side in sides)
     src, tgt = (side.finish(vocabulary) for side, vocabulary in zip(sides, vocabularies))
     table = ExampleTable(src[0], src[1], tgt[0], tgt[1])
-    origins = LineOrigins(split_paths(config.train)[0], np.concatenate(lines))
-    return Prepared(table, origins, vocabularies[0], vocabularies[1], stats, texts)
+    return Prepared(table, origins[0] if len(origins) == 1 else CorporaOrigins(origins), vocabularies[0],
+                    vocabularies[1], stats, texts, [len(part) for part in origins])
+
+
+def training_files(config: DataConfig) -> list[str | ParallelFiles]:
+    """The files of each training corpus (one, unless ``data.train`` lists several)."""
+    return [corpus.files for corpus in config.train] if isinstance(config.train, tuple) else [config.train]
 
 
 @dataclass(frozen=True)

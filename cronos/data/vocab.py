@@ -16,7 +16,7 @@ class Vocabulary:
 
     pad_index, unk_index, bos_index, eos_index = PAD_INDEX, UNK_INDEX, BOS_INDEX, EOS_INDEX
 
-    def __init__(self, tokens: Sequence[str]):
+    def __init__(self, tokens: Sequence[str], tags: Sequence[str] = ()):
         tokens = list(tokens)
         for index, token in enumerate(tokens):
             if not isinstance(token, str):
@@ -27,8 +27,13 @@ class Vocabulary:
             raise ValueError("a vocabulary's tokens must be unique")
         self.itos = tokens
         self.stoi = {token: index for index, token in enumerate(tokens)}
-        # what text may map to: every entry but the specials (``build`` never counts them as words)
-        self._text_ids = {token: index for index, token in enumerate(tokens) if index >= len(SPECIALS)}
+        self.tags = tuple(tags)  # corpus tags (<2fr>): tokens a source starts with, which text never becomes
+        missing = [tag for tag in self.tags if tag not in self.stoi]
+        if missing:
+            raise ValueError(f"a vocabulary's tags must be among its tokens; {missing[0]!r} is not")
+        # what text may map to: every entry but the specials (``build`` never counts them as words) and the tags
+        self._text_ids = {token: index for index, token in enumerate(tokens)
+                          if index >= len(SPECIALS) and token not in self.tags}
 
     @classmethod
     def build(cls, sequences: Iterable[Sequence[str]], min_freq: int = 1,
@@ -44,14 +49,20 @@ class Vocabulary:
         return cls(list(SPECIALS) + ranked[:max_size])
 
     def extended(self, other: "Vocabulary") -> "Vocabulary":
-        """This vocabulary, its ids unchanged, with the tokens of ``other`` it lacks after its own."""
-        return Vocabulary(self.itos + [token for token in other.itos if token not in self.stoi])
+        """This vocabulary, its ids unchanged, with the tokens of ``other`` it lacks after its own (its tags too)."""
+        return Vocabulary(self.itos + [token for token in other.itos if token not in self.stoi],
+                          self.tags + tuple(tag for tag in other.tags if tag not in self.tags))
+
+    def with_tags(self, tags: Sequence[str]) -> "Vocabulary":
+        """This vocabulary with ``tags`` after its tokens (the ones it has already stay where they are)."""
+        return Vocabulary(self.itos + [tag for tag in tags if tag not in self.stoi],
+                          self.tags + tuple(tag for tag in tags if tag not in self.tags))
 
     def __len__(self) -> int:
         return len(self.itos)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and self.itos == other.itos
+        return isinstance(other, Vocabulary) and self.itos == other.itos and self.tags == other.tags
 
     def __contains__(self, token: str) -> bool:
         return token in self.stoi

@@ -61,6 +61,8 @@ def model_payload(config: Config, codec: TextCodec, weights: Mapping[str, torch.
     ``codec``'s vocabularies and SentencePiece models (``subwords``, when it has them), the weights."""
     payload = {"config": config_to_dict(config), "src_vocab": codec.src_vocab.to_list(),
                "tgt_vocab": codec.tgt_vocab.to_list(), "model": dict(weights)}
+    if codec.src_vocab.tags:  # the tags of several corpora (data.train), which sources start with
+        payload["tags"] = list(codec.src_vocab.tags)
     if codec.subwords is not None:
         payload["subwords"] = codec.subwords.to_dict()
     return payload
@@ -83,12 +85,21 @@ def _read_model(path: str | Path) -> StoredModel:
     try:
         # checkpoints of cronos 0.1 stored every key, those of the other encoder/decoder type too
         config = config_from_dict(without_inapplicable_keys(payload["config"]), source=f"{path} (config)")
-        vocabularies = Vocabulary(payload["src_vocab"]), Vocabulary(payload["tgt_vocab"])
+        vocabularies = _vocabularies(payload)
     except (ConfigError, ValueError, TypeError) as error:
         raise CheckpointError(f"{path}: incompatible checkpoint: {error}") from None
     _check_layer_counts(config, payload["model"], path)
     subwords = _subwords(payload, config, vocabularies, path)
     return StoredModel(config, *vocabularies, payload["model"], payload.get("training"), subwords)
+
+
+def _vocabularies(payload: dict[str, Any]) -> tuple[Vocabulary, Vocabulary]:
+    """Both vocabularies, with their tags: the source's, and the target's when it is the same vocabulary."""
+    tags = payload.get("tags", [])
+    if not isinstance(tags, list):
+        raise TypeError(f"tags: expected a list of tokens, got {type(tags).__name__}")
+    source, target = payload["src_vocab"], payload["tgt_vocab"]
+    return Vocabulary(source, tags), Vocabulary(target, tags if target == source else ())
 
 
 def _check_layer_counts(config: Config, weights: Mapping[str, torch.Tensor], path: str | Path) -> None:

@@ -6,7 +6,9 @@ regularisation), their lengths, and its optimiser updates, planned once per epoc
         batches = plan.loaded([update], rank, workers, pin_memory=False)
 
 Every process plans the same updates from the same seed (``data.plan_updates``), so that R
-processes x k micro-batches take the batches one process would take in one update.
+processes x k micro-batches take the batches one process would take in one update.  With several
+corpora (``data.train`` as a list), an epoch's examples are those drawn from each by its weight
+(``data.corpora.epoch_examples``, seeded by the seed and the epoch), batched as one epoch.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Iterator
 
 from ..config import TrainingConfig
 from ..data import Batch, BucketBatchSampler, TrainingData, Update, batch_loader, padded_share, plan_updates, tokens_in
+from ..data.corpora import drawn_per_corpus, epoch_examples
 from .state import TrainingProgress
 
 __all__ = ["EpochPlan"]
@@ -43,9 +46,24 @@ class EpochPlan:
         """The epoch's optimiser updates: ``[update][rank]`` -> that process's batches (``plan_updates``)."""
         if self._plan is None or self._plan[0] != epoch:
             self._use_epoch(epoch)
-            self._plan = epoch, plan_updates(self.sampler.batches(epoch), self.lengths[1], self.training.accumulate,
+            self._plan = epoch, plan_updates(self._batches(epoch), self.lengths[1], self.training.accumulate,
                                              self.world_size)
         return self._plan[1]
+
+    def _batches(self, epoch: int) -> list:
+        """The epoch's batches of example indices: all examples, or those drawn from the corpora."""
+        if self.data.corpora is None:
+            return self.sampler.batches(epoch)
+        chosen = epoch_examples(self.data.corpora, self.seed, epoch)                      # int64 [n]
+        sampler = BucketBatchSampler(self.lengths[0][chosen], self.lengths[1][chosen],
+                                     batch_size=self.training.batch_size, batch_tokens=self.training.batch_tokens,
+                                     seed=self.seed)
+        return [chosen[batch] for batch in sampler.batches(epoch)]
+
+    @property
+    def drawn(self) -> dict[str, int] | None:
+        """The examples each epoch draws from each corpus, by name (None: one corpus, every example)."""
+        return None if self.data.corpora is None else drawn_per_corpus(self.data.corpora)
 
     def planned_steps(self, progress: TrainingProgress) -> int:
         """The run's last step, if it trains every planned batch (``max_steps`` when that comes first)."""

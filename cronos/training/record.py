@@ -23,12 +23,15 @@ __all__ = ["RunRecord", "validation_line"]
 logger = logging.getLogger("cronos")
 
 
-def validation_line(progress: TrainingProgress, epoch: int, lr: float, padded_share: float) -> dict:
-    """The training half of a metrics.jsonl line at ``progress.step`` (the validation adds ``valid_*``)."""
-    return {"epoch": epoch, "step": progress.step,
+def validation_line(progress: TrainingProgress, epoch: int, lr: float, padded_share: float,
+                    drawn: dict[str, int] | None = None) -> dict:
+    """The training half of a metrics.jsonl line at ``progress.step`` (the validation adds ``valid_*``);
+    ``drawn``: the examples an epoch draws from each corpus, when there are several."""
+    line = {"epoch": epoch, "step": progress.step,
             "train_loss": progress.epoch_loss_sum / max(progress.epoch_tokens, 1), "lr": lr,
             "seconds": round(progress.epoch_seconds, 3), "padded_share": padded_share,
             "skipped_batches": progress.skipped_batches}
+    return line if drawn is None else {**line, "examples_per_corpus": drawn}
 
 
 class RunRecord:

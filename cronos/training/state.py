@@ -61,7 +61,7 @@ class TrainingState:
                                              else None))
         if not self.processes.main:
             return None
-        return {
+        state = {
             "progress": asdict(self.progress),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -70,8 +70,9 @@ class TrainingState:
             "scaler": self.precision.state_dict(),  # fp16's loss scale ({} otherwise)
             "world_size": self.processes.world_size,
             "process_rng": process_rng,  # each process's (CPU, its GPU's) random state, in rank order
-            "average": self.average.state_dict(),  # training.ema_decay's average (None without one)
         }
+        average = self.average.state_dict()
+        return state if average is None else {**state, "average": average}  # training.ema_decay's average
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Optimiser, schedule, loss scale, random state and progress from a ``training`` entry.
@@ -81,7 +82,7 @@ class TrainingState:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.precision.load_state_dict(state["scaler"])
-        self.average.load_state_dict(state.get("average"))  # last.pt of cronos 0.2.0 holds none
+        self.average.load_state_dict(state.get("average"))  # none in a run without training.ema_decay
         process_rng = state["process_rng"]
         if len(process_rng) == self.processes.world_size:
             cpu, gpu = process_rng[self.processes.rank]

@@ -140,6 +140,9 @@ class Trainer:
         report = ProgressReport(self.progress.step, self.progress.epoch + 1, self.plan.planned_steps(self.progress),
                                 self.training.epochs, bar=self.training.progress and main,
                                 log_every=self.training.log_every if main else None)
+        if main and self.plan.drawn is not None:
+            logger.info("each epoch draws %s", ", ".join(f"{count:,} examples from {name}"
+                                                         for name, count in self.plan.drawn.items()))
         with self.stop.handled(), report:
             self._clock = time.perf_counter()
             while not self._complete():
@@ -261,7 +264,7 @@ class Trainer:
         fresh = line is None or line["step"] != progress.step
         if fresh:
             self._tick()
-            line = validation_line(progress, epoch, self.lr, share)
+            line = validation_line(progress, epoch, self.lr, share, self.plan.drawn)
             with self.average.in_use():  # validation, best.pt and kept checkpoints: the averaged weights
                 if self.validator is not None:  # scored once, by rank 0; every process follows the result
                     line.update(self.validator.scores())
