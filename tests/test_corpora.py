@@ -153,3 +153,23 @@ def test_corpora_in_a_config_file_resolve_against_its_folder(tmp_path):
     path = write_config(tmp_path / "config.yaml", config)
     loaded = cronos.load_config(path)
     assert loaded.data.train[0].path == str(forward) and loaded.data.train[1].src == str(backward)
+
+
+def test_the_server_takes_a_tag_and_refuses_one_the_model_lacks(tmp_path):
+    pytest.importorskip("fastapi")
+    from cronos.server import Limits, build_app
+    from test_server_app import _run
+
+    model = cronos.fit(cronos.load_config(corpora_config(tmp_path, training={"epochs": 1})))
+    app = build_app(model, Limits())
+
+    async def scenario(client):
+        return (await client.post("/translate", json={"text": ["1/2/07", "5 May 1999"], "tag": "<2iso>"}),
+                await client.post("/score", json={"source": "1/2/07", "target": "2007-02-01", "tag": "<2iso>"}),
+                await client.post("/translate", json={"text": "1/2/07", "tag": "<2fr>"}))
+
+    translated, scored, refused = _run(app, scenario)
+    assert translated.json() == {"translations": model.translate(["1/2/07", "5 May 1999"], tag="<2iso>")}
+    expected = model.score(model.codec.encode(["1/2/07"], ["2007-02-01"], tag="<2iso>"))[0]
+    assert scored.json()["scores"]["log_prob"] == expected.log_prob
+    assert refused.status_code == 422 and "tag '<2fr>' is not one this model was trained with" in refused.json()["error"]

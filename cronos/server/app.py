@@ -96,6 +96,7 @@ def application(translator: Translator, limits: Limits, batcher: Batcher, metric
         _check_size(len(texts), texts, limits)
         try:
             job = body.job(translator.config.decoding.beam_size, limits.max_beam)
+            translator.codec.tagged([], body.tag)  # a tag the model does not know: refused before it queues
         except ValueError as error:
             raise Refused(422, str(error)) from None
         results = await _answer(request, batcher, list(enumerate(texts)), job, limits.timeout)
@@ -106,6 +107,10 @@ def application(translator: Translator, limits: Limits, batcher: Batcher, metric
         """The log-probability of each target given its source."""
         pairs = list(zip(body.sources(), body.targets()))
         _check_size(len(pairs), [text for pair in pairs for text in pair], limits)
+        try:
+            translator.codec.tagged([], body.tag)
+        except ValueError as error:
+            raise Refused(422, str(error)) from None
         results = await _answer(request, batcher, list(enumerate(pairs)), body.job(), limits.timeout)
         return JSONResponse({"scores": results[0] if isinstance(body.source, str) else results})
 

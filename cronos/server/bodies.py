@@ -60,6 +60,8 @@ class TranslateRequest(Strict):
     n_best: int | None = Field(None, gt=0, description="answer the n best hypotheses of each text (n <= beam size)")
     scores: bool = Field(False, description="answer each translation with its score and log-probability")
     sampling: SamplingSettings | None = Field(None, description="sample instead of searching (no beam_size, n_best, scores)")
+    tag: str | None = Field(None, description="the corpus tag every text starts with, such as <2fr>, for a model "
+                                              "trained on several corpora with tags")
 
     @field_validator("text", mode="before")
     @classmethod
@@ -79,7 +81,8 @@ class TranslateRequest(Strict):
         """How to decode these texts; ``ValueError`` when the beam or the n-best list is larger than
         ``max_beam`` (the server's ``--max-beam``) or n_best asks for more than the beam holds."""
         if self.sampling is not None:
-            return Sample(self.sampling.top_k, self.sampling.top_p, self.sampling.temperature, self.sampling.seed)
+            return Sample(self.sampling.top_k, self.sampling.top_p, self.sampling.temperature, self.sampling.seed,
+                          self.tag)
         beam_size = self.beam_size or default_beam_size
         for name, size in (("n_best", self.n_best), ("beam_size", beam_size)):
             if size is not None and size > max_beam:
@@ -87,7 +90,7 @@ class TranslateRequest(Strict):
         if self.n_best is not None and self.n_best > beam_size:
             raise ValueError(f"n_best: {self.n_best} hypotheses need a beam_size of at least {self.n_best} "
                              f"(it is {beam_size})")
-        return Search(beam_size, self.n_best, self.scores)
+        return Search(beam_size, self.n_best, self.scores, self.tag)
 
 
 class ScoreRequest(Strict):
@@ -96,6 +99,7 @@ class ScoreRequest(Strict):
     source: Union[str, list[str]] = Field(description="a source text, or a list of them")
     target: Union[str, list[str]] = Field(description="its target text, or a list of them (one per source)")
     per_token: bool = Field(False, description="answer each target token's log-probability too")
+    tag: str | None = Field(None, description="the corpus tag every source starts with, as for /translate")
 
     @field_validator("source", "target", mode="before")
     @classmethod
@@ -115,7 +119,7 @@ class ScoreRequest(Strict):
         return [self.target] if isinstance(self.target, str) else self.target
 
     def job(self) -> Score:
-        return Score(self.per_token)
+        return Score(self.per_token, self.tag)
 
 
 class ScoredTranslation(BaseModel):

@@ -23,10 +23,11 @@ class UnreadableText(ValueError):
     """A text the model cannot read (nothing left once tokenised): that request's 422."""
 
 
-def _encode(codec: TextCodec, position: int, source: str, target: str | None = None) -> Example:
-    """The item's example; ``UnreadableText`` naming the item when the codec finds nothing to read."""
+def _encode(codec: TextCodec, tag: str | None, position: int, source: str, target: str | None = None) -> Example:
+    """The item's example (its source starting with ``tag``); ``UnreadableText`` naming the item
+    when the codec finds nothing to read."""
     try:
-        return codec.encode([source], None if target is None else [target])[0]
+        return codec.encode([source], None if target is None else [target], tag=tag)[0]
     except EmptyText as error:
         field = "text" if target is None else error.side
         raise UnreadableText(f"{field} {position} is empty (no text, or only white space); send the text itself") \
@@ -38,8 +39,10 @@ def _encode(codec: TextCodec, position: int, source: str, target: str | None = N
 class _TranslatesTexts:
     """A job over texts to translate: an item's tokens are its source's."""
 
+    tag: str | None  # the corpus tag every source starts with (a dataclass field of each job)
+
     def prepare(self, codec: TextCodec, item: Item) -> tuple[Example, int]:
-        example = _encode(codec, *item)
+        example = _encode(codec, self.tag, *item)
         return example, example.src_length
 
 
@@ -51,6 +54,7 @@ class Search(_TranslatesTexts):
     beam_size: int
     n_best: int | None
     scores: bool
+    tag: str | None = None
 
     def run(self, translator: Translator, examples: list[Example], abandoned: Stop) -> list:
         found = translator.translate(examples, self.beam_size, batch_size=len(examples), n_best=self.n_best or 1,
@@ -70,6 +74,7 @@ class Sample(_TranslatesTexts):
     top_p: float | None
     temperature: float
     seed: int
+    tag: str | None = None
 
     def run(self, translator: Translator, examples: list[Example], abandoned: Stop) -> list[str]:
         return translator.sample(examples, self.top_k, self.top_p, self.temperature, self.seed,
@@ -81,10 +86,11 @@ class Score:
     """Teacher-forced scoring of (source, target) pairs; a result is a ``PairLogProb`` dict."""
 
     per_token: bool
+    tag: str | None = None
 
     def prepare(self, codec: TextCodec, item: Item) -> tuple[Example, int]:
         position, (source, target) = item
-        example = _encode(codec, position, source, target)
+        example = _encode(codec, self.tag, position, source, target)
         return example, example.src_length + example.tgt_length
 
     def run(self, translator: Translator, examples: list[Example], abandoned: Stop) -> list[dict]:
