@@ -75,3 +75,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def stopping_at(step: int):
+    """A ``Trainer._train_step`` that asks the run to stop once it has taken ``step`` steps (as
+    SIGINT would), for ``monkeypatch.setattr(Trainer, "_train_step", stopping_at(11))``."""
+    from cronos.training.trainer import Trainer
+
+    original = Trainer._train_step
+
+    def stop_after(self, update, loaded=None):
+        result = original(self, update, loaded)
+        if self.progress.step == step:
+            self.request_stop("test")
+        return result
+
+    return stop_after

@@ -11,7 +11,7 @@ import cronos
 from cronos.data import PAD_INDEX
 from cronos.training.ema import ExponentialAverage
 from cronos.training.trainer import Trainer
-from helpers import tiny_config
+from helpers import stopping_at, tiny_config
 
 
 def test_the_average_follows_its_rule_and_is_swapped_in_and_out_exactly():
@@ -77,14 +77,7 @@ def test_a_resumed_run_ends_with_the_average_of_an_uninterrupted_one(tmp_path, m
     _, straight = averaged_run(tmp_path / "straight", epochs=2)
     expected = torch.load(straight / "last.pt", weights_only=True)
     original = Trainer._train_step
-
-    def stop_after(self, update, loaded):
-        result = original(self, update, loaded)
-        if self.progress.step == 11:
-            self.request_stop("test")
-        return result
-
-    monkeypatch.setattr(Trainer, "_train_step", stop_after)
+    monkeypatch.setattr(Trainer, "_train_step", stopping_at(11))
     averaged_run(tmp_path / "resumed", epochs=2)
     monkeypatch.setattr(Trainer, "_train_step", original)
     _, resumed = averaged_run(tmp_path / "resumed", epochs=2, resume="auto")

@@ -15,7 +15,7 @@ import cronos
 from cronos.storage.checkpoint import load_checkpoint
 from cronos.training.run_folder import RunFolder, RunFolderError, claim
 from cronos.training.trainer import Trainer
-from helpers import ROOT, cronos_command, run_cli, tiny_config, write_config
+from helpers import ROOT, cronos_command, run_cli, stopping_at, tiny_config, write_config
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")
 
@@ -93,15 +93,7 @@ def test_fit_stopped_before_its_first_validation_returns_its_own_weights(finishe
     config, run = finished_run
     config["training"].update(overwrite=True)
     config["model"]["decoder"]["hidden_size"] = decoder_size
-    original = Trainer._train_step
-
-    def stop_at_step_3(self, update, loaded):
-        result = original(self, update, loaded)
-        if self.progress.step == 3:
-            self.request_stop("test")
-        return result
-
-    monkeypatch.setattr(Trainer, "_train_step", stop_at_step_3)
+    monkeypatch.setattr(Trainer, "_train_step", stopping_at(3))
     model = cronos.Cronos.from_config(cronos.load_config(config))
     history = model.fit()
     assert history.stopped_by == "test" and history.step == 3 and history.best_step is None and list(history) == []

@@ -11,7 +11,7 @@ import cronos
 from cronos.storage.checkpoint import load_checkpoint
 from cronos.data import load_training_data
 from cronos.training.trainer import Trainer
-from helpers import run_cli, tiny_config, write_config
+from helpers import run_cli, stopping_at, tiny_config, write_config
 
 
 def test_fit_improves_loss_and_writes_the_run(tmp_path):
@@ -40,15 +40,8 @@ def test_resume_after_a_stop_mid_run_ends_with_the_same_weights(tmp_path, monkey
 
     stop_at = 11  # inside the first epoch of 25 batches
     original = Trainer._train_step
-
-    def stop_after(self, update, loaded):
-        result = original(self, update, loaded)
-        if self.progress.step == stop_at:
-            self.request_stop("test")
-        return result
-
     interrupted = tiny_config(tmp_path / "resumed", training={"epochs": 2})
-    monkeypatch.setattr(Trainer, "_train_step", stop_after)
+    monkeypatch.setattr(Trainer, "_train_step", stopping_at(stop_at))
     cronos.fit(cronos.load_config(interrupted))
     monkeypatch.setattr(Trainer, "_train_step", original)
     stopped = torch.load(tmp_path / "resumed" / "run" / "last.pt", weights_only=True)
