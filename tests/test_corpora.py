@@ -173,3 +173,19 @@ def test_the_server_takes_a_tag_and_refuses_one_the_model_lacks(tmp_path):
     expected = model.score(model.codec.encode(["1/2/07"], ["2007-02-01"], tag="<2iso>"))[0]
     assert scored.json()["scores"]["log_prob"] == expected.log_prob
     assert refused.status_code == 422 and "tag '<2fr>' is not one this model was trained with" in refused.json()["error"]
+
+
+def test_a_resumed_run_draws_what_an_uninterrupted_one_draws(tmp_path, monkeypatch):
+    from helpers import stopping_at
+
+    straight = corpora_config(tmp_path / "straight", 0.5, 1.5, training={"epochs": 2})
+    cronos.fit(cronos.load_config(straight))
+    expected = torch.load(tmp_path / "straight" / "run" / "last.pt", weights_only=True)["model"]
+    interrupted = corpora_config(tmp_path / "resumed", 0.5, 1.5, training={"epochs": 2})
+    with monkeypatch.context() as patched:
+        patched.setattr(Trainer, "_train_step", stopping_at(7))  # inside the first epoch
+        cronos.fit(cronos.load_config(interrupted))
+    interrupted["training"]["resume"] = "auto"
+    cronos.fit(cronos.load_config(interrupted))
+    found = torch.load(tmp_path / "resumed" / "run" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(found[name], expected[name]) for name in expected)

@@ -239,3 +239,28 @@ def test_serve_benchmark_measures_a_real_server_beside_offline_decoding(tmp_path
         assert run["batches"] >= 2 and run["p99_ms"] >= run["p50_ms"] > 0, run
     assert all(speed > 0 for speed in report["offline_sentences_per_second"] + report["in_order_sentences_per_second"])
     assert "| offline, 3 at a time in order |" in stdout
+
+
+def test_transfer_benchmark_trains_a_parent_and_both_children_and_reports_them(tmp_path, run_script):
+    """A tiny stand-in for Multi30k: "de" and "xx" are the dates' sources, "en" their ISO forms."""
+    from helpers import DATES
+
+    root = tmp_path / "multi30k"
+    root.mkdir()
+    for split, name in (("train", "train"), ("valid", "val"), ("test", "test_2016_flickr")):
+        pairs = [line.split("\t") for line in (DATES / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[:300]]
+        for language in ("de", "xx"):
+            (root / f"{name}.{language}").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+        (root / f"{name}.en").write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
+    config = tiny_config(tmp_path, data={"train": {"src": "train.de", "tgt": "train.en"},
+                                         "valid": {"src": "val.de", "tgt": "val.en"}, "test": None})
+    parent_config = write_config(tmp_path / "parent.yaml", config)
+    out = tmp_path / "runs"
+    code, stdout, err = run_script("transfer_benchmark.py", "--root", str(root), "--out", str(out),
+                                   "--parent-config", str(parent_config), "--parent-epochs", "1", "--source", "xx",
+                                   "--pairs", "100", "--child-epochs", "1", "--json", str(tmp_path / "t.json"))
+    assert code == 0, err
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert report["scratch"]["steps"] == report["from_parent"]["steps"] > 0  # the same steps
+    assert report["gain"] == pytest.approx(report["from_parent"]["test_bleu"] - report["scratch"]["test_bleu"])
+    assert "| from_parent |" in stdout and (out / "from_parent" / "best.pt").exists()
