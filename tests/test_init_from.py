@@ -160,3 +160,17 @@ def test_prepare_reads_the_data_with_the_vocabulary_the_run_will_train_with(pare
     child = cronos.Cronos.from_config(cronos.load_config(config))
     assert (f"vocabulary: {len(child.codec.src_vocab)} source, {len(child.codec.tgt_vocab)} target tokens"
             in out)
+
+
+def test_a_model_started_from_learns_new_tags_as_fresh_rows(parent, tmp_path):
+    parent_path, _ = parent
+    config = child_config(tmp_path, parent_path)
+    new = tmp_path / "new.tsv"
+    new.write_text("".join(f"{s}\t{t}\n" for s, t in NEW_PAIRS), encoding="utf-8")
+    config["data"]["train"] = [{"path": config["data"]["train"], "tag": "<2iso>"}, {"path": str(new), "tag": "<2cs>"}]
+    child = cronos.Cronos.from_config(cronos.load_config(config))
+    stored = torch.load(parent_path, weights_only=True)
+    old = stored["src_vocab"]
+    assert child.codec.src_vocab.itos[:len(old)] == old and child.codec.src_vocab.tags == ("<2iso>", "<2cs>")
+    assert torch.equal(child.network.state_dict()["src_embedding.weight"][:len(old)],
+                       stored["model"]["src_embedding.weight"])
