@@ -5,7 +5,7 @@ with its vocabulary extended (``training.init_from``, ``training.vocabulary: ext
 same steps and settings; test BLEU (beam 5) of each.
 
     python scripts/transfer_benchmark.py --root ../shared/data/multi30k --out /tmp/transfer \
-        --parent-epochs 12 --pairs 5000 --child-epochs 30 --json transfer.json
+        --parent-epochs 12 --pairs 5000 --child-steps 800 --json transfer.json
 
 ``--parent CHECKPOINT`` reuses a trained parent.  The child reads ``train.SRC``/``train.en`` (its
 first ``--pairs`` lines), ``val.*`` and ``test_2016_flickr.*`` under ``--root``; each child trains
@@ -60,8 +60,10 @@ def child(args: argparse.Namespace, parent: Path, name: str, start: dict) -> dic
     config["data"] = {**config["data"], **child_files(args), "root": None}
     if config["data"]["tokenizer"] == "sentencepiece":
         config["data"]["sentencepiece"] = {**config["data"]["sentencepiece"], "vocab_size": args.child_pieces}
-    config["training"] = {**config["training"], "epochs": args.child_epochs, "keep_checkpoints": 0,
-                          "overwrite": True, "progress": False, **start}
+    # the same optimiser steps for both (their vocabularies segment the data into other batches)
+    config["training"] = {**config["training"], "epochs": 10_000, "max_steps": args.child_steps,
+                          "validate_every": args.validate_every, "keep_checkpoints": 0, "overwrite": True,
+                          "progress": False, **start}
     started = time.perf_counter()
     model = cronos.fit(cronos.load_config(config))
     seconds = time.perf_counter() - started
@@ -84,7 +86,8 @@ def main() -> None:
     parser.add_argument("--target", default="en")
     parser.add_argument("--test", default="test_2016_flickr", help="the test files' name before the language")
     parser.add_argument("--pairs", type=int, default=5000, help="the child's training pairs [5000]")
-    parser.add_argument("--child-epochs", type=int, default=30)
+    parser.add_argument("--child-steps", type=int, default=800, help="optimiser steps of each child [800]")
+    parser.add_argument("--validate-every", type=int, default=100, help="a child's steps between validations")
     parser.add_argument("--child-pieces", type=int, default=4000, help="SentencePiece pieces of the child's data")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

@@ -258,9 +258,10 @@ def test_transfer_benchmark_trains_a_parent_and_both_children_and_reports_them(t
     out = tmp_path / "runs"
     code, stdout, err = run_script("transfer_benchmark.py", "--root", str(root), "--out", str(out),
                                    "--parent-config", str(parent_config), "--parent-epochs", "1", "--source", "xx",
-                                   "--pairs", "100", "--child-epochs", "1", "--json", str(tmp_path / "t.json"))
+                                   "--pairs", "100", "--child-steps", "4", "--validate-every", "2",
+                                   "--json", str(tmp_path / "t.json"))
     assert code == 0, err
     report = json.loads((tmp_path / "t.json").read_text())
-    assert report["scratch"]["steps"] == report["from_parent"]["steps"] > 0  # the same steps
+    assert report["scratch"]["steps"] == report["from_parent"]["steps"] == 4  # the same steps
     assert report["gain"] == pytest.approx(report["from_parent"]["test_bleu"] - report["scratch"]["test_bleu"])
     assert "| from_parent |" in stdout and (out / "from_parent" / "best.pt").exists()
