@@ -189,3 +189,9 @@ def test_a_resumed_run_draws_what_an_uninterrupted_one_draws(tmp_path, monkeypat
     cronos.fit(cronos.load_config(interrupted))
     found = torch.load(tmp_path / "resumed" / "run" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(found[name], expected[name]) for name in expected)
+
+
+def test_a_weight_that_draws_no_example_is_refused(tmp_path):
+    config = cronos.load_config(corpora_config(tmp_path, backward_weight=0.001))
+    with pytest.raises(DataError, match=r"iso_to_text has 100 examples, and a weight of 0.001 draws none of them"):
+        load_training_data(config.data)

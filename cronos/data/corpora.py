@@ -47,9 +47,16 @@ class Draw:
 
 
 def corpus_draws(corpora: Sequence[Corpus], sizes: Sequence[int]) -> tuple[Draw, ...]:
+    """Each corpus's place in the table (``sizes``: its examples) and weight; a weight that would
+    draw no example of a corpus is refused."""
     ends = np.cumsum(sizes).tolist()
-    return tuple(Draw(corpus.label, corpus.weight, corpus.tag, end - size, end)
-                 for corpus, size, end in zip(corpora, sizes, ends, strict=True))
+    draws = tuple(Draw(corpus.label, corpus.weight, corpus.tag, end - size, end)
+                  for corpus, size, end in zip(corpora, sizes, ends, strict=True))
+    for draw in draws:
+        if draw.per_epoch == 0:
+            raise DataError(f"data.train: {draw.name} has {draw.size} examples, and a weight of {draw.weight:g} "
+                            "draws none of them an epoch; raise its weight or leave it out")
+    return draws
 
 
 def epoch_examples(draws: Sequence[Draw], seed: int, epoch: int) -> np.ndarray:
