@@ -462,11 +462,10 @@ def _translate(args: argparse.Namespace) -> int:
         inputs = [*args.checkpoint, *([args.input] if args.input is not None else [])]
         check_output_file(args.output, "--output", args.overwrite, reading=inputs)
     model = _load_models(args)
-    if args.tag is not None:
-        try:
-            model.codec.tagged([], args.tag)
-        except ValueError as error:
-            raise ConfigError("--tag", "", str(error)) from None
+    try:
+        model.codec.check_tag(args.tag)
+    except ValueError as error:
+        raise ConfigError("--tag", "", str(error)) from None
     batch_size = args.batch_size or model.config.decoding.batch_size
     beam = args.beam or model.config.decoding.beam_size
     if args.n_best is not None and args.n_best > beam:

@@ -195,3 +195,14 @@ def test_a_weight_that_draws_no_example_is_refused(tmp_path):
     config = cronos.load_config(corpora_config(tmp_path, backward_weight=0.001))
     with pytest.raises(DataError, match=r"iso_to_text has 100 examples, and a weight of 0.001 draws none of them"):
         load_training_data(config.data)
+
+
+def test_subword_regularisation_with_tags_is_refused_before_any_work(tmp_path, monkeypatch):
+    import cronos.data.corpus as corpus
+
+    config = corpora_config(tmp_path, data={"tokenizer": "sentencepiece",
+                                            "sentencepiece": {"vocab_size": 100, "sampling_alpha": 0.1}})
+    monkeypatch.setattr(corpus, "train_subword_models", lambda *args: pytest.fail("trained before refusing"))
+    with pytest.raises(DataError, match="sampling_alpha: subword regularisation segments the text anew each epoch, "
+                                        "without the corpora's tags"):
+        load_training_data(cronos.load_config(config).data)

@@ -99,11 +99,15 @@ class TextCodec:
         """``examples`` whose sources start with ``tag`` (unchanged for None)."""
         if tag is None:
             return examples
-        if tag not in self.src_vocab.tags:
-            known = ", ".join(self.src_vocab.tags) or "none: it was trained on one corpus without a tag"
-            raise ValueError(f"tag {tag!r} is not one this model was trained with (its tags: {known})")
+        self.check_tag(tag)
         tag_id = self.src_vocab.stoi[tag]
         return [replace(e, src=(tag_id, *e.src), src_length=e.src_length + 1) for e in examples]
+
+    def check_tag(self, tag: str | None) -> None:
+        """``ValueError`` unless ``tag`` is None or one of the tags the model was trained with."""
+        if tag is not None and tag not in self.src_vocab.tags:
+            known = ", ".join(self.src_vocab.tags) or "none: it was trained on one corpus without a tag"
+            raise ValueError(f"tag {tag!r} is not one this model was trained with (its tags: {known})")
 
     def encode_lines(self, sources: Sequence[str], tag: str | None = None) -> list[Example | None]:
         """Lines of input -> one example per line, None for an empty one (``is_empty``), which

@@ -75,14 +75,17 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
         raise DataError("data.train is not set: give a TSV path or {src: PATH, tgt: PATH}")
     read_split(config, "train", lines=False)  # a missing file named with its key, before anything else
     corpora = config.train if isinstance(config.train, tuple) else None
+    alpha = config.sentencepiece.sampling_alpha if config.tokenizer == "sentencepiece" else None
     if corpora is not None and config.prepared is not None:
         raise DataError("data.prepared: a prepared split holds one training corpus, and data.train lists several; "
                         "set data.prepared: null to read them into memory")
+    if corpora is not None and alpha is not None and any(corpus.tag for corpus in corpora):
+        raise DataError("data.sentencepiece.sampling_alpha: subword regularisation segments the text anew each "
+                        "epoch, without the corpora's tags; leave out the tags or the sampling")
     if subwords is None and config.tokenizer == "sentencepiece" and config.sentencepiece.model is not None:
         subwords = SubwordModels.read(config.sentencepiece.model)
     if vocabularies is None and subwords is not None:
         vocabularies = subwords.vocabularies()
-    alpha = config.sentencepiece.sampling_alpha if config.tokenizer == "sentencepiece" else None
     if config.prepared is not None:
         if alpha is not None:
             raise DataError("data.sentencepiece.sampling_alpha: subword regularisation segments the training text "
@@ -96,9 +99,6 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
             vocabularies = subwords.vocabularies()
         prepared = prepare_split(config, tokenizers_for(config, subwords), vocabularies, keep_texts=alpha is not None)
     if corpora is not None:
-        if alpha is not None and any(corpus.tag for corpus in corpora):
-            raise DataError("data.sentencepiece.sampling_alpha: subword regularisation segments the text anew each "
-                            "epoch, without the corpora's tags; leave out the tags or the sampling")
         prepared = with_tags(prepared, corpora)
     logger.info("training data: %d examples, vocabularies %d (source) and %d (target)",
                 len(prepared.table), len(prepared.src_vocab), len(prepared.tgt_vocab))

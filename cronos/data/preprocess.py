@@ -50,11 +50,11 @@ def is_empty(text: str, tokens: Sequence[str]) -> bool:
 
 
 class EmptyText(DataError):
-    """A pair with an empty ``side`` (``source`` or ``target``), at ``position`` among the pairs read."""
+    """A pair with an empty ``side`` (``source`` or ``target``)."""
 
-    def __init__(self, message: str, side: str, position: int):
+    def __init__(self, message: str, side: str):
         super().__init__(message)
-        self.side, self.position = side, position
+        self.side = side
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +167,7 @@ def tokenize_pairs(pairs: Iterable[RawPair], tokenizers: tuple[Tokenizer, Tokeni
     counts what the rules did (``PreprocessStats.report`` says it)."""
     result = []
     tokenize_source, tokenize_target = tokenizers[0].tokenize, tokenizers[1].tokenize
-    for position, pair in enumerate(pairs):
+    for pair in pairs:
         stats.read += 1
         source = tokenize_source(pair.source)
         target = None if pair.target is None else tokenize_target(pair.target)
@@ -176,7 +176,7 @@ def tokenize_pairs(pairs: Iterable[RawPair], tokenizers: tuple[Tokenizer, Tokeni
         if empty_side is not None:
             if rules.empty_policy == "error":
                 raise EmptyText(f"{pair.origin}: empty {empty_side} (no text, or only white space); "
-                                + rules.hint.format(side=empty_side), empty_side, position)
+                                + rules.hint.format(side=empty_side), empty_side)
             stats.skipped_empty += 1
             continue
         reason = rules.filtered(pair, source, target)

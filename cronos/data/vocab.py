@@ -50,12 +50,14 @@ class Vocabulary:
 
     def extended(self, other: "Vocabulary") -> "Vocabulary":
         """This vocabulary, its ids unchanged, with the tokens of ``other`` it lacks after its own (its tags too)."""
-        return Vocabulary(self.itos + [token for token in other.itos if token not in self.stoi],
-                          self.tags + tuple(tag for tag in other.tags if tag not in self.tags))
+        return self._adding(other.itos, other.tags)
 
     def with_tags(self, tags: Sequence[str]) -> "Vocabulary":
         """This vocabulary with ``tags`` after its tokens (the ones it has already stay where they are)."""
-        return Vocabulary(self.itos + [tag for tag in tags if tag not in self.stoi],
+        return self._adding(tags, tags)
+
+    def _adding(self, tokens: Sequence[str], tags: Sequence[str]) -> "Vocabulary":
+        return Vocabulary(self.itos + [token for token in tokens if token not in self.stoi],
                           self.tags + tuple(tag for tag in tags if tag not in self.tags))
 
     def __len__(self) -> int:

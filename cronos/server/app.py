@@ -96,9 +96,9 @@ def application(translator: Translator, limits: Limits, batcher: Batcher, metric
         _check_size(len(texts), texts, limits)
         try:
             job = body.job(translator.config.decoding.beam_size, limits.max_beam)
-            translator.codec.tagged([], body.tag)  # a tag the model does not know: refused before it queues
         except ValueError as error:
             raise Refused(422, str(error)) from None
+        _check_tag(translator, body.tag)
         results = await _answer(request, batcher, list(enumerate(texts)), job, limits.timeout)
         return JSONResponse({"translations": results[0] if isinstance(body.text, str) else results})
 
@@ -107,10 +107,7 @@ def application(translator: Translator, limits: Limits, batcher: Batcher, metric
         """The log-probability of each target given its source."""
         pairs = list(zip(body.sources(), body.targets()))
         _check_size(len(pairs), [text for pair in pairs for text in pair], limits)
-        try:
-            translator.codec.tagged([], body.tag)
-        except ValueError as error:
-            raise Refused(422, str(error)) from None
+        _check_tag(translator, body.tag)
         results = await _answer(request, batcher, list(enumerate(pairs)), body.job(), limits.timeout)
         return JSONResponse({"scores": results[0] if isinstance(body.source, str) else results})
 
@@ -243,6 +240,14 @@ def _sent_as_json(request: Request) -> bool:
     """No content type (read as JSON), or a JSON one; a form or text body is not read."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     return kind == "" or kind == "application/json" or kind.endswith("+json")
+
+
+def _check_tag(translator: Translator, tag: str | None) -> None:
+    """422 for a tag the model was not trained with, before the request queues."""
+    try:
+        translator.codec.check_tag(tag)
+    except ValueError as error:
+        raise Refused(422, str(error)) from None
 
 
 def _check_size(count: int, texts: Sequence[str], limits: Limits) -> None:

@@ -39,8 +39,11 @@ class EpochPlan:
         self.examples = examples = self.data.for_epoch(segmentation)
         self._examples_epoch = segmentation
         self.lengths = (examples.src_lengths, examples.tgt_lengths)  # int32 [N] each
-        self.sampler = BucketBatchSampler(*self.lengths, batch_size=self.training.batch_size,
-                                          batch_tokens=self.training.batch_tokens, seed=self.seed)
+        self.sampler = self._sampler(*self.lengths)
+
+    def _sampler(self, src_lengths, tgt_lengths) -> BucketBatchSampler:
+        return BucketBatchSampler(src_lengths, tgt_lengths, batch_size=self.training.batch_size,
+                                  batch_tokens=self.training.batch_tokens, seed=self.seed)
 
     def updates(self, epoch: int) -> list[Update]:
         """The epoch's optimiser updates: ``[update][rank]`` -> that process's batches (``plan_updates``)."""
@@ -55,9 +58,7 @@ class EpochPlan:
         if self.data.corpora is None:
             return self.sampler.batches(epoch)
         chosen = epoch_examples(self.data.corpora, self.seed, epoch)                      # int64 [n]
-        sampler = BucketBatchSampler(self.lengths[0][chosen], self.lengths[1][chosen],
-                                     batch_size=self.training.batch_size, batch_tokens=self.training.batch_tokens,
-                                     seed=self.seed)
+        sampler = self._sampler(self.lengths[0][chosen], self.lengths[1][chosen])
         return [chosen[batch] for batch in sampler.batches(epoch)]
 
     @property
