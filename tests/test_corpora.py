@@ -125,7 +125,7 @@ def test_a_bad_corpus_is_one_clear_line(tmp_path, change, message):
         cronos.load_config(config)
 
 
-def test_an_empty_corpus_a_colliding_tag_and_a_prepared_split_of_several_are_one_clear_line(tmp_path):
+def test_an_empty_corpus_and_a_colliding_tag_are_one_clear_line(tmp_path):
     config = corpora_config(tmp_path)
     empty = tmp_path / "empty.tsv"
     empty.write_text(" \t \n", encoding="utf-8")
@@ -139,10 +139,60 @@ def test_an_empty_corpus_a_colliding_tag_and_a_prepared_split_of_several_are_one
     colliding["data"]["train"].append({"path": str(words)})
     with pytest.raises(DataError, match=r"the tag <2iso> is also a token of the training text"):
         load_training_data(cronos.load_config(colliding).data)
-    prepared = corpora_config(tmp_path)
-    prepared["data"]["prepared"] = str(tmp_path / "prepared")
-    with pytest.raises(DataError, match="data.prepared: a prepared split holds one training corpus"):
-        load_training_data(cronos.load_config(prepared).data)
+
+
+def assert_same_training_data(left, right):
+    assert left.src_vocab == right.src_vocab and left.tgt_vocab == right.tgt_vocab
+    assert list(left.examples) == list(right.examples) and list(left.origins) == list(right.origins)
+    assert left.corpora == right.corpora
+
+
+@pytest.mark.parametrize("tokenizer", ["whitespace", "char"])
+def test_prepared_corpora_give_what_reading_them_gives_and_a_new_corpus_alone_is_read(tmp_path, caplog, tokenizer):
+    config = corpora_config(tmp_path, data={"tokenizer": tokenizer, "min_freq": 2})
+    in_memory = load_training_data(cronos.load_config(config).data)
+    folder = tmp_path / "prepared"
+    config["data"]["prepared"] = str(folder)
+    assert_same_training_data(load_training_data(cronos.load_config(config).data), in_memory)
+    forward_arrays = (folder / "corpora" / "forward.tsv" / "src_ids.npy").stat().st_mtime_ns
+    lines = (DATES / "train.tsv").read_text(encoding="utf-8").splitlines()
+    third = tmp_path / "more dates.tsv"   # a name a folder cannot take as it is
+    third.write_text("\n".join(lines[400:450]) + "\n", encoding="utf-8")
+    config["data"]["train"].append({"path": str(third), "weight": 2.0})
+    caplog.set_level(logging.INFO, logger="cronos")
+    caplog.clear()  # what the second reading says
+    prepared = load_training_data(cronos.load_config(config).data)
+    assert "preparing the corpus more dates.tsv" in caplog.text and "preparing the corpus forward.tsv" not in caplog.text
+    assert "2 of 3 corpora were prepared before" in caplog.text
+    assert (folder / "corpora" / "forward.tsv" / "src_ids.npy").stat().st_mtime_ns == forward_arrays
+    assert sorted(p.name for p in (folder / "corpora").iterdir())[-1].startswith("more_dates.tsv-")
+    config["data"]["prepared"] = None
+    assert_same_training_data(prepared, load_training_data(cronos.load_config(config).data))
+    assert prepared.corpora[2].per_epoch == 100 and prepared.origins[400].endswith("more dates.tsv:1")
+
+
+def test_prepared_corpora_follow_a_changed_corpus_and_refuse_a_folder_of_one(tmp_path, caplog):
+    config = corpora_config(tmp_path)
+    config["data"]["prepared"] = str(tmp_path / "prepared")
+    load_training_data(cronos.load_config(config).data)
+    backward = config["data"]["train"][1]["path"]
+    with open(backward, "a", encoding="utf-8") as file:
+        file.write("2020-01-01\tJanuary 1, 2020\n")
+    caplog.set_level(logging.INFO, logger="cronos")
+    caplog.clear()  # what the second reading says
+    assert len(load_training_data(cronos.load_config(config).data).examples) == 401
+    assert "preparing the corpus iso_to_text" in caplog.text and "1 of 2 corpora were prepared before" in caplog.text
+    single = tiny_config(tmp_path)
+    single["data"]["prepared"] = str(tmp_path / "one")
+    load_training_data(cronos.load_config(single).data)
+    config["data"]["prepared"] = str(tmp_path / "one")
+    with pytest.raises(DataError, match=r"holds the prepared split of one corpus, and data.train lists several"):
+        load_training_data(cronos.load_config(config).data)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine", encoding="utf-8")
+    config["data"]["prepared"] = str(tmp_path / "mine")
+    with pytest.raises(DataError, match=r"holds files cronos did not write beside the prepared corpora \(notes.txt\)"):
+        load_training_data(cronos.load_config(config).data)
 
 
 def test_corpora_in_a_config_file_resolve_against_its_folder(tmp_path):
@@ -206,3 +256,20 @@ def test_subword_regularisation_with_tags_is_refused_before_any_work(tmp_path, m
     with pytest.raises(DataError, match="sampling_alpha: subword regularisation segments the text anew each epoch, "
                                         "without the corpora's tags"):
         load_training_data(cronos.load_config(config).data)
+
+
+def test_prepared_corpora_with_pieces_trained_on_them_are_all_prepared_again_when_one_is_added(tmp_path, caplog):
+    config = corpora_config(tmp_path, data={"tokenizer": "sentencepiece",
+                                            "sentencepiece": {"vocab_size": 120, "model_type": "bpe"}})
+    in_memory = load_training_data(cronos.load_config(config).data)
+    config["data"]["prepared"] = str(tmp_path / "prepared")
+    prepared = load_training_data(cronos.load_config(config).data)
+    assert_same_training_data(prepared, in_memory)
+    assert prepared.subwords.source == in_memory.subwords.source
+    third = tmp_path / "third.tsv"
+    third.write_text("".join(line + "\n" for line in (DATES / "train.tsv").read_text().splitlines()[400:450]))
+    config["data"]["train"].append({"path": str(third)})
+    caplog.set_level(logging.INFO, logger="cronos")
+    caplog.clear()  # what the second reading says
+    load_training_data(cronos.load_config(config).data)
+    assert "preparing the corpus forward.tsv" in caplog.text and "were prepared before" not in caplog.text

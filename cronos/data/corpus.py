@@ -76,9 +76,6 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
     read_split(config, "train", lines=False)  # a missing file named with its key, before anything else
     corpora = config.train if isinstance(config.train, tuple) else None
     alpha = config.sentencepiece.sampling_alpha if config.tokenizer == "sentencepiece" else None
-    if corpora is not None and config.prepared is not None:
-        raise DataError("data.prepared: a prepared split holds one training corpus, and data.train lists several; "
-                        "set data.prepared: null to read them into memory")
     if corpora is not None and alpha is not None and any(corpus.tag for corpus in corpora):
         raise DataError("data.sentencepiece.sampling_alpha: subword regularisation segments the text anew each "
                         "epoch, without the corpora's tags; leave out the tags or the sampling")

@@ -199,6 +199,8 @@ def _content_problem(folder: Path, examples: int) -> str | None:
             return f"its {name}.npy is not a list of whole numbers"
     if len(arrays["lines"]) != examples:
         return f"its lines.npy has {len(arrays['lines'])} entries for {examples} examples"
+    if "corpora" in stored and sum(size for _, size in stored["corpora"]) != examples:
+        return f"its vocabularies.json counts other examples per corpus than its {examples}"
     for side, vocabulary in (("src", stored["source"]), ("tgt", stored["target"])):
         problem = _side_problem(arrays[f"{side}_ids"], arrays[f"{side}_offsets"], examples, len(vocabulary))
         if problem is not None:
@@ -217,6 +219,11 @@ def _vocabularies_problem(stored: Any) -> str | None:
     if not isinstance(stored.get("origin"), str) or not isinstance(stats, dict) or \
             set(stats) != set(PreprocessStats.__dataclass_fields__) or not _counts(stats):
         return "is not what cronos writes"
+    corpora = stored.get("corpora", [["", 0]])
+    if not isinstance(corpora, list) or not corpora or not all(
+            isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and _count(entry[1])
+            for entry in corpora):
+        return "does not say how many examples each corpus gave"
     return None
 
 

@@ -17,15 +17,25 @@ when its process ends, however it ends), into a marked temporary folder renamed 
 complete, so a kill or a full disk never leaves a folder that a later run would use.  A folder
 cronos did not write (no manifest, another program's manifest, files beside the split) is never
 replaced, and only cronos's own temporary folders are ever removed (``files.remove_abandoned``).
+
+Several corpora (``data.train`` as a list) make a folder of prepared splits: ``corpora/NAME`` for
+each corpus, with every token it holds as its vocabulary, and ``joined``, their examples one
+corpus after the other under the run's vocabularies (``joined.py``).  A corpus whose folder
+matches is not tokenised again; the join is made again whenever the list or the vocabularies
+change.  SentencePiece models trained on the data change with every corpus added, and with them
+every corpus's pieces: then every corpus is prepared again (a given model, or a model's own
+from ``training.init_from``, keeps them).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict
@@ -37,7 +47,8 @@ import numpy as np
 from ..config import DataConfig
 from ..files import TEMPORARY_MARK, holder_of, mark_temporary, note_holder, remove_abandoned, temporary_folder
 from .manifest import file_facts, not_replaceable, stale_reason, write_manifest
-from .preparation import LineOrigins, Prepared, prepare_split
+from .joined import counted_vocabularies, join_parts
+from .preparation import CorporaOrigins, LineOrigins, Prepared, prepare_split, training_files
 from .preprocess import PreprocessStats
 from .readers import DataError, split_paths
 from .subwords import SubwordModels
@@ -49,6 +60,7 @@ from .vocab import Vocabulary
 __all__ = ["open_prepared"]
 
 TEMPORARY_KINDS = ("partial", "old")  # NAME.partial-*: being prepared; NAME.old-*: a replaced split
+CORPORA, JOINED = "corpora", "joined"  # with several corpora: each one's folder, and their join's
 
 logger = logging.getLogger("cronos")
 
@@ -59,23 +71,31 @@ def open_prepared(config: DataConfig, seed: int, subwords: SubwordModels | None,
     """The training split prepared in ``config.prepared`` and its SentencePiece models: prepared
     there first when the folder is missing or does not match (``stale_reason``), with the given
     ``subwords`` or ``models_for()``'s (trained for ``seed``: only when the split is prepared),
-    then memory-mapped."""
+    then memory-mapped.  Several corpora (``data.train`` as a list) are each prepared in a folder
+    of their own, ``corpora/NAME``, and joined in ``joined``: a corpus prepared before is not
+    tokenised again."""
     folder = _place(Path(config.prepared))
+    several = isinstance(config.train, tuple)
+    split = folder / JOINED if several else folder
     settings = _settings(config, seed, subwords, vocabularies)
     with _locked(folder) as held:
-        reason = stale_reason(folder, settings)
+        reason = stale_reason(split, settings)
         if reason is not None:
             if not held:
                 raise DataError(f"data.prepared: {folder} cannot be used ({reason}) and cannot be prepared again "
                                 "here (no lock can be written beside it); prepare it where it can be written, or "
                                 "point data.prepared at a folder of your own")
-            _refuse_foreign(folder)
-            logger.info("preparing the training split in %s (%s)", folder, reason)
+            (_refuse_foreign_corpora if several else _refuse_foreign)(folder)
+            logger.info("preparing the training split in %s (%s)", split, reason)
             models = models_for() if subwords is None and config.tokenizer == "sentencepiece" else subwords
             if vocabularies is None and models is not None:
                 vocabularies = models.vocabularies()  # the models' pieces, not counted ones
-            _prepare(folder, config, tokenizers_for(config, models), models, vocabularies, settings)
-    return _read(folder), subwords or _stored_subwords(folder)
+            tokenizers = tokenizers_for(config, models)
+            if several:
+                _prepare_corpora(folder, config, seed, tokenizers, models, vocabularies, settings)
+            else:
+                _prepare(folder, config, tokenizers, models, vocabularies, settings)
+    return _read(split), subwords or _stored_subwords(split)
 
 
 def _place(folder: Path) -> Path:
@@ -93,6 +113,25 @@ def _place(folder: Path) -> Path:
     return folder
 
 
+def _refuse_foreign_corpora(folder: Path) -> None:
+    """The folder of several corpora holds ``corpora/`` and ``joined/`` (and their temporary
+    folders) and nothing else; a prepared split of one corpus there is not replaced either."""
+    if (folder / "manifest.json").exists():
+        raise DataError(f"data.prepared: {folder} holds the prepared split of one corpus, and data.train lists "
+                        "several; point data.prepared at a new folder, or delete this one")
+    problem = None
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        problem = not_replaceable(folder)
+    elif folder.is_dir():
+        ours = re.compile(rf"{CORPORA}|{JOINED}(\.({'|'.join(TEMPORARY_KINDS)})-.+)?")
+        foreign = sorted(path.name for path in folder.iterdir() if not ours.fullmatch(path.name))
+        if foreign:
+            problem = f"holds files cronos did not write beside the prepared corpora ({', '.join(foreign[:5])})"
+    if problem is not None:
+        raise DataError(f"data.prepared: {folder} {problem}; give a new or empty folder, or delete it")
+    _refuse_foreign(folder / JOINED)
+
+
 def _refuse_foreign(folder: Path) -> None:
     """A folder that holds anything but a prepared split is never replaced: it may be someone's data."""
     problem = not_replaceable(folder)
@@ -108,7 +147,7 @@ def _settings(config: DataConfig, seed: int, subwords: SubwordModels | None,
     if options is not None:
         del options["sampling_alpha"], options["nbest_size"]  # sampling is no part of the arrays
     return {
-        "data": split_paths(config.train), "tokenizer": config.tokenizer, "lowercase": config.lowercase,
+        "data": [path for files in training_files(config) for path in split_paths(files)], "tokenizer": config.tokenizer, "lowercase": config.lowercase,
         "max_length": config.max_length, "long_policy": config.long_policy, "empty_policy": config.empty_policy,
         "filters": asdict(config.filters),
         "min_freq": config.min_freq, "max_vocab_size": config.max_vocab_size, "sentencepiece": options,
@@ -121,7 +160,39 @@ def _settings(config: DataConfig, seed: int, subwords: SubwordModels | None,
 def _prepare(folder: Path, config: DataConfig, tokenizers: tuple[Tokenizer, Tokenizer],
              subwords: SubwordModels | None, vocabularies: tuple[Vocabulary, Vocabulary] | None,
              settings: dict[str, Any]) -> None:
-    """Prepare into a temporary folder beside ``folder``, then put it in ``folder``'s place."""
+    """Prepare ``data.train`` into a temporary folder beside ``folder``, then put it in ``folder``'s place."""
+    _write_split(folder, settings, subwords, lambda partial: prepare_split(config, tokenizers, vocabularies, partial))
+
+
+def _prepare_corpora(folder: Path, config: DataConfig, seed: int, tokenizers: tuple[Tokenizer, Tokenizer],
+                     subwords: SubwordModels | None, vocabularies: tuple[Vocabulary, Vocabulary] | None,
+                     settings: dict[str, Any]) -> None:
+    """Each corpus of ``data.train`` in ``folder/corpora/NAME``, with every token it holds (tokenised
+    only where that folder does not match), then their join under ``vocabularies`` (else counted
+    over the corpora) in ``folder/joined``."""
+    parts, kept = [], 0
+    for corpus in config.train:
+        part = folder / CORPORA / _folder_name(corpus.label)
+        part_config = dataclasses.replace(config, train=corpus.files, min_freq=1, max_vocab_size=None)
+        part_settings = _settings(part_config, seed, subwords, None)
+        if stale_reason(part, part_settings) is None:
+            kept += 1
+        else:
+            _refuse_foreign(part)
+            logger.info("preparing the corpus %s in %s", corpus.label, part)
+            _prepare(part, part_config, tokenizers, subwords, None, part_settings)
+        parts.append(_read(part))
+    if kept:
+        logger.info("%d of %d corpora were prepared before: their text is not read again", kept, len(parts))
+    if vocabularies is None:
+        vocabularies = counted_vocabularies(parts, config.min_freq, config.max_vocab_size)
+    _write_split(folder / JOINED, settings, subwords, lambda partial: join_parts(parts, vocabularies, partial))
+
+
+def _write_split(folder: Path, settings: dict[str, Any], subwords: SubwordModels | None,
+                 make: Callable[[Path], Prepared]) -> None:
+    """``make``'s split (its ids written to the folder it is given) and its manifest, written in a
+    temporary folder beside ``folder`` and then put in ``folder``'s place."""
     started = time.perf_counter()
     remove_abandoned(folder, *TEMPORARY_KINDS)  # a killed preparation's
     try:
@@ -131,13 +202,15 @@ def _prepare(folder: Path, config: DataConfig, tokenizers: tuple[Tokenizer, Toke
                         f"{error.strerror or error}; point data.prepared at a folder you can write") from None
     try:
         data = {path: file_facts(Path(path)) for path in settings["data"]}
-        prepared = prepare_split(config, tokenizers, vocabularies, partial)
-        for name in ("src_offsets", "tgt_offsets", "lines"):  # the ids went to their files as they were mapped
-            array = prepared.origins.lines if name == "lines" else getattr(prepared.table, name)
-            np.save(partial / f"{name}.npy", array, allow_pickle=False)
+        prepared = make(partial)
+        parts = prepared.origins.parts if isinstance(prepared.origins, CorporaOrigins) else [prepared.origins]
+        for name in ("src_offsets", "tgt_offsets"):  # the ids went to their files as they were mapped
+            np.save(partial / f"{name}.npy", getattr(prepared.table, name), allow_pickle=False)
+        np.save(partial / "lines.npy", np.concatenate([part.lines for part in parts]), allow_pickle=False)
         (partial / "vocabularies.json").write_text(json.dumps({
             "source": prepared.src_vocab.to_list(), "target": prepared.tgt_vocab.to_list(),
-            "origin": prepared.origins.name, "stats": asdict(prepared.stats)}), encoding="utf-8")
+            "origin": parts[0].name, "corpora": [[part.name, len(part)] for part in parts],
+            "stats": asdict(prepared.stats)}), encoding="utf-8")
         if subwords is not None:
             (partial / "source.model").write_bytes(subwords.source)
             (partial / "target.model").write_bytes(subwords.target)
@@ -154,10 +227,21 @@ def _prepare(folder: Path, config: DataConfig, tokenizers: tuple[Tokenizer, Toke
 
 
 def _read(folder: Path) -> Prepared:
+    """The split in ``folder``, memory-mapped; each corpus's examples one after the other."""
     stored = json.loads((folder / "vocabularies.json").read_text(encoding="utf-8"))
     lines = np.load(folder / "lines.npy", mmap_mode="r", allow_pickle=False)
-    return Prepared(ExampleTable.open(folder), LineOrigins(stored["origin"], lines), Vocabulary(stored["source"]),
-                    Vocabulary(stored["target"]), PreprocessStats(**stored["stats"]))
+    corpora = stored.get("corpora") or [[stored["origin"], len(lines)]]
+    ends = np.cumsum([size for _, size in corpora])
+    parts = [LineOrigins(name, lines[end - size: end]) for (name, size), end in zip(corpora, ends)]
+    return Prepared(ExampleTable.open(folder), parts[0] if len(parts) == 1 else CorporaOrigins(parts),
+                    Vocabulary(stored["source"]), Vocabulary(stored["target"]), PreprocessStats(**stored["stats"]),
+                    sizes=[size for _, size in corpora])
+
+
+def _folder_name(label: str) -> str:
+    """A corpus's folder: its name, made safe (with a digest of the name when it had to change)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", label)
+    return safe if safe == label and not label.startswith(".") else f"{safe}-{_digest(label.encode())[:8]}"
 
 
 def _stored_subwords(folder: Path) -> SubwordModels | None:
