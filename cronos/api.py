@@ -36,8 +36,8 @@ def _model(model_or_checkpoint: ModelOrCheckpoint) -> Translator:
 
 
 def evaluate(model_or_checkpoint: ModelOrCheckpoint, data: str | Sequence[tuple[str, str]] = "test",
-             beam_size: int | None = None) -> dict:
-    return _model(model_or_checkpoint).evaluate(data, beam_size)
+             beam_size: int | None = None, tag: str | None = None) -> dict:
+    return _model(model_or_checkpoint).evaluate(data, beam_size, tag)
 
 
 def explain(model_or_checkpoint: ModelOrCheckpoint, sources: Sequence[str], targets: Sequence[str] | None = None,

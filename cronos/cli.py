@@ -142,6 +142,8 @@ def _add_evaluate(commands) -> argparse.ArgumentParser:
                           help="split name (train/valid/test) or a TSV file [test]")
     evaluate.add_argument("--beam", type=_beam_size, default=None,
                           help=f"beam size, 1 to {MAX_BEAM_SIZE} (default: the config's)")
+    evaluate.add_argument("--tag", default=None, metavar="TAG",
+                          help="start every source with this corpus tag, such as <2fr> (the direction to score)")
     evaluate.add_argument("--out", type=Path, default=None, help="also write the scores to this JSON file")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     evaluate.set_defaults(run=_evaluate)
@@ -426,13 +428,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.out is not None and args.data in SPLITS:  # the split's files, as the model's config names them
         check_output_file(args.out, "--out", args.overwrite, reading=split_paths(getattr(model.config.data, args.data)
                                                                                  or ()))
-    scores = model.evaluate(args.data, beam_size=args.beam)
+    _check_tag(model, args.tag)
+    scores = model.evaluate(args.data, beam_size=args.beam, tag=args.tag)
     text = json.dumps({name: _json_number(value) for name, value in scores.items()}, indent=2, allow_nan=False)
     print(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
     return 0
+
+
+def _check_tag(model, tag: str | None) -> None:
+    """``--tag``: one of the model's tags, or one clear line."""
+    try:
+        model.codec.check_tag(tag)
+    except ValueError as error:
+        raise ConfigError("--tag", "", str(error)) from None
 
 
 def _json_number(value):
@@ -462,10 +473,7 @@ def _translate(args: argparse.Namespace) -> int:
         inputs = [*args.checkpoint, *([args.input] if args.input is not None else [])]
         check_output_file(args.output, "--output", args.overwrite, reading=inputs)
     model = _load_models(args)
-    try:
-        model.codec.check_tag(args.tag)
-    except ValueError as error:
-        raise ConfigError("--tag", "", str(error)) from None
+    _check_tag(model, args.tag)
     batch_size = args.batch_size or model.config.decoding.batch_size
     beam = args.beam or model.config.decoding.beam_size
     if args.n_best is not None and args.n_best > beam:

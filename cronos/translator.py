@@ -14,7 +14,7 @@ hands over the examples, and the text is not tokenised again.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence, Union, overload
 
 import torch
@@ -110,12 +110,16 @@ class Translator:
         """
         return collate(self.codec.encode(sources, targets)).to(self.device)
 
-    def evaluate(self, data: str | Sequence[tuple[str, str]] = "test", beam_size: int | None = None) -> dict:
+    def evaluate(self, data: str | Sequence[tuple[str, str]] = "test", beam_size: int | None = None,
+                 tag: str | None = None) -> dict:
         """Loss, ppl, token_accuracy, sequence_accuracy, BLEU and chrF (with sacrebleu signatures).
 
-        ``data``: a split name (``train``, ``valid``, ``test``), a TSV path, or (source, target) pairs.
+        ``data``: a split name (``train``, ``valid``, ``test``), a TSV path, or (source, target) pairs;
+        ``tag``: every source starts with this corpus tag (the direction of a model of several).
         """
+        self.codec.check_tag(tag)
         split = load_split(data, self.config.data, self.codec)
+        split = replace(split, examples=self.codec.tagged(split.examples, tag))
         return evaluate_split(self.network, self.codec, split, self.config.decoding, beam_size)
 
     def score(self, data: str | Sequence[tuple[str, str]] | Sequence[Example], per_token: bool = False,

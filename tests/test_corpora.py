@@ -96,6 +96,18 @@ def test_a_tag_chooses_the_direction_and_padding_stays_inert(tmp_path, capsys, m
     code, _, err = run_cli(["translate", best, "--tag", "<2fr>"], "1/2/07\n", capsys, monkeypatch)
     assert code == 2 and "--tag: tag '<2fr>' is not one this model was trained with" in err
     assert cronos.Cronos.load(best).codec.src_vocab.tags == ("<2iso>", "<2text>")  # tags travel in the checkpoint
+    pairs = list(zip(sources, ["2007-02-01", "2026-11-26", "1999-05-05"]))
+    scores = model.evaluate(pairs, beam_size=2, tag="<2iso>")
+    assert scores["loss"] == pytest.approx(-sum(s.log_prob for s in model.score(examples)) / sum(
+        s.tokens for s in model.score(examples)), rel=1e-5)  # the tagged pairs' loss, not the untagged ones'
+    assert scores["loss"] != model.evaluate(pairs, beam_size=2)["loss"]
+    (tmp_path / "pairs.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    code, out, err = run_cli(["evaluate", best, "--data", str(tmp_path / "pairs.tsv"), "--beam", "2", "--tag",
+                              "<2iso>"], "", capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["bleu"] == pytest.approx(
+        cronos.Cronos.load(best).evaluate(pairs, beam_size=2, tag="<2iso>")["bleu"]), err
+    code, _, err = run_cli(["evaluate", best, "--tag", "<2fr>"], "", capsys, monkeypatch)
+    assert code == 2 and "--tag: tag '<2fr>' is not one this model was trained with" in err
 
 
 def test_p7_an_update_of_accumulated_batches_of_several_corpora_is_the_update_of_their_union(tmp_path):

@@ -265,3 +265,25 @@ def test_transfer_benchmark_trains_a_parent_and_both_children_and_reports_them(t
     assert report["scratch"]["steps"] == report["from_parent"]["steps"] == 4  # the same steps
     assert report["gain"] == pytest.approx(report["from_parent"]["test_bleu"] - report["scratch"]["test_bleu"])
     assert "| from_parent |" in stdout and (out / "from_parent" / "best.pt").exists()
+
+
+def test_multilingual_benchmark_trains_each_direction_and_the_tagged_model_with_their_steps(tmp_path, run_script):
+    """A tiny stand-in for Multi30k: "en" holds the dates, "de" and "fr" two renderings of them."""
+    from helpers import DATES
+
+    root = tmp_path / "multi30k"
+    root.mkdir()
+    for split, name in (("train", "train"), ("valid", "val"), ("test", "test_2016_flickr"), ("test", "test_2017")):
+        pairs = [line.split("\t") for line in (DATES / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[:120]]
+        (root / f"{name}.en").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+        (root / f"{name}.de").write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
+        (root / f"{name}.fr").write_text("".join(t.replace("-", "/") + "\n" for _, t in pairs), encoding="utf-8")
+    config = write_config(tmp_path / "config.yaml", tiny_config(tmp_path, training={"batch_size": 40}))
+    code, stdout, err = run_script("multilingual_benchmark.py", "--root", str(root), "--out", str(tmp_path / "runs"),
+                                   "--config", str(config), "--epochs", "1", "--warmup-steps", "1",
+                                   "--tests", "test_2016_flickr", "test_2017", "--json", str(tmp_path / "m.json"))
+    assert code == 0, err
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["tagged"]["steps"] == report["en-de"]["steps"] + report["en-fr"]["steps"] == 6  # 3 batches each
+    assert set(report["tagged"]["scores"]["fr"]) == {"test_2016_flickr", "test_2017"}
+    assert "| en->fr | test_2017 |" in stdout
