@@ -287,3 +287,14 @@ def test_multilingual_benchmark_trains_each_direction_and_the_tagged_model_with_
     assert report["tagged"]["steps"] == report["en-de"]["steps"] + report["en-fr"]["steps"] == 6  # 3 batches each
     assert set(report["tagged"]["scores"]["fr"]) == {"test_2016_flickr", "test_2017"}
     assert "| en->fr | test_2017 |" in stdout
+
+
+def test_feature_cost_measures_every_variant_and_the_preparation(tmp_path, run_script):
+    config = write_config(tmp_path / "config.yaml", tiny_config(tmp_path, training={"batch_size": 16}))
+    code, stdout, err = run_script("feature_cost.py", str(config), "--steps", "6", "--skip", "2", "--log-every", "2",
+                                   "--rounds", "1", "--json", str(tmp_path / "cost.json"))
+    assert code == 0, err
+    report = json.loads((tmp_path / "cost.json").read_text())
+    assert set(report["training"]) == {"baseline", "weight averaging (ema_decay 0.999)", "two tagged corpora"}
+    assert all(speeds[0] > 0 for speeds in report["training"].values())
+    assert "| two tagged corpora |" in stdout and "| with filters |" in stdout
