@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TextIO
 import torch
 
 from .version import __version__
-from .config import MAX_BEAM_SIZE, ConfigError, load_config, parse_override
+from .config import MAX_BEAM_SIZE, ConfigError, load_config, parse_override, with_changes
 from .data import SPLITS, chunks
 from .data.readers import MAX_LINE_BYTES, DataError, split_paths, text_lines
 from .files import UnreadableFile, bounded_lines, check_readable, read_bytes, read_lines
@@ -176,8 +176,43 @@ def _add_translate(commands) -> argparse.ArgumentParser:
     translate.add_argument("--tag", default=None, metavar="TAG",
                            help="start every sentence with this corpus tag, such as <2fr> (a model trained on "
                                 "several corpora with tags: the direction to translate into)")
+    translate.add_argument("--prefix", type=Path, default=None, metavar="FILE",
+                           help="a file of one line per input line: the text its translation must start with (an "
+                                "empty line: none)")
+    _add_decoding_controls(translate)
     translate.set_defaults(run=_translate)
     return translate
+
+
+def _add_decoding_controls(parser: argparse.ArgumentParser) -> None:
+    """The options that change the config's decoding section for one command (docs/decoding.md)."""
+    controls = parser.add_argument_group("decoding controls (default: the model config's decoding section)")
+    controls.add_argument("--min-length", type=int, default=None, metavar="N", help="no output ends before N tokens")
+    controls.add_argument("--no-repeat-ngram-size", type=int, default=None, metavar="N",
+                          help="no output repeats an n-gram of N tokens")
+    controls.add_argument("--length-penalty", type=float, default=None, metavar="ALPHA",
+                          help="alpha of the length penalty")
+    controls.add_argument("--length-penalty-form", choices=("power", "gnmt", "none"), default=None,
+                          help="power: length ** alpha; gnmt: ((5 + length) / 6) ** alpha; none")
+    controls.add_argument("--coverage-penalty", type=float, default=None, metavar="BETA",
+                          help="weight of the GNMT coverage penalty")
+
+
+DECODING_CONTROLS = ("min_length", "no_repeat_ngram_size", "length_penalty", "length_penalty_form",
+                     "coverage_penalty")
+
+
+def _decoding_changes(args: argparse.Namespace) -> dict:
+    """The decoding controls given on the command line, as changes to the config's decoding section."""
+    return {name: getattr(args, name) for name in DECODING_CONTROLS if getattr(args, name) is not None}
+
+
+def _check_decoding_changes(model, args: argparse.Namespace) -> None:
+    """A control out of its range is one line naming the option as typed."""
+    try:
+        with_changes(model.config.decoding, _decoding_changes(args), "decoding", "command line")
+    except ConfigError as error:
+        raise ConfigError(f"--{error.key.removeprefix('decoding.').replace('_', '-')}", "", error.problem) from None
 
 
 def _add_explain(commands) -> argparse.ArgumentParser:
@@ -469,11 +504,15 @@ def _translate(args: argparse.Namespace) -> int:
     _check_translate_options(args)
     if args.input is not None:
         _check_input(args.input)
+    if args.prefix is not None:
+        _check_input(args.prefix, "--prefix")
     if args.output is not None:
-        inputs = [*args.checkpoint, *([args.input] if args.input is not None else [])]
+        inputs = [*args.checkpoint, *([args.input] if args.input is not None else []),
+                  *([args.prefix] if args.prefix is not None else [])]
         check_output_file(args.output, "--output", args.overwrite, reading=inputs)
     model = _load_models(args)
     _check_tag(model, args.tag)
+    _check_decoding_changes(model, args)
     batch_size = args.batch_size or model.config.decoding.batch_size
     beam = args.beam or model.config.decoding.beam_size
     if args.n_best is not None and args.n_best > beam:
@@ -509,11 +548,11 @@ def _check_translate_options(args: argparse.Namespace) -> None:
         raise ConfigError("--scores", "", "--n-best prints every hypothesis's score already; leave out --scores")
 
 
-def _check_input(path: Path) -> None:
+def _check_input(path: Path, option: str = "--input") -> None:
     try:
         check_readable(path, "text")
     except UnreadableFile as error:
-        raise ConfigError("--input", "", str(error)) from None
+        raise ConfigError(option, "", str(error)) from None
 
 
 def _translate_lines(model, lines: Iterable[tuple[int, str]], chunk_size: int, batch_size: int,
@@ -521,15 +560,19 @@ def _translate_lines(model, lines: Iterable[tuple[int, str]], chunk_size: int, b
     """Translate ``lines`` ``chunk_size`` at a time into ``out``; return the numbers of the empty ones."""
     write = _writer(args, out)
     empty_lines: list[int] = []
+    prefixes = _PrefixLines(args.prefix)
     for chunk in chunks(lines, chunk_size):  # a stream: translated as it comes
         examples = model.codec.encode_lines([text for _, text in chunk], args.tag)  # None: an empty line
         real = [i for i, example in enumerate(examples) if example is not None]
+        chunk_prefixes = prefixes.take(chunk, model.codec)
+        args.prefixes = None if chunk_prefixes is None else [chunk_prefixes[i] for i in real]
         decoded = _decode(model, [examples[i] for i in real], args, batch_size) if real else []
         translated = dict(zip(real, decoded))
         for i, (number, _) in enumerate(chunk):
             write(number - 1, translated.get(i))
         empty_lines.extend(number for i, (number, _) in enumerate(chunk) if i not in translated)
         out.flush()
+    prefixes.check_finished()
     return empty_lines
 
 
@@ -539,11 +582,12 @@ def _decode(model, examples: list, args: argparse.Namespace, batch_size: int) ->
         try:
             temperature = 1.0 if args.temperature is None else args.temperature
             return model.sample(examples, temperature=temperature, seed=args.seed, batch_size=batch_size,
-                                **args.sampling)
+                                prefixes=args.prefixes, decoding=_decoding_changes(args), **args.sampling)
         except ValueError as error:  # top_k < 1, top_p outside (0, 1], a temperature <= 0
             raise ConfigError("--sampling", "", str(error)) from None
     n_best = args.n_best or (1 if args.scores else None)
-    return model.translate(examples, beam_size=args.beam, batch_size=batch_size, n_best=n_best)
+    return model.translate(examples, beam_size=args.beam, batch_size=batch_size, n_best=n_best,
+                           prefixes=args.prefixes, decoding=_decoding_changes(args))
 
 
 def _writer(args: argparse.Namespace, out: TextIO):
@@ -575,6 +619,39 @@ class _InputLines:
             yield from text_lines(raw_lines, "stdin" if self.path is None else str(self.path))
         except (DataError, UnreadableFile) as error:
             self.error = error
+
+
+class _PrefixLines:
+    """``--prefix FILE``: its lines, taken in step with the input's (an empty line: no prefix),
+    each checked to be text the model can write."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.taken = path, 0
+        self.lines = None if path is None else iter(text_lines(read_lines(path, "text", MAX_LINE_BYTES), str(path)))
+
+    def take(self, chunk: list[tuple[int, str]], codec) -> list[str | None] | None:
+        """The prefixes of ``chunk``'s lines (None without ``--prefix``)."""
+        if self.lines is None:
+            return None
+        found = []
+        for _ in chunk:
+            try:
+                number, text = next(self.lines, (None, None))
+                if number is not None and text.strip():
+                    codec.output_ids(text, f"prefix {number}")
+            except (ValueError, UnreadableFile) as error:  # DataError is a ValueError
+                raise ConfigError("--prefix", "", f"{self.path}: {error}") from None
+            if number is None:
+                raise ConfigError("--prefix", "", f"{self.path} has {self.taken} lines and the input more; give one "
+                                  "line per input line (an empty one for no prefix)")
+            self.taken += 1
+            found.append(text if text.strip() else None)
+        return found
+
+    def check_finished(self) -> None:
+        if self.lines is not None and next(self.lines, None) is not None:
+            raise ConfigError("--prefix", "", f"{self.path} has more lines than the input's {self.taken}; give one "
+                              "line per input line")
 
 
 def _explain(args: argparse.Namespace) -> int:

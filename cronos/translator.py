@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Sequence, Union, overload
+from typing import Any, Mapping, Sequence, Union, overload
 
 import torch
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, DecodingConfig, with_changes
 from .data import Batch, Example, SubwordModels, TextCodec, Vocabulary, collate, load_split
+from .decoding.controls import NO_GUIDE, Guide
 from .decoding.ensemble import Ensemble
 from .decoding.evaluation import evaluate_split
 from .explain.explanation import Explanation, explain_decoded, explain_forced
@@ -141,15 +142,20 @@ class Translator:
 
     @overload
     def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
-                  n_best: None = None, stop: Stop | None = None, tag: str | None = None) -> list[str]: ...
+                  n_best: None = None, stop: Stop | None = None, tag: str | None = None,
+                  prefixes: Sequence[str | None] | None = None,
+                  decoding: Mapping[str, Any] | None = None) -> list[str]: ...
 
     @overload
     def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
-                  n_best: int = ..., stop: Stop | None = None, tag: str | None = None) -> list[list[Translation]]: ...
+                  n_best: int = ..., stop: Stop | None = None, tag: str | None = None,
+                  prefixes: Sequence[str | None] | None = None,
+                  decoding: Mapping[str, Any] | None = None) -> list[list[Translation]]: ...
 
     def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
-                  n_best: int | None = None, stop: Stop | None = None,
-                  tag: str | None = None) -> list[str] | list[list[Translation]]:
+                  n_best: int | None = None, stop: Stop | None = None, tag: str | None = None,
+                  prefixes: Sequence[str | None] | None = None,
+                  decoding: Mapping[str, Any] | None = None) -> list[str] | list[list[Translation]]:
         """Decode ``sources`` (greedy for ``beam_size=1``); an output never depends on its batch mates.
 
         With ``n_best=m`` (at most the beam size): per source, up to ``m`` ``Translation``s (text,
@@ -158,25 +164,47 @@ class Translator:
         ``stop``: asked before every search step; when it returns True, ``search.SearchStopped`` ends
         the call (a server that no one waits for any more).  ``tag``: the corpus tag every source
         starts with (``<2fr>`` for a model of several directions, ``data.train``'s tags).
+        ``prefixes``: per source, the text its output must start with (None: none); the output
+        holds it, and its length limit counts from it.  ``decoding``: changes to the config's
+        ``decoding`` section for this call, such as ``{"no_repeat_ngram_size": 3, "min_length": 2}``.
         """
-        options = self.config.decoding
-        found = decode(self.network, self._examples(sources, tag), Beam(beam_size or options.beam_size, n_best or 1),
-                       options, batch_size, stop=stop)
+        options = self._decoding(decoding)
+        examples = self._examples(sources, tag)
+        found = decode(self.network, examples, Beam(beam_size or options.beam_size, n_best or 1), options, batch_size,
+                       stop=stop, guides=self._guides(prefixes, len(examples)))
         if n_best is None:
             return [self.codec.to_text(hypotheses[0].tokens) for hypotheses in found]
         return [[Translation(self.codec.to_text(h.tokens), h.score, h.log_prob) for h in hypotheses]
                 for hypotheses in found]
 
+    def _decoding(self, changes: Mapping[str, Any] | None) -> DecodingConfig:
+        """The config's decoding section with ``changes`` (checked as a config's keys are)."""
+        return self.config.decoding if not changes else with_changes(self.config.decoding, changes, "decoding",
+                                                                          "decoding")
+
+    def _guides(self, prefixes: Sequence[str | None] | None, count: int) -> list[Guide] | None:
+        """One ``Guide`` per source from its prefix text (None: no prefix)."""
+        if prefixes is None:
+            return None
+        if isinstance(prefixes, str) or len(prefixes) != count:
+            raise ValueError(f"give one prefix (or None) per source: {count} sources, "
+                             f"{'a string' if isinstance(prefixes, str) else len(prefixes)} prefixes")
+        return [NO_GUIDE if prefix is None else Guide(self.codec.output_ids(prefix, f"prefix {number}"))
+                for number, prefix in enumerate(prefixes, 1)]
+
     def sample(self, sources: Inputs, top_k: int | None = None, top_p: float | None = None,
                temperature: float = 1.0, seed: int = 0, batch_size: int | None = None,
-               stop: Stop | None = None, tag: str | None = None) -> list[str]:
+               stop: Stop | None = None, tag: str | None = None, prefixes: Sequence[str | None] | None = None,
+               decoding: Mapping[str, Any] | None = None) -> list[str]:
         """One sampled output per source (e.g. for back-translation): each token drawn from the
         model's distribution divided by ``temperature``, kept to the ``top_k`` most likely tokens or
         the nucleus of probability ``top_p`` (or neither).  Reproducible: an output depends on the
         seed and its source only, not on batch mates, position or batch size (so the same source
-        twice samples the same; vary ``seed`` for more samples).  ``stop``, ``tag``: as for ``translate``."""
-        found = decode(self.network, self._examples(sources, tag), Sampling(top_k, top_p, temperature, seed),
-                       self.config.decoding, batch_size, stop=stop)
+        twice samples the same; vary ``seed`` for more samples).  ``stop``, ``tag``, ``prefixes``,
+        ``decoding``: as for ``translate``."""
+        examples = self._examples(sources, tag)
+        found = decode(self.network, examples, Sampling(top_k, top_p, temperature, seed), self._decoding(decoding),
+                       batch_size, stop=stop, guides=self._guides(prefixes, len(examples)))
         return [self.codec.to_text(drawn.tokens) for drawn, in found]
 
     def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,

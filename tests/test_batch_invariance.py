@@ -1,7 +1,8 @@
 """P0, batching changes nothing to the last bit (CPU, float32): an example's outputs, scores,
 log-probs, attention and attributions are bit-identical (``==`` on floats, ``torch.equal`` on
 tensors) alone and in any batch, in any order, for every encoder, decoder and attention, shared
-and tied embeddings, subwords and ensembles; and without the two measures that make it hold
+and tied embeddings, subwords and ensembles, and with the decoding controls (mixed prefixes, a
+minimum length, no repeated bigrams, the GNMT length and coverage penalties); and without the two measures that make it hold
 (filler rows, keys padded to a multiple of 16) it does not (docs/batch_invariance.md)."""
 from __future__ import annotations
 
@@ -78,6 +79,11 @@ def _results(model: Translator, api: str, order: list[int], batch_size: int) -> 
                 for found in model.translate(sources, beam_size=4, batch_size=batch_size, n_best=3)]
     if api == "sample":
         return model.sample(sources, top_k=5, seed=3, batch_size=batch_size)
+    if api in ("greedy, controlled", "beam, controlled"):  # prefixes of 0 to 3 characters, every control on
+        beam = 1 if api.startswith("greedy") else 4
+        return [[(t.text, t.score, t.log_prob) for t in found] for found in model.translate(
+            sources, beam_size=beam, batch_size=batch_size, n_best=min(beam, 2), prefixes=[PREFIXES[i] for i in order],
+            decoding=CONTROLS)]
     if api == "score":
         return [s.token_log_probs for s in model.score(pairs, per_token=True, batch_size=batch_size)]
     if api == "explain, decoded":
@@ -90,7 +96,10 @@ def _results(model: Translator, api: str, order: list[int], batch_size: int) -> 
     raise ValueError(api)
 
 
-APIS = ("greedy", "beam, n-best", "sample", "score", "explain, decoded", "explain, forced", "attributions")
+APIS = ("greedy", "beam, n-best", "sample", "score", "explain, decoded", "explain, forced", "attributions",
+        "greedy, controlled", "beam, controlled")
+PREFIXES = [target[: i % 4] or None for i, (_, target) in enumerate(PAIRS)]  # forced starts of 0 to 3 characters
+CONTROLS = {"min_length": 6, "no_repeat_ngram_size": 2, "length_penalty_form": "gnmt", "coverage_penalty": 0.2}
 # An ensemble explains by attention only.  Heads of 9 dimensions: attributions can differ in the
 # last bit (the backward's products sum over the batch's target positions; docs/batch_invariance.md).
 NOT_COVERED = {("ensemble", "attributions"), ("transformer, subwords, shared and tied, odd sizes", "attributions")}

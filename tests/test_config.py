@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from cronos.config import (Config, ConfigError, ParallelFiles, all_keys, config_from_dict, config_to_dict,
+from cronos.config import (Config, ConfigError, DecodingConfig, ParallelFiles, all_keys, config_from_dict, config_to_dict,
                            load_config, parse_override, without_inapplicable_keys)
 
 
@@ -310,4 +310,6 @@ def test_a_checkpoint_of_cronos_0_1_reads_its_evaluation_section_as_decoding_qui
     assert "evaluation" in stored and "decoding" not in stored  # written by cronos 0.1
     with caplog.at_level("WARNING", logger="cronos"):
         config = config_from_dict(without_inapplicable_keys(stored))  # as a checkpoint is read
-    assert dataclasses.asdict(config.decoding) == stored["evaluation"] and not caplog.messages
+    read = dataclasses.asdict(config.decoding)
+    assert {key: read[key] for key in stored["evaluation"]} == stored["evaluation"] and not caplog.messages
+    assert config.decoding == dataclasses.replace(DecodingConfig(), **stored["evaluation"])  # the rest as default

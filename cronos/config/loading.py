@@ -29,7 +29,7 @@ import yaml
 from ..files import UnreadableFile, read_bytes
 from .schema import Config, ConfigError, DataFiles, ParallelFiles, all_keys, applies
 
-__all__ = ["load_config", "parse_override", "config_from_dict", "config_to_dict", "without_inapplicable_keys",
+__all__ = ["load_config", "parse_override", "config_from_dict", "config_to_dict", "with_changes", "without_inapplicable_keys",
            "check_size", "expand_path", "MAX_CONFIG_BYTES", "MAX_CONFIG_VALUES", "MAX_CONFIG_DEPTH"]
 
 logger = logging.getLogger("cronos")
@@ -139,6 +139,12 @@ def _overrides_with_current_names(overrides: Mapping[str, Any], source: str) -> 
             key = new
         current[key] = value
     return current
+
+
+def with_changes(section: Any, changes: Mapping[str, Any], name: str, source: str) -> Any:
+    """``section`` (a config section, such as ``config.decoding``) with ``changes`` to its keys,
+    checked as a config file's are (a message names ``name.KEY`` and ``source``)."""
+    return _build(type(section), {**dataclasses.asdict(section), **changes}, f"{name}.", source)
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

@@ -346,7 +346,16 @@ MAX_BEAM_SIZE = 1000  # beams per input anywhere (a beam is a copy of the decode
 @dataclass(frozen=True)
 class DecodingConfig:
     beam_size: int = key(1, "1 is greedy search", minimum=1, maximum=MAX_BEAM_SIZE)
-    length_penalty: float = key(1.0, "beam: scores are divided by length ** this", minimum=0.0)
+    length_penalty: float = key(1.0, "alpha of the length penalty that divides an output's log-probability (0: "
+                                      "none)", minimum=0.0)
+    length_penalty_form: Literal["power", "gnmt", "none"] = key(
+        "power", "the length penalty: `power` (length ** alpha), `gnmt` (((5 + length) / 6) ** alpha, Wu et al. "
+                 "2016) or `none` (rank by log-probability)")
+    coverage_penalty: float = key(0.0, "weight of the GNMT coverage penalty, which favours outputs whose attention "
+                                       "covers every source token (0: off; e.g. 0.2)", minimum=0.0)
+    min_length: int = key(0, "no output ends before this many tokens (a forced prefix's included)", minimum=0)
+    no_repeat_ngram_size: int = key(0, "no output repeats an n-gram of this many tokens (0: off; e.g. 3)",
+                                    minimum=0)
     max_length_ratio: float = key(1.5, "outputs stop at ratio x source length + offset tokens", minimum=0.0)
     max_length_offset: int = key(10, "see max_length_ratio", minimum=0)
     batch_size: int = key(128, "sentences per decoding batch", minimum=1)

@@ -22,7 +22,7 @@ from .preprocess import (Example, PreprocessStats, TextRules, TokenizedPair, to_
                          warn_if_mostly_unknown)
 from .subwords import SubwordModels
 from .tokenizers import Tokenizer, build_tokenizer
-from .vocab import Vocabulary
+from .vocab import UNK_INDEX, Vocabulary
 
 __all__ = ["TextCodec", "TextDifference", "tokenizers_for"]
 
@@ -175,6 +175,20 @@ class TextCodec:
 
     def target_tokens(self, text: str) -> list[str]:
         return self.tgt_tokenizer.tokenize(text)
+
+    def output_ids(self, text: str, what: str) -> tuple[int, ...]:
+        """Target ``text`` as the ids the model writes it with (a forced start of an output), whole
+        (never cut); ``ValueError`` naming ``what`` when it is empty or holds a token the target
+        vocabulary lacks (the model could not write it)."""
+        tokens = self.target_tokens(text) if isinstance(text, str) else []
+        if not tokens:
+            raise ValueError(f"{what} is empty; give None (null) for no {what.split()[0]}")
+        ids = self.tgt_vocab.encode(tokens)
+        if UNK_INDEX in ids:
+            unknown = tokens[ids.index(UNK_INDEX)]
+            raise ValueError(f"{what} holds {unknown!r}, which the model's target vocabulary lacks (it cannot write "
+                             "it)")
+        return tuple(ids)
 
     def as_output(self, text: str) -> str:
         """A target text as the model's outputs would spell it (tokenised, then detokenised:

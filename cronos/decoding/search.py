@@ -27,6 +27,7 @@ from torch import Tensor
 from ..config import MAX_BEAM_SIZE, DecodingConfig
 from ..data import Batch, Example
 from ..data.vocab import BOS_INDEX, EOS_INDEX
+from .controls import NO_GUIDE, Guide, LengthPenalty, Ranking, StepRules
 from .inference import check_numbers, in_length_batches
 from ..modules.invariance import rows_to_add
 from ..modules.network import Seq2Seq
@@ -43,8 +44,9 @@ class SearchStopped(Exception):
 
 @dataclass(frozen=True)
 class Hypothesis:
-    tokens: list[int]          # output token ids, without <eos>
-    score: float               # what ranks hypotheses: log_prob / length ** length_penalty (length: tokens + <eos>)
+    tokens: list[int]          # output token ids, without <eos> (a forced prefix's included)
+    score: float               # what ranks hypotheses (``controls.Ranking``): log_prob / length penalty (length:
+                               # tokens + <eos>), plus the coverage penalty when it is weighted
     attention: Tensor | None   # [len(tokens), S] over the batch's padded source, pad columns exactly 0
     log_prob: float            # sum of the tokens' log-probs, <eos> included when the output ended with it
 
@@ -52,7 +54,7 @@ class Hypothesis:
 class Strategy(Protocol):
     """How outputs are found for one batch: ``Greedy``, ``Beam``, ``Sampling``."""
 
-    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
+    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
                need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]: ...
 
 
@@ -62,31 +64,38 @@ def max_output_lengths(src_lengths: Tensor, ratio: float, offset: int) -> Tensor
 
 
 def decode(network: Seq2Seq, examples: Sequence[Example], strategy: Strategy, options: DecodingConfig,
-           batch_size: int | None = None, need_weights: bool = False,
-           stop: Stop | None = None) -> list[list[Hypothesis]]:
+           batch_size: int | None = None, need_weights: bool = False, stop: Stop | None = None,
+           guides: Sequence[Guide] | None = None) -> list[list[Hypothesis]]:
     """``strategy``'s hypotheses for every example, best first (in eval mode, in batches of similar
     length, ``batch_size`` or ``options.batch_size`` at a time); in input order.  ``stop``: asked
     before every step; when it says so, the search ends with ``SearchStopped`` (a server whose
-    clients all went away)."""
-    return in_length_batches(network, examples, batch_size or options.batch_size,
-                             lambda batch, _: search_batch(network, batch, strategy, options, need_weights, stop))
+    clients all went away).  ``guides``: one per example (its forced prefix), or None."""
+    def run_batch(batch: Batch, positions: list[int]) -> list[list[Hypothesis]]:
+        rows = [NO_GUIDE] * len(positions) if guides is None else [guides[p] for p in positions]
+        rows += rows[-1:] * (batch.size - len(rows))  # the filler rows repeat the last input
+        return search_batch(network, batch, strategy, options, need_weights, stop, rows)
+    return in_length_batches(network, examples, batch_size or options.batch_size, run_batch)
 
 
 def search_batch(network: Seq2Seq, batch: Batch, strategy: Strategy, options: DecodingConfig,
-                 need_weights: bool = False, stop: Stop | None = None) -> list[list[Hypothesis]]:
+                 need_weights: bool = False, stop: Stop | None = None,
+                 guides: Sequence[Guide] | None = None) -> list[list[Hypothesis]]:
     """``strategy``'s hypotheses for each input of one collated ``batch`` (its ``readings`` too,
-    for ensembles whose members read the source differently), length limits per ``options``."""
+    for ensembles whose members read the source differently), under ``options``'s controls and
+    each row's ``guides``; an input's length limit counts from its forced prefix."""
+    rules = StepRules(guides or [NO_GUIDE] * batch.size, options.min_length, options.no_repeat_ngram_size)
+    ranking = Ranking(LengthPenalty(options.length_penalty, options.length_penalty_form), options.coverage_penalty)
     max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
-    return strategy.search(network, batch, max_lengths, options.length_penalty, need_weights, stop)
+    return strategy.search(network, batch, max_lengths + rules.prefix_lengths(), rules, ranking, need_weights, stop)
 
 
 @dataclass(frozen=True)
 class Greedy:
     """Each input's most likely next token, step by step, until ``<eos>`` or its length limit."""
 
-    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
+    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
                need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]:
-        return [[h] for h in _token_by_token(network, batch, max_lengths, _most_likely, need_weights, length_penalty,
+        return [[h] for h in _token_by_token(network, batch, max_lengths, _most_likely, rules, ranking, need_weights,
                                              stop)]
 
 
@@ -104,11 +113,11 @@ class Beam:
         if not 1 <= self.n_best <= self.size:
             raise ValueError(f"n_best must be between 1 and the beam size ({self.size}), got {self.n_best}")
 
-    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
+    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
                need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]:
         if self.size == 1:
-            return Greedy().search(network, batch, max_lengths, length_penalty, need_weights, stop)
-        candidates = _beam_candidates(network, batch, max_lengths, self.size, length_penalty, need_weights, stop)
+            return Greedy().search(network, batch, max_lengths, rules, ranking, need_weights, stop)
+        candidates = _beam_candidates(network, batch, max_lengths, self.size, rules, ranking, need_weights, stop)
         return [found[: self.n_best] for found in candidates]
 
 
@@ -119,26 +128,28 @@ def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[
 
 @torch.no_grad()
 def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
-                    choose: Callable[[Tensor, Tensor, list[int]], tuple[Tensor, Tensor]],
-                    need_weights: bool, length_penalty: float, stop: Stop | None) -> list[Hypothesis]:
+                    choose: Callable[[Tensor, Tensor, list[int]], tuple[Tensor, Tensor]], rules: StepRules,
+                    ranking: Ranking, need_weights: bool, stop: Stop | None) -> list[Hypothesis]:
     """Decode one chosen token a step per input until ``<eos>`` or its length limit (greedy search,
     sampling): ``choose(log_probs [b, V], logits [b, V], inputs) -> (tokens [b], their log-probs [b])``,
-    ``inputs`` being the input index of each row.  Inputs that finish leave the batch; ``log_prob`` is
-    the summed log-probs of the chosen tokens, ``score`` that over the steps taken ** ``length_penalty``
-    (as beam search scores)."""
+    ``inputs`` being the input index of each row, both with what ``rules`` blocks at -inf.  Inputs
+    that finish leave the batch; ``log_prob`` is the summed log-probs of the chosen tokens, ``score``
+    as ``ranking`` ranks it (as beam search scores)."""
     src, size, max_lengths = batch.src, batch.size, max_lengths.cpu()
+    need_weights = need_weights or ranking.needs_attention
     state = network.start_decoder(network.encode(src, batch.src_lengths, *batch.readings))
     alive = torch.arange(size)                       # input index of each row still decoding
     finished = torch.zeros(size, dtype=torch.bool)   # per input
     previous = torch.full((size,), BOS_INDEX, dtype=torch.long, device=src.device)
+    history = torch.zeros(size, 0, dtype=torch.long, device=src.device)  # [b, step]: each row's tokens so far
     tokens: list[list[int]] = [[] for _ in range(size)]
     attentions: list[list[Tensor]] = [[] for _ in range(size)]
     scores = [0.0] * size
     for step in _steps(int(max_lengths.max()), stop):
         logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
-        log_probs = _step_log_probs(logits)  # [b, V]
         inputs = alive.tolist()
-        chosen, chosen_scores = choose(log_probs, logits[:, 0], inputs)  # [b], [b]
+        log_probs, logits = _blocked(rules, step, inputs, history, _step_log_probs(logits), logits[:, 0])  # [b, V]
+        chosen, chosen_scores = choose(log_probs, logits, inputs)  # [b], [b]
         for row, (index, token, score) in enumerate(zip(inputs, chosen.tolist(), chosen_scores.tolist())):
             if finished[index]:  # a filler row
                 continue
@@ -150,14 +161,26 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
         finished[alive] |= (chosen == EOS_INDEX).cpu() | (max_lengths[alive] <= step + 1)
         if finished.all():
             break
+        history = torch.cat([history, chosen[:, None]], dim=1)
         keep = _rows_in_flight(finished[alive])
         if keep.numel() < alive.numel():
             alive, state = alive[keep], state.select(keep.to(src.device))
-            chosen = chosen[keep.to(src.device)]
+            chosen, history = chosen[keep.to(src.device)], history[keep.to(src.device)]
         previous = chosen
     steps = [len(tokens[i]) + (len(tokens[i]) < int(max_lengths[i])) for i in range(size)]  # + <eos> if chosen
-    return [Hypothesis(tokens[i], scores[i] / steps[i] ** length_penalty,
-                       _stack(attentions[i], src.size(1)) if need_weights else None, scores[i]) for i in range(size)]
+    src_lengths = batch.src_lengths.tolist()
+    found = [_stack(attentions[i], src.size(1)) if need_weights else None for i in range(size)]
+    return [Hypothesis(tokens[i], ranking.score(scores[i], steps[i], found[i], src_lengths[i]), found[i], scores[i])
+            for i in range(size)]
+
+
+def _blocked(rules: StepRules, step: int, inputs: list[int], history: Tensor, log_probs: Tensor,
+             logits: Tensor) -> tuple[Tensor, Tensor]:
+    """``log_probs`` and ``logits`` (``[rows, V]``) with what ``rules`` blocks at this step set to -inf."""
+    blocked = rules.blocked(step, inputs, history, log_probs.size(-1))
+    if blocked is None:
+        return log_probs, logits
+    return log_probs.masked_fill(blocked, float("-inf")), logits.masked_fill(blocked, float("-inf"))
 
 
 def _steps(count: int, stop: Stop | None) -> Iterator[int]:
@@ -184,16 +207,18 @@ def _rows_in_flight(done: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_size: int, length_penalty: float,
-                     need_weights: bool, stop: Stop | None) -> list[list[Hypothesis]]:
+def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_size: int, rules: StepRules,
+                     ranking: Ranking, need_weights: bool, stop: Stop | None) -> list[list[Hypothesis]]:
     """Beam search with ``beam_size`` beams per input; every finished hypothesis of each, best first.
 
-    Each step takes the best ``2 * beam_size`` continuations of an input: ``<eos>`` ones within the
-    top ``beam_size`` become finished hypotheses (score divided by ``length ** length_penalty``,
-    ``<eos>`` counted), the best ``beam_size`` others continue.  An input is done once it has
-    ``beam_size`` finished hypotheses or reaches its length limit (its open beams are then finished).
+    Each step takes the best ``2 * beam_size`` continuations of an input, none that ``rules``
+    blocks: ``<eos>`` ones within the top ``beam_size`` become finished hypotheses (scored by
+    ``ranking``, ``<eos>`` counted in the length), the best ``beam_size`` others continue.  An input
+    is done once it has ``beam_size`` finished hypotheses or reaches its length limit (its open
+    beams are then finished).
     """
     size, k, device = batch.size, beam_size, batch.src.device
+    need_weights = need_weights or ranking.needs_attention
     state = network.start_decoder(network.encode(batch.src, batch.src_lengths, *batch.readings))
     state = state.select(torch.arange(size, device=device).repeat_interleave(k))
     alive = torch.arange(size)                                           # input index per beam group
@@ -202,13 +227,15 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
     paths = _Paths(torch.empty(size * k, 0, dtype=torch.long, device=device),  # [b*k, t], [b*k, t, S]
                    torch.empty(size * k, 0, batch.src.size(1), device=device) if need_weights else None)
     previous = torch.full((size * k,), BOS_INDEX, dtype=torch.long, device=device)
-    finished = _Finished(size, length_penalty)
+    finished = _Finished(ranking, batch.src_lengths.tolist())
     done = torch.zeros(size, dtype=torch.bool)                           # per input
 
     for step in _steps(int(max_lengths.max()), stop):
         groups = alive.numel()
         logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
-        top_scores, origin, token = _best_continuations(beam_scores, _step_log_probs(logits), k)  # [b, 2k] each
+        rows_inputs = alive.repeat_interleave(k).tolist()
+        log_probs, _ = _blocked(rules, step, rows_inputs, paths.tokens, _step_log_probs(logits), logits[:, 0])
+        top_scores, origin, token = _best_continuations(beam_scores, log_probs, k)  # [b, 2k] each
         parent = origin + torch.arange(groups, device=device)[:, None] * k    # flat row of the parent
         is_eos = (token == EOS_INDEX) & torch.isfinite(top_scores)
 
@@ -276,17 +303,18 @@ class _Paths(NamedTuple):
 
 
 class _Finished:
-    """Each input's finished hypotheses in a beam search."""
+    """Each input's finished hypotheses in a beam search (``src_lengths``: each input's real source
+    tokens, for the coverage penalty)."""
 
-    def __init__(self, size: int, length_penalty: float):
-        self.lists: list[list[Hypothesis]] = [[] for _ in range(size)]
-        self.length_penalty = length_penalty
+    def __init__(self, ranking: Ranking, src_lengths: list[int]):
+        self.lists: list[list[Hypothesis]] = [[] for _ in src_lengths]
+        self.ranking, self.src_lengths = ranking, src_lengths
 
     def add(self, index: int, tokens: Tensor, total: float, step: int, attention: Tensor | None) -> None:
         """A hypothesis of input ``index`` that ends after ``step`` (its log-prob ``total``; none when -inf)."""
         if math.isfinite(total):
-            self.lists[index].append(Hypothesis(tokens.tolist(), total / (step + 1) ** self.length_penalty, attention,
-                                                total))
+            score = self.ranking.score(total, step + 1, attention, self.src_lengths[index])
+            self.lists[index].append(Hypothesis(tokens.tolist(), score, attention, total))
 
     def count(self, index: int) -> int:
         return len(self.lists[index])
@@ -324,7 +352,7 @@ class Sampling:
         digest = hashlib.sha256(f"{self.seed}:{','.join(map(str, source))}".encode()).digest()
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
-    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, length_penalty: float,
+    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
                need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]:
         """Greedy search's loop with each next token drawn from the input's own generator;
         ``log_prob``: the summed log-probs of the drawn tokens under the model, ``score``: as
@@ -338,7 +366,8 @@ class Sampling:
                      for row, index in enumerate(inputs)]
             tokens = torch.tensor(drawn, device=logits.device)
             return tokens, log_probs.gather(1, tokens[:, None]).squeeze(1)
-        return [[h] for h in _token_by_token(network, batch, max_lengths, draw, need_weights, length_penalty, stop)]
+        return [[h] for h in _token_by_token(network, batch, max_lengths, draw, rules, ranking, need_weights,
+                                             stop)]
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """``logits [b, V]`` -> the distribution to draw from, ``[b, V]`` float32."""

@@ -1,0 +1,119 @@
+"""What a translator controls in a search: per input, a forced start of the output (``Guide``);
+for every input, a minimum length and no repeated n-grams (``StepRules``), and how finished
+outputs are ranked (``Ranking``: the length penalty's form, the coverage penalty).
+
+    rules = StepRules(guides, min_length=2, no_repeat_ngram_size=3)   # guides: one per batch row
+    blocked = rules.blocked(step, inputs, history, vocabulary_size)  # [rows, V] bool, or None
+    score = Ranking(LengthPenalty(1.0, "gnmt"), coverage=0.2).score(log_prob, length, attention, src_length)
+
+Every rule reads one row's own input and history and writes that row alone, with exact integer
+comparisons: an output still never depends on its batch mates (docs/batch_invariance.md).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ..data.vocab import EOS_INDEX
+
+__all__ = ["Guide", "NO_GUIDE", "StepRules", "LengthPenalty", "Ranking", "LENGTH_PENALTIES"]
+
+
+@dataclass(frozen=True)
+class Guide:
+    """What one input's output must hold: ``prefix``, the target token ids it starts with."""
+
+    prefix: tuple[int, ...] = ()
+
+
+NO_GUIDE = Guide()
+
+# length (tokens + <eos>), alpha -> what a hypothesis's log-probability is divided by
+LENGTH_PENALTIES: dict[str, Callable[[int, float], float]] = {
+    "power": lambda length, alpha: length ** alpha,
+    "gnmt": lambda length, alpha: ((5 + length) / 6) ** alpha,   # Wu et al. 2016, eq. 14
+    "none": lambda length, alpha: 1.0,
+}
+
+
+@dataclass(frozen=True)
+class LengthPenalty:
+    """``log_prob / penalty(length)``: ``power`` (``length ** alpha``), ``gnmt`` (``((5 + length) / 6) **
+    alpha``) or ``none`` (the log-probability itself)."""
+
+    alpha: float = 1.0
+    form: str = "power"
+
+    def __call__(self, length: int) -> float:
+        return LENGTH_PENALTIES[self.form](length, self.alpha)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """What ranks a finished hypothesis: its log-probability over the length penalty, plus
+    ``coverage`` x the GNMT coverage penalty, ``sum_j log(min(attention to j over the output, 1))``
+    over the input's real source positions only (a padded position, whose attention is 0, would
+    add log 0)."""
+
+    length_penalty: LengthPenalty = LengthPenalty()
+    coverage: float = 0.0
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.coverage > 0.0
+
+    def score(self, log_prob: float, length: int, attention: Tensor | None, src_length: int) -> float:
+        """``attention [len(tokens), S]`` (the batch's padded source; needed with a coverage weight)."""
+        score = log_prob / self.length_penalty(length)
+        if self.coverage > 0.0 and attention is not None:
+            covered = attention[:, :src_length].double().sum(dim=0)                       # [S_real]
+            score += self.coverage * float(torch.log(covered.clamp(min=1e-30, max=1.0)).sum())
+        return score if math.isfinite(score) else -math.inf
+
+
+class StepRules:
+    """The tokens a step may not choose, per row: outside an input's forced prefix while the row
+    is inside it, ``<eos>`` before ``min_length`` tokens (the prefix's included), and any token
+    that would repeat an n-gram of ``no_repeat_ngram_size`` tokens already in the row's output."""
+
+    def __init__(self, guides: Sequence[Guide], min_length: int = 0, no_repeat_ngram_size: int = 0):
+        self.prefixes = [guide.prefix for guide in guides]   # per input of the batch
+        self.min_length, self.no_repeat = min_length, no_repeat_ngram_size
+
+    def prefix_lengths(self) -> Tensor:
+        """``[B]``: each input's forced tokens (its output's length limit counts from them)."""
+        return torch.tensor([len(prefix) for prefix in self.prefixes], dtype=torch.long)
+
+    @property
+    def active(self) -> bool:
+        return self.min_length > 0 or self.no_repeat > 0 or any(self.prefixes)
+
+    def blocked(self, step: int, inputs: Sequence[int], history: Tensor, vocabulary_size: int) -> Tensor | None:
+        """``[rows, V]`` True where a row may not go at ``step`` (None: nowhere blocked); ``inputs``:
+        the input of each row, ``history [rows, step]``: each row's output tokens so far."""
+        if not self.active:
+            return None
+        blocked = torch.zeros(len(inputs), vocabulary_size, dtype=torch.bool, device=history.device)
+        if step < self.min_length:
+            blocked[:, EOS_INDEX] = True
+        if self.no_repeat and step >= self.no_repeat:  # a whole n-gram behind the row
+            _block_repeats(blocked, history, self.no_repeat)
+        forced = [(row, self.prefixes[i][step]) for row, i in enumerate(inputs) if step < len(self.prefixes[i])]
+        if forced:  # inside its prefix, a row takes the prefix's token, whatever the other rules say
+            rows, tokens = (torch.tensor(column, device=history.device) for column in zip(*forced))
+            blocked[rows] = True
+            blocked[rows, tokens] = False
+        return blocked
+
+
+def _block_repeats(blocked: Tensor, history: Tensor, n: int) -> None:
+    """Block, per row, each token that follows an earlier occurrence of the row's last ``n - 1`` tokens."""
+    windows = history.unfold(1, n, 1)                                     # [rows, W, n]
+    last = history[:, history.size(1) - (n - 1):]                         # [rows, n - 1]
+    repeats = (windows[:, :, : n - 1] == last[:, None, :]).all(dim=-1)    # [rows, W]
+    rows, at = repeats.nonzero(as_tuple=True)
+    blocked[rows, windows[rows, at, n - 1]] = True

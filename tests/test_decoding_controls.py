@@ -1,0 +1,129 @@
+"""Decoding that a translator controls: a forced start (prefix) per sentence, a minimum length, no
+repeated n-grams, the length penalty's form and the coverage penalty; through the API and the
+command line, with bad input one clear line.  That each leaves an output independent of its
+batch mates, bit for bit, is P0's (tests/test_batch_invariance.py)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import cronos
+from cronos.decoding.controls import LengthPenalty, Ranking, StepRules, Guide
+from helpers import run_cli, tiny_config
+
+SOURCES = ["1/2/07", "Thu 26 Nov 2026", "5 May 1999", "12 December 1850"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("controls")
+    return cronos.fit(cronos.load_config(tiny_config(folder, training={"epochs": 1})))
+
+
+def repeats(tokens: list[str], n: int) -> bool:
+    grams = [tuple(tokens[i: i + n]) for i in range(len(tokens) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_each_output_starts_with_its_prefix_and_its_limit_counts_from_it(model, beam):
+    prefixes = ["1850-12-12-", None, "19", "2026-11-26-2026-11-26"]
+    found = model.translate(SOURCES, beam_size=beam, prefixes=prefixes, n_best=1,
+                            decoding={"max_length_ratio": 0.0, "max_length_offset": 3})
+    for (hypothesis,), prefix in zip(found, prefixes):
+        assert hypothesis.text.startswith(prefix or "")
+        assert len(hypothesis.text) <= len(prefix or "") + 3  # characters: the limit counts from the prefix
+    free = model.translate(SOURCES[1:2], beam_size=beam, n_best=1,
+                           decoding={"max_length_ratio": 0.0, "max_length_offset": 3})
+    assert found[1] == free[0]  # a sentence without a prefix decodes as it would alone
+    forced = model.score([(SOURCES[0], found[0][0].text)])[0]
+    if len(found[0][0].text) < len(prefixes[0]) + 3:  # it ended with <eos>: the score is its whole log-prob
+        assert found[0][0].log_prob == pytest.approx(forced.log_prob, abs=1e-4)
+
+
+def test_a_sampled_output_starts_with_its_prefix_too(model):
+    drawn = model.sample(SOURCES, prefixes=["2007-", None, "1999", None], seed=5)
+    assert drawn[0].startswith("2007-") and drawn[2].startswith("1999")
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_min_length_and_no_repeated_ngrams_hold_in_every_output(model, beam):
+    free = model.translate(SOURCES, beam_size=beam)
+    assert any(repeats(list(text), 2) for text in free)  # the untrained model repeats itself
+    controlled = model.translate(SOURCES, beam_size=beam, decoding={"min_length": 14, "no_repeat_ngram_size": 2})
+    assert all(len(text) >= 14 and not repeats(list(text), 2) for text in controlled), controlled
+
+
+def test_the_length_penalties_and_the_coverage_penalty_rank_as_their_formulas_say():
+    assert LengthPenalty(0.6, "power")(10) == 10 ** 0.6
+    assert LengthPenalty(0.6, "gnmt")(10) == (15 / 6) ** 0.6 and LengthPenalty(0.6, "none")(10) == 1.0
+    attention = torch.tensor([[0.5, 0.25, 0.25, 0.0], [0.5, 0.5, 0.0, 0.0]])  # [T, S]: 3 real positions, 1 padded
+    ranking = Ranking(LengthPenalty(1.0, "power"), coverage=0.2)
+    expected = -6.0 / 3 + 0.2 * (math.log(1.0) + math.log(0.75) + math.log(0.25))
+    assert ranking.score(-6.0, 3, attention, src_length=3) == pytest.approx(expected)  # the padded 0 never enters
+    assert ranking.score(-6.0, 3, attention, src_length=4) < expected - 10  # counted, the padded 0 would dominate
+
+
+def test_no_repeat_blocks_exactly_the_tokens_that_would_repeat_an_ngram():
+    rules = StepRules([Guide()], no_repeat_ngram_size=3)
+    history = torch.tensor([[5, 6, 7, 5, 6]])  # "5 6" was followed by 7: 7 is blocked, nothing else
+    blocked = rules.blocked(5, [0], history, 10)
+    assert blocked[0].nonzero().flatten().tolist() == [7]
+    assert StepRules([Guide((4, 4))], min_length=3).blocked(1, [0], history[:, :1], 10)[0].nonzero().flatten().tolist() \
+        == [i for i in range(10) if i != 4]  # inside the prefix only its token; the prefix wins over min_length
+
+
+def test_the_gnmt_penalty_ranks_the_same_hypotheses_by_its_own_scores(model):
+    plain = model.translate(SOURCES, beam_size=4, n_best=4, decoding={"length_penalty_form": "none"})
+    gnmt = model.translate(SOURCES, beam_size=4, n_best=4, decoding={"length_penalty_form": "gnmt",
+                                                                     "length_penalty": 0.6})
+    assert all(h.score == h.log_prob for found in plain for h in found)  # none: the log-probability itself
+    assert any(h.score != h.log_prob for found in gnmt for h in found)
+    assert all([h.score for h in found] == sorted((h.score for h in found), reverse=True) for found in gnmt)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"min_length": -1}, "decoding.min_length: expected a value >= 0, got -1"),
+    ({"length_penalty_form": "average"}, "decoding.length_penalty_form"),
+    ({"no_repeat": 3}, "decoding.no_repeat: unknown key"),
+])
+def test_a_bad_control_is_one_clear_error(model, changes, message):
+    with pytest.raises(cronos.ConfigError, match=message):
+        model.translate(SOURCES, decoding=changes)
+
+
+@pytest.mark.parametrize("prefixes, message", [
+    (["", None, None, None], "prefix 1 is empty; give None"),
+    ([None, "2026-Ж", None, None], "prefix 2 holds 'Ж', which the model's target vocabulary lacks"),
+    (["2007"], "give one prefix \\(or None\\) per source: 4 sources, 1 prefixes"),
+    ("2007", "give one prefix \\(or None\\) per source: 4 sources, a string prefixes"),
+])
+def test_a_bad_prefix_is_one_clear_error(model, prefixes, message):
+    with pytest.raises(ValueError, match=message):
+        model.translate(SOURCES, prefixes=prefixes)
+
+
+def test_the_command_line_takes_prefixes_line_by_line_and_the_controls(model, tmp_path, capsys, monkeypatch):
+    best = str(tmp_path / "model.pt")
+    model.save(best)
+    (tmp_path / "prefixes.txt").write_text("2007-\n\n\n1850\n", encoding="utf-8")
+    lines = "\n".join([SOURCES[0], SOURCES[1], "", SOURCES[3]]) + "\n"
+    code, out, err = run_cli(["translate", best, "--beam", "2", "--prefix", str(tmp_path / "prefixes.txt"),
+                              "--no-repeat-ngram-size", "3", "--min-length", "5"], lines, capsys, monkeypatch)
+    assert code == 0, err
+    expected = model.translate([SOURCES[0], SOURCES[1], SOURCES[3]], beam_size=2, prefixes=["2007-", None, "1850"],
+                               decoding={"no_repeat_ngram_size": 3, "min_length": 5})
+    assert out.split("\n")[:-1] == [expected[0], expected[1], "", expected[2]]
+    (tmp_path / "short.txt").write_text("2007-\n", encoding="utf-8")
+    code, _, err = run_cli(["translate", best, "--prefix", str(tmp_path / "short.txt")], lines, capsys, monkeypatch)
+    assert code == 2 and "--prefix: " in err and "short.txt has 1 lines and the input more" in err
+    (tmp_path / "bad.txt").write_text("Ж\n", encoding="utf-8")
+    code, _, err = run_cli(["translate", best, "--prefix", str(tmp_path / "bad.txt")], "1/2/07\n", capsys, monkeypatch)
+    assert code == 2 and "prefix 1 holds 'Ж', which the model's target vocabulary lacks" in err
+    code, _, err = run_cli(["translate", best, "--min-length", "-2"], "1/2/07\n", capsys, monkeypatch)
+    assert code == 2 and "--min-length: expected a value >= 0, got -2" in err
+    code, _, err = run_cli(["translate", best, "--prefix", str(tmp_path / "missing.txt")], "1/2/07\n", capsys,
+                           monkeypatch)
+    assert code == 2 and "--prefix: " in err and "missing.txt" in err
