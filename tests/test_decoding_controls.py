@@ -127,3 +127,30 @@ def test_the_command_line_takes_prefixes_line_by_line_and_the_controls(model, tm
     code, _, err = run_cli(["translate", best, "--prefix", str(tmp_path / "missing.txt")], "1/2/07\n", capsys,
                            monkeypatch)
     assert code == 2 and "--prefix: " in err and "missing.txt" in err
+
+
+def test_the_server_takes_prefixes_and_controls_and_refuses_bad_ones_in_one_line(model):
+    pytest.importorskip("fastapi")
+    from cronos.server import Limits, build_app
+    from test_server_app import _run
+
+    app = build_app(model, Limits())
+    controls = {"no_repeat_ngram_size": 2, "min_length": 6, "length_penalty_form": "gnmt"}
+
+    async def scenario(client):
+        return [await client.post("/translate", json=body) for body in (
+            {"text": SOURCES[:3], "prefix": ["2007-", None, "19"], "beam_size": 2, "decoding": controls},
+            {"text": SOURCES[0], "prefix": "2007-", "sampling": {"seed": 3}},
+            {"text": SOURCES[:2], "prefix": "2007-"},
+            {"text": SOURCES[:2], "prefix": ["Ж", None]},
+            {"text": SOURCES[0], "decoding": {"min_length": -1}},
+            {"text": SOURCES[0], "decoding": {"no_repeat": 2}})]
+
+    searched, sampled, unpaired, unwritable, negative, unknown = _run(app, scenario)
+    assert searched.json() == {"translations": model.translate(SOURCES[:3], beam_size=2, prefixes=["2007-", None, "19"],
+                                                               decoding=controls)}
+    assert sampled.json() == {"translations": model.sample(SOURCES[:1], seed=3, prefixes=["2007-"])[0]}
+    assert unpaired.status_code == 422 and "prefix: send one prefix with one text, or a list" in unpaired.json()["error"]
+    assert unwritable.status_code == 422 and "prefix 0 holds 'Ж'" in unwritable.json()["error"]
+    assert negative.status_code == 422 and "min_length" in negative.json()["error"]
+    assert unknown.status_code == 422 and "no_repeat" in unknown.json()["error"]

@@ -99,7 +99,7 @@ def application(translator: Translator, limits: Limits, batcher: Batcher, metric
         except ValueError as error:
             raise Refused(422, str(error)) from None
         _check_tag(translator, body.tag)
-        results = await _answer(request, batcher, list(enumerate(texts)), job, limits.timeout)
+        results = await _answer(request, batcher, body.items(), job, limits.timeout)
         return JSONResponse({"translations": results[0] if isinstance(body.text, str) else results})
 
     @app.post("/score", response_model=ScoreResponse, responses=errors)

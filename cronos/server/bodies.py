@@ -6,14 +6,14 @@ Emptiness is not judged here: a text is empty when the model's codec finds nothi
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..data.preprocess import unicode_problem
 from .jobs import Sample, Score, Search
 
-__all__ = ["Strict", "TranslateRequest", "ScoreRequest", "SamplingSettings", "ScoredTranslation", "PairLogProb",
+__all__ = ["Strict", "TranslateRequest", "ScoreRequest", "SamplingSettings", "DecodingControls", "ScoredTranslation", "PairLogProb",
            "TranslateResponse", "ScoreResponse", "ErrorResponse", "Health"]
 
 
@@ -52,6 +52,22 @@ class SamplingSettings(Strict):
         return self
 
 
+class DecodingControls(Strict):
+    """Changes to the model's decoding settings for this request (docs/decoding.md)."""
+
+    min_length: int | None = Field(None, ge=0, description="no translation ends before this many tokens")
+    no_repeat_ngram_size: int | None = Field(None, ge=0, description="no translation repeats an n-gram of this size")
+    length_penalty: float | None = Field(None, ge=0, allow_inf_nan=False, description="alpha of the length penalty")
+    length_penalty_form: Literal["power", "gnmt", "none"] | None = Field(
+        None, description="power: length ** alpha; gnmt: ((5 + length) / 6) ** alpha; none")
+    coverage_penalty: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                           description="weight of the GNMT coverage penalty")
+
+    def changes(self) -> tuple[tuple[str, object], ...]:
+        """The settings sent, as a hashable value (requests with equal ones decode together)."""
+        return tuple((name, value) for name, value in self.model_dump().items() if value is not None)
+
+
 class TranslateRequest(Strict):
     """Texts to translate, and how (the model's beam size when not given)."""
 
@@ -62,27 +78,52 @@ class TranslateRequest(Strict):
     sampling: SamplingSettings | None = Field(None, description="sample instead of searching (no beam_size, n_best, scores)")
     tag: str | None = Field(None, description="the corpus tag every text starts with, such as <2fr>, for a model "
                                               "trained on several corpora with tags")
+    prefix: Union[str, list[Union[str, None]], None] = Field(
+        None, description="the text a translation must start with; with a list of texts, a list of one per text "
+                          "(null: none)")
+    decoding: DecodingControls | None = Field(None, description="changes to the model's decoding settings")
 
     @field_validator("text", mode="before")
     @classmethod
     def _check_text(cls, value):
         return _texts(value, "text")
 
+    @field_validator("prefix", mode="before")
+    @classmethod
+    def _check_prefix(cls, value):
+        for i, text in enumerate([value] if isinstance(value, str) else value or []):
+            problem = None if text is None or not isinstance(text, str) else unicode_problem(text)
+            if problem is not None:
+                raise ValueError(f"prefix {i} {problem}")
+        return value
+
     @model_validator(mode="after")
     def _search_or_sampling(self) -> "TranslateRequest":
         if self.sampling is not None and (self.beam_size or self.n_best or self.scores):
             raise ValueError("sampling: send sampling, or beam_size / n_best / scores, not both")
+        if self.prefix is not None and (isinstance(self.prefix, str) != isinstance(self.text, str)
+                                        or len(self.prefixes()) != len(self.texts())):
+            raise ValueError("prefix: send one prefix with one text, or a list of one per text (null for none)")
         return self
 
     def texts(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else self.text
+
+    def prefixes(self) -> list[str | None]:
+        """One per text (None: none)."""
+        return [None] * len(self.texts()) if self.prefix is None else \
+            [self.prefix] if isinstance(self.prefix, str) else self.prefix
+
+    def items(self) -> list[tuple[int, tuple[str, str | None]]]:
+        """What the batcher decodes: each text with its prefix, by position."""
+        return list(enumerate(zip(self.texts(), self.prefixes())))
 
     def job(self, default_beam_size: int, max_beam: int) -> Search | Sample:
         """How to decode these texts; ``ValueError`` when the beam or the n-best list is larger than
         ``max_beam`` (the server's ``--max-beam``) or n_best asks for more than the beam holds."""
         if self.sampling is not None:
             return Sample(self.sampling.top_k, self.sampling.top_p, self.sampling.temperature, self.sampling.seed,
-                          self.tag)
+                          self.tag, self._changes())
         beam_size = self.beam_size or default_beam_size
         for name, size in (("n_best", self.n_best), ("beam_size", beam_size)):
             if size is not None and size > max_beam:
@@ -90,7 +131,10 @@ class TranslateRequest(Strict):
         if self.n_best is not None and self.n_best > beam_size:
             raise ValueError(f"n_best: {self.n_best} hypotheses need a beam_size of at least {self.n_best} "
                              f"(it is {beam_size})")
-        return Search(beam_size, self.n_best, self.scores, self.tag)
+        return Search(beam_size, self.n_best, self.scores, self.tag, self._changes())
+
+    def _changes(self) -> tuple[tuple[str, object], ...]:
+        return () if self.decoding is None else self.decoding.changes()
 
 
 class ScoreRequest(Strict):

@@ -2,8 +2,8 @@
 example is what is measured and decoded) and how a batch of them is decoded.  Requests batch
 together when their jobs are equal.
 
-    example, tokens = job.prepare(codec, item)       # item: (position, text) or (position, (source, target))
-    results = job.run(translator, examples, abandoned)
+    prepared, tokens = job.prepare(codec, item)  # item: (position, (text, prefix)) or (position, (source, target))
+    results = job.run(translator, prepared_items, abandoned)
 """
 from __future__ import annotations
 
@@ -37,13 +37,27 @@ def _encode(codec: TextCodec, tag: str | None, position: int, source: str, targe
 
 
 class _TranslatesTexts:
-    """A job over texts to translate: an item's tokens are its source's."""
+    """A job over texts to translate, each with its prefix (or None): an item's tokens are its
+    source's; a prefix the model cannot write fails its request."""
 
     tag: str | None  # the corpus tag every source starts with (a dataclass field of each job)
+    controls: tuple[tuple[str, object], ...]  # changes to the decoding settings (``DecodingControls``)
 
-    def prepare(self, codec: TextCodec, item: Item) -> tuple[Example, int]:
-        example = _encode(codec, self.tag, *item)
-        return example, example.src_length
+    def prepare(self, codec: TextCodec, item: Item) -> tuple[tuple[Example, str | None], int]:
+        position, (text, prefix) = item
+        example = _encode(codec, self.tag, position, text)
+        if prefix is not None:
+            try:
+                codec.output_ids(prefix, f"prefix {position}")
+            except ValueError as error:
+                raise UnreadableText(str(error)) from None
+        return (example, prefix), example.src_length
+
+    @staticmethod
+    def _split(items: list[tuple[Example, str | None]]) -> tuple[list[Example], list[str | None] | None]:
+        """The items' examples, and their prefixes (None when no item has one)."""
+        prefixes = [prefix for _, prefix in items]
+        return [example for example, _ in items], prefixes if any(p is not None for p in prefixes) else None
 
 
 @dataclass(frozen=True)
@@ -55,10 +69,12 @@ class Search(_TranslatesTexts):
     n_best: int | None
     scores: bool
     tag: str | None = None
+    controls: tuple[tuple[str, object], ...] = ()
 
-    def run(self, translator: Translator, examples: list[Example], abandoned: Stop) -> list:
+    def run(self, translator: Translator, items: list[tuple[Example, str | None]], abandoned: Stop) -> list:
+        examples, prefixes = self._split(items)
         found = translator.translate(examples, self.beam_size, batch_size=len(examples), n_best=self.n_best or 1,
-                                     stop=abandoned)
+                                     stop=abandoned, prefixes=prefixes, decoding=dict(self.controls))
         answers = [[{"text": t.text, "score": t.score, "log_prob": t.log_prob} for t in hypotheses]
                    for hypotheses in found]
         if self.n_best is not None:
@@ -75,10 +91,13 @@ class Sample(_TranslatesTexts):
     temperature: float
     seed: int
     tag: str | None = None
+    controls: tuple[tuple[str, object], ...] = ()
 
-    def run(self, translator: Translator, examples: list[Example], abandoned: Stop) -> list[str]:
+    def run(self, translator: Translator, items: list[tuple[Example, str | None]], abandoned: Stop) -> list[str]:
+        examples, prefixes = self._split(items)
         return translator.sample(examples, self.top_k, self.top_p, self.temperature, self.seed,
-                                 batch_size=len(examples), stop=abandoned)
+                                 batch_size=len(examples), stop=abandoned, prefixes=prefixes,
+                                 decoding=dict(self.controls))
 
 
 @dataclass(frozen=True)
