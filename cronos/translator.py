@@ -144,17 +144,20 @@ class Translator:
     def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
                   n_best: None = None, stop: Stop | None = None, tag: str | None = None,
                   prefixes: Sequence[str | None] | None = None,
+                  constraints: Sequence[Sequence[str]] | None = None,
                   decoding: Mapping[str, Any] | None = None) -> list[str]: ...
 
     @overload
     def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
                   n_best: int = ..., stop: Stop | None = None, tag: str | None = None,
                   prefixes: Sequence[str | None] | None = None,
+                  constraints: Sequence[Sequence[str]] | None = None,
                   decoding: Mapping[str, Any] | None = None) -> list[list[Translation]]: ...
 
     def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
                   n_best: int | None = None, stop: Stop | None = None, tag: str | None = None,
                   prefixes: Sequence[str | None] | None = None,
+                  constraints: Sequence[Sequence[str]] | None = None,
                   decoding: Mapping[str, Any] | None = None) -> list[str] | list[list[Translation]]:
         """Decode ``sources`` (greedy for ``beam_size=1``); an output never depends on its batch mates.
 
@@ -165,13 +168,16 @@ class Translator:
         the call (a server that no one waits for any more).  ``tag``: the corpus tag every source
         starts with (``<2fr>`` for a model of several directions, ``data.train``'s tags).
         ``prefixes``: per source, the text its output must start with (None: none); the output
-        holds it, and its length limit counts from it.  ``decoding``: changes to the config's
-        ``decoding`` section for this call, such as ``{"no_repeat_ngram_size": 3, "min_length": 2}``.
+        holds it, and its length limit counts from it.  ``constraints``: per source, the phrases its
+        output must contain (``[]``: none), found by beam search with dynamic beam allocation; an
+        output that cannot hold them all within its length limit comes after those that do.
+        ``decoding``: changes to the config's ``decoding`` section for this call, such as
+        ``{"no_repeat_ngram_size": 3, "min_length": 2}``.
         """
         options = self._decoding(decoding)
         examples = self._examples(sources, tag)
         found = decode(self.network, examples, Beam(beam_size or options.beam_size, n_best or 1), options, batch_size,
-                       stop=stop, guides=self._guides(prefixes, len(examples)))
+                       stop=stop, guides=self._guides(len(examples), prefixes, constraints))
         if n_best is None:
             return [self.codec.to_text(hypotheses[0].tokens) for hypotheses in found]
         return [[Translation(self.codec.to_text(h.tokens), h.score, h.log_prob) for h in hypotheses]
@@ -182,15 +188,23 @@ class Translator:
         return self.config.decoding if not changes else with_changes(self.config.decoding, changes, "decoding",
                                                                           "decoding")
 
-    def _guides(self, prefixes: Sequence[str | None] | None, count: int) -> list[Guide] | None:
-        """One ``Guide`` per source from its prefix text (None: no prefix)."""
-        if prefixes is None:
+    def _guides(self, count: int, prefixes: Sequence[str | None] | None,
+                constraints: Sequence[Sequence[str]] | None = None) -> list[Guide] | None:
+        """One ``Guide`` per source from its prefix text (None: none) and constraint phrases."""
+        if prefixes is None and constraints is None:
             return None
-        if isinstance(prefixes, str) or len(prefixes) != count:
-            raise ValueError(f"give one prefix (or None) per source: {count} sources, "
-                             f"{'a string' if isinstance(prefixes, str) else len(prefixes)} prefixes")
-        return [NO_GUIDE if prefix is None else Guide(self.codec.output_ids(prefix, f"prefix {number}"))
-                for number, prefix in enumerate(prefixes, 1)]
+        for name, given in (("prefixes", prefixes), ("constraint lists", constraints)):
+            if given is not None and (isinstance(given, str) or len(given) != count):
+                raise ValueError(f"give one of the {name} per source (None or [] for none): {count} sources, "
+                                 f"{'a string' if isinstance(given, str) else len(given)} {name}")
+        if constraints is not None and any(isinstance(phrases, str) for phrases in constraints):
+            raise ValueError("give each source's constraints as a list of phrases, such as [\"der Hund\"], not a "
+                             "string")
+        return [Guide(() if prefix is None else self.codec.output_ids(prefix, f"prefix {number}"),
+                      tuple(self.codec.output_ids(phrase, f"constraint {phrase_number} of source {number}")
+                            for phrase_number, phrase in enumerate(phrases, 1)))
+                for number, (prefix, phrases) in enumerate(zip(prefixes or [None] * count,
+                                                               constraints or [()] * count), 1)]
 
     def sample(self, sources: Inputs, top_k: int | None = None, top_p: float | None = None,
                temperature: float = 1.0, seed: int = 0, batch_size: int | None = None,
@@ -204,7 +218,7 @@ class Translator:
         ``decoding``: as for ``translate``."""
         examples = self._examples(sources, tag)
         found = decode(self.network, examples, Sampling(top_k, top_p, temperature, seed), self._decoding(decoding),
-                       batch_size, stop=stop, guides=self._guides(prefixes, len(examples)))
+                       batch_size, stop=stop, guides=self._guides(len(examples), prefixes))
         return [self.codec.to_text(drawn.tokens) for drawn, in found]
 
     def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,

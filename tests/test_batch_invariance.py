@@ -2,7 +2,8 @@
 log-probs, attention and attributions are bit-identical (``==`` on floats, ``torch.equal`` on
 tensors) alone and in any batch, in any order, for every encoder, decoder and attention, shared
 and tied embeddings, subwords and ensembles, and with the decoding controls (mixed prefixes, a
-minimum length, no repeated bigrams, the GNMT length and coverage penalties); and without the two measures that make it hold
+minimum length, no repeated bigrams, the GNMT length and coverage penalties, mixed lexical
+constraints); and without the two measures that make it hold
 (filler rows, keys padded to a multiple of 16) it does not (docs/batch_invariance.md)."""
 from __future__ import annotations
 
@@ -79,6 +80,10 @@ def _results(model: Translator, api: str, order: list[int], batch_size: int) -> 
                 for found in model.translate(sources, beam_size=4, batch_size=batch_size, n_best=3)]
     if api == "sample":
         return model.sample(sources, top_k=5, seed=3, batch_size=batch_size)
+    if api == "beam, constrained":  # 0 to 2 phrases each, with and without prefixes
+        return [[(t.text, t.score, t.log_prob) for t in found] for found in model.translate(
+            sources, beam_size=3, batch_size=batch_size, n_best=2, prefixes=[PREFIXES[i] for i in order],
+            constraints=[CONSTRAINTS[i] for i in order])]
     if api in ("greedy, controlled", "beam, controlled"):  # prefixes of 0 to 3 characters, every control on
         beam = 1 if api.startswith("greedy") else 4
         return [[(t.text, t.score, t.log_prob) for t in found] for found in model.translate(
@@ -97,8 +102,9 @@ def _results(model: Translator, api: str, order: list[int], batch_size: int) -> 
 
 
 APIS = ("greedy", "beam, n-best", "sample", "score", "explain, decoded", "explain, forced", "attributions",
-        "greedy, controlled", "beam, controlled")
+        "greedy, controlled", "beam, controlled", "beam, constrained")
 PREFIXES = [target[: i % 4] or None for i, (_, target) in enumerate(PAIRS)]  # forced starts of 0 to 3 characters
+CONSTRAINTS = [[[target[2:4]], [], [target[-2:], target[:1]]][i % 3] for i, (_, target) in enumerate(PAIRS)]
 CONTROLS = {"min_length": 6, "no_repeat_ngram_size": 2, "length_penalty_form": "gnmt", "coverage_penalty": 0.2}
 # An ensemble explains by attention only.  Heads of 9 dimensions: attributions can differ in the
 # last bit (the backward's products sum over the batch's target positions; docs/batch_invariance.md).

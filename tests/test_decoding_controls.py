@@ -43,6 +43,26 @@ def test_each_output_starts_with_its_prefix_and_its_limit_counts_from_it(model, 
         assert found[0][0].log_prob == pytest.approx(forced.log_prob, abs=1e-4)
 
 
+@pytest.mark.parametrize("beam", [1, 2, 5])
+def test_every_output_holds_its_constraints_and_the_others_decode_as_without_them(model, beam):
+    constraints = [["1999", "-07"], [], ["12-"], ["555", "2026"]]  # "555": a phrase no date holds
+    found = model.translate(SOURCES, beam_size=beam, constraints=constraints)
+    for text, phrases in zip(found, constraints):
+        assert all(phrase in text for phrase in phrases), (text, phrases)
+    assert found[1] == model.translate(SOURCES[1:2], beam_size=beam)[0]  # no constraints: plain beam search
+    both = model.translate(SOURCES, beam_size=beam, constraints=constraints, prefixes=["2007", None, None, "20"])
+    assert both[0].startswith("2007") and "1999" in both[0] and both[3].startswith("20") and "555" in both[3]
+
+
+def test_constraints_rank_complete_outputs_first_and_fall_back_when_the_limit_leaves_no_room(model):
+    long_phrase = "1850-12-12-1850-12-12"
+    found = model.translate(SOURCES[:1], beam_size=3, n_best=3, constraints=[[long_phrase]],
+                            decoding={"max_length_ratio": 0.0, "max_length_offset": 1})
+    assert long_phrase in found[0][0].text  # the limit grows by the constraint's tokens: it fits
+    scores = [h.score for h in found[0] if long_phrase in h.text]
+    assert scores == sorted(scores, reverse=True)
+
+
 def test_a_sampled_output_starts_with_its_prefix_too(model):
     drawn = model.sample(SOURCES, prefixes=["2007-", None, "1999", None], seed=5)
     assert drawn[0].startswith("2007-") and drawn[2].startswith("1999")
@@ -95,14 +115,25 @@ def test_a_bad_control_is_one_clear_error(model, changes, message):
 
 
 @pytest.mark.parametrize("prefixes, message", [
-    (["", None, None, None], "prefix 1 is empty; give None"),
+    (["", None, None, None], "prefix 1 is empty \\(no text, or only white space\\)"),
     ([None, "2026-Ж", None, None], "prefix 2 holds 'Ж', which the model's target vocabulary lacks"),
-    (["2007"], "give one prefix \\(or None\\) per source: 4 sources, 1 prefixes"),
-    ("2007", "give one prefix \\(or None\\) per source: 4 sources, a string prefixes"),
+    (["2007"], "give one of the prefixes per source \\(None or \\[\\] for none\\): 4 sources, 1 prefixes"),
+    ("2007", "give one of the prefixes per source \\(None or \\[\\] for none\\): 4 sources, a string prefixes"),
 ])
 def test_a_bad_prefix_is_one_clear_error(model, prefixes, message):
     with pytest.raises(ValueError, match=message):
         model.translate(SOURCES, prefixes=prefixes)
+
+
+@pytest.mark.parametrize("constraints, message", [
+    ([["2026"], [], [], ["Ж"]], "constraint 1 of source 4 holds 'Ж', which the model's target vocabulary lacks"),
+    ([["2026"], [], [], ["  "]], "constraint 1 of source 4 is empty"),
+    ([["2026"]], "give one of the constraint lists per source \\(None or \\[\\] for none\\): 4 sources, 1"),
+    (["2026", [], [], []], "give each source's constraints as a list of phrases"),
+])
+def test_a_bad_constraint_is_one_clear_error(model, constraints, message):
+    with pytest.raises(ValueError, match=message):
+        model.translate(SOURCES, constraints=constraints)
 
 
 def test_the_command_line_takes_prefixes_line_by_line_and_the_controls(model, tmp_path, capsys, monkeypatch):

@@ -180,9 +180,9 @@ class TextCodec:
         """Target ``text`` as the ids the model writes it with (a forced start of an output), whole
         (never cut); ``ValueError`` naming ``what`` when it is empty or holds a token the target
         vocabulary lacks (the model could not write it)."""
-        tokens = self.target_tokens(text) if isinstance(text, str) else []
+        tokens = self.target_tokens(text) if isinstance(text, str) and text.strip() else []
         if not tokens:
-            raise ValueError(f"{what} is empty; give None (null) for no {what.split()[0]}")
+            raise ValueError(f"{what} is empty (no text, or only white space)")
         ids = self.tgt_vocab.encode(tokens)
         if UNK_INDEX in ids:
             unknown = tokens[ids.index(UNK_INDEX)]

@@ -13,21 +13,62 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
 
 from ..data.vocab import EOS_INDEX
 
-__all__ = ["Guide", "NO_GUIDE", "StepRules", "LengthPenalty", "Ranking", "LENGTH_PENALTIES"]
+__all__ = ["Guide", "NO_GUIDE", "Progress", "StepRules", "LengthPenalty", "Ranking", "LENGTH_PENALTIES"]
+
+
+class Progress(NamedTuple):
+    """How far an output has met its input's constraints: the phrases met (indices), and the
+    phrase it is inside of (-1: none) with how many of its tokens it has matched."""
+
+    met: frozenset[int] = frozenset()
+    phrase: int = -1
+    matched: int = 0
 
 
 @dataclass(frozen=True)
 class Guide:
-    """What one input's output must hold: ``prefix``, the target token ids it starts with."""
+    """What one input's output must hold: ``prefix``, the target token ids it starts with, and
+    ``constraints``, phrases of token ids it must contain (each once, anywhere after the prefix)."""
 
     prefix: tuple[int, ...] = ()
+    constraints: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def constraint_tokens(self) -> int:
+        return sum(map(len, self.constraints))
+
+    def advance(self, progress: Progress, token: int) -> Progress:
+        """``progress`` after ``token``: a phrase goes on or breaks off (its matched tokens lost), and
+        a token may start (or be) an unmet phrase."""
+        met, phrase, matched = progress
+        if phrase >= 0 and self.constraints[phrase][matched] == token:
+            if matched + 1 == len(self.constraints[phrase]):
+                return Progress(met | {phrase})
+            return Progress(met, phrase, matched + 1)
+        for number, words in enumerate(self.constraints):
+            if number not in met and words[0] == token:
+                return Progress(met | {number}) if len(words) == 1 else Progress(met, number, 1)
+        return Progress(met)
+
+    def tokens_met(self, progress: Progress) -> int:
+        """Constraint tokens in place: the met phrases' and the current one's matched ones."""
+        return sum(len(self.constraints[number]) for number in progress.met) + progress.matched
+
+    def complete(self, progress: Progress) -> bool:
+        return len(progress.met) == len(self.constraints)
+
+    def wanted(self, progress: Progress) -> list[int]:
+        """The tokens that take ``progress`` further: the current phrase's next, else each unmet phrase's first."""
+        if progress.phrase >= 0:
+            return [self.constraints[progress.phrase][progress.matched]]
+        return [words[0] for number, words in enumerate(self.constraints) if number not in progress.met]
 
 
 NO_GUIDE = Guide()
@@ -81,12 +122,17 @@ class StepRules:
     that would repeat an n-gram of ``no_repeat_ngram_size`` tokens already in the row's output."""
 
     def __init__(self, guides: Sequence[Guide], min_length: int = 0, no_repeat_ngram_size: int = 0):
-        self.prefixes = [guide.prefix for guide in guides]   # per input of the batch
+        self.guides = list(guides)                              # per input of the batch
+        self.prefixes = [guide.prefix for guide in guides]
         self.min_length, self.no_repeat = min_length, no_repeat_ngram_size
 
-    def prefix_lengths(self) -> Tensor:
-        """``[B]``: each input's forced tokens (its output's length limit counts from them)."""
-        return torch.tensor([len(prefix) for prefix in self.prefixes], dtype=torch.long)
+    def extra_lengths(self) -> Tensor:
+        """``[B]``: each input's forced and constraint tokens (its output's length limit is that much longer)."""
+        return torch.tensor([len(g.prefix) + g.constraint_tokens for g in self.guides], dtype=torch.long)
+
+    @property
+    def constrained(self) -> bool:
+        return any(guide.constraints for guide in self.guides)
 
     @property
     def active(self) -> bool:

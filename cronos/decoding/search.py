@@ -27,6 +27,7 @@ from torch import Tensor
 from ..config import MAX_BEAM_SIZE, DecodingConfig
 from ..data import Batch, Example
 from ..data.vocab import BOS_INDEX, EOS_INDEX
+from .banks import Banks, Chosen
 from .controls import NO_GUIDE, Guide, LengthPenalty, Ranking, StepRules
 from .inference import check_numbers, in_length_batches
 from ..modules.invariance import rows_to_add
@@ -86,7 +87,7 @@ def search_batch(network: Seq2Seq, batch: Batch, strategy: Strategy, options: De
     rules = StepRules(guides or [NO_GUIDE] * batch.size, options.min_length, options.no_repeat_ngram_size)
     ranking = Ranking(LengthPenalty(options.length_penalty, options.length_penalty_form), options.coverage_penalty)
     max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
-    return strategy.search(network, batch, max_lengths + rules.prefix_lengths(), rules, ranking, need_weights, stop)
+    return strategy.search(network, batch, max_lengths + rules.extra_lengths(), rules, ranking, need_weights, stop)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class Beam:
 
     def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
                need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]:
-        if self.size == 1:
+        if self.size == 1 and not rules.constrained:
             return Greedy().search(network, batch, max_lengths, rules, ranking, need_weights, stop)
         candidates = _beam_candidates(network, batch, max_lengths, self.size, rules, ranking, need_weights, stop)
         return [found[: self.n_best] for found in candidates]
@@ -229,35 +230,28 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
     previous = torch.full((size * k,), BOS_INDEX, dtype=torch.long, device=device)
     finished = _Finished(ranking, batch.src_lengths.tolist())
     done = torch.zeros(size, dtype=torch.bool)                           # per input
+    banks = Banks(rules.guides, k) if rules.constrained else None        # lexical constraints: banks.py
 
     for step in _steps(int(max_lengths.max()), stop):
         groups = alive.numel()
         logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
         rows_inputs = alive.repeat_interleave(k).tolist()
         log_probs, _ = _blocked(rules, step, rows_inputs, paths.tokens, _step_log_probs(logits), logits[:, 0])
-        top_scores, origin, token = _best_continuations(beam_scores, log_probs, k)  # [b, 2k] each
-        parent = origin + torch.arange(groups, device=device)[:, None] * k    # flat row of the parent
-        is_eos = (token == EOS_INDEX) & torch.isfinite(top_scores)
-
-        # <eos> among the top k: a finished hypothesis
-        for g, j in (is_eos & (torch.arange(top_scores.size(1), device=device) < k)).nonzero().tolist():
-            row = int(parent[g, j])
+        top = _best_continuations(beam_scores, log_probs, k)  # [b, 2k] each
+        chosen = _plain_choice(top, k) if banks is None else banks.select(beam_scores, log_probs, top, alive.tolist())
+        for g, row, score in chosen.ended:  # <eos> among the top k: a finished hypothesis
             if not done[alive[g]]:  # not a filler group
-                finished.add(int(alive[g]), paths.tokens[row], float(top_scores[g, j]), step, paths.attention_of(row))
-        # the best k that are not <eos> continue (there are always k: each beam adds at most one <eos>)
-        continuing = (~is_eos) & (torch.cumsum((~is_eos).long(), dim=1) <= k)
-        select = continuing.nonzero()[:, 1].view(groups, k)                    # [b, k] candidate columns
-        rows = parent.gather(1, select).flatten()
-        beam_scores = top_scores.gather(1, select)
-        previous = token.gather(1, select).flatten()
+                finished.add(int(alive[g]), paths.tokens[row], score, step, paths.attention_of(row))
+        rows, beam_scores, previous = chosen.rows, chosen.scores, chosen.tokens
         paths = paths.extended(rows, previous, attention)
 
-        # inputs at their length limit: open beams become finished as they are
+        # inputs at their length limit: open beams become finished as they are (an output that holds
+        # not every constraint ranks after those that do)
         at_limit = (max_lengths[alive] <= step + 1).tolist()
         for g, limited in enumerate(at_limit):
             for row in range(g * k, g * k + k) if limited and not done[alive[g]] else ():
                 finished.add(int(alive[g]), paths.tokens[row], float(beam_scores.view(-1)[row]), step,
-                             paths.attention_of(row))
+                             paths.attention_of(row), banks is None or banks.complete(row, int(alive[g])))
         done[alive] |= torch.tensor([limited or finished.count(int(i)) >= k for i, limited in zip(alive, at_limit)])
         if done.all():
             break
@@ -266,11 +260,29 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
             state = state.reorder(rows)  # rows stay within their input's beams: memory and mask need not move
             continue
         keep_rows = (keep_groups[:, None] * k + torch.arange(k)).flatten().to(device)
+        if banks is not None:
+            banks.take(keep_rows.tolist())
         alive, beam_scores = alive[keep_groups], beam_scores[keep_groups.to(device)]
         paths, previous = paths.take(keep_rows), previous[keep_rows]
         state = state.select(rows[keep_rows])  # one move: the beams' reorder and the inputs that stay
 
     return finished.ranked()
+
+
+def _plain_choice(top: tuple[Tensor, Tensor, Tensor], k: int) -> Chosen:
+    """Beam search's step without constraints: of each group's best ``2k`` continuations (``top``),
+    the ``<eos>`` ones among the first ``k`` end, and the best ``k`` others go on (there are always
+    ``k``: each beam adds at most one ``<eos>``)."""
+    top_scores, origin, token = top
+    groups, device = top_scores.size(0), top_scores.device
+    parent = origin + torch.arange(groups, device=device)[:, None] * k    # flat row of the parent
+    is_eos = (token == EOS_INDEX) & torch.isfinite(top_scores)
+    ended = [(g, int(parent[g, j]), float(top_scores[g, j]))
+             for g, j in (is_eos & (torch.arange(top_scores.size(1), device=device) < k)).nonzero().tolist()]
+    continuing = (~is_eos) & (torch.cumsum((~is_eos).long(), dim=1) <= k)
+    select = continuing.nonzero()[:, 1].view(groups, k)                    # [b, k] candidate columns
+    return Chosen(ended, parent.gather(1, select).flatten(), token.gather(1, select).flatten(),
+                  top_scores.gather(1, select))
 
 
 def _best_continuations(beam_scores: Tensor, log_probs: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -307,22 +319,26 @@ class _Finished:
     tokens, for the coverage penalty)."""
 
     def __init__(self, ranking: Ranking, src_lengths: list[int]):
-        self.lists: list[list[Hypothesis]] = [[] for _ in src_lengths]
+        self.lists: list[list[tuple[Hypothesis, bool]]] = [[] for _ in src_lengths]
         self.ranking, self.src_lengths = ranking, src_lengths
 
-    def add(self, index: int, tokens: Tensor, total: float, step: int, attention: Tensor | None) -> None:
-        """A hypothesis of input ``index`` that ends after ``step`` (its log-prob ``total``; none when -inf)."""
+    def add(self, index: int, tokens: Tensor, total: float, step: int, attention: Tensor | None,
+            complete: bool = True) -> None:
+        """A hypothesis of input ``index`` that ends after ``step`` (its log-prob ``total``; none when -inf);
+        ``complete``: it holds every constraint of its input."""
         if math.isfinite(total):
             score = self.ranking.score(total, step + 1, attention, self.src_lengths[index])
-            self.lists[index].append(Hypothesis(tokens.tolist(), score, attention, total))
+            self.lists[index].append((Hypothesis(tokens.tolist(), score, attention, total), complete))
 
     def count(self, index: int) -> int:
-        return len(self.lists[index])
+        """The complete hypotheses of input ``index``."""
+        return sum(complete for _, complete in self.lists[index])
 
     def ranked(self) -> list[list[Hypothesis]]:
-        """Best first; stable: of equal scores, the one finished first."""
+        """Complete ones first, then best first; stable: of equal scores, the one finished first."""
         return [[dataclasses.replace(h, attention=h.attention.cpu() if h.attention is not None else None)
-                 for h in sorted(options, key=lambda h: -h.score)] for options in self.lists]
+                 for h, _ in sorted(options, key=lambda entry: (not entry[1], -entry[0].score))]
+                for options in self.lists]
 
 
 @dataclass(frozen=True)
