@@ -179,6 +179,9 @@ def _add_translate(commands) -> argparse.ArgumentParser:
     translate.add_argument("--prefix", type=Path, default=None, metavar="FILE",
                            help="a file of one line per input line: the text its translation must start with (an "
                                 "empty line: none)")
+    translate.add_argument("--constraints", type=Path, default=None, metavar="FILE",
+                           help="a file of one line per input line: a JSON list of the phrases its translation must "
+                                "hold, such as [\"der Hund\"] (an empty line: none)")
     _add_decoding_controls(translate)
     translate.set_defaults(run=_translate)
     return translate
@@ -504,11 +507,11 @@ def _translate(args: argparse.Namespace) -> int:
     _check_translate_options(args)
     if args.input is not None:
         _check_input(args.input)
-    if args.prefix is not None:
-        _check_input(args.prefix, "--prefix")
+    for option, path in (("--prefix", args.prefix), ("--constraints", args.constraints)):
+        if path is not None:
+            _check_input(path, option)
     if args.output is not None:
-        inputs = [*args.checkpoint, *([args.input] if args.input is not None else []),
-                  *([args.prefix] if args.prefix is not None else [])]
+        inputs = [*args.checkpoint, *(path for path in (args.input, args.prefix, args.constraints) if path is not None)]
         check_output_file(args.output, "--output", args.overwrite, reading=inputs)
     model = _load_models(args)
     _check_tag(model, args.tag)
@@ -546,6 +549,9 @@ def _check_translate_options(args: argparse.Namespace) -> None:
         raise ConfigError("--temperature", "", "shapes the distribution samples are drawn from; add --sampling")
     if args.scores and args.n_best:
         raise ConfigError("--scores", "", "--n-best prints every hypothesis's score already; leave out --scores")
+    if args.sampling is not None and args.constraints is not None:
+        raise ConfigError("--constraints", "", "constraints are met by beam search, and samples are drawn; leave out "
+                          "--sampling or --constraints")
 
 
 def _check_input(path: Path, option: str = "--input") -> None:
@@ -560,19 +566,21 @@ def _translate_lines(model, lines: Iterable[tuple[int, str]], chunk_size: int, b
     """Translate ``lines`` ``chunk_size`` at a time into ``out``; return the numbers of the empty ones."""
     write = _writer(args, out)
     empty_lines: list[int] = []
-    prefixes = _PrefixLines(args.prefix)
+    aligned = (_AlignedLines(args.prefix, "--prefix", _prefix_line),
+               _AlignedLines(args.constraints, "--constraints", _constraints_line))
     for chunk in chunks(lines, chunk_size):  # a stream: translated as it comes
         examples = model.codec.encode_lines([text for _, text in chunk], args.tag)  # None: an empty line
         real = [i for i, example in enumerate(examples) if example is not None]
-        chunk_prefixes = prefixes.take(chunk, model.codec)
-        args.prefixes = None if chunk_prefixes is None else [chunk_prefixes[i] for i in real]
+        args.prefixes, args.constraints_given = (None if found is None else [found[i] for i in real]
+                                                 for found in (file.take(chunk, model.codec) for file in aligned))
         decoded = _decode(model, [examples[i] for i in real], args, batch_size) if real else []
         translated = dict(zip(real, decoded))
         for i, (number, _) in enumerate(chunk):
             write(number - 1, translated.get(i))
         empty_lines.extend(number for i, (number, _) in enumerate(chunk) if i not in translated)
         out.flush()
-    prefixes.check_finished()
+    for file in aligned:
+        file.check_finished()
     return empty_lines
 
 
@@ -587,7 +595,7 @@ def _decode(model, examples: list, args: argparse.Namespace, batch_size: int) ->
             raise ConfigError("--sampling", "", str(error)) from None
     n_best = args.n_best or (1 if args.scores else None)
     return model.translate(examples, beam_size=args.beam, batch_size=batch_size, n_best=n_best,
-                           prefixes=args.prefixes, decoding=_decoding_changes(args))
+                           prefixes=args.prefixes, constraints=args.constraints_given, decoding=_decoding_changes(args))
 
 
 def _writer(args: argparse.Namespace, out: TextIO):
@@ -621,37 +629,60 @@ class _InputLines:
             self.error = error
 
 
-class _PrefixLines:
-    """``--prefix FILE``: its lines, taken in step with the input's (an empty line: no prefix),
-    each checked to be text the model can write."""
+class _AlignedLines:
+    """A file of one line per input line (``--prefix``, ``--constraints``), read in step with the
+    input; ``parse(text, what, codec)`` turns a line into what ``translate`` takes, checked to be
+    text the model can write (``ValueError`` otherwise)."""
 
-    def __init__(self, path: Path | None):
-        self.path, self.taken = path, 0
+    def __init__(self, path: Path | None, option: str, parse):
+        self.path, self.option, self.parse, self.taken = path, option, parse, 0
         self.lines = None if path is None else iter(text_lines(read_lines(path, "text", MAX_LINE_BYTES), str(path)))
 
-    def take(self, chunk: list[tuple[int, str]], codec) -> list[str | None] | None:
-        """The prefixes of ``chunk``'s lines (None without ``--prefix``)."""
+    def take(self, chunk: list[tuple[int, str]], codec) -> list | None:
+        """What ``chunk``'s lines take from the file (None without the option)."""
         if self.lines is None:
             return None
         found = []
         for _ in chunk:
             try:
                 number, text = next(self.lines, (None, None))
-                if number is not None and text.strip():
-                    codec.output_ids(text, f"prefix {number}")
+                if number is not None:
+                    found.append(self.parse(text, f"line {number}", codec))
             except (ValueError, UnreadableFile) as error:  # DataError is a ValueError
-                raise ConfigError("--prefix", "", f"{self.path}: {error}") from None
+                raise ConfigError(self.option, "", f"{self.path}: {error}") from None
             if number is None:
-                raise ConfigError("--prefix", "", f"{self.path} has {self.taken} lines and the input more; give one "
-                                  "line per input line (an empty one for no prefix)")
+                raise ConfigError(self.option, "", f"{self.path} has {self.taken} lines and the input more; give one "
+                                  "line per input line (an empty one for none)")
             self.taken += 1
-            found.append(text if text.strip() else None)
         return found
 
     def check_finished(self) -> None:
         if self.lines is not None and next(self.lines, None) is not None:
-            raise ConfigError("--prefix", "", f"{self.path} has more lines than the input's {self.taken}; give one "
+            raise ConfigError(self.option, "", f"{self.path} has more lines than the input's {self.taken}; give one "
                               "line per input line")
+
+
+def _prefix_line(text: str, what: str, codec) -> str | None:
+    """A ``--prefix`` line: the text an output starts with, or None for an empty line."""
+    if not text.strip():
+        return None
+    codec.output_ids(text, f"the prefix of {what}")
+    return text
+
+
+def _constraints_line(text: str, what: str, codec) -> list[str]:
+    """A ``--constraints`` line: a JSON list of phrases (an empty line: none)."""
+    if not text.strip():
+        return []
+    try:
+        phrases = json.loads(text)
+    except json.JSONDecodeError:
+        phrases = None
+    if not isinstance(phrases, list) or not all(isinstance(phrase, str) for phrase in phrases):
+        raise ValueError(f"{what} is not a JSON list of phrases, such as [\"der Hund\", \"im Park\"]")
+    for number, phrase in enumerate(phrases, 1):
+        codec.output_ids(phrase, f"phrase {number} of {what}")
+    return phrases
 
 
 def _explain(args: argparse.Namespace) -> int:

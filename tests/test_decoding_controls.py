@@ -152,7 +152,7 @@ def test_the_command_line_takes_prefixes_line_by_line_and_the_controls(model, tm
     assert code == 2 and "--prefix: " in err and "short.txt has 1 lines and the input more" in err
     (tmp_path / "bad.txt").write_text("Ж\n", encoding="utf-8")
     code, _, err = run_cli(["translate", best, "--prefix", str(tmp_path / "bad.txt")], "1/2/07\n", capsys, monkeypatch)
-    assert code == 2 and "prefix 1 holds 'Ж', which the model's target vocabulary lacks" in err
+    assert code == 2 and "bad.txt: the prefix of line 1 holds 'Ж', which the model's target vocabulary lacks" in err
     code, _, err = run_cli(["translate", best, "--min-length", "-2"], "1/2/07\n", capsys, monkeypatch)
     assert code == 2 and "--min-length: expected a value >= 0, got -2" in err
     code, _, err = run_cli(["translate", best, "--prefix", str(tmp_path / "missing.txt")], "1/2/07\n", capsys,
@@ -175,9 +175,17 @@ def test_the_server_takes_prefixes_and_controls_and_refuses_bad_ones_in_one_line
             {"text": SOURCES[:2], "prefix": "2007-"},
             {"text": SOURCES[:2], "prefix": ["Ж", None]},
             {"text": SOURCES[0], "decoding": {"min_length": -1}},
-            {"text": SOURCES[0], "decoding": {"no_repeat": 2}})]
+            {"text": SOURCES[0], "decoding": {"no_repeat": 2}},
+            {"text": SOURCES[:2], "constraints": [["1999"], []], "beam_size": 3},
+            {"text": SOURCES[0], "constraints": ["19", "Ж"], "beam_size": 3},
+            {"text": SOURCES[:2], "constraints": ["1999"]},
+            {"text": SOURCES[0], "constraints": ["1999"], "sampling": {"seed": 1}})]
 
-    searched, sampled, unpaired, unwritable, negative, unknown = _run(app, scenario)
+    searched, sampled, unpaired, unwritable, negative, unknown, constrained, bad, flat, drawn = _run(app, scenario)
+    assert constrained.json() == {"translations": model.translate(SOURCES[:2], beam_size=3, constraints=[["1999"], []])}
+    assert bad.status_code == 422 and "constraint 1 of text 0 holds 'Ж'" in bad.json()["error"]
+    assert flat.status_code == 422 and "constraints: send a list of phrases with one text" in flat.json()["error"]
+    assert drawn.status_code == 422 and "constraints are met by beam search" in drawn.json()["error"]
     assert searched.json() == {"translations": model.translate(SOURCES[:3], beam_size=2, prefixes=["2007-", None, "19"],
                                                                decoding=controls)}
     assert sampled.json() == {"translations": model.sample(SOURCES[:1], seed=3, prefixes=["2007-"])[0]}
@@ -185,3 +193,23 @@ def test_the_server_takes_prefixes_and_controls_and_refuses_bad_ones_in_one_line
     assert unwritable.status_code == 422 and "prefix 0 holds 'Ж'" in unwritable.json()["error"]
     assert negative.status_code == 422 and "min_length" in negative.json()["error"]
     assert unknown.status_code == 422 and "no_repeat" in unknown.json()["error"]
+
+
+def test_the_command_line_takes_constraints_as_json_lines(model, tmp_path, capsys, monkeypatch):
+    best = str(tmp_path / "model.pt")
+    model.save(best)
+    (tmp_path / "constraints.jsonl").write_text('["1999", "-07"]\n\n["555"]\n', encoding="utf-8")
+    lines = "\n".join(SOURCES[:3]) + "\n"
+    code, out, err = run_cli(["translate", best, "--beam", "3", "--constraints", str(tmp_path / "constraints.jsonl")],
+                             lines, capsys, monkeypatch)
+    assert code == 0, err
+    assert out.split("\n")[:-1] == model.translate(SOURCES[:3], beam_size=3, constraints=[["1999", "-07"], [], ["555"]])
+    for text, message in (("der Hund\n", "line 1 is not a JSON list of phrases"),
+                          ('["19", "Ж"]\n', "phrase 2 of line 1 holds 'Ж'")):
+        (tmp_path / "bad.jsonl").write_text(text, encoding="utf-8")
+        code, _, err = run_cli(["translate", best, "--constraints", str(tmp_path / "bad.jsonl")], "1/2/07\n", capsys,
+                               monkeypatch)
+        assert code == 2 and "--constraints: " in err and message in err, err
+    code, _, err = run_cli(["translate", best, "--constraints", str(tmp_path / "constraints.jsonl"), "--sampling",
+                            "all"], lines, capsys, monkeypatch)
+    assert code == 2 and "--constraints: constraints are met by beam search, and samples are drawn" in err

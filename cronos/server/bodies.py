@@ -52,6 +52,11 @@ class SamplingSettings(Strict):
         return self
 
 
+def _flat(constraints: list) -> bool:
+    """Whether ``constraints`` is one text's list of phrases (not a list of such lists)."""
+    return not constraints or isinstance(constraints[0], str)
+
+
 class DecodingControls(Strict):
     """Changes to the model's decoding settings for this request (docs/decoding.md)."""
 
@@ -81,6 +86,8 @@ class TranslateRequest(Strict):
     prefix: Union[str, list[Union[str, None]], None] = Field(
         None, description="the text a translation must start with; with a list of texts, a list of one per text "
                           "(null: none)")
+    constraints: Union[list[str], list[list[str]], None] = Field(
+        None, description="phrases a translation must hold; with a list of texts, a list of them per text")
     decoding: DecodingControls | None = Field(None, description="changes to the model's decoding settings")
 
     @field_validator("text", mode="before")
@@ -97,6 +104,16 @@ class TranslateRequest(Strict):
                 raise ValueError(f"prefix {i} {problem}")
         return value
 
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _check_constraints(cls, value):
+        for phrases in value if isinstance(value, list) and value and isinstance(value[0], list) else [value or []]:
+            for phrase in phrases if isinstance(phrases, list) else []:
+                problem = unicode_problem(phrase) if isinstance(phrase, str) else None
+                if problem is not None:
+                    raise ValueError(f"a constraint {problem}")
+        return value
+
     @model_validator(mode="after")
     def _search_or_sampling(self) -> "TranslateRequest":
         if self.sampling is not None and (self.beam_size or self.n_best or self.scores):
@@ -104,6 +121,12 @@ class TranslateRequest(Strict):
         if self.prefix is not None and (isinstance(self.prefix, str) != isinstance(self.text, str)
                                         or len(self.prefixes()) != len(self.texts())):
             raise ValueError("prefix: send one prefix with one text, or a list of one per text (null for none)")
+        if self.constraints is not None and (isinstance(self.text, str) != _flat(self.constraints)
+                                             or len(self.constraint_lists()) != len(self.texts())):
+            raise ValueError("constraints: send a list of phrases with one text, or a list of such lists, one per "
+                             "text ([] for none)")
+        if self.constraints is not None and self.sampling is not None:
+            raise ValueError("constraints: constraints are met by beam search, and samples are drawn; send one")
         return self
 
     def texts(self) -> list[str]:
@@ -114,9 +137,15 @@ class TranslateRequest(Strict):
         return [None] * len(self.texts()) if self.prefix is None else \
             [self.prefix] if isinstance(self.prefix, str) else self.prefix
 
-    def items(self) -> list[tuple[int, tuple[str, str | None]]]:
-        """What the batcher decodes: each text with its prefix, by position."""
-        return list(enumerate(zip(self.texts(), self.prefixes())))
+    def constraint_lists(self) -> list[list[str]]:
+        """One list of phrases per text."""
+        if self.constraints is None:
+            return [[] for _ in self.texts()]
+        return [self.constraints] if _flat(self.constraints) else self.constraints
+
+    def items(self) -> list[tuple[int, tuple[str, str | None, list[str]]]]:
+        """What the batcher decodes: each text with its prefix and constraints, by position."""
+        return list(enumerate(zip(self.texts(), self.prefixes(), self.constraint_lists())))
 
     def job(self, default_beam_size: int, max_beam: int) -> Search | Sample:
         """How to decode these texts; ``ValueError`` when the beam or the n-best list is larger than

@@ -2,7 +2,7 @@
 example is what is measured and decoded) and how a batch of them is decoded.  Requests batch
 together when their jobs are equal.
 
-    prepared, tokens = job.prepare(codec, item)  # item: (position, (text, prefix)) or (position, (source, target))
+    prepared, tokens = job.prepare(codec, item)  # item: (position, (text, prefix, constraints)) or a pair's
     results = job.run(translator, prepared_items, abandoned)
 """
 from __future__ import annotations
@@ -43,21 +43,24 @@ class _TranslatesTexts:
     tag: str | None  # the corpus tag every source starts with (a dataclass field of each job)
     controls: tuple[tuple[str, object], ...]  # changes to the decoding settings (``DecodingControls``)
 
-    def prepare(self, codec: TextCodec, item: Item) -> tuple[tuple[Example, str | None], int]:
-        position, (text, prefix) = item
+    def prepare(self, codec: TextCodec, item: Item) -> tuple[tuple[Example, str | None, list[str]], int]:
+        position, (text, prefix, phrases) = item
         example = _encode(codec, self.tag, position, text)
-        if prefix is not None:
-            try:
+        try:
+            if prefix is not None:
                 codec.output_ids(prefix, f"prefix {position}")
-            except ValueError as error:
-                raise UnreadableText(str(error)) from None
-        return (example, prefix), example.src_length
+            for number, phrase in enumerate(phrases):
+                codec.output_ids(phrase, f"constraint {number} of text {position}")
+        except ValueError as error:
+            raise UnreadableText(str(error)) from None
+        return (example, prefix, phrases), example.src_length
 
     @staticmethod
-    def _split(items: list[tuple[Example, str | None]]) -> tuple[list[Example], list[str | None] | None]:
-        """The items' examples, and their prefixes (None when no item has one)."""
-        prefixes = [prefix for _, prefix in items]
-        return [example for example, _ in items], prefixes if any(p is not None for p in prefixes) else None
+    def _split(items: list[tuple[Example, str | None, list[str]]]) -> tuple[list[Example], list | None, list | None]:
+        """The items' examples, prefixes and constraints (None where no item has any)."""
+        prefixes, constraints = [item[1] for item in items], [item[2] for item in items]
+        return ([item[0] for item in items], prefixes if any(p is not None for p in prefixes) else None,
+                constraints if any(constraints) else None)
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,11 @@ class Search(_TranslatesTexts):
     tag: str | None = None
     controls: tuple[tuple[str, object], ...] = ()
 
-    def run(self, translator: Translator, items: list[tuple[Example, str | None]], abandoned: Stop) -> list:
-        examples, prefixes = self._split(items)
+    def run(self, translator: Translator, items: list[tuple[Example, str | None, list[str]]], abandoned: Stop) -> list:
+        examples, prefixes, constraints = self._split(items)
         found = translator.translate(examples, self.beam_size, batch_size=len(examples), n_best=self.n_best or 1,
-                                     stop=abandoned, prefixes=prefixes, decoding=dict(self.controls))
+                                     stop=abandoned, prefixes=prefixes, constraints=constraints,
+                                     decoding=dict(self.controls))
         answers = [[{"text": t.text, "score": t.score, "log_prob": t.log_prob} for t in hypotheses]
                    for hypotheses in found]
         if self.n_best is not None:
@@ -93,8 +97,9 @@ class Sample(_TranslatesTexts):
     tag: str | None = None
     controls: tuple[tuple[str, object], ...] = ()
 
-    def run(self, translator: Translator, items: list[tuple[Example, str | None]], abandoned: Stop) -> list[str]:
-        examples, prefixes = self._split(items)
+    def run(self, translator: Translator, items: list[tuple[Example, str | None, list[str]]],
+            abandoned: Stop) -> list[str]:
+        examples, prefixes, _ = self._split(items)  # constraints are refused with sampling (bodies.py)
         return translator.sample(examples, self.top_k, self.top_p, self.temperature, self.seed,
                                  batch_size=len(examples), stop=abandoned, prefixes=prefixes,
                                  decoding=dict(self.controls))
