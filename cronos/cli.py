@@ -42,6 +42,7 @@ from .storage.export import CTRANSLATE2_QUANTIZATIONS
 from .modules.quantized import QUANTIZATIONS
 from .outputs import check_output_file, check_output_folder
 from .explain.report import VIEWS
+from .decoding.alignment import moses
 
 __all__ = ["main"]
 
@@ -182,6 +183,9 @@ def _add_translate(commands) -> argparse.ArgumentParser:
     translate.add_argument("--constraints", type=Path, default=None, metavar="FILE",
                            help="a file of one line per input line: a JSON list of the phrases its translation must "
                                 "hold, such as [\"der Hund\"] (an empty line: none)")
+    translate.add_argument("--alignments", action="store_true",
+                           help="add a column of word alignments: source-output word pairs i-j (Moses' format), "
+                                "from the attention")
     _add_decoding_controls(translate)
     translate.set_defaults(run=_translate)
     return translate
@@ -549,6 +553,8 @@ def _check_translate_options(args: argparse.Namespace) -> None:
         raise ConfigError("--temperature", "", "shapes the distribution samples are drawn from; add --sampling")
     if args.scores and args.n_best:
         raise ConfigError("--scores", "", "--n-best prints every hypothesis's score already; leave out --scores")
+    if args.sampling is not None and args.alignments:
+        raise ConfigError("--alignments", "", "aligns the outputs of a search; leave out --sampling")
     if args.sampling is not None and args.constraints is not None:
         raise ConfigError("--constraints", "", "constraints are met by beam search, and samples are drawn; leave out "
                           "--sampling or --constraints")
@@ -595,20 +601,28 @@ def _decode(model, examples: list, args: argparse.Namespace, batch_size: int) ->
             raise ConfigError("--sampling", "", str(error)) from None
     n_best = args.n_best or (1 if args.scores else None)
     return model.translate(examples, beam_size=args.beam, batch_size=batch_size, n_best=n_best,
-                           prefixes=args.prefixes, constraints=args.constraints_given, decoding=_decoding_changes(args))
+                           prefixes=args.prefixes, constraints=args.constraints_given, decoding=_decoding_changes(args),
+                           alignments=args.alignments)
 
 
 def _writer(args: argparse.Namespace, out: TextIO):
-    """How ``translate`` writes an input's result (None for an empty input line) to ``out``."""
+    """How ``translate`` writes an input's result (None for an empty input line) to ``out``; with
+    ``--alignments``, each hypothesis's Moses pairs in one more column."""
+    def aligned(hypothesis) -> str:
+        return f"\t{moses(hypothesis.alignment)}" if args.alignments else ""
+
     def plain(index: int, result) -> None:
-        print(result or "", file=out)
+        if args.alignments:
+            print(f"{result[0].text}{aligned(result[0])}" if result else "", file=out)
+        else:
+            print(result or "", file=out)
 
     def scored(index: int, result) -> None:
-        print(f"{result[0].score:.6f}\t{result[0].text}" if result else "", file=out)
+        print(f"{result[0].score:.6f}\t{result[0].text}{aligned(result[0])}" if result else "", file=out)
 
     def n_best(index: int, result) -> None:
         for hypothesis in result or []:  # an empty input line has no hypotheses
-            print(f"{index}\t{hypothesis.score:.6f}\t{hypothesis.text}", file=out)
+            print(f"{index}\t{hypothesis.score:.6f}\t{hypothesis.text}{aligned(hypothesis)}", file=out)
     return n_best if args.n_best else scored if args.scores else plain
 
 

@@ -29,7 +29,8 @@ from .device import resolve_device
 from .modules.network import Seq2Seq
 from .modules.quantized import QUANTIZATIONS, quantize_linear_layers
 from .decoding.scoring import PairScore, score_examples
-from .decoding.search import Beam, Sampling, Stop, decode
+from .decoding.alignment import word_alignment
+from .decoding.search import Beam, Hypothesis, Sampling, Stop, decode
 from .storage.checkpoint import read_model_file
 
 __all__ = ["Translator", "Translation", "Inputs", "build"]
@@ -57,6 +58,7 @@ class Translation:
     score: float     # what ranks it: log_prob / length ** decoding.length_penalty (length: tokens + <eos>),
                      # the same in every search
     log_prob: float  # the sum of its tokens' log-probs (<eos> included when it ended with it)
+    alignment: tuple[tuple[int, int], ...] | None = None  # (source word, output word) pairs, with alignments=True
 
 
 class Translator:
@@ -145,20 +147,21 @@ class Translator:
                   n_best: None = None, stop: Stop | None = None, tag: str | None = None,
                   prefixes: Sequence[str | None] | None = None,
                   constraints: Sequence[Sequence[str]] | None = None,
-                  decoding: Mapping[str, Any] | None = None) -> list[str]: ...
+                  decoding: Mapping[str, Any] | None = None, alignments: bool = False) -> list[str]: ...
 
     @overload
     def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
                   n_best: int = ..., stop: Stop | None = None, tag: str | None = None,
                   prefixes: Sequence[str | None] | None = None,
                   constraints: Sequence[Sequence[str]] | None = None,
-                  decoding: Mapping[str, Any] | None = None) -> list[list[Translation]]: ...
+                  decoding: Mapping[str, Any] | None = None, alignments: bool = False) -> list[list[Translation]]: ...
 
     def translate(self, sources: Inputs, beam_size: int | None = None, batch_size: int | None = None,
                   n_best: int | None = None, stop: Stop | None = None, tag: str | None = None,
                   prefixes: Sequence[str | None] | None = None,
                   constraints: Sequence[Sequence[str]] | None = None,
-                  decoding: Mapping[str, Any] | None = None) -> list[str] | list[list[Translation]]:
+                  decoding: Mapping[str, Any] | None = None,
+                  alignments: bool = False) -> list[str] | list[list[Translation]]:
         """Decode ``sources`` (greedy for ``beam_size=1``); an output never depends on its batch mates.
 
         With ``n_best=m`` (at most the beam size): per source, up to ``m`` ``Translation``s (text,
@@ -172,16 +175,23 @@ class Translator:
         output must contain (``[]``: none), found by beam search with dynamic beam allocation; an
         output that cannot hold them all within its length limit comes after those that do.
         ``decoding``: changes to the config's ``decoding`` section for this call, such as
-        ``{"no_repeat_ngram_size": 3, "min_length": 2}``.
+        ``{"no_repeat_ngram_size": 3, "min_length": 2}``.  ``alignments=True``: ``Translation``s
+        (as with ``n_best``, one each by default) with their word alignments
+        (``decoding.alignment``).
         """
         options = self._decoding(decoding)
         examples = self._examples(sources, tag)
         found = decode(self.network, examples, Beam(beam_size or options.beam_size, n_best or 1), options, batch_size,
-                       stop=stop, guides=self._guides(len(examples), prefixes, constraints))
-        if n_best is None:
+                       need_weights=alignments, stop=stop, guides=self._guides(len(examples), prefixes, constraints))
+        if n_best is None and not alignments:
             return [self.codec.to_text(hypotheses[0].tokens) for hypotheses in found]
-        return [[Translation(self.codec.to_text(h.tokens), h.score, h.log_prob) for h in hypotheses]
-                for hypotheses in found]
+        return [[Translation(self.codec.to_text(h.tokens), h.score, h.log_prob,
+                             self._alignment(example, h) if alignments else None) for h in hypotheses]
+                for example, hypotheses in zip(examples, found)]
+
+    def _alignment(self, example: Example, hypothesis: Hypothesis) -> tuple[tuple[int, int], ...]:
+        return tuple(word_alignment(hypothesis.attention, self.codec.source_words(example.src),
+                                    self.codec.output_words(hypothesis.tokens)))
 
     def _decoding(self, changes: Mapping[str, Any] | None) -> DecodingConfig:
         """The config's decoding section with ``changes`` (checked as a config's keys are)."""

@@ -3,7 +3,7 @@ log-probs, attention and attributions are bit-identical (``==`` on floats, ``tor
 tensors) alone and in any batch, in any order, for every encoder, decoder and attention, shared
 and tied embeddings, subwords and ensembles, and with the decoding controls (mixed prefixes, a
 minimum length, no repeated bigrams, the GNMT length and coverage penalties, mixed lexical
-constraints); and without the two measures that make it hold
+constraints) and word alignments; and without the two measures that make it hold
 (filler rows, keys padded to a multiple of 16) it does not (docs/batch_invariance.md)."""
 from __future__ import annotations
 
@@ -80,6 +80,9 @@ def _results(model: Translator, api: str, order: list[int], batch_size: int) -> 
                 for found in model.translate(sources, beam_size=4, batch_size=batch_size, n_best=3)]
     if api == "sample":
         return model.sample(sources, top_k=5, seed=3, batch_size=batch_size)
+    if api == "beam, aligned":
+        return [[(t.text, t.alignment) for t in found]
+                for found in model.translate(sources, beam_size=3, batch_size=batch_size, alignments=True)]
     if api == "beam, constrained":  # 0 to 2 phrases each, with and without prefixes
         return [[(t.text, t.score, t.log_prob) for t in found] for found in model.translate(
             sources, beam_size=3, batch_size=batch_size, n_best=2, prefixes=[PREFIXES[i] for i in order],
@@ -102,7 +105,7 @@ def _results(model: Translator, api: str, order: list[int], batch_size: int) -> 
 
 
 APIS = ("greedy", "beam, n-best", "sample", "score", "explain, decoded", "explain, forced", "attributions",
-        "greedy, controlled", "beam, controlled", "beam, constrained")
+        "greedy, controlled", "beam, controlled", "beam, constrained", "beam, aligned")
 PREFIXES = [target[: i % 4] or None for i, (_, target) in enumerate(PAIRS)]  # forced starts of 0 to 3 characters
 CONSTRAINTS = [[[target[2:4]], [], [target[-2:], target[:1]]][i % 3] for i, (_, target) in enumerate(PAIRS)]
 CONTROLS = {"min_length": 6, "no_repeat_ngram_size": 2, "length_penalty_form": "gnmt", "coverage_penalty": 0.2}

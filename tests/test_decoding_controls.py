@@ -213,3 +213,51 @@ def test_the_command_line_takes_constraints_as_json_lines(model, tmp_path, capsy
     code, _, err = run_cli(["translate", best, "--constraints", str(tmp_path / "constraints.jsonl"), "--sampling",
                             "all"], lines, capsys, monkeypatch)
     assert code == 2 and "--constraints: constraints are met by beam search, and samples are drawn" in err
+
+
+def test_word_alignment_pairs_each_output_token_with_its_most_attended_real_source_word():
+    from cronos.decoding.alignment import moses, word_alignment
+
+    attention = torch.tensor([[0.1, 0.7, 0.2, 0.0, 0.0],    # [T, S]: 3 real source tokens, 2 padded
+                              [0.6, 0.1, 0.3, 0.0, 0.0],
+                              [0.2, 0.2, 0.6, 0.0, 0.0]])
+    pairs = word_alignment(attention, source_words=[None, 0, 1], output_words=[0, 1, 1])  # a tag, two words
+    assert pairs == [(0, 0), (1, 1)] and moses(pairs) == "0-0 1-1"  # the tag's row aligns nothing
+
+
+def test_each_tokenizer_says_which_word_each_token_belongs_to(tmp_path):
+    from cronos.data.tokenizers import CharTokenizer, WordTokenizer
+    from cronos.data import SubwordModels
+
+    assert CharTokenizer().words(list("ab  c")) == [0, 0, None, None, 1]
+    assert WordTokenizer().words(["hi", ",", "you"]) == [0, 1, 2]
+    pieces = SubwordModels.train(["der Hund läuft im Park"] * 50, ["the dog runs in the park"] * 50,
+                                 cronos.config.SentencePieceConfig(vocab_size=30, model_type="bpe"), 0)
+    tokenizer = pieces.tokenizers(False)[0]
+    tokens = tokenizer.tokenize("der Hund läuft")
+    words = tokenizer.words(tokens)
+    assert words[0] == 0 and words[-1] == 2 and words == sorted(words)
+    assert all(token.startswith("\u2581") == (i == 0 or words[i] != words[i - 1]) for i, token in enumerate(tokens))
+
+
+def test_alignments_through_the_api_the_command_line_and_the_server(model, tmp_path, capsys, monkeypatch):
+    from cronos.decoding.alignment import moses
+
+    found = model.translate(SOURCES, beam_size=2, alignments=True)
+    assert all(len(hypotheses) == 1 and hypotheses[0].alignment for hypotheses in found)
+    assert [h[0].text for h in found] == model.translate(SOURCES, beam_size=2)
+    source_words = [len(source.split()) for source in SOURCES]
+    assert all(i < words for h, words in zip(found, source_words) for i, _ in h[0].alignment)
+    best = str(tmp_path / "model.pt")
+    model.save(best)
+    code, out, err = run_cli(["translate", best, "--beam", "2", "--alignments"], "\n".join(SOURCES) + "\n", capsys,
+                             monkeypatch)
+    assert code == 0 and out.splitlines() == [f"{h[0].text}\t{moses(h[0].alignment)}" for h in found], err
+    pytest.importorskip("fastapi")
+    from cronos.server import Limits, build_app
+    from test_server_app import _run
+
+    async def scenario(client):
+        return (await client.post("/translate", json={"text": SOURCES[:2], "beam_size": 2, "alignments": True})).json()
+    assert _run(build_app(model, Limits()), scenario) == {"translations": [
+        {"text": h[0].text, "alignment": moses(h[0].alignment)} for h in found[:2]]}

@@ -130,7 +130,7 @@ def test_under_overload_requests_get_503_with_retry_after_and_no_answer_is_lost_
     ("/translate", b'{"text": "1/2/07", "sampling": {"top_k": 2, "top_p": 0.5}}', 422,
      "sampling: sample with top_k or with top_p, not both"),
     ("/translate", b'{"text": "1/2/07", "sampling": {"top_k": 2}, "beam_size": 2}', 422,
-     "send sampling, or beam_size / n_best / scores, not both"),
+     "send sampling, or beam_size / n_best / scores / alignments, not both"),
     ("/translate", b'{"text": "' + b"x" * 2001 + b'"}', 413, "text 0: 2001 characters; at most 2000 in one text"),
     ("/translate", b'{"text": [' + b",".join([b'"1/2/07"'] * 33) + b']}', 413,
      "33 texts; this server queues at most 32 (--max-queue), so they could never be accepted"),

@@ -169,6 +169,16 @@ class TextCodec:
     def output_tokens(self, token_ids: Sequence[int]) -> list[str]:
         return [self.tgt_vocab.itos[i] for i in token_ids]
 
+    def source_words(self, token_ids: Sequence[int]) -> list[int | None]:
+        """Each source token's word (None: a tag, or white space), as the source tokenizer groups them."""
+        tokens = [token for token in [self.src_vocab.itos[i] for i in token_ids] if token not in self.src_vocab.tags]
+        words = iter(self.src_tokenizer.words(tokens))
+        return [None if self.src_vocab.itos[i] in self.src_vocab.tags else next(words) for i in token_ids]
+
+    def output_words(self, token_ids: Sequence[int]) -> list[int | None]:
+        """Each output token's word, as the target tokenizer groups them."""
+        return self.tgt_tokenizer.words(self.output_tokens(token_ids))
+
     def source_tokens(self, text: str) -> list[str]:
         """All of ``text``'s source tokens (``tokenize`` gives them as the model reads them)."""
         return self.src_tokenizer.tokenize(text)

@@ -52,6 +52,15 @@ class SentencePieceTokenizer:
     def detokenize(self, tokens: list[str]) -> str:
         return self.processor.decode_pieces(list(tokens))
 
+    @staticmethod
+    def words(tokens: Sequence[str]) -> list[int | None]:
+        """Each piece's word: a piece that starts with ``▁`` starts one."""
+        found, word = [], -1
+        for token in tokens:
+            word += token.startswith(WORD_START) or word < 0
+            found.append(word)
+        return found
+
     def sample(self, text: str, alpha: float, nbest_size: int) -> list[str]:
         """A sampled segmentation (subword regularisation; seeded by ``spm.set_random_generator_seed``)."""
         return self.processor.encode(text.lower() if self.lowercase else text, out_type=str, enable_sampling=True,
@@ -180,6 +189,9 @@ class SampledPieces:
 
     def detokenize(self, tokens: list[str]) -> str:
         return self.tokenizer.detokenize(tokens)
+
+    def words(self, tokens: Sequence[str]) -> list[int | None]:
+        return self.tokenizer.words(tokens)
 
 
 def _merged(model: bytes, other: bytes) -> bytes:

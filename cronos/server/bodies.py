@@ -89,6 +89,8 @@ class TranslateRequest(Strict):
     constraints: Union[list[str], list[list[str]], None] = Field(
         None, description="phrases a translation must hold; with a list of texts, a list of them per text")
     decoding: DecodingControls | None = Field(None, description="changes to the model's decoding settings")
+    alignments: bool = Field(False, description="answer each translation with its word alignment: source-output "
+                                                "word pairs i-j, from the attention")
 
     @field_validator("text", mode="before")
     @classmethod
@@ -116,8 +118,8 @@ class TranslateRequest(Strict):
 
     @model_validator(mode="after")
     def _search_or_sampling(self) -> "TranslateRequest":
-        if self.sampling is not None and (self.beam_size or self.n_best or self.scores):
-            raise ValueError("sampling: send sampling, or beam_size / n_best / scores, not both")
+        if self.sampling is not None and (self.beam_size or self.n_best or self.scores or self.alignments):
+            raise ValueError("sampling: send sampling, or beam_size / n_best / scores / alignments, not both")
         if self.prefix is not None and (isinstance(self.prefix, str) != isinstance(self.text, str)
                                         or len(self.prefixes()) != len(self.texts())):
             raise ValueError("prefix: send one prefix with one text, or a list of one per text (null for none)")
@@ -160,7 +162,7 @@ class TranslateRequest(Strict):
         if self.n_best is not None and self.n_best > beam_size:
             raise ValueError(f"n_best: {self.n_best} hypotheses need a beam_size of at least {self.n_best} "
                              f"(it is {beam_size})")
-        return Search(beam_size, self.n_best, self.scores, self.tag, self._changes())
+        return Search(beam_size, self.n_best, self.scores, self.tag, self._changes(), self.alignments)
 
     def _changes(self) -> tuple[tuple[str, object], ...]:
         return () if self.decoding is None else self.decoding.changes()
@@ -197,8 +199,10 @@ class ScoreRequest(Strict):
 
 class ScoredTranslation(BaseModel):
     text: str
-    score: float = Field(description="what ranks hypotheses: log_prob / length ** decoding.length_penalty")
-    log_prob: float = Field(description="the sum of its tokens' log-probabilities")
+    score: float | None = Field(None, description="what ranks hypotheses: log_prob over the length penalty (with "
+                                                  "scores or n_best)")
+    log_prob: float | None = Field(None, description="the sum of its tokens' log-probabilities (with scores or n_best)")
+    alignment: str | None = Field(None, description="source-output word pairs i-j (with alignments)")
 
 
 class TranslateResponse(BaseModel):

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from ..data import Example, TextCodec
 from ..data.preprocess import EmptyText
 from ..decoding.search import Stop
-from ..translator import Translator
+from ..decoding.alignment import moses
+from ..translator import Translation, Translator
 
 __all__ = ["Item", "UnreadableText", "Search", "Sample", "Score"]
 
@@ -73,17 +74,27 @@ class Search(_TranslatesTexts):
     scores: bool
     tag: str | None = None
     controls: tuple[tuple[str, object], ...] = ()
+    alignments: bool = False
 
     def run(self, translator: Translator, items: list[tuple[Example, str | None, list[str]]], abandoned: Stop) -> list:
         examples, prefixes, constraints = self._split(items)
         found = translator.translate(examples, self.beam_size, batch_size=len(examples), n_best=self.n_best or 1,
                                      stop=abandoned, prefixes=prefixes, constraints=constraints,
-                                     decoding=dict(self.controls))
-        answers = [[{"text": t.text, "score": t.score, "log_prob": t.log_prob} for t in hypotheses]
+                                     decoding=dict(self.controls), alignments=self.alignments)
+        answers = [[self._answer(t, scored=self.scores or self.n_best is not None) for t in hypotheses]
                    for hypotheses in found]
         if self.n_best is not None:
             return answers
-        return [hypotheses[0] if self.scores else hypotheses[0]["text"] for hypotheses in answers]
+        return [hypotheses[0] if self.scores or self.alignments else hypotheses[0]["text"] for hypotheses in answers]
+
+    def _answer(self, translation: Translation, scored: bool) -> dict:
+        """A hypothesis as the response shows it: its text, scores when asked, its alignment when asked."""
+        answer = {"text": translation.text}
+        if scored:
+            answer.update(score=translation.score, log_prob=translation.log_prob)
+        if self.alignments:
+            answer["alignment"] = moses(translation.alignment)
+        return answer
 
 
 @dataclass(frozen=True)
