@@ -298,3 +298,27 @@ def test_feature_cost_measures_every_variant_and_the_preparation(tmp_path, run_s
     assert set(report["training"]) == {"baseline", "weight averaging (ema_decay 0.999)", "two tagged corpora"}
     assert all(speeds[0] > 0 for speeds in report["training"].values())
     assert "| two tagged corpora |" in stdout and "| with filters |" in stdout
+
+
+def test_controls_benchmark_reports_terminology_prefixes_and_controls(tmp_path, run_script):
+    from helpers import DATES
+
+    root = tmp_path / "data"
+    root.mkdir()
+    pairs = [line.split("\t") for line in (DATES / "test.tsv").read_text(encoding="utf-8").splitlines()[:12]]
+    (root / "t.de").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+    (root / "t.en").write_text("".join(t.replace("-", " ") + "\n" for _, t in pairs), encoding="utf-8")
+    import cronos
+
+    model = cronos.fit(cronos.load_config(tiny_config(tmp_path, training={"epochs": 1})))
+    model.save(tmp_path / "model.pt")
+    code, stdout, err = run_script("controls_benchmark.py", str(tmp_path / "model.pt"), "--root", str(root),
+                                   "--tests", "t", "--beam", "2", "--prefix-words", "1", "--min-length", "4",
+                                   "--json", str(tmp_path / "c.json"))
+    assert code == 0, err
+    report = json.loads((tmp_path / "c.json").read_text())["t"]
+    assert report["terminology"]["terms"] > 0 and report["terminology"]["met_share"] == 1.0
+    assert report["prefixes"]["1"]["starts_with_prefix"] == 1.0
+    assert set(report["controls"]) == {"none", "no_repeat_ngram_size 3", "min_length 4", "gnmt length penalty 0.6",
+                                       "coverage penalty 0.2"}
+    assert "met 100.0%" in stdout
