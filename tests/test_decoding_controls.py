@@ -38,9 +38,11 @@ def test_each_output_starts_with_its_prefix_and_its_limit_counts_from_it(model, 
     free = model.translate(SOURCES[1:2], beam_size=beam, n_best=1,
                            decoding={"max_length_ratio": 0.0, "max_length_offset": 3})
     assert found[1] == free[0]  # a sentence without a prefix decodes as it would alone
-    forced = model.score([(SOURCES[0], found[0][0].text)])[0]
-    if len(found[0][0].text) < len(prefixes[0]) + 3:  # it ended with <eos>: the score is its whole log-prob
-        assert found[0][0].log_prob == pytest.approx(forced.log_prob, abs=1e-4)
+    # a forced token has probability 1 under the search: log_prob is the rest's, as the model gives it
+    forced = model.score([(SOURCES[0], found[0][0].text)], per_token=True)[0].token_log_probs
+    ended = len(found[0][0].text) < len(prefixes[0]) + 3  # with <eos>, which counts
+    rest = forced[len(prefixes[0]):] if ended else forced[len(prefixes[0]):-1]
+    assert found[0][0].log_prob == pytest.approx(sum(rest), abs=1e-4)
 
 
 @pytest.mark.parametrize("beam", [1, 2, 5])

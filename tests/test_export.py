@@ -162,3 +162,42 @@ def test_without_ctranslate2_the_error_names_the_extra(exported, tmp_path, monke
     monkeypatch.setattr(builtins, "__import__", no_ctranslate2)
     with pytest.raises(ExportError, match=r"pip install 'cronos\[ctranslate2\]'"):
         export_ctranslate2(read_model_file(exported[1].parent / "model.pt"), tmp_path / "ct2")
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+@pytest.mark.parametrize("ours, theirs", [
+    ({"decoding": {"min_length": 12}}, {"min_decoding_length": 12}),
+    ({"decoding": {"no_repeat_ngram_size": 2}}, {"no_repeat_ngram_size": 2}),
+    ({"decoding": {"length_penalty": 0.6}}, {"length_penalty": 0.6}),
+    ({"prefixes": "first 3 characters of another year"}, {"target_prefix": None}),
+])
+def test_ctranslate2_decodes_with_the_controls_as_cronos_does(exported, sources, beam, ours, theirs):
+    """The controls that both engines have give the same outputs: CTranslate2 also removes the
+    blocked tokens before it normalises a step's distribution."""
+    model, folder = exported
+    unlimited = {"max_length_ratio": 0.0, "max_length_offset": 64}
+    if "prefixes" in ours:  # a start the model would not choose: "19" <-> "20"
+        free = model.translate(sources, beam_size=1)
+        prefixes = [("19" if text.startswith("20") else "20") + text[2:3] for text in free]
+        ours, theirs = {"prefixes": prefixes}, {"target_prefix": [list(prefix) for prefix in prefixes]}
+    mine = model.translate(sources, beam_size=beam, **{**ours, "decoding": {**unlimited, **ours.get("decoding", {})}})
+    found = _translator(folder).translate_batch(_source_tokens(model, sources), beam_size=beam,
+                                                max_decoding_length=64, **theirs)
+    assert [model.codec.to_text([model.codec.tgt_vocab.stoi[t] for t in result.hypotheses[0]])
+            for result in found] == mine
+
+
+def test_the_export_says_the_models_decoding_settings_as_ctranslate2_takes_them(exported):
+    from cronos.config import DecodingConfig
+    from cronos.storage.export import translate_batch_options
+
+    model, folder = exported
+    options = json.loads((folder / "cronos_export.json").read_text())["decoding"]["translate_batch"]
+    assert options == translate_batch_options(model.config.decoding)
+    controls = DecodingConfig(beam_size=5, min_length=3, no_repeat_ngram_size=3, length_penalty=0.6,
+                              coverage_penalty=0.2)
+    assert translate_batch_options(controls) == {"beam_size": 5, "coverage_penalty": 0.2, "min_decoding_length": 3,
+                                                 "no_repeat_ngram_size": 3, "length_penalty": 0.6}
+    gnmt = translate_batch_options(DecodingConfig(length_penalty_form="gnmt"))
+    assert "length_penalty" not in gnmt and gnmt["not_in_ctranslate2"] == ["decoding.length_penalty_form: gnmt"]
+    assert translate_batch_options(DecodingConfig(length_penalty_form="none"))["length_penalty"] == 0.0

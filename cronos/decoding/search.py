@@ -149,7 +149,7 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
     for step in _steps(int(max_lengths.max()), stop):
         logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
         inputs = alive.tolist()
-        log_probs, logits = _blocked(rules, step, inputs, history, _step_log_probs(logits), logits[:, 0])  # [b, V]
+        log_probs, logits = _allowed(rules, step, inputs, history, logits[:, 0])  # [b, V] each
         chosen, chosen_scores = choose(log_probs, logits, inputs)  # [b], [b]
         for row, (index, token, score) in enumerate(zip(inputs, chosen.tolist(), chosen_scores.tolist())):
             if finished[index]:  # a filler row
@@ -175,13 +175,15 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
             for i in range(size)]
 
 
-def _blocked(rules: StepRules, step: int, inputs: list[int], history: Tensor, log_probs: Tensor,
+def _allowed(rules: StepRules, step: int, inputs: list[int], history: Tensor,
              logits: Tensor) -> tuple[Tensor, Tensor]:
-    """``log_probs`` and ``logits`` (``[rows, V]``) with what ``rules`` blocks at this step set to -inf."""
-    blocked = rules.blocked(step, inputs, history, log_probs.size(-1))
-    if blocked is None:
-        return log_probs, logits
-    return log_probs.masked_fill(blocked, float("-inf")), logits.masked_fill(blocked, float("-inf"))
+    """A step's ``logits [rows, V]`` -> ``(log_probs, logits)`` over the tokens ``rules`` allow: the
+    blocked ones' logits at -inf before the distribution is normalised (as CTranslate2 does), so a
+    forced token has probability 1 and the others share what the blocked ones leave."""
+    blocked = rules.blocked(step, inputs, history, logits.size(-1))
+    if blocked is not None:
+        logits = logits.masked_fill(blocked, float("-inf"))
+    return _step_log_probs(logits), logits
 
 
 def _steps(count: int, stop: Stop | None) -> Iterator[int]:
@@ -193,9 +195,9 @@ def _steps(count: int, stop: Stop | None) -> Iterator[int]:
 
 
 def _step_log_probs(logits: Tensor) -> Tensor:
-    """A step's logits ``[b, 1, V]`` -> log-probs ``[b, V]`` in float32, refused when any is NaN
+    """A step's logits ``[b, V]`` -> log-probs ``[b, V]`` in float32, refused when any is NaN
     (``inference.NonFiniteOutput``): a NaN would otherwise rank above every number in ``topk``."""
-    return check_numbers(torch.log_softmax(logits[:, 0].float(), dim=-1), infinite_too=False)
+    return check_numbers(torch.log_softmax(logits.float(), dim=-1), infinite_too=False)
 
 
 def _rows_in_flight(done: Tensor) -> Tensor:
@@ -236,7 +238,7 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
         groups = alive.numel()
         logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
         rows_inputs = alive.repeat_interleave(k).tolist()
-        log_probs, _ = _blocked(rules, step, rows_inputs, paths.tokens, _step_log_probs(logits), logits[:, 0])
+        log_probs, _ = _allowed(rules, step, rows_inputs, paths.tokens, logits[:, 0])
         top = _best_continuations(beam_scores, log_probs, k)  # [b, 2k] each
         chosen = _plain_choice(top, k) if banks is None else banks.select(beam_scores, log_probs, top, alive.tolist())
         for g, row, score in chosen.ended:  # <eos> among the top k: a finished hypothesis

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import StoredModel
-from ..config import Config
+from ..config import Config, DecodingConfig
 from ..data.vocab import BOS, EOS, UNK
 from ..files import TEMPORARY_MARK, remove_abandoned, temporary_folder
 from ..modules.encoders import sinusoids
@@ -178,15 +178,26 @@ def _set_feed_forward(spec, weights: dict[str, Tensor], prefix: str) -> None:
     _set_linear(spec.linear_1, weights, f"{prefix}.feed_forward.net.3")
 
 
+def translate_batch_options(decoding: DecodingConfig) -> dict:
+    """The model's decoding settings as ``ctranslate2.Translator.translate_batch`` takes them; a
+    GNMT length penalty, which CTranslate2 does not have, is left out and named instead."""
+    options = {"beam_size": decoding.beam_size, "coverage_penalty": decoding.coverage_penalty,
+               "min_decoding_length": decoding.min_length, "no_repeat_ngram_size": decoding.no_repeat_ngram_size}
+    if decoding.length_penalty_form == "gnmt":
+        return {**options, "not_in_ctranslate2": ["decoding.length_penalty_form: gnmt"]}
+    return {**options, "length_penalty": 0.0 if decoding.length_penalty_form == "none" else decoding.length_penalty}
+
+
 def _write_input_description(stored: StoredModel, folder: Path) -> None:
     """The SentencePiece model(s) beside the weights, and ``cronos_export.json``: what a caller does
     to raw text before CTranslate2 reads it, and to its output after."""
-    data = stored.config.data
+    data, decoding = stored.config.data, stored.config.decoding
     description = {"lowercase": data.lowercase, "tokenizer": data.tokenizer,
                    "max_source_tokens": data.max_length, "decoding": {
-                       "max_length_ratio": stored.config.decoding.max_length_ratio,
-                       "max_length_offset": stored.config.decoding.max_length_offset,
-                       "length_penalty": stored.config.decoding.length_penalty}}
+                       "max_length_ratio": decoding.max_length_ratio,
+                       "max_length_offset": decoding.max_length_offset,
+                       "length_penalty": decoding.length_penalty,
+                       "translate_batch": translate_batch_options(decoding)}}
     if stored.subwords is not None:
         names = ("sentencepiece.model",) * 2 if stored.subwords.joint else ("source.spm", "target.spm")
         (folder / names[0]).write_bytes(stored.subwords.source)
