@@ -263,3 +263,18 @@ def test_alignments_through_the_api_the_command_line_and_the_server(model, tmp_p
         return (await client.post("/translate", json={"text": SOURCES[:2], "beam_size": 2, "alignments": True})).json()
     assert _run(build_app(model, Limits()), scenario) == {"translations": [
         {"text": h[0].text, "alignment": moses(h[0].alignment)} for h in found[:2]]}
+
+
+def test_int8_models_and_ensembles_take_the_controls_too(model, tmp_path):
+    path = model.save(tmp_path / "model.pt")
+    int8 = cronos.Translator.load(path, device="cpu", quantize="int8")
+    ensemble = cronos.Cronos.ensemble([model, int8])
+    for translator in (int8, ensemble):
+        found = translator.translate(SOURCES, beam_size=3, prefixes=["2007", None, None, None],
+                                     constraints=[[], ["555"], [], []], decoding={"no_repeat_ngram_size": 3},
+                                     alignments=True)
+        assert found[0][0].text.startswith("2007") and "555" in found[1][0].text and found[2][0].alignment
+        assert [h[0].text for h in found] == [translator.translate([s], beam_size=3, prefixes=[p], constraints=[c],
+                                                                   decoding={"no_repeat_ngram_size": 3})[0]
+                                              for s, p, c in zip(SOURCES, ["2007", None, None, None],
+                                                                 [[], ["555"], [], []])]
