@@ -81,28 +81,26 @@ def terminology(model, sources: list[str], references: list[str], plain: list[st
             "bleu_constrained": bleu(constrained, references), "seconds_constrained": round(seconds, 3)}
 
 
-def prefixes(model, sources: list[str], references: list[str], args) -> dict:
+def prefixes(model, sources: list[str], references: list[str], plain: list[str], args) -> dict:
     found = {}
     for k in args.prefix_words:
         chosen = [i for i, r in enumerate(references) if len(r.split()) > k]
         forced = [" ".join(references[i].split()[:k]) for i in chosen]
         outputs = model.translate([sources[i] for i in chosen], beam_size=args.beam, prefixes=forced)
-        rest = [" ".join(o.split()[k:]) for o in outputs]
-        free = model.translate([sources[i] for i in chosen], beam_size=args.beam)
+        rest_of = [" ".join(references[i].split()[k:]) for i in chosen]
         found[str(k)] = {"sentences": len(chosen),
-                         "bleu_rest_forced": bleu(rest, [" ".join(references[i].split()[k:]) for i in chosen]),
-                         "bleu_rest_free": bleu([" ".join(o.split()[k:]) for o in free],
-                                                [" ".join(references[i].split()[k:]) for i in chosen]),
+                         "bleu_rest_forced": bleu([" ".join(o.split()[k:]) for o in outputs], rest_of),
+                         "bleu_rest_free": bleu([" ".join(plain[i].split()[k:]) for i in chosen], rest_of),
                          "starts_with_prefix": round(sum(o.startswith(p) for o, p in zip(outputs, forced)) / len(chosen), 4)}
     return found
 
 
-def controls(model, sources: list[str], references: list[str], args) -> dict:
-    settings = {"none": {}, "no_repeat_ngram_size 3": {"no_repeat_ngram_size": 3},
+def controls(model, sources: list[str], references: list[str], plain: list[str], args) -> dict:
+    settings = {"no_repeat_ngram_size 3": {"no_repeat_ngram_size": 3},
                 f"min_length {args.min_length}": {"min_length": args.min_length},
                 "gnmt length penalty 0.6": {"length_penalty_form": "gnmt", "length_penalty": 0.6},
                 "coverage penalty 0.2": {"coverage_penalty": 0.2}}
-    found = {}
+    found = {"none": {"bleu": bleu(plain, references), "outputs_with_a_repeated_3gram": sum(map(repeated_trigram, plain))}}
     for name, changes in settings.items():
         outputs = model.translate(sources, beam_size=args.beam, decoding=changes)
         found[name] = {"bleu": bleu(outputs, references),
@@ -132,8 +130,8 @@ def main() -> None:
         plain, seconds = timed(lambda: model.translate(sources, beam_size=args.beam))
         terms = terminology(model, sources, references, plain, args)
         report[test] = {"seconds_plain": round(seconds, 3), "terminology": terms,
-                        "prefixes": prefixes(model, sources, references, args),
-                        "controls": controls(model, sources, references, args)}
+                        "prefixes": prefixes(model, sources, references, plain, args),
+                        "controls": controls(model, sources, references, plain, args)}
         print(json.dumps({test: report[test]}, indent=1), flush=True)
     for test, found in report.items():
         t = found["terminology"]
