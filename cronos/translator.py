@@ -21,7 +21,7 @@ import torch
 
 from .config import Config, ConfigError, DecodingConfig, with_changes
 from .data import Batch, Example, SubwordModels, TextCodec, Vocabulary, collate, load_split
-from .decoding.controls import NO_GUIDE, Guide
+from .decoding.controls import Guide
 from .decoding.ensemble import Ensemble
 from .decoding.evaluation import evaluate_split
 from .explain.explanation import Explanation, explain_decoded, explain_forced

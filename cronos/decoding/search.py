@@ -235,7 +235,6 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
     banks = Banks(rules.guides, k) if rules.constrained else None        # lexical constraints: banks.py
 
     for step in _steps(int(max_lengths.max()), stop):
-        groups = alive.numel()
         logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
         rows_inputs = alive.repeat_interleave(k).tolist()
         log_probs, _ = _allowed(rules, step, rows_inputs, paths.tokens, logits[:, 0])
