@@ -210,7 +210,7 @@ def test_non_finite_weights_are_refused_by_every_command_and_scores_stay_json(go
     assert not (tmp_path / "avg.pt").exists() and not (tmp_path / "x").exists()
     # a loss that overflows (from finite weights) is written as JSON's null, never as NaN
     monkeypatch.setattr(cronos.Translator, "evaluate",
-                        lambda self, data, beam_size=None: {"loss": float("nan"), "bleu": 1.5})
+                        lambda self, data, beam_size=None, tag=None: {"loss": float("nan"), "bleu": 1.5})
     assert main(["evaluate", str(good)]) == 0
     assert json.loads(capsys.readouterr().out, parse_constant=pytest.fail) == {"loss": None, "bleu": 1.5}
 
