@@ -1,17 +1,5 @@
-"""``cronos prepare|train|evaluate|translate|explain|score|average|export|serve``: the command line over the
-Python API.
-
-    cronos train configs/dates.yaml --set training.epochs=2
-    cronos evaluate runs/dates/best.pt --data test
-    cronos average --last 5 runs/dates -o runs/dates/averaged.pt
-    cronos export runs/dates_transformer/best.pt --format ctranslate2 runs/dates_transformer/ct2
-    echo "Thu 26 Nov 2026" | cronos translate runs/dates/best.pt --beam 5
-    cronos explain runs/dates/best.pt "Thu 26 Nov 2026" --out runs/dates/explanations
-    cronos serve runs/dates/best.pt --port 8000
-
-Exit codes: 0 success, 2 usage or config error (one line), 1 runtime error (one line);
-``--debug`` shows the traceback instead.  Warnings go to stderr as ``cronos: warning: ...``.
-"""
+"""The command line's entry point (``main``: exit codes, one-line errors), its parser, and the
+commands other than ``translate`` (``translate.py``) and ``serve`` (``serve.py``)."""
 from __future__ import annotations
 
 import argparse
@@ -54,6 +42,7 @@ class _Format(logging.Formatter):
         text = super().format(record)
         return f"cronos: warning: {text}" if record.levelno >= logging.WARNING else text
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -81,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cronos: error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
 
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cronos", description="Sequence-to-sequence models where padding is inert.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -99,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
+
 def _add_prepare(commands) -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="read the data, build vocabularies, print statistics; with "
                                   "data.prepared, prepare the training split there once for every later run")
@@ -108,11 +99,13 @@ def _add_prepare(commands) -> argparse.ArgumentParser:
     prepare.set_defaults(run=_prepare)
     return prepare
 
+
 def _add_train(commands) -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model from a config")
     add_config_args(train)
     train.set_defaults(run=_train)
     return train
+
 
 def _add_evaluate(commands) -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a checkpoint: loss, ppl, accuracies, BLEU, chrF")
@@ -127,6 +120,7 @@ def _add_evaluate(commands) -> argparse.ArgumentParser:
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     evaluate.set_defaults(run=_evaluate)
     return evaluate
+
 
 def _add_explain(commands) -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="attention and gradient attributions as JSON, PNG heatmaps "
@@ -153,6 +147,7 @@ def _add_explain(commands) -> argparse.ArgumentParser:
     explain.set_defaults(run=_explain)
     return explain
 
+
 def _add_score(commands) -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="log-probability of each target given its source (TSV lines)")
     score.add_argument("checkpoint")
@@ -162,6 +157,7 @@ def _add_score(commands) -> argparse.ArgumentParser:
     score.add_argument("--batch-size", type=positive_int, default=None, help="pairs per batch")
     score.set_defaults(run=_score)
     return score
+
 
 def _add_average(commands) -> argparse.ArgumentParser:
     average = commands.add_parser("average", help="average the weights of checkpoints into a new one")
@@ -173,6 +169,7 @@ def _add_average(commands) -> argparse.ArgumentParser:
     average.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     average.set_defaults(run=_average)
     return average
+
 
 def _add_export(commands) -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a Transformer checkpoint as a CTranslate2 model folder "
@@ -186,6 +183,7 @@ def _add_export(commands) -> argparse.ArgumentParser:
     export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     export.set_defaults(run=_export)
     return export
+
 
 def _prepare(args: argparse.Namespace) -> int:
     from ..data import BucketBatchSampler, RandomBatchSampler, load_training_data, padded_share
@@ -212,6 +210,7 @@ def _prepare(args: argparse.Namespace) -> int:
     if config.data.prepared is not None:
         print(f"prepared training split: {config.data.prepared}")
     return 0
+
 
 def _train(args: argparse.Namespace) -> int:
     from ..training.distributed import Processes
@@ -241,6 +240,7 @@ def _train(args: argparse.Namespace) -> int:
           f"no validation yet, so no best checkpoint; the run is in {folder.last}")
     return 0
 
+
 def _evaluate(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_output_file(args.out, "--out", args.overwrite, reading=[args.checkpoint, args.data])
@@ -257,11 +257,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.out.write_text(text + "\n", encoding="utf-8")
     return 0
 
+
 def _json_number(value):
     """JSON has no NaN or infinity: such a score would be written as null (the model's own log-probs
     are checked to be numbers, ``inference.NonFiniteOutput``; this keeps the output JSON whatever
     a metric gives)."""
     return None if isinstance(value, float) and not math.isfinite(value) else value
+
 
 def _score(args: argparse.Namespace) -> int:
     """One line per pair, in order: index, log-prob (sum), per-token mean, tokens[, per-token log-probs]."""
@@ -272,6 +274,7 @@ def _score(args: argparse.Namespace) -> int:
             fields.append(" ".join(f"{p:.6f}" for p in score.token_log_probs))
         print("\t".join(fields))
     return 0
+
 
 def _explain(args: argparse.Namespace) -> int:
     if args.targets is not None and len(args.targets) != len(args.texts):
@@ -305,6 +308,7 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"report\t{args.html}")
     return 0
 
+
 def _export(args: argparse.Namespace) -> int:
     from ..storage.export import ExportError, export_ctranslate2
     from ..storage.checkpoint import read_model_file
@@ -316,6 +320,7 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError(str(args.checkpoint), "", str(error)) from None
     print(f"exported {args.checkpoint} to {folder} (CTranslate2, {args.quantization} weights)")
     return 0
+
 
 def _average(args: argparse.Namespace) -> int:
     from ..storage.averaging import average_checkpoints

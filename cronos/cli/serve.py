@@ -48,6 +48,7 @@ def add_serve(commands) -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
     return serve
 
+
 def _serve(args: argparse.Namespace) -> int:
     if any(find_spec(name) is None for name in ("fastapi", "uvicorn", "prometheus_client")):
         raise ConfigError("serve", "", "needs the serve extra: pip install 'cronos[serve]'")
@@ -80,6 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
         serve(model, sock, limits, api_key)
     return 0
 
+
 def _say_where(checkpoints: list[str], address: tuple, keyed: bool) -> None:
     """Where the server listens (the port it got, for --port 0), and who can reach it."""
     from ..server import is_loopback
@@ -92,6 +94,7 @@ def _say_where(checkpoints: list[str], address: tuple, keyed: bool) -> None:
         reach = "every interface of this machine" if host in ("0.0.0.0", "::") else host
         logger.warning("listening on %s: anyone who can reach it can use this server%s; see docs/deployment.md, "
                        "Exposing a server", reach, "" if keyed else ", and it asks for no API key (--api-key-file)")
+
 
 def _api_key(path: Path | None) -> str | None:
     """The key clients must send: ``--api-key-file``'s content, else ``CRONOS_API_KEY``, else none."""
@@ -107,6 +110,7 @@ def _api_key(path: Path | None) -> str | None:
     if key is not None and not key.strip():
         raise ConfigError(source.split()[0], "", f"{source} holds no key")
     return None if key is None else key.strip()
+
 
 def _port(text: str) -> int:
     try:

@@ -38,6 +38,7 @@ class _OncePerKind(logging.Filter):
         self.seen.add(record.msg)
         return first
 
+
 def add_translate(commands) -> argparse.ArgumentParser:
     translate = commands.add_parser("translate", help="translate stdin to stdout, one sentence per line")
     translate.add_argument("checkpoint", nargs="+", metavar="CHECKPOINT",
@@ -77,6 +78,7 @@ def add_translate(commands) -> argparse.ArgumentParser:
     translate.set_defaults(run=_translate)
     return translate
 
+
 def _add_decoding_controls(parser: argparse.ArgumentParser) -> None:
     """The options that change the config's decoding section for one command (docs/decoding.md)."""
     controls = parser.add_argument_group("decoding controls (default: the model config's decoding section)")
@@ -90,12 +92,15 @@ def _add_decoding_controls(parser: argparse.ArgumentParser) -> None:
     controls.add_argument("--coverage-penalty", type=float, default=None, metavar="BETA",
                           help="weight of the GNMT coverage penalty")
 
+
 DECODING_CONTROLS = ("min_length", "no_repeat_ngram_size", "length_penalty", "length_penalty_form",
                      "coverage_penalty")
+
 
 def _decoding_changes(args: argparse.Namespace) -> dict:
     """The decoding controls given on the command line, as changes to the config's decoding section."""
     return {name: getattr(args, name) for name in DECODING_CONTROLS if getattr(args, name) is not None}
+
 
 def _check_decoding_changes(model, args: argparse.Namespace) -> None:
     """A control out of its range is one line naming the option as typed."""
@@ -103,6 +108,7 @@ def _check_decoding_changes(model, args: argparse.Namespace) -> None:
         with_changes(model.config.decoding, _decoding_changes(args), "decoding", "command line")
     except ConfigError as error:
         raise ConfigError(f"--{error.key.removeprefix('decoding.').replace('_', '-')}", "", error.problem) from None
+
 
 def _translate(args: argparse.Namespace) -> int:
     """Input lines -> output lines, one for one: an empty input line gives an empty output line."""
@@ -142,6 +148,7 @@ def _translate(args: argparse.Namespace) -> int:
         raise lines.error
     return 0
 
+
 def _check_translate_options(args: argparse.Namespace) -> None:
     """Options that mean nothing together are refused, not silently ignored."""
     if args.sampling is not None and (args.n_best or args.scores or args.beam):
@@ -155,6 +162,7 @@ def _check_translate_options(args: argparse.Namespace) -> None:
     if args.sampling is not None and args.constraints is not None:
         raise ConfigError("--constraints", "", "constraints are met by beam search, and samples are drawn; leave out "
                           "--sampling or --constraints")
+
 
 def _translate_lines(model, lines: Iterable[tuple[int, str]], chunk_size: int, batch_size: int,
                      args: argparse.Namespace, out: TextIO) -> list[int]:
@@ -178,6 +186,7 @@ def _translate_lines(model, lines: Iterable[tuple[int, str]], chunk_size: int, b
         file.check_finished()
     return empty_lines
 
+
 def _decode(model, examples: list, args: argparse.Namespace, batch_size: int) -> list:
     """``translate``'s outputs for ``examples`` (of the input lines): searched (1-best, n-best, scored) or sampled."""
     if args.sampling is not None:
@@ -191,6 +200,7 @@ def _decode(model, examples: list, args: argparse.Namespace, batch_size: int) ->
     return model.translate(examples, beam_size=args.beam, batch_size=batch_size, n_best=n_best,
                            prefixes=args.prefixes, constraints=args.constraints_given, decoding=_decoding_changes(args),
                            alignments=args.alignments)
+
 
 def _writer(args: argparse.Namespace, out: TextIO):
     """How ``translate`` writes an input's result (None for an empty input line) to ``out``; with
@@ -212,6 +222,7 @@ def _writer(args: argparse.Namespace, out: TextIO):
             print(f"{index}\t{hypothesis.score:.6f}\t{hypothesis.text}{aligned(hypothesis)}", file=out)
     return n_best if args.n_best else scored if args.scores else plain
 
+
 class _InputLines:
     """``(line number, text)`` for each line of ``path`` (None: stdin), read as it comes (the data
     readers' rules: ``text_lines``, each line at most ``MAX_LINE_BYTES``).  A bad line ends the
@@ -227,6 +238,7 @@ class _InputLines:
             yield from text_lines(raw_lines, "stdin" if self.path is None else str(self.path))
         except (DataError, UnreadableFile) as error:
             self.error = error
+
 
 class _AlignedLines:
     """A file of one line per input line (``--prefix``, ``--constraints``), read in step with the
@@ -260,12 +272,14 @@ class _AlignedLines:
             raise ConfigError(self.option, "", f"{self.path} has more lines than the input's {self.taken}; give one "
                               "line per input line")
 
+
 def _prefix_line(text: str, what: str, codec) -> str | None:
     """A ``--prefix`` line: the text an output starts with, or None for an empty line."""
     if not text.strip():
         return None
     codec.output_ids(text, f"the prefix of {what}")
     return text
+
 
 def _constraints_line(text: str, what: str, codec) -> list[str]:
     """A ``--constraints`` line: a JSON list of phrases (an empty line: none)."""
