@@ -96,7 +96,7 @@ def main() -> None:
     results = {"scratch": child(args, parent, "scratch", {}),
                "from_parent": child(args, parent, "from_parent", {"init_from": str(parent), "vocabulary": "extend"})}
     gain = results["from_parent"]["test_bleu"] - results["scratch"]["test_bleu"]
-    print(f"| child | test BLEU | chrF | steps | seconds | vocabulary |\n|---|---|---|---|---|---|")
+    print("| child | test BLEU | chrF | steps | seconds | vocabulary |\n|---|---|---|---|---|---|")
     for name, row in results.items():
         print(f"| {name} | {row['test_bleu']:.2f} | {row['test_chrf']:.2f} | {row['steps']} | {row['seconds']} | "
               f"{row['vocabulary']} |")
