@@ -322,3 +322,25 @@ def test_controls_benchmark_reports_terminology_prefixes_and_controls(tmp_path, 
     assert set(report["controls"]) == {"none", "no_repeat_ngram_size 3", "min_length 4", "gnmt length penalty 0.6",
                                        "coverage penalty 0.2"}
     assert "met 100.0%" in stdout
+
+
+def test_ctranslate2_parity_reports_each_control_greedy_and_beam(tmp_path, run_script):
+    pytest.importorskip("ctranslate2")
+    from helpers import DATES
+    import cronos
+
+    transformer = {"type": "transformer", "hidden_size": 36, "layers": 1, "heads": 3, "ff_size": 40, "dropout": 0.0}
+    config = tiny_config(tmp_path, model={"embedding_size": 36, "encoder": transformer, "decoder": transformer},
+                         training={"epochs": 3})  # outputs that end before either engine's length limit
+    cronos.fit(cronos.load_config(config)).save(tmp_path / "model.pt")
+    pairs = [line.split("\t") for line in (DATES / "test.tsv").read_text(encoding="utf-8").splitlines()[:20]]
+    (tmp_path / "src.txt").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+    (tmp_path / "ref.txt").write_text("".join(t.replace("-", " ") + "\n" for _, t in pairs), encoding="utf-8")
+    code, stdout, err = run_script("ctranslate2_parity.py", str(tmp_path / "model.pt"), "--sources",
+                                   str(tmp_path / "src.txt"), "--references", str(tmp_path / "ref.txt"), "--beams", "1",
+                                   "3", "--prefix-words", "1", "--min-length", "6", "--json", str(tmp_path / "p.json"))
+    assert code == 0, err
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert set(report) == {f"beam {b}, {name}" for b in (1, 3) for name in (
+        "none", "prefix of 1 words", "min_length 6", "no_repeat_ngram_size 3", "length_penalty 0.6")}
+    assert all(share == 1.0 for share in report.values()), report
