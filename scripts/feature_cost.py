@@ -53,9 +53,10 @@ def halves(config: dict, folder: Path) -> list[dict]:
     pairs = read_pairs(training_files(cronos.load_config(config).data)[0])
     corpora = []
     for number, part in enumerate((pairs[: len(pairs) // 2], pairs[len(pairs) // 2:])):
-        path = folder / f"half{number}.tsv"
-        path.write_text("".join(f"{p.source}\t{p.target}\n" for p in part), encoding="utf-8")
-        corpora.append({"path": str(path), "tag": f"<2half{number}>"})
+        files = {side: folder / f"half{number}.{side}" for side in ("src", "tgt")}  # text may hold tabs: no TSV
+        files["src"].write_text("".join(f"{p.source}\n" for p in part), encoding="utf-8")
+        files["tgt"].write_text("".join(f"{p.target}\n" for p in part), encoding="utf-8")
+        corpora.append({"src": str(files["src"]), "tgt": str(files["tgt"]), "tag": f"<2half{number}>"})
     return corpora
 
 
