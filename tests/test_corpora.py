@@ -285,3 +285,14 @@ def test_prepared_corpora_with_pieces_trained_on_them_are_all_prepared_again_whe
     caplog.clear()  # what the second reading says
     load_training_data(cronos.load_config(config).data)
     assert "preparing the corpus forward.tsv" in caplog.text and "were prepared before" not in caplog.text
+
+
+def test_a_subword_model_with_tags_is_saved_and_read_back_with_them(tmp_path):
+    """The tags follow the SentencePiece pieces in the vocabulary; the checkpoint's check of the
+    pieces against the vocabulary reads them as tags, not as an altered file."""
+    config = corpora_config(tmp_path, data={"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 120}},
+                            training={"epochs": 1})
+    model = cronos.fit(cronos.load_config(config))  # reads best.pt back at the end
+    loaded = cronos.Cronos.load(tmp_path / "run" / "best.pt")
+    assert loaded.codec.src_vocab.tags == ("<2iso>", "<2text>") and len(loaded.codec.src_vocab) == 122
+    assert loaded.translate(["1/2/07"], tag="<2iso>") == model.translate(["1/2/07"], tag="<2iso>")

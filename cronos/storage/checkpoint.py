@@ -131,7 +131,7 @@ def _subwords(payload: dict[str, Any], config: Config, vocabularies: tuple[Vocab
     except RuntimeError as error:
         raise CheckpointError(f"{path}: its SentencePiece models do not load: {str(error).splitlines()[0]}") from None
     for side, theirs, stored in zip(("source", "target"), subwords.vocabularies(), vocabularies):
-        if theirs != stored:
+        if theirs.with_tags(stored.tags) != stored:  # the pieces, then the corpora's tags (data.train)
             raise CheckpointError(f"{path}: its {side} SentencePiece model's pieces differ from its {side} vocabulary "
                                   f"({len(theirs)} pieces, {len(stored)} tokens, or the same number in another "
                                   "order): the file was altered or assembled from two models")
