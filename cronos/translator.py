@@ -55,9 +55,10 @@ class Translation:
     """One hypothesis of an n-best list."""
 
     text: str
-    score: float     # what ranks it: log_prob / length ** decoding.length_penalty (length: tokens + <eos>),
-                     # the same in every search
-    log_prob: float  # the sum of its tokens' log-probs (<eos> included when it ended with it)
+    score: float     # what ranks it: log_prob over the length penalty (length: tokens + <eos>), plus the
+                     # coverage penalty when weighted; the same in every search
+    log_prob: float  # the sum of its tokens' log-probs (<eos> included when it ended with it), under the
+                     # search's distribution: a token a control blocks takes no share, a forced one has log 1
     alignment: tuple[tuple[int, int], ...] | None = None  # (source word, output word) pairs, with alignments=True
 
 
@@ -120,7 +121,6 @@ class Translator:
         ``data``: a split name (``train``, ``valid``, ``test``), a TSV path, or (source, target) pairs;
         ``tag``: every source starts with this corpus tag (the direction of a model of several).
         """
-        self.codec.check_tag(tag)
         split = load_split(data, self.config.data, self.codec)
         split = replace(split, examples=self.codec.tagged(split.examples, tag))
         return evaluate_split(self.network, self.codec, split, self.config.decoding, beam_size)

@@ -181,9 +181,15 @@ def test_the_server_takes_prefixes_and_controls_and_refuses_bad_ones_in_one_line
             {"text": SOURCES[:2], "constraints": [["1999"], []], "beam_size": 3},
             {"text": SOURCES[0], "constraints": ["19", "Ж"], "beam_size": 3},
             {"text": SOURCES[:2], "constraints": ["1999"]},
-            {"text": SOURCES[0], "constraints": ["1999"], "sampling": {"seed": 1}})]
+            {"text": SOURCES[0], "constraints": ["1999"], "sampling": {"seed": 1}},
+            {"text": SOURCES[:2], "prefix": [None, "2" * 2001]},
+            {"text": SOURCES[0], "constraints": ["1" * 1000, "2" * 1001]})]
 
-    searched, sampled, unpaired, unwritable, negative, unknown, constrained, bad, flat, drawn = _run(app, scenario)
+    (searched, sampled, unpaired, unwritable, negative, unknown, constrained, bad, flat, drawn, long_prefix,
+     long_terms) = _run(app, scenario)
+    assert long_prefix.status_code == 413 and "the prefix of text 1: 2001 characters; at most 2000" in \
+        long_prefix.json()["error"]  # bounded as a text is, before it queues
+    assert long_terms.status_code == 413 and "the constraints of text 0: 2001 characters" in long_terms.json()["error"]
     assert constrained.json() == {"translations": model.translate(SOURCES[:2], beam_size=3, constraints=[["1999"], []])}
     assert bad.status_code == 422 and "constraint 1 of text 0 holds 'Ж'" in bad.json()["error"]
     assert flat.status_code == 422 and "constraints: send a list of phrases with one text" in flat.json()["error"]

@@ -55,7 +55,7 @@ def add_translate(commands) -> argparse.ArgumentParser:
     translate.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     translate.add_argument("--n-best", type=beam_size_option, default=None, metavar="M",
                            help="M hypotheses per sentence (at most the beam size): index<TAB>score<TAB>text lines; "
-                                "score: the log-probability over length ** decoding.length_penalty, in every search")
+                                "score: the log-probability over the length penalty (docs/decoding.md), in every search")
     translate.add_argument("--scores", action="store_true",
                            help="1-best as score<TAB>text lines (score as for --n-best)")
     translate.add_argument("--sampling", type=sampling_option, default=None, metavar="top_k=K|top_p=P|all",

@@ -123,8 +123,8 @@ class StepRules:
 
     def __init__(self, guides: Sequence[Guide], min_length: int = 0, no_repeat_ngram_size: int = 0):
         self.guides = list(guides)                              # per input of the batch
-        self.prefixes = [guide.prefix for guide in guides]
         self.min_length, self.no_repeat = min_length, no_repeat_ngram_size
+        self.longest_prefix = max((len(guide.prefix) for guide in self.guides), default=0)
 
     def extra_lengths(self) -> Tensor:
         """``[B]``: each input's forced and constraint tokens (its output's length limit is that much longer)."""
@@ -134,21 +134,19 @@ class StepRules:
     def constrained(self) -> bool:
         return any(guide.constraints for guide in self.guides)
 
-    @property
-    def active(self) -> bool:
-        return self.min_length > 0 or self.no_repeat > 0 or any(self.prefixes)
-
     def blocked(self, step: int, inputs: Sequence[int], history: Tensor, vocabulary_size: int) -> Tensor | None:
         """``[rows, V]`` True where a row may not go at ``step`` (None: nowhere blocked); ``inputs``:
         the input of each row, ``history [rows, step]``: each row's output tokens so far."""
-        if not self.active:
+        forced = [(row, self.guides[i].prefix[step]) for row, i in enumerate(inputs)
+                  if step < len(self.guides[i].prefix)] if step < self.longest_prefix else []
+        repeats = self.no_repeat and step >= self.no_repeat  # a whole n-gram behind the row
+        if not (forced or repeats or step < self.min_length):
             return None
         blocked = torch.zeros(len(inputs), vocabulary_size, dtype=torch.bool, device=history.device)
         if step < self.min_length:
             blocked[:, EOS_INDEX] = True
-        if self.no_repeat and step >= self.no_repeat:  # a whole n-gram behind the row
+        if repeats:
             _block_repeats(blocked, history, self.no_repeat)
-        forced = [(row, self.prefixes[i][step]) for row, i in enumerate(inputs) if step < len(self.prefixes[i])]
         if forced:  # inside its prefix, a row takes the prefix's token, whatever the other rules say
             rows, tokens = (torch.tensor(column, device=history.device) for column in zip(*forced))
             blocked[rows] = True

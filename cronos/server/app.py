@@ -94,6 +94,7 @@ def application(translator: Translator, limits: Limits, batcher: Batcher, metric
         """Translate a text, or a list of texts (beam search, n-best lists, scores, or sampling)."""
         texts = body.texts()
         _check_size(len(texts), texts, limits)
+        _check_guide_sizes(body, limits)
         try:
             job = body.job(translator.config.decoding.beam_size, limits.max_beam)
         except ValueError as error:
@@ -260,6 +261,16 @@ def _check_size(count: int, texts: Sequence[str], limits: Limits) -> None:
     for i, text in enumerate(texts):
         if len(text) > limits.max_characters:
             raise Refused(413, f"text {i}: {len(text)} characters; at most {limits.max_characters} in one text")
+
+
+def _check_guide_sizes(body: TranslateRequest, limits: Limits) -> None:
+    """413 for a prefix, or one text's constraints together, longer than a text may be: they lengthen
+    the search (its length limit grows by them) as a text does."""
+    for i, (_, prefix, phrases) in body.items():
+        for name, size in (("prefix", len(prefix or "")), ("constraints", sum(map(len, phrases)))):
+            if size > limits.max_characters:
+                raise Refused(413, f"the {name} of text {i}: {size} characters; at most {limits.max_characters} "
+                                   "(as in one text)")
 
 
 async def _answer(request: Request, batcher: Batcher, items: list, job: Hashable, timeout: float) -> list:
