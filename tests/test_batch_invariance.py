@@ -31,6 +31,11 @@ def _transformer(layers: int = 2) -> dict:
     return {"type": "transformer", "hidden_size": 32, "layers": layers, "heads": 4, "ff_size": 64, "dropout": 0.0}
 
 
+def _marian(activation: str) -> dict:
+    return {**_transformer(), "normalize_before": False, "activation": activation, "sinusoids": "halves",
+            "scale_embeddings": False}
+
+
 FAMILIES = {  # name: (model section, data section)
     "gru, additive": ({"encoder": _rnn("gru", 32), "decoder": _rnn("gru", 64, attention="additive")}, {}),
     "bidirectional 2-layer lstm, general": (
@@ -44,6 +49,10 @@ FAMILIES = {  # name: (model section, data section)
     "transformer, subwords, shared and tied, odd sizes": (  # heads of 9
         {"embedding_size": 36, "encoder": {**_transformer(1), "hidden_size": 36, "ff_size": 70},
          "decoder": {**_transformer(1), "hidden_size": 36, "ff_size": 70}, "share_embeddings": True,
+         "tie_output_embedding": True},
+        {"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 120, "joint": True}}),
+    "transformer, Marian's variants, shared and tied": (  # post-norm, swish/gelu, [sin | cos], unscaled
+        {"embedding_size": 32, "encoder": _marian("swish"), "decoder": _marian("gelu"), "share_embeddings": True,
          "tie_output_embedding": True},
         {"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 120, "joint": True}}),
 }

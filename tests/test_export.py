@@ -201,3 +201,32 @@ def test_the_export_says_the_models_decoding_settings_as_ctranslate2_takes_them(
     gnmt = translate_batch_options(DecodingConfig(length_penalty_form="gnmt"))
     assert "length_penalty" not in gnmt and gnmt["not_in_ctranslate2"] == ["decoding.length_penalty_form: gnmt"]
     assert translate_batch_options(DecodingConfig(length_penalty_form="none"))["length_penalty"] == 0.0
+
+
+@pytest.mark.parametrize("variant", [
+    {"normalize_before": False, "activation": "swish", "sinusoids": "halves", "scale_embeddings": False},
+    {"activation": "gelu", "sinusoids": "halves"},
+    {"normalize_before": False, "scale_embeddings": False}], ids=["marian", "gelu-halves", "post-norm-unscaled"])
+def test_the_transformer_variants_export_and_score_as_cronos_does(tmp_path, sources, variant):
+    """Post-norm layers (no final norm), GELU/swish, [sin | cos] positions and unscaled embeddings
+    each reach CTranslate2 as cronos runs them (random weights: nothing hides a wrong mapping)."""
+    stack = {**TRANSFORMER, **variant}
+    config = tiny_config(tmp_path, model={"embedding_size": 36, "encoder": stack, "decoder": stack})
+    model = cronos.Cronos.from_config(cronos.load_config(config))
+    folder = export_ctranslate2(read_model_file(model.save(tmp_path / "model.pt")), tmp_path / "ct2")
+    texts = sources[:16]
+    targets = model.translate(texts, beam_size=1)
+    ours = model.score(list(zip(texts, targets)), per_token=True)
+    target_tokens = [[model.codec.tgt_vocab.itos[i] for i in e.tgt] for e in model.codec.encode(texts, targets)]
+    theirs = _translator(folder).score_batch(_source_tokens(model, texts), target_tokens)
+    for mine, other in zip(ours, theirs):
+        assert other.log_probs == pytest.approx(mine.token_log_probs, abs=AGREE)
+
+
+def test_positions_in_two_layouts_are_refused_with_the_reason(tmp_path):
+    stack = {**TRANSFORMER}
+    config = tiny_config(tmp_path, model={"embedding_size": 36, "encoder": {**stack, "sinusoids": "halves"},
+                                          "decoder": stack})
+    model = cronos.Cronos.from_config(cronos.load_config(config))
+    with pytest.raises(ExportError, match="one layout.*halves and interleaved"):
+        export_ctranslate2(read_model_file(model.save(tmp_path / "model.pt")), tmp_path / "ct2")

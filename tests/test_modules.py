@@ -105,3 +105,69 @@ def test_positions_have_no_length_limit():
     torch.testing.assert_close(encoding(torch.zeros(1, 10, 8))[0], expected[:10], atol=0, rtol=0)  # inside it
     torch.testing.assert_close(encoding(torch.zeros(1, 1, 8), offset=30)[0, 0], expected[30], atol=0, rtol=0)
     assert expected[3, 0] == torch.sin(torch.tensor(3.0)) and expected[3, 1] == torch.cos(torch.tensor(3.0))
+
+
+@pytest.mark.parametrize("size", [8, 9])
+def test_halves_put_every_sine_before_every_cosine_as_marian_does(size):
+    """Marian's table (transformers' ``MarianSinusoidalPositionalEmbedding``, written out here):
+    position p, feature j has angle p / 10000^(2 (j // 2) / size); the sines of the even j come
+    first, then the cosines of the odd j."""
+    import numpy as np
+    from cronos.modules.encoders import PositionalEncoding, sinusoids
+
+    angles = np.array([[p / np.power(10000, 2 * (j // 2) / size) for j in range(size)] for p in range(50)])
+    marian = np.concatenate([np.sin(angles[:, 0::2]), np.cos(angles[:, 1::2])], axis=1)
+    np.testing.assert_allclose(sinusoids(0, 50, size, layout="halves").numpy(), marian, atol=1e-12)
+    encoding = PositionalEncoding(size, "halves", cached=16)
+    torch.testing.assert_close(encoding(torch.zeros(1, 50, size))[0], torch.from_numpy(marian).float())
+    interleaved = sinusoids(0, 50, size)
+    assert not torch.equal(interleaved, sinusoids(0, 50, size, layout="halves"))
+    torch.testing.assert_close(interleaved[:, 0::2], torch.from_numpy(marian[:, : (size + 1) // 2]))
+
+
+@pytest.mark.parametrize("normalize_before", [True, False], ids=["pre-norm", "post-norm"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "swish"])
+def test_an_encoder_layer_computes_the_block_its_settings_name(normalize_before, activation):
+    """Pre-norm ``x + f(LN(x))``, post-norm ``LN(x + f(x))``, with the activation asked for."""
+    from cronos.config import EncoderConfig
+    from cronos.modules.encoders import TransformerLayer
+
+    torch.manual_seed(0)
+    config = EncoderConfig(type="transformer", hidden_size=8, heads=2, ff_size=12, dropout=0.0,
+                           normalize_before=normalize_before, activation=activation)
+    layer = TransformerLayer(config).eval()
+    x = torch.randn(2, 5, 8)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    act = {"relu": torch.relu, "gelu": torch.nn.functional.gelu, "swish": torch.nn.functional.silu}[activation]
+
+    def attend(h):
+        keys, values = layer.attention.precompute(h, h)
+        return layer.attention(h, keys, values, mask, need_weights=False)[0]
+
+    def feed(h):
+        net = layer.feed_forward.net
+        return net[3](act(net[0](h)))
+
+    if normalize_before:
+        h = x + attend(layer.attention_norm(x))
+        expected = h + feed(layer.feed_forward_norm(h))
+    else:
+        h = layer.attention_norm(x + attend(x))
+        expected = layer.feed_forward_norm(h + feed(h))
+    torch.testing.assert_close(layer(x, mask), expected)
+
+
+def test_a_post_norm_stack_has_no_final_norm_and_its_state_keeps_the_pre_norm_names():
+    from cronos.config import load_config
+    from cronos.model import Cronos
+    from cronos.data import Vocabulary
+
+    vocab = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"])
+    stack = {"type": "transformer", "hidden_size": 8, "heads": 2, "ff_size": 8}
+    pre = Cronos(load_config({"model": {"encoder": stack, "decoder": stack}}), vocab, vocab).network.state_dict()
+    post_stack = {**stack, "normalize_before": False}
+    post = Cronos(load_config({"model": {"encoder": post_stack, "decoder": post_stack}}), vocab,
+                  vocab).network.state_dict()
+    assert set(pre) - set(post) == {f"{side}.final_norm.{p}" for side in ("encoder", "decoder")
+                                    for p in ("weight", "bias")}
+    assert set(post) <= set(pre)

@@ -27,16 +27,25 @@ from cronos.model import Cronos
 
 VOCAB = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>"] + [chr(c) for c in range(ord("a"), ord("a") + 12)])
 
+# the Transformer variants OPUS-MT's Marian models use: post-norm layers, [sin | cos] positions, unscaled embeddings
+MARIAN_VARIANTS = {"type": "transformer", "layers": 2, "hidden_size": 16, "heads": 2, "ff_size": 16,
+                   "normalize_before": False, "sinusoids": "halves", "scale_embeddings": False}
 ENCODERS = {"gru": {"type": "rnn", "cell": "gru", "bidirectional": True},
             "lstm": {"type": "rnn", "cell": "lstm", "bidirectional": True},
-            "transformer": {"type": "transformer", "layers": 2, "hidden_size": 16, "heads": 2, "ff_size": 16}}
+            "transformer": {"type": "transformer", "layers": 2, "hidden_size": 16, "heads": 2, "ff_size": 16},
+            "transformer-marian": {**MARIAN_VARIANTS, "activation": "swish"}}
 DECODERS = {"rnn-additive": {"type": "rnn", "attention": "additive"},
             "rnn-dot": {"type": "rnn", "attention": "dot"},
             "rnn-general": {"type": "rnn", "attention": "general"},
             "rnn-multihead": {"type": "rnn", "attention": "multihead", "heads": 2},
-            "transformer": {"type": "transformer", "layers": 2, "hidden_size": 16, "heads": 2, "ff_size": 16}}
-COMBINATIONS = [(e, d) for e in ENCODERS for d in DECODERS]
-TIED = [("gru", "rnn-additive"), ("lstm", "rnn-multihead"), ("transformer", "transformer"), ("gru", "transformer")]
+            "transformer": {"type": "transformer", "layers": 2, "hidden_size": 16, "heads": 2, "ff_size": 16},
+            "transformer-marian": {**MARIAN_VARIANTS, "activation": "gelu"}}
+# the marian variants meet each other and the standard transformer only (not every RNN again)
+COMBINATIONS = [(e, d) for e in ENCODERS for d in DECODERS if "marian" not in e + d] + [
+    ("transformer-marian", "transformer-marian"), ("transformer-marian", "transformer"),
+    ("transformer", "transformer-marian")]
+TIED = [("gru", "rnn-additive"), ("lstm", "rnn-multihead"), ("transformer", "transformer"), ("gru", "transformer"),
+        ("transformer-marian", "transformer-marian")]
 # (encoder, decoder, tied): every combination, and the tied ones
 MODELS = [(e, d, False) for e, d in COMBINATIONS] + [(e, d, True) for e, d in TIED]
 TIED_MODEL = {"embedding_size": 16, "share_embeddings": True, "tie_output_embedding": True}

@@ -58,6 +58,14 @@ def check_device_name(name: str, source: str, key: str) -> None:
 
 
 RNN, TRANSFORMER = (("type", "rnn"),), (("type", "transformer"),)
+# What the transformer variants mean, the same words for the encoder's and the decoder's keys
+_NORMALIZE_BEFORE = ("`transformer` only: each block's layer norm before its sublayer (pre-norm, with one more norm "
+                     "after the last layer); false: after the residual sum (post-norm: the original Transformer's and "
+                     "Marian's)")
+_ACTIVATION = "`transformer` only: the feed-forward activation: `relu`, `gelu` (exact, not tanh's) or `swish` (SiLU)"
+_SCALE_EMBEDDINGS = "`transformer` only: multiply the embeddings by sqrt(hidden_size) before positions are added"
+_SINUSOIDS = ("`transformer` only: the sinusoidal positions' layout: `interleaved` (sine and cosine of each "
+              "frequency side by side) or `halves` (all sines, then all cosines: Marian's and fairseq's)")
 
 
 @dataclass(frozen=True)
@@ -199,6 +207,10 @@ class EncoderConfig:
     bidirectional: bool = key(True, "`rnn` only: read the source in both directions", only_for=RNN)
     heads: int = key(4, "`transformer` only: attention heads", minimum=1, only_for=TRANSFORMER)
     ff_size: int = key(256, "`transformer` only: feed-forward inner size", minimum=1, only_for=TRANSFORMER)
+    normalize_before: bool = key(True, _NORMALIZE_BEFORE, only_for=TRANSFORMER)
+    activation: Literal["relu", "gelu", "swish"] = key("relu", _ACTIVATION, only_for=TRANSFORMER)
+    scale_embeddings: bool = key(True, _SCALE_EMBEDDINGS, only_for=TRANSFORMER)
+    sinusoids: Literal["interleaved", "halves"] = key("interleaved", _SINUSOIDS, only_for=TRANSFORMER)
     dropout: float = key(0.1, "dropout probability", minimum=0.0, below=1.0)
 
 
@@ -213,6 +225,10 @@ class DecoderConfig:
     heads: int = key(4, "heads of `multihead` attention and of the transformer", minimum=1,
                      only_for=TRANSFORMER + (("attention", "multihead"),))
     ff_size: int = key(256, "`transformer` only: feed-forward inner size", minimum=1, only_for=TRANSFORMER)
+    normalize_before: bool = key(True, _NORMALIZE_BEFORE, only_for=TRANSFORMER)
+    activation: Literal["relu", "gelu", "swish"] = key("relu", _ACTIVATION, only_for=TRANSFORMER)
+    scale_embeddings: bool = key(True, _SCALE_EMBEDDINGS, only_for=TRANSFORMER)
+    sinusoids: Literal["interleaved", "halves"] = key("interleaved", _SINUSOIDS, only_for=TRANSFORMER)
     dropout: float = key(0.1, "dropout probability", minimum=0.0, below=1.0)
 
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..config import DecoderConfig
 from .masking import pad_keys
 from .attention import MultiHeadAttention, build_attention
-from .encoders import FeedForward, TransformerInput
+from .encoders import FeedForward, ResidualNorm, TransformerInput, final_norm
 from .linear import Linear
 from .recurrent import build_rnn
 
@@ -179,19 +179,22 @@ class TransformerDecoderState:
 
 
 class TransformerDecoderLayer(nn.Module):
-    """Pre-LayerNorm: causal self-attention, masked cross-attention, feed-forward; each residual."""
+    """Causal self-attention, masked cross-attention, feed-forward: each a residual block,
+    normalised before (pre-norm) or after (post-norm) as ``config.normalize_before`` says."""
 
-    def __init__(self, size: int, heads: int, ff_size: int, dropout: float):
+    def __init__(self, config: DecoderConfig):
         super().__init__()
-        self.self_norm, self.cross_norm, self.feed_forward_norm = (nn.LayerNorm(size) for _ in range(3))
-        self.self_attention = MultiHeadAttention(size, size, heads)
-        self.cross_attention = MultiHeadAttention(size, size, heads)
-        self.feed_forward = FeedForward(size, ff_size, dropout)
-        self.dropout = nn.Dropout(dropout)
+        size = config.hidden_size
+        self.self_norm, self.cross_norm, self.feed_forward_norm = (
+            ResidualNorm(size, config.normalize_before) for _ in range(3))
+        self.self_attention = MultiHeadAttention(size, size, config.heads)
+        self.cross_attention = MultiHeadAttention(size, size, config.heads)
+        self.feed_forward = FeedForward(size, config.ff_size, config.dropout, config.activation)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, cross: tuple[Tensor, Tensor], mask: Tensor | None,
                 cache: SelfAttentionCache | None, need_weights: bool):
-        normed = self.self_norm(x)
+        normed = self.self_norm.entering(x)
         keys, values = self.self_attention.precompute(normed, normed)  # [B, h, T, d]
         if cache is None:  # the whole target at once (or a search's first step)
             attended, _ = self.self_attention(normed, keys, values, None, causal=True, need_weights=False)
@@ -199,22 +202,21 @@ class TransformerDecoderLayer(nn.Module):
         else:  # a search step: one new position over every position so far
             cache = cache.appended(keys, values)
             attended = self.self_attention.step(normed, *cache.attended())
-        x = x + self.dropout(attended)
-        context, weights = self.cross_attention(self.cross_norm(x), *cross, mask, need_weights=need_weights)
-        x = x + self.dropout(context)
-        x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
-        return x, weights, cache
+        x = self.self_norm.leaving(x, self.dropout(attended))
+        context, weights = self.cross_attention(self.cross_norm.entering(x), *cross, mask, need_weights=need_weights)
+        x = self.cross_norm.leaving(x, self.dropout(context))
+        fed = self.feed_forward(self.feed_forward_norm.entering(x))
+        return self.feed_forward_norm.leaving(x, self.dropout(fed)), weights, cache
 
 
 class TransformerDecoder(nn.Module):
     def __init__(self, input_size: int, memory_size: int, config: DecoderConfig):
         super().__init__()
         size = config.hidden_size
-        self.input = TransformerInput(input_size, size, config.dropout)
+        self.input = TransformerInput(input_size, config)
         self.memory_projection = Linear(memory_size, size) if memory_size != size else nn.Identity()
-        self.layers = nn.ModuleList(TransformerDecoderLayer(size, config.heads, config.ff_size, config.dropout)
-                                    for _ in range(config.layers))
-        self.final_norm = nn.LayerNorm(size)
+        self.layers = nn.ModuleList(TransformerDecoderLayer(config) for _ in range(config.layers))
+        self.final_norm = final_norm(config)
         self.output_size = size
 
     def start(self, memory: Tensor, lengths: Tensor, mask: Tensor | None) -> TransformerDecoderState:

@@ -8,9 +8,10 @@ translation models with.
 The model is described with CTranslate2's own specification classes (``TransformerSpec``) and saved
 by its converter machinery, so the folder loads with ``ctranslate2.Translator(folder)``.  cronos's
 Transformer is a pre-LayerNorm encoder-decoder with embeddings scaled by the square root of the
-model size plus sinusoidal positions: CTranslate2 runs exactly that; the position table is stored
-in the folder (cronos interleaves sines and cosines, CTranslate2's default does not).  Only
-Transformers export: CTranslate2 runs no RNNs.
+model size plus sinusoidal positions, or one of its variants (post-norm layers, a GELU or swish
+feed-forward, unscaled embeddings): CTranslate2 runs each of them; the position table is stored
+in the folder, in the layout the model was trained with.  Only Transformers export: CTranslate2
+runs no RNNs.
 """
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ __all__ = ["ExportError", "export_ctranslate2", "CTRANSLATE2_QUANTIZATIONS"]
 CTRANSLATE2_QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16")
 LAYER_NORM_EPSILON = 1e-5  # torch.nn.LayerNorm's, which every cronos LayerNorm uses
 SHORTEST_POSITION_TABLE = 1024
+
+
+def _activations(specs) -> dict:
+    return {"relu": specs.Activation.RELU, "gelu": specs.Activation.GELU, "swish": specs.Activation.SWISH}
 
 
 class ExportError(ValueError):
@@ -81,6 +86,9 @@ def check_exportable(config: Config) -> None:
         raise ExportError(f"CTranslate2 needs the embedding size ({model.embedding_size}) equal to the encoder's "
                           f"({model.encoder.hidden_size}) and decoder's ({model.decoder.hidden_size}) hidden size; "
                           "cronos projects between them, CTranslate2 cannot")
+    if model.encoder.sinusoids != model.decoder.sinusoids:
+        raise ExportError("CTranslate2 needs the encoder's and decoder's positions in one layout; this model has "
+                          f"{model.encoder.sinusoids} and {model.decoder.sinusoids}")
     if not model.mask_padding:
         raise ExportError("this model was trained with model.mask_padding off (an ablation): CTranslate2 always "
                           "masks padding, so it would not compute what this model does")
@@ -99,14 +107,19 @@ def _import_ctranslate2():
 def _transformer_spec(ctranslate2, stored: StoredModel):
     specs = ctranslate2.specs
     model, weights = stored.config.model, stored.weights
-    encoder = specs.TransformerEncoderSpec(model.encoder.layers, model.encoder.heads, pre_norm=True,
-                                           activation=specs.Activation.RELU)
-    decoder = specs.TransformerDecoderSpec(model.decoder.layers, model.decoder.heads, pre_norm=True,
-                                           activation=specs.Activation.RELU)
+    encoder = specs.TransformerEncoderSpec(model.encoder.layers, model.encoder.heads,
+                                           pre_norm=model.encoder.normalize_before,
+                                           activation=_activations(specs)[model.encoder.activation])
+    decoder = specs.TransformerDecoderSpec(model.decoder.layers, model.decoder.heads,
+                                           pre_norm=model.decoder.normalize_before,
+                                           activation=_activations(specs)[model.decoder.activation])
+    encoder.scale_embeddings = model.encoder.scale_embeddings
+    decoder.scale_embeddings = model.decoder.scale_embeddings
     positions = _position_table(stored.config)
     encoder.embeddings[0].weight = _array(weights["src_embedding.weight"])
     encoder.position_encodings.encodings = positions
-    _set_layer_norm(encoder.layer_norm, weights, "encoder.final_norm")
+    if model.encoder.normalize_before:  # a post-norm stack has no final norm
+        _set_layer_norm(encoder.layer_norm, weights, "encoder.final_norm")
     for i, layer in enumerate(encoder.layer):
         prefix = f"encoder.layers.{i}"
         _set_layer_norm(layer.self_attention.layer_norm, weights, f"{prefix}.attention_norm")
@@ -114,7 +127,8 @@ def _transformer_spec(ctranslate2, stored: StoredModel):
         _set_feed_forward(layer.ffn, weights, prefix)
     decoder.embeddings.weight = _array(weights["tgt_embedding.weight"])
     decoder.position_encodings.encodings = positions
-    _set_layer_norm(decoder.layer_norm, weights, "decoder.final_norm")
+    if model.decoder.normalize_before:
+        _set_layer_norm(decoder.layer_norm, weights, "decoder.final_norm")
     _set_linear(decoder.projection, weights, "output_projection")
     for i, layer in enumerate(decoder.layer):
         prefix = f"decoder.layers.{i}"
@@ -137,7 +151,8 @@ def _position_table(config: Config) -> np.ndarray:
     data, decoding = config.data, config.decoding
     longest_output = int(decoding.max_length_ratio * (data.max_length + 1)) + decoding.max_length_offset + 2
     rows = max(SHORTEST_POSITION_TABLE, data.max_length + 1, longest_output)
-    return sinusoids(0, rows, config.model.encoder.hidden_size).float().numpy()
+    encoder = config.model.encoder
+    return sinusoids(0, rows, encoder.hidden_size, layout=encoder.sinusoids).float().numpy()
 
 
 def _array(tensor: Tensor) -> np.ndarray:
