@@ -29,6 +29,7 @@ from .options import (add_config_args, beam_size_option, check_tag, config_from_
                       positive_int, split_or_file)
 from .translate import add_translate
 from .serve import add_serve
+from .importing import add_import
 
 __all__ = ["main"]
 
@@ -77,8 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cronos {__version__} (torch {torch.__version__})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parsers = [add(commands) for add in (_add_prepare, _add_train, _add_evaluate, add_translate, _add_explain,
-                                         _add_score, _add_average, _add_export, add_serve)]
-    _, _, evaluate, translate, explain, score, _, _, serve = parsers
+                                         _add_score, _add_average, _add_export, add_serve, add_import)]
+    _, _, evaluate, translate, explain, score, _, _, serve, _ = parsers
     for command in (evaluate, translate, score, serve):
         command.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                              help="int8: every linear layer computes in int8 on the CPU (faster decoding; an "

@@ -162,6 +162,8 @@ class DataConfig:
         "char", "`char`, `whitespace`, `word` (regex split of words and punctuation), or `sentencepiece` "
                 "(subwords: a model trained on the training split, see data.sentencepiece)")
     lowercase: bool = key(False, "lowercase text before tokenising")
+    source_eos: bool = key(False, "every source ends with <eos>, which the encoder reads as one more token (as "
+                                  "Marian's models, OPUS-MT's among them, read their sources)")
     max_length: int = key(100, "longest source or target, in tokens", minimum=1)
     long_policy: Literal["filter", "truncate"] = key(
         "filter", "what happens to longer training examples: `filter` drops them, `truncate` cuts them")

@@ -22,7 +22,7 @@ from .preprocess import (Example, PreprocessStats, TextRules, TokenizedPair, to_
                          warn_if_mostly_unknown)
 from .subwords import SubwordModels
 from .tokenizers import Tokenizer, build_tokenizer
-from .vocab import UNK_INDEX, Vocabulary
+from .vocab import EOS_INDEX, UNK_INDEX, Vocabulary
 
 __all__ = ["TextCodec", "TextDifference", "tokenizers_for"]
 
@@ -62,12 +62,13 @@ class TextCodec:
     max_length: int  # longest source or target the model reads, in tokens (``data.max_length``)
     subwords: SubwordModels | None = None  # the SentencePiece models, which checkpoints store
     readings: tuple["TextCodec", ...] = ()  # other source sides to read sources with (ensembles)
+    source_eos: bool = False  # every source ends with <eos> (data.source_eos)
 
     @classmethod
     def for_data(cls, config: DataConfig, src_vocab: Vocabulary, tgt_vocab: Vocabulary,
                  subwords: SubwordModels | None = None) -> "TextCodec":
         return cls(*tokenizers_for(config, subwords), src_vocab, tgt_vocab, config.max_length,
-                   subwords if config.tokenizer == "sentencepiece" else None)
+                   subwords if config.tokenizer == "sentencepiece" else None, source_eos=config.source_eos)
 
     @property
     def tokenizers(self) -> tuple[Tokenizer, Tokenizer]:
@@ -85,7 +86,7 @@ class TextCodec:
     def examples(self, pairs: Sequence[TokenizedPair]) -> list[Example]:
         """Tokenised pairs -> examples (ids and lengths, and the sources as ``readings`` read them);
         warns when most source tokens are unknown to the vocabulary."""
-        examples = to_examples(pairs, self.src_vocab, self.tgt_vocab)
+        examples = to_examples(pairs, self.src_vocab, self.tgt_vocab, self.source_eos)
         warn_if_mostly_unknown(examples, self.src_vocab)
         return self._add_readings(examples, [p.raw.source for p in pairs])
 
@@ -137,7 +138,7 @@ class TextCodec:
                 tokens = TextRules(reading.max_length).cut(reading.src_tokenizer.tokenize(text))
                 if not tokens:
                     raise ValueError(f"input {example.index}: source reading {number} finds no tokens in {text!r}")
-                ids.append(tuple(reading.src_vocab.encode(tokens)))
+                ids.append(tuple(reading.src_vocab.encode(tokens)) + ((EOS_INDEX,) if reading.source_eos else ()))
             with_readings.append(replace(example, readings=tuple(ids)))
         return with_readings
 
@@ -155,12 +156,14 @@ class TextCodec:
                 found.append(TextDifference(side, "SentencePiece model"))
             elif _kind(tokenizers[0]) != _kind(tokenizers[1]):
                 found.append(TextDifference(side, "tokenizer"))
+        if self.source_eos != other.source_eos:
+            found.append(TextDifference("source", "end (data.source_eos)"))
         return found
 
     def reads_source_as(self, other: "TextCodec") -> bool:
         """Whether ``other`` turns every source into the same ids (no source difference, the same cut)."""
         return (not any(d.side == "source" for d in self.differences(other))
-                and self.max_length == other.max_length)
+                and (self.max_length, self.source_eos) == (other.max_length, other.source_eos))
 
     def to_text(self, token_ids: Sequence[int]) -> str:
         """Output ids -> text (specials dropped, stopping at ``<eos>``)."""
@@ -170,10 +173,12 @@ class TextCodec:
         return [self.tgt_vocab.itos[i] for i in token_ids]
 
     def source_words(self, token_ids: Sequence[int]) -> list[int | None]:
-        """Each source token's word (None: a tag, or white space), as the source tokenizer groups them."""
-        tokens = [token for token in [self.src_vocab.itos[i] for i in token_ids] if token not in self.src_vocab.tags]
+        """Each source token's word (None: a tag, the ``<eos>`` that ends a source, or white space),
+        as the source tokenizer groups them."""
+        in_no_word = [self.src_vocab.itos[i] in self.src_vocab.tags or i == EOS_INDEX for i in token_ids]
+        tokens = [self.src_vocab.itos[i] for i, alone in zip(token_ids, in_no_word) if not alone]
         words = iter(self.src_tokenizer.words(tokens))
-        return [None if self.src_vocab.itos[i] in self.src_vocab.tags else next(words) for i in token_ids]
+        return [None if alone else next(words) for alone in in_no_word]
 
     def output_words(self, token_ids: Sequence[int]) -> list[int | None]:
         """Each output token's word, as the target tokenizer groups them."""

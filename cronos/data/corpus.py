@@ -38,6 +38,7 @@ class TrainingData:
     sampling: SubwordSampling | None = None  # subword regularisation (data.sentencepiece.sampling_alpha)
     texts: list[tuple[str, str]] = field(default_factory=list)  # the examples' texts, kept for sampling
     max_length: int = 0  # data.max_length: sampled segmentations are cut to it
+    source_eos: bool = False  # data.source_eos: sampled sources end with <eos> too
     corpora: tuple[Draw, ...] | None = None  # several corpora (data.train as a list): what each epoch draws
 
     def for_epoch(self, epoch: int) -> ExampleTable:
@@ -49,7 +50,7 @@ class TrainingData:
         texts = [RawPair(source, target, f"example {i}") for i, (source, target) in enumerate(self.texts)]
         pairs = tokenize_pairs(texts, self.sampling.tokenizers_for(epoch), TextRules(self.max_length),
                                PreprocessStats())  # cut quietly: a sampled segmentation may be longer, epoch by epoch
-        return ExampleTable.from_examples(to_examples(pairs, self.src_vocab, self.tgt_vocab))
+        return ExampleTable.from_examples(to_examples(pairs, self.src_vocab, self.tgt_vocab, self.source_eos))
 
 
 @dataclass
@@ -100,7 +101,7 @@ def load_training_data(config: DataConfig, vocabularies: tuple[Vocabulary, Vocab
     logger.info("training data: %d examples, vocabularies %d (source) and %d (target)",
                 len(prepared.table), len(prepared.src_vocab), len(prepared.tgt_vocab))
     data = TrainingData(prepared.src_vocab, prepared.tgt_vocab, prepared.table, prepared.origins, prepared.stats,
-                        subwords, max_length=config.max_length,
+                        subwords, max_length=config.max_length, source_eos=config.source_eos,
                         corpora=None if corpora is None else corpus_draws(corpora, prepared.sizes))
     if alpha is not None:
         data.texts = prepared.texts

@@ -32,11 +32,14 @@ from .preprocess import PreprocessStats, TextRules, tokenize_pairs
 from .readers import DataError, RawLines, line_chunks, split_paths
 from .table import ExampleTable, id_dtype, offsets_of
 from .tokenizers import Tokenizer
-from .vocab import Vocabulary
+from .vocab import EOS_INDEX, Vocabulary
 
 __all__ = ["Prepared", "prepare_split", "training_files", "CorporaOrigins", "LineOrigins", "CHUNK_PAIRS"]
 
 CHUNK_PAIRS = 20_000   # pairs tokenised together: big enough to keep workers busy, small in memory
+# the <eos> that ends each source with data.source_eos, while ids are provisional: no tokenizer makes
+# it (text is read line by line, and no token holds a line break), and it becomes <eos>, never text
+SOURCE_END = "\n<eos>"
 BLOCK_TOKENS = 1 << 22  # ids mapped to the vocabulary's per block, when they are in a file
 
 
@@ -111,7 +114,7 @@ def prepare_split(config: DataConfig, tokenizers: tuple[Tokenizer, Tokenizer],
     sides = _Side(folder, "src"), _Side(folder, "tgt")
     origins: list[LineOrigins] = []
     stats, texts = PreprocessStats(), []
-    work = _ChunkWork(tokenizers, TextRules.for_training(config), keep_texts)
+    work = _ChunkWork(tokenizers, TextRules.for_training(config), keep_texts, config.source_eos)
     for files in training_files(config):  # one vocabulary over every corpus, counted as they are read
         lines: list[np.ndarray] = []
         for chunk in _ordered_map(work, line_chunks(files, CHUNK_PAIRS), config.workers):
@@ -145,13 +148,16 @@ class _ChunkWork:
     tokenizers: tuple[Tokenizer, Tokenizer]
     rules: TextRules
     keep_texts: bool
+    source_eos: bool = False
 
     def __call__(self, lines: RawLines) -> _Chunk:
         stats = PreprocessStats()
         kept = tokenize_pairs(lines.pairs(), self.tokenizers, self.rules, stats)
-        src_tokens, src_ids = _provisional_ids([p.source for p in kept])
+        end = [SOURCE_END] if self.source_eos else []
+        sources = [p.source + end for p in kept]
+        src_tokens, src_ids = _provisional_ids(sources)
         tgt_tokens, tgt_ids = _provisional_ids([p.target for p in kept])
-        return _Chunk(src_tokens, src_ids, np.array([len(p.source) for p in kept], np.int32),
+        return _Chunk(src_tokens, src_ids, np.array([len(source) for source in sources], np.int32),
                       tgt_tokens, tgt_ids, np.array([len(p.target) for p in kept], np.int32),
                       np.array([p.raw.line for p in kept], np.int64), stats,
                       [(p.raw.source, p.raw.target) for p in kept] if self.keep_texts else [])
@@ -198,11 +204,14 @@ class _Side:
         return found
 
     def counts(self) -> dict[str, int]:
-        return dict(zip(self.tokens, self.counted.tolist()))
+        """How often each token was read (the end of sources, ``data.source_eos``, is no token of the text)."""
+        return {token: count for token, count in zip(self.tokens, self.counted.tolist()) if token != SOURCE_END}
 
     def finish(self, vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, offsets)`` of this side under ``vocabulary`` (in the folder's ``NAME_ids.npy``)."""
-        lookup = np.array(vocabulary.encode(self.tokens), dtype=id_dtype(len(vocabulary)))
+        lookup = np.array([EOS_INDEX if token == SOURCE_END else index  # text itself never becomes <eos>
+                           for token, index in zip(self.tokens, vocabulary.encode(self.tokens))],
+                          dtype=id_dtype(len(vocabulary)))
         offsets = offsets_of(np.concatenate(self.lengths))
         if self.file is None:
             ids = np.concatenate(self.parts) if self.parts else np.zeros(0, np.int32)

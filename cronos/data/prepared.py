@@ -148,7 +148,7 @@ def _settings(config: DataConfig, seed: int, subwords: SubwordModels | None,
         del options["sampling_alpha"], options["nbest_size"]  # sampling is no part of the arrays
     return {
         "data": [path for files in training_files(config) for path in split_paths(files)],
-        "tokenizer": config.tokenizer, "lowercase": config.lowercase,
+        "tokenizer": config.tokenizer, "lowercase": config.lowercase, "source_eos": config.source_eos,
         "max_length": config.max_length, "long_policy": config.long_policy, "empty_policy": config.empty_policy,
         "filters": asdict(config.filters),
         "min_freq": config.min_freq, "max_vocab_size": config.max_vocab_size, "sentencepiece": options,

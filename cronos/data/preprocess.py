@@ -19,7 +19,7 @@ from ..config import DataConfig, FilterConfig
 from .readers import DataError, RawPair
 from .subwords import WORD_START
 from .tokenizers import Tokenizer
-from .vocab import UNK_INDEX, Vocabulary
+from .vocab import EOS_INDEX, UNK_INDEX, Vocabulary
 
 __all__ = ["FILTERED", "Example", "EmptyText", "TokenizedPair", "TextRules", "PreprocessStats", "tokenize_pairs", "to_examples",
            "user_pairs", "is_empty", "unicode_problem", "warn_if_mostly_unknown", "MOSTLY_UNKNOWN"]
@@ -193,10 +193,13 @@ def tokenize_pairs(pairs: Iterable[RawPair], tokenizers: tuple[Tokenizer, Tokeni
     return result
 
 
-def to_examples(pairs: Sequence[TokenizedPair], src_vocab: Vocabulary, tgt_vocab: Vocabulary) -> list[Example]:
-    return [Example(i, tuple(src_vocab.encode(p.source)),
+def to_examples(pairs: Sequence[TokenizedPair], src_vocab: Vocabulary, tgt_vocab: Vocabulary,
+                source_eos: bool = False) -> list[Example]:
+    """Tokenised pairs -> examples: ids and lengths; each source followed by ``<eos>`` with ``source_eos``."""
+    end = (EOS_INDEX,) if source_eos else ()
+    return [Example(i, tuple(src_vocab.encode(p.source)) + end,
                     None if p.target is None else tuple(tgt_vocab.encode(p.target)),
-                    len(p.source), 0 if p.target is None else len(p.target) + 1)
+                    len(p.source) + len(end), 0 if p.target is None else len(p.target) + 1)
             for i, p in enumerate(pairs)]
 
 

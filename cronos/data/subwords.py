@@ -17,9 +17,9 @@ import io
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import sentencepiece as spm
 
@@ -89,10 +89,17 @@ def _ordinary_ids(processor: spm.SentencePieceProcessor) -> list[int]:
 
 @dataclass(frozen=True)
 class SubwordModels:
-    """The SentencePiece models of both sides, as bytes (the same bytes when the vocabulary is joint)."""
+    """The SentencePiece models of both sides, as bytes (the same bytes when the vocabulary is joint).
+
+    Each side's vocabulary is its model's pieces (``vocabulary_of``), unless the side's is given
+    (``source_vocabulary``, ``target_vocabulary``: the tokens in id order, cronos's specials
+    first), as an imported model brings one: a Marian model's ``vocab.json`` lists the pieces of
+    both languages' models, each piece found by its string."""
 
     source: bytes
     target: bytes
+    source_vocabulary: tuple[str, ...] = ()
+    target_vocabulary: tuple[str, ...] = ()
 
     @property
     def joint(self) -> bool:
@@ -136,24 +143,47 @@ class SubwordModels:
 
     def vocabularies(self) -> tuple[Vocabulary, Vocabulary]:
         source, target = self.tokenizers(lowercase=False)
-        src_vocab = vocabulary_of(source.processor)
+        src_vocab = Vocabulary(list(self.source_vocabulary)) if self.source_vocabulary else vocabulary_of(source.processor)
+        if self.target_vocabulary:
+            return src_vocab, Vocabulary(list(self.target_vocabulary))
         return src_vocab, src_vocab if self.joint else vocabulary_of(target.processor)
 
     def extended_with(self, other: "SubwordModels") -> "SubwordModels":
         """These models with the pieces of ``other``'s models they lack added after their own, each
         side (one model when joint): the old pieces keep their ids and scores, so an old piece is the
-        same vocabulary entry, and the new ones come with the scores ``other`` gave them."""
+        same vocabulary entry, and the new ones come with the scores ``other`` gave them.  Given
+        vocabularies grow by the new pieces (one vocabulary for both sides stays one)."""
         source = _merged(self.source, other.source)
-        return SubwordModels(source, source if self.joint else _merged(self.target, other.target))
+        models = SubwordModels(source, source if self.joint else _merged(self.target, other.target))
+        if not self.source_vocabulary:
+            return models
+        (ours_source, ours_target), (new_source, new_target) = self.vocabularies(), other.vocabularies()
+        if self.source_vocabulary == self.target_vocabulary:
+            both = tuple(ours_source.extended(new_source).extended(new_target).itos)
+            return replace(models, source_vocabulary=both, target_vocabulary=both)
+        return replace(models, source_vocabulary=tuple(ours_source.extended(new_source).itos),
+                       target_vocabulary=tuple(ours_target.extended(new_target).itos))
 
-    def to_dict(self) -> dict[str, bytes]:
-        return {"source": self.source, "target": self.target}
+    def to_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"source": self.source, "target": self.target}
+        if self.source_vocabulary:
+            entry.update(source_vocabulary=list(self.source_vocabulary), target_vocabulary=list(self.target_vocabulary))
+        return entry
 
     @classmethod
     def from_dict(cls, entry: dict) -> "SubwordModels":
-        models = cls(bytes(entry["source"]), bytes(entry["target"]))
+        models = cls(bytes(entry["source"]), bytes(entry["target"]),
+                     *(tuple(_strings(entry.get(side, ()), side)) for side in ("source_vocabulary", "target_vocabulary")))
         models.tokenizers(lowercase=False)  # raises on bytes that are no model
+        if bool(models.source_vocabulary) != bool(models.target_vocabulary):
+            raise ValueError("a vocabulary is given for one side only")
         return models
+
+
+def _strings(value: Any, name: str) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(token, str) for token in value):
+        raise ValueError(f"{name} is not a list of strings")
+    return list(value)
 
 
 @dataclass(frozen=True)

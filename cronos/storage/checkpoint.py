@@ -128,9 +128,10 @@ def _subwords(payload: dict[str, Any], config: Config, vocabularies: tuple[Vocab
                               "SentencePiece models (entry 'subwords')")
     try:
         subwords = SubwordModels.from_dict(entry)
-    except RuntimeError as error:
+        theirs_both = subwords.vocabularies()
+    except (RuntimeError, ValueError) as error:
         raise CheckpointError(f"{path}: its SentencePiece models do not load: {str(error).splitlines()[0]}") from None
-    for side, theirs, stored in zip(("source", "target"), subwords.vocabularies(), vocabularies):
+    for side, theirs, stored in zip(("source", "target"), theirs_both, vocabularies):
         if theirs.with_tags(stored.tags) != stored:  # the pieces, then the corpora's tags (data.train)
             raise CheckpointError(f"{path}: its {side} SentencePiece model's pieces differ from its {side} vocabulary "
                                   f"({len(theirs)} pieces, {len(stored)} tokens, or the same number in another "

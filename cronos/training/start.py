@@ -31,7 +31,7 @@ __all__ = ["Start", "start_from"]
 logger = logging.getLogger("cronos")
 
 KEY = "training.init_from"
-TEXT_KEYS = ("tokenizer", "lowercase")  # how text becomes tokens: the model's, kept or extended
+TEXT_KEYS = ("tokenizer", "lowercase", "source_eos")  # how text becomes tokens: the model's, kept or extended
 KEPT_KEYS = ("min_freq", "max_vocab_size", "sentencepiece.model_type", "sentencepiece.vocab_size",
              "sentencepiece.joint", "sentencepiece.character_coverage", "sentencepiece.model",
              "sentencepiece.input_sentence_size")  # what builds a vocabulary: the model's, when it is kept

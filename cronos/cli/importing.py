@@ -1,0 +1,43 @@
+"""``cronos import --from marian FOLDER OUT.pt``: a published model as a cronos checkpoint."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import ConfigError
+from ..outputs import check_output_file
+
+__all__ = ["add_import"]
+
+
+def add_import(commands) -> argparse.ArgumentParser:
+    importing = commands.add_parser("import", help="a Hugging Face MarianMT (OPUS-MT) model folder as a cronos "
+                                                   "checkpoint (docs/pretrained.md)")
+    importing.add_argument("folder", type=Path, metavar="FOLDER", help="the model's folder (config.json, weights, "
+                                                                       "source.spm, target.spm, vocab.json)")
+    importing.add_argument("out", type=Path, metavar="OUT", help="the checkpoint (a new file)")
+    importing.add_argument("--from", dest="kind", choices=("marian",), required=True,
+                           help="what the folder holds: marian (transformers' MarianMTModel)")
+    importing.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    importing.set_defaults(run=_import)
+    return importing
+
+
+def _import(args: argparse.Namespace) -> int:
+    from ..storage.checkpoint import save_checkpoint
+    from ..storage.marian import MarianImportError, read_marian_folder, stored_payload
+
+    if args.out.exists():
+        raise ConfigError("OUT", "", f"{args.out} exists; the import goes to a new file")
+    check_output_file(args.out, "OUT", overwrite=False, reading=[args.folder])
+    try:
+        stored = read_marian_folder(args.folder)
+    except MarianImportError as error:
+        raise ConfigError(str(args.folder), "", str(error)) from None
+    save_checkpoint(args.out, stored_payload(stored))
+    model = stored.config.model
+    shared = "one vocabulary" if model.share_embeddings else "a vocabulary per side"
+    print(f"imported {args.folder} into {args.out}: a Transformer of {model.encoder.layers}+{model.decoder.layers} "
+          f"layers (size {model.encoder.hidden_size}, {model.encoder.heads} heads), {shared} of "
+          f"{len(stored.tgt_vocab):,} tokens")
+    return 0
