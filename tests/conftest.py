@@ -45,3 +45,23 @@ def trained_models(tmp_path_factory):
         folder = tmp_path_factory.mktemp(family)
         models[family] = cronos.fit(cronos.load_config(tiny_config(folder, **sections)))
     return models
+
+
+@pytest.fixture(scope="session")
+def marian_folders(tmp_path_factory):
+    """``marian_folders(shape)``: a tiny trained MarianMT folder of that shape (tests/marian_models.py)
+    and its import as a cronos checkpoint, made once per session when first asked for."""
+    made = {}
+
+    def folder_and_checkpoint(shape: str):
+        if shape not in made:
+            from cronos.storage.checkpoint import save_checkpoint
+            from cronos.storage.marian import read_marian_folder, stored_payload
+            from marian_models import make_marian
+
+            folder = make_marian(tmp_path_factory.mktemp("marian"), shape)
+            checkpoint = folder.parent / f"{folder.name}.pt"
+            save_checkpoint(checkpoint, stored_payload(read_marian_folder(folder)))
+            made[shape] = folder, checkpoint
+        return made[shape]
+    return folder_and_checkpoint

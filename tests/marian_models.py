@@ -19,7 +19,7 @@ SHAPES = {  # name: (MarianConfig settings, training steps that make its outputs
         "share_encoder_decoder_embeddings": False, "tie_word_embeddings": False, "activation_function": "gelu",
         "scale_embedding": False, "encoder_layers": 1, "decoder_layers": 3}, 150),
     "relu, 3+1, 8 heads": ({"activation_function": "relu", "encoder_layers": 3, "decoder_layers": 1,
-                            "encoder_attention_heads": 8, "decoder_attention_heads": 8}, 300),
+                            "encoder_attention_heads": 8, "decoder_attention_heads": 8}, 450),
 }
 
 
@@ -95,16 +95,27 @@ def _vocabulary(folder: Path, names: list[str], pad_last: bool) -> dict[str, int
 
 
 def _train(model, tokenizer, pairs: Pairs, steps: int, batch: int = 48) -> None:
+    """Train as Marian does: its decoder starts from a zero vector, which the conversion to
+    transformers makes the row of the added ``<pad>`` (zero, and kept zero here)."""
     torch.manual_seed(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    pad = model.config.pad_token_id
+    rows = [model.model.encoder.embed_tokens.weight, model.model.decoder.embed_tokens.weight, model.lm_head.weight]
     model.train()
     for step in range(steps):
+        with torch.no_grad():
+            for weight in rows:
+                weight[pad] = 0.0
         start = (step * batch) % (len(pairs.sources) - batch)
         inputs = tokenizer(pairs.sources[start:start + batch], text_target=pairs.targets[start:start + batch],
                            return_tensors="pt", padding=True)
-        inputs["labels"] = inputs["labels"].masked_fill(inputs["labels"] == model.config.pad_token_id, -100)
+        inputs["labels"] = inputs["labels"].masked_fill(inputs["labels"] == pad, -100)
         loss = model(**inputs).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    with torch.no_grad():
+        for weight in rows:
+            weight[pad] = 0.0
+        model.final_logits_bias[0, pad] = 0.0
     model.eval()

@@ -51,10 +51,10 @@ FAMILIES = {  # name: (model section, data section)
          "decoder": {**_transformer(1), "hidden_size": 36, "ff_size": 70}, "share_embeddings": True,
          "tie_output_embedding": True},
         {"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 120, "joint": True}}),
-    "transformer, Marian's variants, shared and tied": (  # post-norm, swish/gelu, [sin | cos], unscaled
+    "transformer, Marian's variants, shared and tied": (  # post-norm, swish/gelu, [sin | cos], unscaled,
         {"embedding_size": 32, "encoder": _marian("swish"), "decoder": _marian("gelu"), "share_embeddings": True,
-         "tie_output_embedding": True},
-        {"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 120, "joint": True}}),
+         "tie_output_embedding": True},  # and every source ending with <eos>
+        {"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 120, "joint": True}, "source_eos": True}),
 }
 
 

@@ -19,9 +19,9 @@ import torch
 import cronos
 from cronos.cli import main
 from cronos.data.vocab import BOS_INDEX, EOS_INDEX, PAD_INDEX
-from cronos.storage.checkpoint import read_model_file, save_checkpoint
-from cronos.storage.marian import NEVER, MarianImportError, read_marian_folder, stored_payload
-from marian_models import LANGUAGE_CODES, SHAPES, dates, make_marian
+from cronos.storage.checkpoint import read_model_file
+from cronos.storage.marian import NEVER, MarianImportError, read_marian_folder
+from marian_models import LANGUAGE_CODES, SHAPES, dates
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")  # MarianTokenizer's
@@ -33,13 +33,11 @@ SENTENCES = [  # what a tokenizer meets: digits, punctuation, letters the models
 
 
 @pytest.fixture(scope="module")
-def marian(tmp_path_factory) -> dict[str, tuple]:
+def marian(marian_folders) -> dict[str, tuple]:
     """Per shape: (folder, MarianMTModel, MarianTokenizer, the imported cronos Translator)."""
     made = {}
     for shape in SHAPES:
-        folder = make_marian(tmp_path_factory.mktemp("marian"), shape)
-        checkpoint = folder.parent / f"{folder.name}.pt"
-        save_checkpoint(checkpoint, stored_payload(read_marian_folder(folder)))
+        folder, checkpoint = marian_folders(shape)
         made[shape] = (folder, transformers.MarianMTModel.from_pretrained(folder).eval(),
                        transformers.MarianTokenizer.from_pretrained(folder), cronos.Translator.load(checkpoint))
     return made

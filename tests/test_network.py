@@ -8,6 +8,7 @@ import cronos
 from cronos.config import load_config
 from cronos.data import Vocabulary, chunks, length_batches
 from cronos.data.preprocess import Example
+from cronos.data.vocab import BOS_INDEX, PAD_INDEX
 from cronos.modules.loss import token_cross_entropy
 from cronos.modules.attention import MultiHeadAttention
 from cronos.modules.network import Seq2Seq, TokenLoss, evaluating
@@ -91,3 +92,21 @@ def test_only_the_network_holds_weights():
     model = cronos.Cronos(load_config({}), Vocabulary.build([list("ab")]), Vocabulary.build([list("xy")]))
     assert [name for name, _ in model.named_children()] == ["network"]
     assert model.codec.src_vocab.itos[4:] == ["a", "b"] and model.codec.tgt_vocab.itos[4:] == ["x", "y"]
+
+
+def test_label_smoothing_spreads_over_the_tokens_an_output_can_be():
+    """eps / (V - 2) on every token but <pad> and <bos>, which no target is: their logits get only
+    the softmax's gradient, never a push up."""
+    from cronos.modules.loss import smoothed_cross_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(5, len(VOCAB), dtype=torch.float64, requires_grad=True)
+    targets = torch.tensor([4, 5, 3, 1, 9])
+    loss = smoothed_cross_entropy(logits, targets, 0.1)
+    log_probs = torch.log_softmax(logits, dim=-1)
+    others = [i for i in range(len(VOCAB)) if i not in (PAD_INDEX, BOS_INDEX)]
+    expected = -(0.9 * log_probs[range(5), targets] + 0.1 * log_probs[:, others].mean(dim=1)).sum()
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    probabilities = torch.softmax(logits, dim=-1).detach()
+    torch.testing.assert_close(logits.grad[:, [PAD_INDEX, BOS_INDEX]], probabilities[:, [PAD_INDEX, BOS_INDEX]])

@@ -25,7 +25,8 @@ from helpers import cronos_command, run_cli, tiny_config, write_config
 SETTINGS = {"char": {"tokenizer": "char"},
             "word": {"tokenizer": "word", "lowercase": True, "min_freq": 2, "max_length": 6,
                      "long_policy": "truncate"},
-            "sentencepiece": {"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 200}}}
+            "sentencepiece": {"tokenizer": "sentencepiece", "sentencepiece": {"vocab_size": 200}},
+            "word, sources ending with <eos>": {"tokenizer": "word", "source_eos": True}}
 
 
 def data_config(tmp_path: Path, **data):
@@ -423,3 +424,23 @@ def test_a_split_left_empty_by_the_rules_is_one_error_and_no_folder(tmp_path, wh
     with pytest.raises(DataError, match=r"train\.tsv: no training examples left after preprocessing"):
         load_training_data(config)
     assert not (tmp_path / "p").exists() and not list(tmp_path.glob("p.partial-*"))
+
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["in memory", "prepared"])
+def test_sources_end_with_eos_in_training_as_in_every_other_door(tmp_path, prepared):
+    """``data.source_eos``: a training source ends with <eos> as the codec's do (what translate and
+    evaluate read), its length counts it, and the vocabulary counted from the data holds no trace of it."""
+    from cronos.data import PAD_INDEX, TextCodec
+    from cronos.data.vocab import EOS_INDEX
+
+    config = data_config(tmp_path, tokenizer="word", source_eos=True)
+    if prepared:
+        config = dataclasses.replace(config, prepared=str(tmp_path / "prepared"))
+    data = load_training_data(config)
+    plain = load_training_data(dataclasses.replace(config, source_eos=False, prepared=None))
+    assert data.src_vocab == plain.src_vocab and "\n<eos>" not in data.src_vocab
+    codec = TextCodec.for_data(config, data.src_vocab, data.tgt_vocab)
+    first = (tmp_path / "data" / "train.tsv").read_text(encoding="utf-8").splitlines()[0].split("\t")
+    (encoded,) = codec.encode([first[0]], [first[1]])
+    assert data.examples[0].src == encoded.src == plain.examples[0].src + (EOS_INDEX,)
+    assert data.examples[0].src_length == plain.examples[0].src_length + 1 and PAD_INDEX not in encoded.src

@@ -22,7 +22,7 @@ from .preprocess import (Example, PreprocessStats, TextRules, TokenizedPair, to_
                          warn_if_mostly_unknown)
 from .subwords import SubwordModels
 from .tokenizers import Tokenizer, build_tokenizer
-from .vocab import EOS_INDEX, UNK_INDEX, Vocabulary
+from .vocab import EOS, EOS_INDEX, UNK_INDEX, Vocabulary
 
 __all__ = ["TextCodec", "TextDifference", "tokenizers_for"]
 
@@ -168,6 +168,10 @@ class TextCodec:
     def to_text(self, token_ids: Sequence[int]) -> str:
         """Output ids -> text (specials dropped, stopping at ``<eos>``)."""
         return self.tgt_tokenizer.detokenize(self.tgt_vocab.to_tokens(token_ids))
+
+    def tokens_read(self, source: Sequence[str]) -> list[str]:
+        """A source's tokens as the encoder reads them: with the ``<eos>`` that ends it (``data.source_eos``)."""
+        return [*source, EOS] if self.source_eos else list(source)
 
     def output_tokens(self, token_ids: Sequence[int]) -> list[str]:
         return [self.tgt_vocab.itos[i] for i in token_ids]

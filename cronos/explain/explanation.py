@@ -15,6 +15,7 @@ from ..config import DecodingConfig
 from ..data import Batch, Example, TextCodec
 from ..data.preprocess import TokenizedPair
 from ..data.subwords import WORD_START
+from ..data.vocab import EOS
 from ..modules.network import Seq2Seq
 from ..decoding.inference import in_length_batches, teacher_forced
 from ..decoding.search import Beam, decode
@@ -152,10 +153,11 @@ def _word_matrix(matrix: torch.Tensor, source_groups: list[list[int]], output_gr
 
 
 def _words(pieces: Sequence[str]) -> tuple[list[str], list[list[int]]]:
-    """Pieces -> words, and each word's piece positions: a piece with ``▁`` starts a word."""
+    """Pieces -> words, and each word's piece positions: a piece with ``▁`` starts a word, and the
+    ``<eos>`` that ends a source (``data.source_eos``) is one of its own."""
     words, groups = [], []
     for position, piece in enumerate(pieces):
-        if piece.startswith(WORD_START) or not groups:
+        if piece.startswith(WORD_START) or not groups or piece == EOS:
             words.append(piece.removeprefix(WORD_START))
             groups.append([position])
         else:
@@ -233,8 +235,9 @@ def _explanation(codec: TextCodec, read: TokenizedPair, output_tokens: list[str]
                  attention: torch.Tensor, score: float | None, forced: bool, method: str,
                  attributed: tuple[torch.Tensor, torch.Tensor | None] | None) -> Explanation:
     """``read``: the source as the model read it (cut to max_length); ``attention`` ``[T, S_batch]``."""
-    source_length = len(read.source)
-    explanation = Explanation(source=read.raw.source, source_tokens=read.source, output=output, output_tokens=output_tokens,
+    source_tokens = codec.tokens_read(read.source)
+    source_length = len(source_tokens)
+    explanation = Explanation(source=read.raw.source, source_tokens=source_tokens, output=output, output_tokens=output_tokens,
                               attention=attention[:, :source_length].clone(), score=score,
                               padding_attention=float(attention[:, source_length:].sum()), forced=forced,
                               word_pieces=codec.subwords is not None, method=method)

@@ -5,20 +5,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.vocab import PAD_INDEX
+from ..data.vocab import BOS_INDEX, PAD_INDEX
 
-__all__ = ["projected_cross_entropy", "token_cross_entropy"]
+__all__ = ["projected_cross_entropy", "smoothed_cross_entropy", "token_cross_entropy"]
 
 
 def token_cross_entropy(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> tuple[Tensor, int]:
     """``logits [..., V]``, ``targets [...]`` -> (summed loss over real tokens, number of real tokens).
 
-    Positions whose target is ``<pad>`` are ignored (``ignore_index``), in the smoothing term too.
+    Positions whose target is ``<pad>`` are ignored, in the smoothing term too (``smoothed_cross_entropy``).
     Divide the sum by the count for the per-token mean that training optimises.
     """
-    total = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=PAD_INDEX,
-                            reduction="sum", label_smoothing=label_smoothing)
-    return total, int((targets != PAD_INDEX).sum())
+    real = targets != PAD_INDEX
+    logits, targets = logits[real], targets[real]  # [N, V], [N]
+    if not label_smoothing:
+        return F.cross_entropy(logits, targets, reduction="sum"), int(real.sum())
+    return smoothed_cross_entropy(logits, targets, label_smoothing), int(real.sum())
 
 
 def projected_cross_entropy(hidden: Tensor, projection: nn.Module, targets: Tensor,
@@ -31,4 +33,20 @@ def projected_cross_entropy(hidden: Tensor, projection: nn.Module, targets: Tens
     """
     logits = projection(hidden)  # [N, V]
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    return F.cross_entropy(logits, targets, reduction="sum", label_smoothing=label_smoothing)
+    if not label_smoothing:
+        return F.cross_entropy(logits, targets, reduction="sum")
+    return smoothed_cross_entropy(logits, targets, label_smoothing)
+
+
+def smoothed_cross_entropy(logits: Tensor, targets: Tensor, label_smoothing: float) -> Tensor:
+    """``logits [N, V]``, ``targets [N]`` -> cross-entropy against the targets smoothed with
+    ``label_smoothing`` over the tokens an output can be, summed: every token but ``<pad>`` and
+    ``<bos>``, which no target ever is (as OpenNMT leaves out padding).  Smoothing over them as well
+    would teach a model to give them probability, and push up a model's fixed bias against them (an
+    imported model's, ``storage/marian.py``)."""
+    log_probs = torch.log_softmax(logits, dim=-1)  # [N, V]
+    chosen = log_probs.gather(1, targets[:, None]).squeeze(1)  # [N]
+    never = torch.zeros(logits.size(1), dtype=torch.bool, device=logits.device)
+    never[[PAD_INDEX, BOS_INDEX]] = True
+    spread = log_probs.masked_fill(never, 0.0).sum(dim=1) / (logits.size(1) - 2)  # [N]
+    return -((1.0 - label_smoothing) * chosen + label_smoothing * spread).sum()

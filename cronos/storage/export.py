@@ -208,7 +208,8 @@ def _write_input_description(stored: StoredModel, folder: Path) -> None:
     to raw text before CTranslate2 reads it, and to its output after."""
     data, decoding = stored.config.data, stored.config.decoding
     description = {"lowercase": data.lowercase, "tokenizer": data.tokenizer,
-                   "max_source_tokens": data.max_length, "decoding": {
+                   "max_source_tokens": data.max_length, "source_ends_with": EOS if data.source_eos else None,
+                   "decoding": {
                        "max_length_ratio": decoding.max_length_ratio,
                        "max_length_offset": decoding.max_length_offset,
                        "length_penalty": decoding.length_penalty,
