@@ -174,6 +174,17 @@ def _set_config(key, value):
     return change
 
 
+class _RunsCode:
+    def __reduce__(self):
+        import os
+        return os.system, ("touch ran",)
+
+
+def _pickle_that_runs_code(folder):
+    (folder / "model.safetensors").unlink()
+    torch.save({"model.shared.weight": _RunsCode()}, folder / "pytorch_model.bin")
+
+
 def _learned_positions(folder):
     from safetensors.torch import load_file, save_file
 
@@ -192,12 +203,16 @@ def _learned_positions(folder):
     (_set_config("decoder_start_token_id", 0), "decoder starts from token 0"),
     (lambda folder: (folder / "vocab.json").write_text('{"</s>": 0, "<unk>": 3}'), "ids are not 0 to 1"),
     (_learned_positions, "not Marian's sinusoids"),
+    (_pickle_that_runs_code, "pytorch_model.bin does not load as plain weights"),
 ], ids=["no vocab.json", "no source.spm", "no weights", "not weights", "another model", "another activation",
-        "another decoder start", "ids with gaps", "learned positions"])
-def test_a_folder_cronos_cannot_run_alike_is_refused_with_the_reason(marian, tmp_path, change, message):
+        "another decoder start", "ids with gaps", "learned positions", "a pickle that runs code"])
+def test_a_folder_cronos_cannot_run_alike_is_refused_with_the_reason(marian, tmp_path, change, message,
+                                                                    monkeypatch):
     folder = _altered(marian["shared, swish, scaled, 2+2"][0], tmp_path, change)
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(MarianImportError, match=message):
         read_marian_folder(folder)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_the_command_says_why_in_one_line(tmp_path, capsys):
@@ -214,3 +229,19 @@ def test_an_imported_checkpoint_reads_back_with_every_check(marian):
     assert stored.config.model.decoder.layers == 3 and not stored.config.model.tie_output_embedding
     config = dataclasses.asdict(stored.config.model.encoder)
     assert (config["normalize_before"], config["sinusoids"], config["scale_embeddings"]) == (False, "halves", False)
+
+
+def test_weights_saved_by_torch_import_as_safetensors_do(marian, tmp_path):
+    """Older folders hold ``pytorch_model.bin``: read with ``weights_only``, it gives the same model."""
+    from safetensors.torch import load_file
+
+    folder = marian["shared, swish, scaled, 2+2"][0]
+
+    def as_torch_file(copy):
+        torch.save(load_file(str(copy / "model.safetensors")), copy / "pytorch_model.bin")
+        (copy / "model.safetensors").unlink()
+
+    old = read_marian_folder(_altered(folder, tmp_path, as_torch_file))
+    new = read_marian_folder(folder)
+    assert old.weights.keys() == new.weights.keys()
+    assert all(torch.equal(old.weights[name], new.weights[name]) for name in new.weights)

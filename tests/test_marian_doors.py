@@ -12,7 +12,6 @@ import cronos
 from cronos.cli import main
 from cronos.data.vocab import BOS_INDEX, EOS_INDEX, PAD_INDEX
 from cronos.storage.marian import NEVER
-from helpers import write_config
 from marian_models import LANGUAGE_CODES, dates
 
 pytest.importorskip("transformers")

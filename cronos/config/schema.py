@@ -120,7 +120,8 @@ class Corpus:
 class SentencePieceConfig:
     model_type: Literal["unigram", "bpe"] = key("unigram", "`unigram` or `bpe`")
     vocab_size: int = key(8000, "pieces per model, cronos's four specials included", minimum=8, maximum=1_000_000)
-    joint: bool = key(True, "one model and one vocabulary for both sides (needed by model.share_embeddings)")
+    joint: bool = key(True, "one vocabulary for both sides (needed by model.share_embeddings), and one model when "
+                            "cronos trains them; an imported Marian model has a model per side over one vocabulary")
     character_coverage: float = key(1.0, "share of the training text's characters the model covers (0.9995 "
                                          "for scripts with large alphabets)", above=0.0, maximum=1.0)
     model: str | None = key(None, "an existing SentencePiece `.model` to use for both sides instead of "
@@ -288,7 +289,8 @@ class TrainingConfig:
     weight_decay: float = key(0.0, "weight decay (decoupled for adamw)", minimum=0.0)
     clip_grad_norm: float | None = key(1.0, "clip the gradient's global norm to this (null: no clipping)",
                                        above=0.0)
-    label_smoothing: float = key(0.0, "label smoothing of the cross-entropy", minimum=0.0, below=1.0)
+    label_smoothing: float = key(0.0, "label smoothing of the cross-entropy, spread over the tokens an output can be "
+                                                "(every one but <pad> and <bos>)", minimum=0.0, below=1.0)
     scheduler: Literal["none", "plateau", "warmup_inverse_sqrt"] = key(
         "none", "`none`, `plateau` (decay on a flat validation metric) or `warmup_inverse_sqrt`")
     warmup_steps: int = key(1000, "`warmup_inverse_sqrt`: steps of linear warm-up", minimum=1)
