@@ -41,15 +41,18 @@ def dates(split: str, count: int) -> Pairs:
     return pairs
 
 
-def make_marian(folder: Path, shape: str = "shared, swish, scaled, 2+2") -> Path:
-    """A trained tiny MarianMT model of ``shape`` (``SHAPES``) saved in ``folder``."""
+def make_marian(folder: Path, shape: str = "shared, swish, scaled, 2+2", train: Pairs | None = None,
+                pieces: tuple[int, int] = (120, 24), steps: int | None = None) -> Path:
+    """A trained tiny MarianMT model of ``shape`` (``SHAPES``) saved in ``folder``: SentencePiece
+    models of ``pieces`` (source, target) and ``steps`` of training (the shape's) on ``train``
+    (3,000 dates pairs)."""
     import sentencepiece as spm
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    options, steps = SHAPES[shape]
-    train = dates("train", 3000)
-    for name, texts, size in (("source", train.sources, 120), ("target", train.targets, 24)):
+    options, steps = SHAPES[shape][0], steps or SHAPES[shape][1]
+    train = train or dates("train", 3000)
+    for name, texts, size in (("source", train.sources, pieces[0]), ("target", train.targets, pieces[1])):
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(texts), model_prefix=str(folder / name), vocab_size=size, model_type="unigram",
             unk_id=1, eos_id=0, bos_id=-1, pad_id=-1, unk_piece="<unk>", eos_piece="</s>", minloglevel=2,

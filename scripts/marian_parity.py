@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""An imported MarianMT model against transformers' own, on real text: a small MarianMT model
+(SentencePiece models and a few hundred training steps of transformers' ``MarianMTModel`` on
+Multi30k, as tests/marian_models.py makes its tiny ones) imported with ``cronos import``, then on
+a test set: source and target ids against ``MarianTokenizer``'s, teacher-forced log-probabilities
+against ``MarianMTModel``'s (its added ``<pad>`` column removed), greedy and beam-4 outputs against
+``generate``'s (``bad_words_ids=[[pad]]``, ``early_stopping=True``, ``length_penalty`` 1.0, at most 80
+new tokens, the last forced to ``</s>`` as OPUS-MT's configs say: cronos writes 79 tokens at most,
+``<eos>`` included, so an output cut at the limit holds the same text).
+
+    python scripts/marian_parity.py --root ../shared/data/multi30k --out /tmp/marian-parity --json parity.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the model maker the tests use
+
+import torch  # noqa: E402
+
+import cronos  # noqa: E402
+from cronos.storage.checkpoint import save_checkpoint  # noqa: E402
+from cronos.storage.marian import read_marian_folder, stored_payload  # noqa: E402
+from marian_models import Pairs, make_marian  # noqa: E402
+
+
+def lines(path: Path, count: int) -> list[str]:
+    with open(path, encoding="utf-8") as file:
+        return [line.rstrip("\n") for _, line in zip(range(count), file)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, required=True, help="the Multi30k folder")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--test", default="test_2016_flickr", help="the test set's file stem")
+    parser.add_argument("--train-pairs", type=int, default=29000)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    from transformers import MarianMTModel, MarianTokenizer
+
+    train = Pairs(lines(args.root / "train.en", args.train_pairs), lines(args.root / "train.de", args.train_pairs))
+    started = time.perf_counter()
+    folder = make_marian(args.out / "marian", train=train, pieces=(2000, 2000), steps=args.steps)
+    checkpoint = args.out / "imported.pt"
+    save_checkpoint(checkpoint, stored_payload(read_marian_folder(folder)))
+    made = time.perf_counter() - started
+    ours = cronos.Translator.load(checkpoint, "cpu")
+    model, tokenizer = MarianMTModel.from_pretrained(folder).eval(), MarianTokenizer.from_pretrained(folder)
+    pad = model.config.pad_token_id
+    sources = lines(args.root / f"{args.test}.en", args.sentences)
+    targets = lines(args.root / f"{args.test}.de", args.sentences)
+    ids = json.loads((folder / "vocab.json").read_text())
+    ids.update({"<eos>": ids["</s>"], "<bos>": ids["<pad>"]})
+    examples = ours.codec.encode(sources, targets)
+    same_sources = sum([ids[ours.codec.src_vocab.itos[i]] for i in e.src] == tokenizer(s)["input_ids"]
+                       for s, e in zip(sources, examples))
+    same_targets = sum([ids[ours.codec.tgt_vocab.itos[i]] for i in e.tgt] + [ids["</s>"]]
+                       == tokenizer(text_target=t)["input_ids"] for t, e in zip(targets, examples))
+    worst = 0.0
+    scored = ours.score(list(zip(sources, targets)), per_token=True)
+    for start in range(0, len(sources), 50):
+        batch = tokenizer(sources[start:start + 50], text_target=targets[start:start + 50], return_tensors="pt",
+                          padding=True)
+        with torch.no_grad():
+            logits = model(**batch).logits
+        logits[..., pad] = float("-inf")
+        log_probs = torch.log_softmax(logits, dim=-1)
+        for row, labels, mine in zip(log_probs, batch["labels"], scored[start:start + 50]):
+            length = int((labels != pad).sum())
+            theirs = row[torch.arange(length), labels[:length]]
+            worst = max(worst, float((theirs - torch.tensor(mine.token_log_probs)).abs().max()))
+    results = {"test": args.test, "sentences": len(sources), "model_seconds": round(made, 1),
+               "source_ids_equal": same_sources, "target_ids_equal": same_targets,
+               "max_log_prob_difference": worst}
+    for beam in (1, 4):
+        theirs = []
+        for start in range(0, len(sources), 50):
+            with torch.no_grad():
+                out = model.generate(**tokenizer(sources[start:start + 50], return_tensors="pt", padding=True),
+                                     num_beams=beam, do_sample=False, max_new_tokens=80, early_stopping=True,
+                                     length_penalty=1.0, bad_words_ids=[[pad]])
+            theirs += tokenizer.batch_decode(out, skip_special_tokens=True)
+        mine = ours.translate(sources, beam_size=beam, decoding={"max_length_ratio": 0.0, "max_length_offset": 79})
+        results[f"beam {beam}: outputs equal"] = sum(a == b for a, b in zip(mine, theirs))
+        results[f"beam {beam}: distinct outputs"] = len(set(mine))
+        results[f"beam {beam}: BLEU"] = round(ours.evaluate(list(zip(sources, targets)), beam_size=beam)["bleu"], 2)
+    print(json.dumps(results, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
