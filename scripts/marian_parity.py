@@ -35,6 +35,37 @@ def lines(path: Path, count: int) -> list[str]:
         return [line.rstrip("\n") for _, line in zip(range(count), file)]
 
 
+def largest_log_prob_difference(ours, model, tokenizer, sources: list[str], targets: list[str]) -> float:
+    """The largest difference of a target token's teacher-forced log-probability, cronos against
+    MarianMTModel over Marian's vocabulary (its added ``<pad>`` column removed)."""
+    pad, worst = model.config.pad_token_id, 0.0
+    scored = ours.score(list(zip(sources, targets)), per_token=True)
+    for start in range(0, len(sources), 50):
+        batch = tokenizer(sources[start:start + 50], text_target=targets[start:start + 50], return_tensors="pt",
+                          padding=True)
+        with torch.no_grad():
+            logits = model(**batch).logits
+        logits[..., pad] = float("-inf")
+        log_probs = torch.log_softmax(logits, dim=-1)
+        for row, labels, mine in zip(log_probs, batch["labels"], scored[start:start + 50]):
+            length = int((labels != pad).sum())
+            theirs = row[torch.arange(length), labels[:length]]
+            worst = max(worst, float((theirs - torch.tensor(mine.token_log_probs)).abs().max()))
+    return worst
+
+
+def generated(model, tokenizer, sources: list[str], beam: int) -> list[str]:
+    """``generate``'s outputs, as OPUS-MT's generation settings make them."""
+    found = []
+    for start in range(0, len(sources), 50):
+        with torch.no_grad():
+            out = model.generate(**tokenizer(sources[start:start + 50], return_tensors="pt", padding=True),
+                                 num_beams=beam, do_sample=False, max_new_tokens=80, early_stopping=True,
+                                 length_penalty=1.0, bad_words_ids=[[model.config.pad_token_id]])
+        found += tokenizer.batch_decode(out, skip_special_tokens=True)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, required=True, help="the Multi30k folder")
@@ -56,7 +87,6 @@ def main() -> None:
     made = time.perf_counter() - started
     ours = cronos.Translator.load(checkpoint, "cpu")
     model, tokenizer = MarianMTModel.from_pretrained(folder).eval(), MarianTokenizer.from_pretrained(folder)
-    pad = model.config.pad_token_id
     sources = lines(args.root / f"{args.test}.en", args.sentences)
     targets = lines(args.root / f"{args.test}.de", args.sentences)
     ids = json.loads((folder / "vocab.json").read_text())
@@ -66,30 +96,12 @@ def main() -> None:
                        for s, e in zip(sources, examples))
     same_targets = sum([ids[ours.codec.tgt_vocab.itos[i]] for i in e.tgt] + [ids["</s>"]]
                        == tokenizer(text_target=t)["input_ids"] for t, e in zip(targets, examples))
-    worst = 0.0
-    scored = ours.score(list(zip(sources, targets)), per_token=True)
-    for start in range(0, len(sources), 50):
-        batch = tokenizer(sources[start:start + 50], text_target=targets[start:start + 50], return_tensors="pt",
-                          padding=True)
-        with torch.no_grad():
-            logits = model(**batch).logits
-        logits[..., pad] = float("-inf")
-        log_probs = torch.log_softmax(logits, dim=-1)
-        for row, labels, mine in zip(log_probs, batch["labels"], scored[start:start + 50]):
-            length = int((labels != pad).sum())
-            theirs = row[torch.arange(length), labels[:length]]
-            worst = max(worst, float((theirs - torch.tensor(mine.token_log_probs)).abs().max()))
+    worst = largest_log_prob_difference(ours, model, tokenizer, sources, targets)
     results = {"test": args.test, "sentences": len(sources), "model_seconds": round(made, 1),
                "source_ids_equal": same_sources, "target_ids_equal": same_targets,
                "max_log_prob_difference": worst}
     for beam in (1, 4):
-        theirs = []
-        for start in range(0, len(sources), 50):
-            with torch.no_grad():
-                out = model.generate(**tokenizer(sources[start:start + 50], return_tensors="pt", padding=True),
-                                     num_beams=beam, do_sample=False, max_new_tokens=80, early_stopping=True,
-                                     length_penalty=1.0, bad_words_ids=[[pad]])
-            theirs += tokenizer.batch_decode(out, skip_special_tokens=True)
+        theirs = generated(model, tokenizer, sources, beam)
         mine = ours.translate(sources, beam_size=beam, decoding={"max_length_ratio": 0.0, "max_length_offset": 79})
         results[f"beam {beam}: outputs equal"] = sum(a == b for a, b in zip(mine, theirs))
         results[f"beam {beam}: distinct outputs"] = len(set(mine))
