@@ -14,7 +14,8 @@ tokens), which cronos imports (``cronos import --from marian``) and CTranslate2 
 tokens; speed is generated tokens (of the best hypothesis) per second, after one warm-up batch.
 Each engine runs in a process of its own, with ``--threads`` threads, one after the other, and
 reports its peak resident memory.  Fine-tuning: ``cronos train`` on the imported model's own
-config for ``--train-steps`` steps; its progress log's tokens/s after the first window.
+config (``OUT.yaml``) for ``--train-steps`` steps on the dates pairs, batches of 3,000 tokens;
+its progress log's tokens/s after the first window.
 """
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ def fine_tuning_speed(out: Path, steps: int, threads: int) -> float:
                "--set", f"data.train={ROOT / 'data' / 'dates' / 'train.tsv'}",
                "--set", f"data.valid={ROOT / 'data' / 'dates' / 'valid.tsv'}",
                "--set", f"output_dir={out / 'fine-tune'}", "--set", f"training.max_steps={steps}",
-               "--set", "training.batch_size=64", "--set", f"training.log_every={max(1, steps // 4)}",
+               "--set", "training.batch_tokens=3000", "--set", f"training.log_every={max(1, steps // 4)}",
                "--set", "training.progress=false", "--set", f"training.num_threads={threads}",
                "--set", "training.validate_every=100000"]
     log = subprocess.run(command, capture_output=True, text=True, check=True).stderr

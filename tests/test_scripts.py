@@ -344,3 +344,17 @@ def test_ctranslate2_parity_reports_each_control_greedy_and_beam(tmp_path, run_s
     assert set(report) == {f"beam {b}, {name}" for b in (1, 3) for name in (
         "none", "prefix of 1 words", "min_length 6", "no_repeat_ngram_size 3", "length_penalty 0.6")}
     assert all(share == 1.0 for share in report.values()), report
+
+
+def test_marian_benchmark_times_every_engine_on_outputs_of_one_length(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("ctranslate2")
+    done = script("marian_benchmark.py", "--out", str(tmp_path / "bench"), "--size", "tiny", "--sentences", "8",
+                  "--length", "6", "--batch", "4", "--threads", "1", "--train-steps", "4",
+                  "--json", str(tmp_path / "marian.json"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "marian.json").read_text())
+    assert [engine["engine"] for engine in report["engines"]] == ["cronos float32", "cronos int8", "transformers",
+                                                                  "ctranslate2"]
+    assert all(engine["tokens"] == 8 * 6 and engine["peak_memory_mib"] > 0 for engine in report["engines"])
+    assert report["fine_tuning_tokens_per_second"] > 0
