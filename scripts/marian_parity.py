@@ -3,8 +3,9 @@
 (SentencePiece models and a few hundred training steps of transformers' ``MarianMTModel`` on
 Multi30k, as tests/marian_models.py makes its tiny ones) imported with ``cronos import``, then on
 a test set: source and target ids against ``MarianTokenizer``'s, teacher-forced log-probabilities
-against ``MarianMTModel``'s (its added ``<pad>`` column removed), greedy and beam-4 outputs against
-``generate``'s (``bad_words_ids=[[pad]]``, ``early_stopping=True``, ``length_penalty`` 1.0, at most 80
+against ``MarianMTModel``'s (its added ``<pad>`` column removed), greedy and beam-4 outputs (their
+ids: as text, transformers' ``skip_special_tokens`` drops ``<unk>``, which SentencePiece writes as
+" ⁇ ") against ``generate``'s (``bad_words_ids=[[pad]]``, ``early_stopping=True``, ``length_penalty`` 1.0, at most 80
 new tokens, the last forced to ``</s>`` as OPUS-MT's configs say: cronos writes 79 tokens at most,
 ``<eos>`` included, so an output cut at the limit holds the same text).
 
@@ -25,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the model maker the tests use
 import torch  # noqa: E402
 
 import cronos  # noqa: E402
+from cronos.decoding.search import Beam, decode  # noqa: E402
 from cronos.storage.checkpoint import save_checkpoint  # noqa: E402
 from cronos.storage.marian import read_marian_folder, stored_payload  # noqa: E402
 from marian_models import Pairs, make_marian  # noqa: E402
@@ -54,16 +56,29 @@ def largest_log_prob_difference(ours, model, tokenizer, sources: list[str], targ
     return worst
 
 
-def generated(model, tokenizer, sources: list[str], beam: int) -> list[str]:
-    """``generate``'s outputs, as OPUS-MT's generation settings make them."""
+def generated(model, sources: list[str], tokenizer, beam: int) -> list[list[int]]:
+    """``generate``'s outputs as Marian ids (to their end), as OPUS-MT's generation settings make them."""
     found = []
     for start in range(0, len(sources), 50):
         with torch.no_grad():
             out = model.generate(**tokenizer(sources[start:start + 50], return_tensors="pt", padding=True),
                                  num_beams=beam, do_sample=False, max_new_tokens=80, early_stopping=True,
                                  length_penalty=1.0, bad_words_ids=[[model.config.pad_token_id]])
-        found += tokenizer.batch_decode(out, skip_special_tokens=True)
+        found += [_text_ids(row.tolist()[1:], model.config.eos_token_id) for row in out]
     return found
+
+
+def _text_ids(ids: list[int], eos: int) -> list[int]:
+    """An output's ids up to its end (an output cut at the length limit has no end token)."""
+    return ids[: ids.index(eos)] if eos in ids else ids
+
+
+def decoded(ours, sources: list[str], ids: dict[str, int], beam: int) -> list[list[int]]:
+    """cronos's outputs as Marian ids, at most 79 tokens (``<eos>`` included)."""
+    options = ours._decoding({"max_length_ratio": 0.0, "max_length_offset": 79})
+    found = decode(ours.network, ours.codec.encode(sources), Beam(beam), options)
+    return [_text_ids([ids[ours.codec.tgt_vocab.itos[i]] for i in hypotheses[0].tokens], ids["</s>"])
+            for hypotheses in found]
 
 
 def main() -> None:
@@ -101,10 +116,10 @@ def main() -> None:
                "source_ids_equal": same_sources, "target_ids_equal": same_targets,
                "max_log_prob_difference": worst}
     for beam in (1, 4):
-        theirs = generated(model, tokenizer, sources, beam)
-        mine = ours.translate(sources, beam_size=beam, decoding={"max_length_ratio": 0.0, "max_length_offset": 79})
-        results[f"beam {beam}: outputs equal"] = sum(a == b for a, b in zip(mine, theirs))
-        results[f"beam {beam}: distinct outputs"] = len(set(mine))
+        theirs, mine = generated(model, sources, tokenizer, beam), decoded(ours, sources, ids, beam)
+        results[f"beam {beam}: outputs equal (ids)"] = sum(a == b for a, b in zip(mine, theirs))
+        results[f"beam {beam}: outputs holding <unk>"] = sum(ids["<unk>"] in a for a in mine)
+        results[f"beam {beam}: distinct outputs"] = len({tuple(a) for a in mine})
         results[f"beam {beam}: BLEU"] = round(ours.evaluate(list(zip(sources, targets)), beam_size=beam)["bleu"], 2)
     print(json.dumps(results, indent=2))
     if args.json is not None:
