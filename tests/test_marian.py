@@ -227,6 +227,7 @@ def test_an_imported_checkpoint_reads_back_with_every_check(marian):
     assert stored.src_vocab != stored.tgt_vocab and not stored.config.model.share_embeddings
     assert stored.config.data.source_eos and stored.config.model.decoder.activation == "gelu"
     assert stored.config.model.decoder.layers == 3 and not stored.config.model.tie_output_embedding
+    assert stored.config.decoding.beam_size == 4  # OPUS-MT's generation settings give theirs; these give none
     config = dataclasses.asdict(stored.config.model.encoder)
     assert (config["normalize_before"], config["sinusoids"], config["scale_embeddings"]) == (False, "halves", False)
 
@@ -245,3 +246,11 @@ def test_weights_saved_by_torch_import_as_safetensors_do(marian, tmp_path):
     new = read_marian_folder(folder)
     assert old.weights.keys() == new.weights.keys()
     assert all(torch.equal(old.weights[name], new.weights[name]) for name in new.weights)
+
+
+def test_the_beam_size_is_the_generation_settings(marian, tmp_path):
+    def beams(folder):
+        (folder / "generation_config.json").write_text(json.dumps({"num_beams": 6, "bad_words_ids": [[131]]}))
+
+    folder = _altered(marian["shared, swish, scaled, 2+2"][0], tmp_path, beams)
+    assert read_marian_folder(folder).config.decoding.beam_size == 6

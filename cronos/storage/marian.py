@@ -68,7 +68,8 @@ def read_marian_folder(folder: str | Path) -> StoredModel:
     tgt_vocab, tgt_rows = _vocabulary(target_ids, specials, tags=False)
     subwords = SubwordModels(_file(folder / "source.spm"), _file(folder / "target.spm"),
                              tuple(src_vocab.itos), tuple(tgt_vocab.itos))
-    config = _config(marian, len(src_vocab), len(tgt_vocab))
+    generation = _json(folder / "generation_config.json") if (folder / "generation_config.json").exists() else {}
+    config = _config(marian, generation, len(src_vocab), len(tgt_vocab))
     weights = _weights(_state(folder), marian, config, src_rows, tgt_rows, len(src_vocab), len(tgt_vocab))
     return StoredModel(config, src_vocab, tgt_vocab, weights, None, subwords)
 
@@ -145,7 +146,9 @@ def _vocabulary(ids: dict[str, int], specials: dict[int, int], tags: bool) -> tu
     return Vocabulary(tokens, tags=codes), torch.tensor(rows)
 
 
-def _config(marian: dict, src_size: int, tgt_size: int) -> Config:
+def _config(marian: dict, generation: dict, src_size: int, tgt_size: int) -> Config:
+    """cronos's config of a Marian model: its network, its text settings, its beam size (the
+    generation settings', else the config's, else 4)."""
     shared = marian.get("share_encoder_decoder_embeddings", True)
     size = marian.get("d_model", 1024)
 
@@ -162,7 +165,7 @@ def _config(marian: dict, src_size: int, tgt_size: int) -> Config:
                  "sentencepiece": {"joint": shared, "vocab_size": max(src_size, tgt_size)}},
         "model": {"embedding_size": size, "encoder": stack("encoder"), "decoder": stack("decoder"),
                   "share_embeddings": shared, "tie_output_embedding": bool(marian.get("tie_word_embeddings", True))},
-        "decoding": {"beam_size": int(marian.get("num_beams") or 4)}})
+        "decoding": {"beam_size": int(generation.get("num_beams") or marian.get("num_beams") or 4)}})
 
 
 def _state(folder: Path) -> dict[str, torch.Tensor]:
