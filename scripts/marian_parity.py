@@ -89,9 +89,10 @@ def main() -> None:
     parser.add_argument("--train-pairs", type=int, default=29000)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     from transformers import MarianMTModel, MarianTokenizer
 
     train = Pairs(lines(args.root / "train.en", args.train_pairs), lines(args.root / "train.de", args.train_pairs))
