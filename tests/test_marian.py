@@ -185,6 +185,12 @@ def _pickle_that_runs_code(folder):
     torch.save({"model.shared.weight": _RunsCode()}, folder / "pytorch_model.bin")
 
 
+def _more_tokens(folder):
+    vocabulary = json.loads((folder / "vocab.json").read_text())
+    vocabulary["extra"] = len(vocabulary)
+    (folder / "vocab.json").write_text(json.dumps(vocabulary))
+
+
 def _learned_positions(folder):
     from safetensors.torch import load_file, save_file
 
@@ -204,8 +210,12 @@ def _learned_positions(folder):
     (lambda folder: (folder / "vocab.json").write_text('{"</s>": 0, "<unk>": 3}'), "ids are not 0 to 1"),
     (_learned_positions, "not Marian's sinusoids"),
     (_pickle_that_runs_code, "pytorch_model.bin does not load as plain weights"),
+    (_set_config("encoder_ffn_dim", 64), r"'encoder.layers.0.fc1.weight' has the shape \(48, 32\), and config.json "
+                                         r"describes \(64, 32\)"),
+    (_more_tokens, r"the source vocabulary has ids up to (\d+), and the weights have \1 rows"),
 ], ids=["no vocab.json", "no source.spm", "no weights", "not weights", "another model", "another activation",
-        "another decoder start", "ids with gaps", "learned positions", "a pickle that runs code"])
+        "another decoder start", "ids with gaps", "learned positions", "a pickle that runs code", "another shape",
+        "more tokens than rows"])
 def test_a_folder_cronos_cannot_run_alike_is_refused_with_the_reason(marian, tmp_path, change, message,
                                                                     monkeypatch):
     folder = _altered(marian["shared, swish, scaled, 2+2"][0], tmp_path, change)

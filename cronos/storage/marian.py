@@ -70,7 +70,7 @@ def read_marian_folder(folder: str | Path) -> StoredModel:
                              tuple(src_vocab.itos), tuple(tgt_vocab.itos))
     generation = _json(folder / "generation_config.json") if (folder / "generation_config.json").exists() else {}
     config = _config(marian, generation, len(src_vocab), len(tgt_vocab))
-    weights = _weights(_state(folder), marian, config, src_rows, tgt_rows, len(src_vocab), len(tgt_vocab))
+    weights = _weights(_state(folder), config, src_rows, tgt_rows, len(src_vocab), len(tgt_vocab))
     return StoredModel(config, src_vocab, tgt_vocab, weights, None, subwords)
 
 
@@ -185,29 +185,34 @@ def _state(folder: Path) -> dict[str, torch.Tensor]:
         raise MarianImportError(f"{path} does not load as plain weights: {str(error).splitlines()[0]}") from None
 
 
-def _weights(state: dict[str, torch.Tensor], marian: dict, config: Config, src_rows: torch.Tensor,
-             tgt_rows: torch.Tensor, src_size: int, tgt_size: int) -> dict[str, torch.Tensor]:
-    """cronos's state dict, each tensor taken from ``state`` (Marian's names, rows reordered)."""
+def _weights(state: dict[str, torch.Tensor], config: Config, src_rows: torch.Tensor, tgt_rows: torch.Tensor,
+             src_size: int, tgt_size: int) -> dict[str, torch.Tensor]:
+    """cronos's state dict, each tensor taken from ``state`` (Marian's names, rows reordered) and
+    checked against the shape the network has."""
     state = {name.removeprefix("model."): tensor.float() for name, tensor in state.items()}
     _check_positions(state, config)
     shared = state.get("shared.weight")
-    source = _rows(_tensor(state, "encoder.embed_tokens.weight", shared), src_rows)
-    target = _rows(_tensor(state, "decoder.embed_tokens.weight", shared), tgt_rows)
-    bias = _tensor(state, "final_logits_bias").reshape(-1)
-    bias = torch.cat([bias, bias.new_zeros(1)])[tgt_rows]  # row -1 reads the appended zero
+    source = _rows(_tensor(state, "encoder.embed_tokens.weight", shared), src_rows, "source")
+    target = _rows(_tensor(state, "decoder.embed_tokens.weight", shared), tgt_rows, "target")
+    bias = _rows(_tensor(state, "final_logits_bias").reshape(-1, 1), tgt_rows, "target").reshape(-1)
     bias[[PAD_INDEX, BOS_INDEX]] = NEVER
     names = {"src_embedding.weight": source, "tgt_embedding.weight": target, "output_projection.bias": bias,
              "output_projection.weight": target if config.model.tie_output_embedding
-             else _rows(_tensor(state, "lm_head.weight"), tgt_rows)}
-    network = Seq2Seq(config.model, src_size, tgt_size)
+             else _rows(_tensor(state, "lm_head.weight"), tgt_rows, "target")}
     weights = {}
-    for name in network.state_dict():
+    for name, expected in Seq2Seq(config.model, src_size, tgt_size).state_dict().items():
         weights[name] = names[name] if name in names else _tensor(state, _marian_name(name))
+        if weights[name].shape != expected.shape:
+            raise MarianImportError(f"the weights' {_marian_name(name)!r} has the shape {tuple(weights[name].shape)}, "
+                                    f"and config.json describes {tuple(expected.shape)}")
     return weights
 
 
-def _rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def _rows(table: torch.Tensor, rows: torch.Tensor, side: str) -> torch.Tensor:
     """``table [V, D]``'s rows in cronos's order; row -1 (``<pad>``) zero."""
+    if int(rows.max()) >= table.size(0):
+        raise MarianImportError(f"the {side} vocabulary has ids up to {int(rows.max())}, and the weights have "
+                                f"{table.size(0)} rows for it")
     return torch.cat([table, table.new_zeros(1, table.size(1))])[rows]
 
 
