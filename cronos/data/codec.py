@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 from ..config import DataConfig
-from .preprocess import (Example, PreprocessStats, TextRules, TokenizedPair, to_examples, tokenize_pairs, user_pairs,
-                         warn_if_mostly_unknown)
+from .preprocess import (Example, PreprocessStats, TextRules, TokenizedPair, source_ids, to_examples, tokenize_pairs,
+                         user_pairs, warn_if_mostly_unknown)
 from .subwords import SubwordModels
 from .tokenizers import Tokenizer, build_tokenizer
 from .vocab import EOS, EOS_INDEX, UNK_INDEX, Vocabulary
@@ -138,7 +138,7 @@ class TextCodec:
                 tokens = TextRules(reading.max_length).cut(reading.src_tokenizer.tokenize(text))
                 if not tokens:
                     raise ValueError(f"input {example.index}: source reading {number} finds no tokens in {text!r}")
-                ids.append(tuple(reading.src_vocab.encode(tokens)) + ((EOS_INDEX,) if reading.source_eos else ()))
+                ids.append(source_ids(reading.src_vocab, tokens, reading.source_eos))
             with_readings.append(replace(example, readings=tuple(ids)))
         return with_readings
 
@@ -163,7 +163,7 @@ class TextCodec:
     def reads_source_as(self, other: "TextCodec") -> bool:
         """Whether ``other`` turns every source into the same ids (no source difference, the same cut)."""
         return (not any(d.side == "source" for d in self.differences(other))
-                and (self.max_length, self.source_eos) == (other.max_length, other.source_eos))
+                and self.max_length == other.max_length)
 
     def to_text(self, token_ids: Sequence[int]) -> str:
         """Output ids -> text (specials dropped, stopping at ``<eos>``)."""

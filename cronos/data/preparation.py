@@ -205,13 +205,15 @@ class _Side:
 
     def counts(self) -> dict[str, int]:
         """How often each token was read (the end of sources, ``data.source_eos``, is no token of the text)."""
-        return {token: count for token, count in zip(self.tokens, self.counted.tolist()) if token != SOURCE_END}
+        counts = dict(zip(self.tokens, self.counted.tolist()))
+        counts.pop(SOURCE_END, None)
+        return counts
 
     def finish(self, vocabulary: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, offsets)`` of this side under ``vocabulary`` (in the folder's ``NAME_ids.npy``)."""
-        lookup = np.array([EOS_INDEX if token == SOURCE_END else index  # text itself never becomes <eos>
-                           for token, index in zip(self.tokens, vocabulary.encode(self.tokens))],
-                          dtype=id_dtype(len(vocabulary)))
+        lookup = np.array(vocabulary.encode(self.tokens), dtype=id_dtype(len(vocabulary)))
+        if SOURCE_END in self.index:  # text itself never becomes <eos>: the end of sources does
+            lookup[self.index[SOURCE_END]] = EOS_INDEX
         offsets = offsets_of(np.concatenate(self.lengths))
         if self.file is None:
             ids = np.concatenate(self.parts) if self.parts else np.zeros(0, np.int32)

@@ -21,7 +21,7 @@ from .subwords import WORD_START
 from .tokenizers import Tokenizer
 from .vocab import EOS_INDEX, UNK_INDEX, Vocabulary
 
-__all__ = ["FILTERED", "Example", "EmptyText", "TokenizedPair", "TextRules", "PreprocessStats", "tokenize_pairs", "to_examples",
+__all__ = ["FILTERED", "Example", "EmptyText", "TokenizedPair", "TextRules", "PreprocessStats", "tokenize_pairs", "to_examples", "source_ids",
            "user_pairs", "is_empty", "unicode_problem", "warn_if_mostly_unknown", "MOSTLY_UNKNOWN"]
 
 logger = logging.getLogger("cronos")
@@ -196,11 +196,17 @@ def tokenize_pairs(pairs: Iterable[RawPair], tokenizers: tuple[Tokenizer, Tokeni
 def to_examples(pairs: Sequence[TokenizedPair], src_vocab: Vocabulary, tgt_vocab: Vocabulary,
                 source_eos: bool = False) -> list[Example]:
     """Tokenised pairs -> examples: ids and lengths; each source followed by ``<eos>`` with ``source_eos``."""
-    end = (EOS_INDEX,) if source_eos else ()
-    return [Example(i, tuple(src_vocab.encode(p.source)) + end,
-                    None if p.target is None else tuple(tgt_vocab.encode(p.target)),
-                    len(p.source) + len(end), 0 if p.target is None else len(p.target) + 1)
-            for i, p in enumerate(pairs)]
+    examples = []
+    for i, p in enumerate(pairs):
+        src = source_ids(src_vocab, p.source, source_eos)
+        examples.append(Example(i, src, None if p.target is None else tuple(tgt_vocab.encode(p.target)),
+                                len(src), 0 if p.target is None else len(p.target) + 1))
+    return examples
+
+
+def source_ids(vocabulary: Vocabulary, tokens: Sequence[str], source_eos: bool) -> tuple[int, ...]:
+    """A source's ids as the encoder reads them: its tokens', then ``<eos>`` with ``source_eos``."""
+    return tuple(vocabulary.encode(tokens)) + ((EOS_INDEX,) if source_eos else ())
 
 
 def user_pairs(sources: Sequence[str], targets: Sequence[str] | None = None) -> list[RawPair]:

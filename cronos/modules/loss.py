@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from ..data.vocab import BOS_INDEX, PAD_INDEX
 
-__all__ = ["projected_cross_entropy", "smoothed_cross_entropy", "token_cross_entropy"]
+__all__ = ["projected_cross_entropy", "smoothed_cross_entropy", "summed_cross_entropy", "token_cross_entropy"]
 
 
 def token_cross_entropy(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> tuple[Tensor, int]:
@@ -17,10 +17,7 @@ def token_cross_entropy(logits: Tensor, targets: Tensor, label_smoothing: float 
     Divide the sum by the count for the per-token mean that training optimises.
     """
     real = targets != PAD_INDEX
-    logits, targets = logits[real], targets[real]  # [N, V], [N]
-    if not label_smoothing:
-        return F.cross_entropy(logits, targets, reduction="sum"), int(real.sum())
-    return smoothed_cross_entropy(logits, targets, label_smoothing), int(real.sum())
+    return summed_cross_entropy(logits[real], targets[real], label_smoothing), int(real.sum())
 
 
 def projected_cross_entropy(hidden: Tensor, projection: nn.Module, targets: Tensor,
@@ -33,6 +30,12 @@ def projected_cross_entropy(hidden: Tensor, projection: nn.Module, targets: Tens
     """
     logits = projection(hidden)  # [N, V]
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return summed_cross_entropy(logits, targets, label_smoothing)
+
+
+def summed_cross_entropy(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """``logits [N, V]``, ``targets [N]`` -> the cross-entropy summed over the N tokens; with
+    ``label_smoothing``, ``smoothed_cross_entropy``'s."""
     if not label_smoothing:
         return F.cross_entropy(logits, targets, reduction="sum")
     return smoothed_cross_entropy(logits, targets, label_smoothing)

@@ -72,10 +72,15 @@ def read_model_file(path: str | os.PathLike) -> StoredModel:
     """The model stored at ``path``, every check passed (``CheckpointError`` naming the file otherwise):
     what ``Cronos.load``, averaging, resuming a run and a run's reload of its ``best.pt`` read."""
     stored = _read_model(path)
-    with torch.device("meta"):  # shapes only: a few KB of config could otherwise ask for gigabytes
-        skeleton = Seq2Seq(stored.config.model, len(stored.src_vocab), len(stored.tgt_vocab))
-    check_weights(stored.weights, skeleton, path)
+    check_weights(stored.weights, skeleton(stored.config, len(stored.src_vocab), len(stored.tgt_vocab)), path)
     return stored
+
+
+def skeleton(config: Config, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    """The network ``config`` describes, on the meta device: its weights' names and shapes, with
+    nothing allocated (a few KB of config could otherwise ask for gigabytes)."""
+    with torch.device("meta"):
+        return Seq2Seq(config.model, src_vocab_size, tgt_vocab_size)
 
 
 def _read_model(path: str | Path) -> StoredModel:

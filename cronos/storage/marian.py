@@ -30,12 +30,13 @@ from typing import Any
 
 import torch
 
-from .checkpoint import StoredModel, model_payload
+from .checkpoint import StoredModel, model_payload, skeleton
 from ..config import Config, load_config
 from ..data import SubwordModels, TextCodec, Vocabulary
 from ..data.vocab import BOS_INDEX, EOS_INDEX, PAD_INDEX, SPECIALS, UNK_INDEX
 from ..files import UnreadableFile, read_bytes
-from ..modules.network import Seq2Seq
+from ..data.subwords import MAX_MODEL_BYTES
+from ..modules.encoders import sinusoids
 
 __all__ = ["MarianImportError", "NEVER", "read_marian_folder", "stored_payload"]
 
@@ -43,7 +44,6 @@ NEVER = -1.0e4  # the output bias of a token that is never an output: probabilit
 ACTIVATIONS = {"swish": "swish", "silu": "swish", "gelu": "gelu", "relu": "relu"}
 LANGUAGE_CODE = re.compile(r">>.+<<")
 MAX_JSON_BYTES = 64 << 20
-MAX_WEIGHTS_BYTES = 16 << 30
 MAX_POSITIONS_ERROR = 1e-4  # stored sinusoids against cronos's: float32 rounding, not another table
 
 
@@ -66,7 +66,7 @@ def read_marian_folder(folder: str | Path) -> StoredModel:
     specials = _special_ids(marian, source_ids, folder)
     src_vocab, src_rows = _vocabulary(source_ids, specials, tags=True)
     tgt_vocab, tgt_rows = _vocabulary(target_ids, specials, tags=False)
-    subwords = SubwordModels(_file(folder / "source.spm"), _file(folder / "target.spm"),
+    subwords = SubwordModels(_spm(folder / "source.spm"), _spm(folder / "target.spm"),
                              tuple(src_vocab.itos), tuple(tgt_vocab.itos))
     generation = _json(folder / "generation_config.json") if (folder / "generation_config.json").exists() else {}
     config = _config(marian, generation, len(src_vocab), len(tgt_vocab))
@@ -106,9 +106,9 @@ def _json(path: Path) -> Any:
         raise MarianImportError(f"{path}: not JSON ({error})") from None
 
 
-def _file(path: Path) -> bytes:
+def _spm(path: Path) -> bytes:
     try:
-        return read_bytes(path, path.name, MAX_JSON_BYTES)
+        return read_bytes(path, path.name, MAX_MODEL_BYTES)
     except UnreadableFile as error:
         raise MarianImportError(f"{error}: a MarianMT folder holds it") from None
 
@@ -200,7 +200,7 @@ def _weights(state: dict[str, torch.Tensor], config: Config, src_rows: torch.Ten
              "output_projection.weight": target if config.model.tie_output_embedding
              else _rows(_tensor(state, "lm_head.weight"), tgt_rows, "target")}
     weights = {}
-    for name, expected in Seq2Seq(config.model, src_size, tgt_size).state_dict().items():
+    for name, expected in skeleton(config, src_size, tgt_size).state_dict().items():
         weights[name] = names[name] if name in names else _tensor(state, _marian_name(name))
         if weights[name].shape != expected.shape:
             raise MarianImportError(f"the weights' {_marian_name(name)!r} has the shape {tuple(weights[name].shape)}, "
@@ -247,8 +247,6 @@ def _marian_name(name: str) -> str:
 
 def _check_positions(state: dict[str, torch.Tensor], config: Config) -> None:
     """Stored position tables must be Marian's sinusoids (which cronos computes): learned ones are refused."""
-    from ..modules.encoders import sinusoids
-
     for side in ("encoder", "decoder"):
         table = state.get(f"{side}.embed_positions.weight")
         if table is None:
