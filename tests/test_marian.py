@@ -225,6 +225,12 @@ def test_a_folder_cronos_cannot_run_alike_is_refused_with_the_reason(marian, tmp
     assert not (tmp_path / "ran").exists()
 
 
+def test_a_checkpoint_named_as_its_config_is_refused_before_anything_is_written(marian, tmp_path, capsys):
+    folder = marian["shared, swish, scaled, 2+2"][0]
+    assert main(["import", "--from", "marian", str(folder), str(tmp_path / "model.yaml")]) == 2
+    assert "name the checkpoint OUT.pt" in capsys.readouterr().err and not (tmp_path / "model.yaml").exists()
+
+
 def test_the_command_says_why_in_one_line(tmp_path, capsys):
     assert main(["import", "--from", "marian", str(tmp_path / "nothing"), str(tmp_path / "out.pt")]) == 2
     err = capsys.readouterr().err

@@ -29,6 +29,9 @@ def _import(args: argparse.Namespace) -> int:
     from ..storage.marian import MarianImportError, read_marian_folder, stored_payload
 
     config_path = args.out.with_suffix(".yaml")
+    if config_path == args.out:
+        raise ConfigError("OUT", "", f"{args.out} would be the checkpoint and its fine-tuning config both; name the "
+                                     "checkpoint OUT.pt")
     for path in (args.out, config_path):
         if path.exists():
             raise ConfigError("OUT", "", f"{path} exists; the import goes to a new file")
