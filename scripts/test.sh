@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what it needs into .venv (and Debian's Chromium, which the HTML
-# report's browser test opens, where no Chromium is installed), then runs the whole suite.
+# report's browser test opens, where no Chromium is installed), then runs the whole suite in two
+# worker processes of one thread each (half the time of one process of two threads: many tests
+# wait on processes of their own, and tiny models gain little from a second thread; the
+# invariance tests check two threads where it matters).  Arguments go to pytest (-n 0: one process).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
@@ -10,4 +13,5 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null;
     $SUDO apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
-exec "$PY" -m pytest -q "$@"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+exec "$PY" -m pytest -q -n 2 "$@"

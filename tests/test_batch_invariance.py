@@ -166,6 +166,20 @@ def test_p0_holds_with_every_linear_layer_packed_for_onednn(models, monkeypatch,
     assert _same(one, all_of_them)
 
 
+@pytest.mark.parametrize("family", ["gru, additive", "transformer", "ensemble"])
+def test_p0_holds_at_two_threads(models, alone, family):
+    """The suite's workers run one thread each; two threads split a product's work otherwise, and
+    an example's results are still the same alone (at one thread) and in a batch (at two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        order = list(range(len(PAIRS)))[::-1]
+        for api in ("beam, n-best", "score"):
+            assert _same(_results(models[family], api, order, 5), [alone[family, api][i] for i in order])
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_evaluation_is_the_same_at_any_batch_size(models):
     model = models["transformer"]
     one, many = (_batched(model, size).evaluate(PAIRS) for size in (1, 7))

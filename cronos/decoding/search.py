@@ -19,7 +19,7 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, NamedTuple, Protocol, Sequence
+from typing import Callable, Generator, Iterator, NamedTuple, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -33,10 +33,34 @@ from .inference import check_numbers, in_length_batches
 from ..modules.invariance import rows_to_add
 from ..modules.network import Seq2Seq
 
-__all__ = ["Hypothesis", "Strategy", "Greedy", "Beam", "Sampling", "decode", "search_batch", "max_output_lengths",
-           "SearchStopped", "Stop"]
+__all__ = ["Hypothesis", "Strategy", "Greedy", "Beam", "Sampling", "decode", "search_batch", "searching",
+           "max_output_lengths", "run_alone", "DecoderStep", "StepOutput", "Search", "SearchStopped", "Stop"]
 
 Stop = Callable[[], bool]  # asked before each step: True ends the search (SearchStopped)
+
+
+class DecoderStep(NamedTuple):
+    """One step a search asks of the network: each row's last token ``[rows]`` and the decoder state."""
+
+    tokens: Tensor
+    state: object
+    need_weights: bool
+
+
+StepOutput = tuple[Tensor, "Tensor | None", object]  # logits [rows, 1, V], attention [rows, 1, S] or None, state
+Search = Generator[DecoderStep, StepOutput, "list[list[Hypothesis]]"]  # a search's steps, then its hypotheses
+
+
+@torch.no_grad()
+def run_alone(network: Seq2Seq, search: Search) -> list[list[Hypothesis]]:
+    """Run ``search``'s decoder steps one after the other on ``network`` (without autograd, as
+    every driver of a search does: its encoder and bookkeeping run as it is advanced); its hypotheses."""
+    try:
+        step = next(search)
+        while True:
+            step = search.send(network.run_decoder(step.tokens[:, None], step.state, step.need_weights))
+    except StopIteration as end:
+        return end.value
 
 
 class SearchStopped(Exception):
@@ -55,8 +79,8 @@ class Hypothesis:
 class Strategy(Protocol):
     """How outputs are found for one batch: ``Greedy``, ``Beam``, ``Sampling``."""
 
-    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
-               need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]: ...
+    def steps(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
+              need_weights: bool, stop: Stop | None = None) -> Search: ...
 
 
 def max_output_lengths(src_lengths: Tensor, ratio: float, offset: int) -> Tensor:
@@ -84,20 +108,29 @@ def search_batch(network: Seq2Seq, batch: Batch, strategy: Strategy, options: De
     """``strategy``'s hypotheses for each input of one collated ``batch`` (its ``readings`` too,
     for ensembles whose members read the source differently), under ``options``'s controls and
     each row's ``guides``; an input's length limit counts from its forced prefix."""
+    return run_alone(network, searching(network, batch, strategy, options, need_weights, stop, guides))
+
+
+def searching(network: Seq2Seq, batch: Batch, strategy: Strategy, options: DecodingConfig,
+              need_weights: bool = False, stop: Stop | None = None, guides: Sequence[Guide] | None = None) -> Search:
+    """``search_batch`` as the steps it asks of the network (``DecoderStep``), its hypotheses at
+    the end: for a driver that runs the steps of several searches together (``in_flight.py``).
+    Nothing runs until the first step is asked for; the encoder runs then."""
     rules = StepRules(guides or [NO_GUIDE] * batch.size, options.min_length, options.no_repeat_ngram_size)
     ranking = Ranking(LengthPenalty(options.length_penalty, options.length_penalty_form), options.coverage_penalty)
     max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
-    return strategy.search(network, batch, max_lengths + rules.extra_lengths(), rules, ranking, need_weights, stop)
+    return strategy.steps(network, batch, max_lengths + rules.extra_lengths(), rules, ranking, need_weights, stop)
 
 
 @dataclass(frozen=True)
 class Greedy:
     """Each input's most likely next token, step by step, until ``<eos>`` or its length limit."""
 
-    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
-               need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]:
-        return [[h] for h in _token_by_token(network, batch, max_lengths, _most_likely, rules, ranking, need_weights,
-                                             stop)]
+    def steps(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
+              need_weights: bool, stop: Stop | None = None) -> Search:
+        found = yield from _token_by_token(network, batch, max_lengths, _most_likely, rules, ranking, need_weights,
+                                           stop)
+        return [[h] for h in found]
 
 
 @dataclass(frozen=True)
@@ -114,11 +147,12 @@ class Beam:
         if not 1 <= self.n_best <= self.size:
             raise ValueError(f"n_best must be between 1 and the beam size ({self.size}), got {self.n_best}")
 
-    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
-               need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]:
+    def steps(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
+              need_weights: bool, stop: Stop | None = None) -> Search:
         if self.size == 1 and not rules.constrained:
-            return Greedy().search(network, batch, max_lengths, rules, ranking, need_weights, stop)
-        candidates = _beam_candidates(network, batch, max_lengths, self.size, rules, ranking, need_weights, stop)
+            return (yield from Greedy().steps(network, batch, max_lengths, rules, ranking, need_weights, stop))
+        candidates = yield from _beam_candidates(network, batch, max_lengths, self.size, rules, ranking, need_weights,
+                                                 stop)
         return [found[: self.n_best] for found in candidates]
 
 
@@ -127,10 +161,10 @@ def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[
     return best, best_log_probs
 
 
-@torch.no_grad()
 def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
                     choose: Callable[[Tensor, Tensor, list[int]], tuple[Tensor, Tensor]], rules: StepRules,
-                    ranking: Ranking, need_weights: bool, stop: Stop | None) -> list[Hypothesis]:
+                    ranking: Ranking, need_weights: bool, stop: Stop | None) -> Generator[DecoderStep, StepOutput,
+                                                                                           list[Hypothesis]]:
     """Decode one chosen token a step per input until ``<eos>`` or its length limit (greedy search,
     sampling): ``choose(log_probs [b, V], logits [b, V], inputs) -> (tokens [b], their log-probs [b])``,
     ``inputs`` being the input index of each row, both with what ``rules`` blocks at -inf.  Inputs
@@ -147,7 +181,7 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
     attentions: list[list[Tensor]] = [[] for _ in range(size)]
     scores = [0.0] * size
     for step in _steps(int(max_lengths.max()), stop):
-        logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
+        logits, attention, state = yield DecoderStep(previous, state, need_weights)
         inputs = alive.tolist()
         log_probs, logits = _allowed(rules, step, inputs, history, logits[:, 0])  # [b, V] each
         chosen, chosen_scores = choose(log_probs, logits, inputs)  # [b], [b]
@@ -209,9 +243,9 @@ def _rows_in_flight(done: Tensor) -> Tensor:
     return torch.cat([running, fillers]).sort().values
 
 
-@torch.no_grad()
 def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_size: int, rules: StepRules,
-                     ranking: Ranking, need_weights: bool, stop: Stop | None) -> list[list[Hypothesis]]:
+                     ranking: Ranking, need_weights: bool, stop: Stop | None) -> Generator[DecoderStep, StepOutput,
+                                                                                            list[list[Hypothesis]]]:
     """Beam search with ``beam_size`` beams per input; every finished hypothesis of each, best first.
 
     Each step takes the best ``2 * beam_size`` continuations of an input, none that ``rules``
@@ -235,7 +269,7 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
     banks = Banks(rules.guides, k) if rules.constrained else None        # lexical constraints: banks.py
 
     for step in _steps(int(max_lengths.max()), stop):
-        logits, attention, state = network.run_decoder(previous[:, None], state, need_weights)
+        logits, attention, state = yield DecoderStep(previous, state, need_weights)
         rows_inputs = alive.repeat_interleave(k).tolist()
         log_probs, _ = _allowed(rules, step, rows_inputs, paths.tokens, logits[:, 0])
         top = _best_continuations(beam_scores, log_probs, k)  # [b, 2k] each
@@ -369,8 +403,8 @@ class Sampling:
         digest = hashlib.sha256(f"{self.seed}:{','.join(map(str, source))}".encode()).digest()
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
-    def search(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
-               need_weights: bool, stop: Stop | None = None) -> list[list[Hypothesis]]:
+    def steps(self, network: Seq2Seq, batch: Batch, max_lengths: Tensor, rules: StepRules, ranking: Ranking,
+              need_weights: bool, stop: Stop | None = None) -> Search:
         """Greedy search's loop with each next token drawn from the input's own generator;
         ``log_prob``: the summed log-probs of the drawn tokens under the model, ``score``: as
         greedy search gives it."""
@@ -383,8 +417,8 @@ class Sampling:
                      for row, index in enumerate(inputs)]
             tokens = torch.tensor(drawn, device=logits.device)
             return tokens, log_probs.gather(1, tokens[:, None]).squeeze(1)
-        return [[h] for h in _token_by_token(network, batch, max_lengths, draw, rules, ranking, need_weights,
-                                             stop)]
+        found = yield from _token_by_token(network, batch, max_lengths, draw, rules, ranking, need_weights, stop)
+        return [[h] for h in found]
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """``logits [b, V]`` -> the distribution to draw from, ``[b, V]`` float32."""
