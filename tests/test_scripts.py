@@ -358,3 +358,22 @@ def test_marian_benchmark_times_every_engine_on_outputs_of_one_length(tmp_path):
                                                                   "ctranslate2"]
     assert all(engine["tokens"] == 8 * 6 and engine["peak_memory_mib"] > 0 for engine in report["engines"])
     assert report["fine_tuning_tokens_per_second"] > 0
+
+
+def test_in_flight_benchmark_decodes_three_ways_and_finds_the_same(tmp_path, run_script):
+    """A tiny untrained Transformer over the dates data: each way's speed, and every sentence's
+    output the same in the three (a search in flight finds what it finds alone)."""
+    import cronos
+
+    transformer = {"type": "transformer", "hidden_size": 16, "layers": 1, "heads": 2, "ff_size": 32, "dropout": 0.0}
+    config = tiny_config(tmp_path, model={"embedding_size": 16, "encoder": transformer, "decoder": transformer},
+                         decoding={"max_length_offset": 3, "max_length_ratio": 1.0})
+    checkpoint = str(cronos.Cronos.from_config(cronos.load_config(config)).save(tmp_path / "model.pt"))
+    out = tmp_path / "flight.json"
+    code, said, err = run_script("in_flight_benchmark.py", checkpoint, "--sentences", "23", "--beam", "3",
+                                 "--clients", "8", "--group", "3", "--threads", "1", "--json", str(out))
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert set(report["sentences_per_second"]) == {"sorted", "in order", "in flight"}
+    assert all(speed > 0 for speed in report["sentences_per_second"].values())
+    assert report["same_as_sorted"] == {"sorted": 23, "in order": 23, "in flight": 23}, said

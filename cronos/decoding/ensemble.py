@@ -85,7 +85,20 @@ class Ensemble(nn.Module):
 
     def run_decoder(self, tgt_in: Tensor, state: EnsembleState, need_weights: bool = True):
         """``tgt_in [B, T]`` -> log mean probability ``[B, T, V]``, mean attention ``[B, T, S]``, state."""
-        outputs = [member.run_decoder(tgt_in, s, need_weights) for member, s in zip(self.members, state.members)]
+        return self._combined([member.run_decoder(tgt_in, s, need_weights)
+                               for member, s in zip(self.members, state.members)])
+
+    def run_decoder_together(self, steps: Sequence[tuple[Tensor, EnsembleState]],
+                             need_weights: bool = True) -> list[tuple[Tensor, Tensor | None, EnsembleState]]:
+        """``run_decoder`` for several searches at once (``Seq2Seq.run_decoder_together``): each
+        member runs all their rows together, then each search's outputs are mixed as alone."""
+        by_member = [member.run_decoder_together([(tokens, state.members[m]) for tokens, state in steps], need_weights)
+                     for m, member in enumerate(self.members)]
+        return [self._combined(list(outputs)) for outputs in zip(*by_member)]
+
+    def _combined(self, outputs: list[tuple[Tensor, Tensor | None, object]]) -> tuple[Tensor, Tensor | None,
+                                                                                    EnsembleState]:
+        """The members' ``(logits, attention, state)`` of one step -> the ensemble's."""
         attention = [a for (_, a, _), r in zip(outputs, self.reading_of) if r == 0]
         return (self._mix([logits for logits, _, _ in outputs]), self._mean_attention(attention),
                 EnsembleState(tuple(s for _, _, s in outputs)))

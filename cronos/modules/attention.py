@@ -119,30 +119,45 @@ class MultiHeadAttention(nn.Module):
         Weights are for cross-attention (what explanations show): ``causal`` with ``need_weights``
         is refused.
         """
+        context, weights = self.attend(self.queries(query), keys, values, mask, causal, need_weights)
+        return self.merge(context), weights
+
+    def step(self, query: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+        """A search step's self-attention: ``query [B, 1, D]`` (the newest position) over ``keys,
+        values [B, h, t, d]`` of every position so far -> ``[B, 1, D]``."""
+        return self.merge(self.attend_step(self.queries(query), keys, values))
+
+    def queries(self, query: Tensor) -> Tensor:
+        """``query [B, T, Dq]`` -> the heads' queries ``[B, h, T, d]``: a product per row, which
+        searches run together may share (``attend`` and ``attend_step`` take each one's rows)."""
+        return self._split(self.query_projection(query))
+
+    def attend(self, q: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, causal: bool = False,
+               need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+        """``q [B, h, T, d]`` over ``keys, values [B, h, S, d]`` -> context ``[B, h, T, d]`` and the
+        head-averaged weights ``[B, T, S]`` (or None)."""
         if causal and need_weights:
             raise ValueError("attention weights are computed for cross-attention only; pass need_weights=False")
         keys, values, mask, length = pad_keys(keys, values, mask)  # [B, h, S', d], mask [B, S']
-        q = self._split(self.query_projection(query))  # [B, h, T, d]
         allowed = mask[:, None, None, :]  # [B, 1, 1, S']
         if causal:
             allowed = allowed & self._causal(q.size(2), length, keys.size(2), q.device)  # [B, 1, T, S']
         scores = matmul_by_rows(q, keys.transpose(-1, -2)) / math.sqrt(self.head_size)  # [B, h, T, S']
         weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
         context = matmul_by_rows(weights, values)  # [B, h, T, d]
-        return self._merge(context), weights.mean(dim=1)[..., :length] if need_weights else None
+        return context, weights.mean(dim=1)[..., :length] if need_weights else None
 
-    def step(self, query: Tensor, keys: Tensor, values: Tensor) -> Tensor:
-        """A search step's self-attention: ``query [B, 1, D]`` (the newest position) over ``keys,
-        values [B, h, t, d]`` of every position so far -> ``[B, 1, D]``.
+    def attend_step(self, q: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+        """A search step's ``q [B, h, 1, d]`` over ``keys, values [B, h, t, d]`` of every position
+        so far -> context ``[B, h, 1, d]``.
 
         Every row has the same ``t`` keys, none of them padding, alone as in any batch, so neither
-        the keys nor the query rows are widened (``forward`` widens both): the bits are the same
+        the keys nor the query rows are widened (``attend`` widens both): the bits are the same
         without it (docs/batch_invariance.md), and a beam's steps do not pay for it."""
-        q = self._split(self.query_projection(query))  # [B, h, 1, d]
         weights = torch.softmax(torch.matmul(q, keys.transpose(-1, -2)) / math.sqrt(self.head_size), dim=-1)
-        return self._merge(torch.matmul(weights, values))  # [B, h, 1, d] -> [B, 1, D]
+        return torch.matmul(weights, values)  # [B, h, 1, d]
 
-    def _merge(self, context: Tensor) -> Tensor:
+    def merge(self, context: Tensor) -> Tensor:
         """``context [B, h, T, d]`` -> the heads concatenated and projected, ``[B, T, D]``."""
         batch, _, queries, _ = context.shape
         return self.output_projection(context.transpose(1, 2).reshape(batch, queries, -1))

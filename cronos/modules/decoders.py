@@ -3,8 +3,11 @@
     state = decoder.start(memory, lengths, mask)            # projections of the memory, once
     output, attention, state = decoder(embedded, state)     # embedded [B, T, E] -> output [B, T, H]
 
+    outputs, weights, states = decoder.together(embedded, sizes, states)  # several searches' steps at once
+
 Teacher forcing passes the whole target (``T`` steps at once); search passes one step at a time
-and carries ``state``.  ``attention [B, T, S]`` is the cross-attention (transformer: last layer,
+and carries ``state``; searches run together (a server's, ``decoding/in_flight.py``) pass their
+rows one after the other, each with its own state.  ``attention [B, T, S]`` is the cross-attention (transformer: last layer,
 averaged over heads).  ``state.select(index)`` reorders, repeats or drops rows of the batch;
 ``state.reorder(index)`` moves only what differs between the hypotheses of one input (beam
 search, whose ``index`` keeps every row among its input's rows): the decoder's own state, not
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +30,7 @@ from .linear import Linear
 from .recurrent import build_rnn
 
 __all__ = ["RNNDecoder", "TransformerDecoder", "RNNDecoderState", "TransformerDecoderState", "SelfAttentionCache",
-           "build_decoder"]
+           "LayerPart", "build_decoder", "joined"]
 
 
 def _select(value, index: Tensor):
@@ -92,6 +96,13 @@ class RNNDecoder(nn.Module):
         context, weights = self.attention(outputs, state.keys, state.values, state.mask)  # [B, T, M], [B, T, S]
         combined = self.dropout(torch.tanh(self.combine(torch.cat([outputs, context], dim=-1))))
         return combined, weights, dataclasses.replace(state, hidden=hidden)
+
+    def together(self, embedded: Tensor, sizes: list[int], states: Sequence[RNNDecoderState],
+                 need_weights: bool) -> tuple[Tensor, list[Tensor], list[RNNDecoderState]]:
+        """The step of several searches, each on its own rows (``TransformerDecoder.together``'s
+        protocol): one after the other, as a recurrent step is a few products per search."""
+        results = [self(part, state, need_weights) for part, state in zip(embedded.split(sizes), states)]
+        return joined([outputs for outputs, _, _ in results]), [w for _, w, _ in results], [s for _, _, s in results]
 
 
 def widened(keys: Tensor, values: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -194,19 +205,48 @@ class TransformerDecoderLayer(nn.Module):
 
     def forward(self, x: Tensor, cross: tuple[Tensor, Tensor], mask: Tensor | None,
                 cache: SelfAttentionCache | None, need_weights: bool):
+        x, weights, caches = self.together(x, [x.size(0)], [LayerPart(cross, mask, cache)], need_weights)
+        return x, weights[0], caches[0]
+
+    def together(self, x: Tensor, sizes: list[int], parts: Sequence[LayerPart],
+                 need_weights: bool) -> tuple[Tensor, list[Tensor | None], list[SelfAttentionCache]]:
+        """The layer over the rows of several searches at once: ``x [N, T, D]``, ``sizes`` each
+        one's rows in order, ``parts`` each one's memory, mask and cache.  The norms, projections
+        and feed-forward run over all rows (a row's bits do not depend on the rows beside it),
+        attention over each one's own cache and memory -> ``x``, each one's weights and cache."""
         normed = self.self_norm.entering(x)
-        keys, values = self.self_attention.precompute(normed, normed)  # [B, h, T, d]
-        if cache is None:  # the whole target at once (or a search's first step)
-            attended, _ = self.self_attention(normed, keys, values, None, causal=True, need_weights=False)
-            cache = SelfAttentionCache.of(keys, values)
-        else:  # a search step: one new position over every position so far
-            cache = cache.appended(keys, values)
-            attended = self.self_attention.step(normed, *cache.attended())
-        x = self.self_norm.leaving(x, self.dropout(attended))
-        context, weights = self.cross_attention(self.cross_norm.entering(x), *cross, mask, need_weights=need_weights)
-        x = self.cross_norm.leaving(x, self.dropout(context))
+        attention = self.self_attention
+        q, (keys, values) = attention.queries(normed), attention.precompute(normed, normed)  # [N, h, T, d]
+        contexts, caches = [], []
+        for part, part_q, part_keys, part_values in zip(parts, q.split(sizes), keys.split(sizes), values.split(sizes)):
+            if part.cache is None:  # the whole target at once (or a search's first step)
+                context, _ = attention.attend(part_q, part_keys, part_values, None, causal=True, need_weights=False)
+                cache = SelfAttentionCache.of(part_keys, part_values)
+            else:  # a search step: one new position over every position so far
+                cache = part.cache.appended(part_keys, part_values)
+                context = attention.attend_step(part_q, *cache.attended())
+            contexts.append(context)
+            caches.append(cache)
+        x = self.self_norm.leaving(x, self.dropout(attention.merge(joined(contexts))))
+        q = self.cross_attention.queries(self.cross_norm.entering(x))  # [N, h, T, d]
+        contexts, weights = zip(*(self.cross_attention.attend(part_q, *part.cross, part.mask, need_weights=need_weights)
+                                  for part, part_q in zip(parts, q.split(sizes))))
+        x = self.cross_norm.leaving(x, self.dropout(self.cross_attention.merge(joined(contexts))))
         fed = self.feed_forward(self.feed_forward_norm.entering(x))
-        return self.feed_forward_norm.leaving(x, self.dropout(fed)), weights, cache
+        return self.feed_forward_norm.leaving(x, self.dropout(fed)), list(weights), caches
+
+
+class LayerPart(NamedTuple):
+    """One search's share of a decoder layer's step: its memory's keys and values, mask and cache."""
+
+    cross: tuple[Tensor, Tensor]
+    mask: Tensor | None
+    cache: SelfAttentionCache | None
+
+
+def joined(parts: Sequence[Tensor]) -> Tensor:
+    """``parts`` one after the other on the batch axis (one part as it is, not copied)."""
+    return parts[0] if len(parts) == 1 else torch.cat(list(parts))
 
 
 class TransformerDecoder(nn.Module):
@@ -226,16 +266,28 @@ class TransformerDecoder(nn.Module):
 
     def forward(self, embedded: Tensor, state: TransformerDecoderState,
                 need_weights: bool = True) -> tuple[Tensor, Tensor | None, TransformerDecoderState]:
-        x = self.input(embedded, offset=state.length)  # [B, T, D]
-        caches, weights = [], None
+        outputs, weights, states = self.together(embedded, [embedded.size(0)], [state], need_weights)
+        return outputs, weights[0], states[0]
+
+    def together(self, embedded: Tensor, sizes: list[int], states: Sequence[TransformerDecoderState],
+                 need_weights: bool) -> tuple[Tensor, list[Tensor | None], list[TransformerDecoderState]]:
+        """The step of several searches at once: ``embedded [N, T, E]``, the rows of each of
+        ``states`` in turn (``sizes``) -> outputs ``[N, T, H]``, each one's attention and state;
+        each one's rows get the bits they would alone (``TransformerDecoderLayer.together``)."""
+        x = joined([self.input(part, offset=state.length) for part, state in zip(embedded.split(sizes), states)])
+        caches: list[list[SelfAttentionCache]] = [[] for _ in states]
+        weights: list[Tensor | None] = [None] * len(states)
         for i, layer in enumerate(self.layers):
             last = i == len(self.layers) - 1
-            cache = None if state.cache is None else state.cache[i]
-            x, layer_weights, new_cache = layer(x, state.cross[i], state.mask, cache, need_weights and last)
-            caches.append(new_cache)
+            parts = [LayerPart(state.cross[i], state.mask, None if state.cache is None else state.cache[i])
+                     for state in states]
+            x, layer_weights, layer_caches = layer.together(x, sizes, parts, need_weights and last)
+            for kept, cache in zip(caches, layer_caches):
+                kept.append(cache)
             weights = layer_weights if last else weights
-        new_state = dataclasses.replace(state, cache=tuple(caches), length=state.length + embedded.size(1))
-        return self.final_norm(x), weights, new_state
+        after = [dataclasses.replace(state, cache=tuple(kept), length=state.length + embedded.size(1))
+                 for state, kept in zip(states, caches)]
+        return self.final_norm(x), weights, after
 
 
 def build_decoder(input_size: int, memory_size: int, config: DecoderConfig) -> nn.Module:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ from ..data.vocab import PAD_INDEX
 from .loss import projected_cross_entropy
 from .masking import check_lengths, lengths_to_mask
 from .attention import AdditiveAttention
-from .decoders import build_decoder
+from .decoders import build_decoder, joined
 from .encoders import build_encoder
 from .linear import Linear, packed_for_inference
 
@@ -141,6 +141,16 @@ class Seq2Seq(nn.Module):
         """``tgt_in [B, T]`` (one step or the whole target) -> ``logits [B, T, V]``, ``attention [B, T, S]``, state."""
         outputs, attention, state = self._decoder_outputs(tgt_in, state, need_weights)
         return self.output_projection(outputs), attention, state
+
+    def run_decoder_together(self, steps: Sequence[tuple[Tensor, object]],
+                             need_weights: bool = True) -> list[tuple[Tensor, Tensor | None, object]]:
+        """``run_decoder`` for several searches at once: ``steps``, each one's ``tgt_in [b_i, T]``
+        and state -> each one's logits, attention and state, with the bits it gets alone.  The
+        embedding, the decoder's per-row layers and the output projection run over all rows."""
+        sizes = [tokens.size(0) for tokens, _ in steps]
+        embedded = self.tgt_dropout(self.tgt_embedding(joined([tokens for tokens, _ in steps])))  # [N, T, E]
+        outputs, attention, states = self.decoder.together(embedded, sizes, [state for _, state in steps], need_weights)
+        return list(zip(self.output_projection(outputs).split(sizes), attention, states))
 
     def _decoder_outputs(self, tgt_in: Tensor, state, need_weights: bool):
         """``tgt_in [B, T]`` -> decoder outputs ``[B, T, H]`` before the vocabulary projection, attention, state."""

@@ -1,0 +1,88 @@
+"""Searches that decode together: each joins when it comes, and their steps run as one.
+
+    flight = InFlight(network)
+    flight.join(searching(network, batch, Beam(5), options), done)  # its encoder runs now
+    while flight:
+        flight.step()  # one decoder step of every search in flight; done(hypotheses) as each ends
+
+A server keeps its decoder full this way (continuous batching): a search that ends leaves at once,
+and one that comes joins at the next step, its encoder run and its cache started, without waiting
+for the others to end.  Each search keeps its own rows, settings and choices: the embedding, the
+decoder's per-row layers and the output projection run over the rows of all of them at once,
+attention over each one's own memory and cache (``Seq2Seq.run_decoder_together``), and each
+search chooses its tokens from its own rows.  A row's bits do not depend on the rows beside it
+(docs/batch_invariance.md), so a search finds, to the bit, the hypotheses it finds alone
+(``search.run_alone``), whatever joins or leaves beside it: its sentences' translations are
+those of each sentence alone (P0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..modules.network import Seq2Seq
+from .search import DecoderStep, Hypothesis, Search
+
+__all__ = ["InFlight", "Done"]
+
+Done = Callable[["list[list[Hypothesis]] | Exception"], None]  # a search's hypotheses, or the error that ended it
+
+
+@dataclass
+class _Flying:
+    search: Search
+    step: DecoderStep  # what it asks of the next step
+    done: Done
+
+
+class InFlight:
+    """The searches in flight on one network (module docstring); ``len()`` of them, and their ``rows``."""
+
+    def __init__(self, network: Seq2Seq):
+        self.network = network
+        self._flying: list[_Flying] = []
+
+    def __len__(self) -> int:
+        return len(self._flying)
+
+    @property
+    def rows(self) -> int:
+        """The decoder rows the next step runs (beams and filler rows included)."""
+        return sum(flying.step.tokens.size(0) for flying in self._flying)
+
+    @torch.no_grad()
+    def join(self, search: Search, done: Done) -> None:
+        """Start ``search`` (its encoder runs now) to run its steps with the others from the next
+        one on; ``done`` gets its hypotheses, or the error that ended it, once, when it ends."""
+        self._advance(search, None, done)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One decoder step of every search in flight; those that end leave, each told by its ``done``.
+        A step the network cannot run (out of memory, say) ends every search in flight with its error."""
+        flying, self._flying = self._flying, []
+        if not flying:
+            return
+        try:
+            outputs = self.network.run_decoder_together([(f.step.tokens[:, None], f.step.state) for f in flying],
+                                                        any(f.step.need_weights for f in flying))
+        except Exception as error:  # noqa: BLE001 - told to each search's caller
+            for f in flying:
+                f.search.close()
+                f.done(error)
+            return
+        for f, output in zip(flying, outputs):
+            self._advance(f.search, output, f.done)
+
+    def _advance(self, search: Search, output: tuple | None, done: Done) -> None:
+        """Hand ``search`` its step's ``output`` (None: start it) and keep it if it asks for another."""
+        try:
+            step = next(search) if output is None else search.send(output)
+        except StopIteration as end:
+            done(end.value)
+        except Exception as error:  # noqa: BLE001 - this search's own (a bad number, its stop), told to its caller
+            done(error)
+        else:
+            self._flying.append(_Flying(search, step, done))
