@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence, Union, overload
+from typing import Any, Generator, Mapping, Sequence, Union, overload
 
 import torch
 
@@ -30,7 +30,8 @@ from .modules.network import Seq2Seq
 from .modules.quantized import QUANTIZATIONS, quantize_linear_layers
 from .decoding.scoring import PairScore, score_examples
 from .decoding.alignment import word_alignment
-from .decoding.search import Beam, Hypothesis, Sampling, Stop, decode
+from .decoding.inference import one_batch
+from .decoding.search import Beam, DecoderStep, Hypothesis, Sampling, StepOutput, Stop, decode, searching
 from .storage.checkpoint import read_model_file
 
 __all__ = ["Translator", "Translation", "Inputs", "build"]
@@ -185,6 +186,23 @@ class Translator:
                        need_weights=alignments, stop=stop, guides=self._guides(len(examples), prefixes, constraints))
         if n_best is None and not alignments:
             return [self.codec.to_text(hypotheses[0].tokens) for hypotheses in found]
+        return self._translations(examples, found, alignments)
+
+    def searching(self, examples: Sequence[Example], beam_size: int | None = None, n_best: int = 1,
+                  stop: Stop | None = None, prefixes: Sequence[str | None] | None = None,
+                  constraints: Sequence[Sequence[str]] | None = None, decoding: Mapping[str, Any] | None = None,
+                  alignments: bool = False) -> Generator[DecoderStep, StepOutput, list[list[Translation]]]:
+        """``translate(examples, n_best=...)`` as one batch's search, the decoder steps it asks for
+        (``decoding/in_flight.py`` runs them with other searches'), then its ``Translation``s: a
+        server's sentences joining a search in flight.  The network must be in ``evaluating``."""
+        options = self._decoding(decoding)
+        guides = self._guides(len(examples), prefixes, constraints)
+        found = yield from searching(self.network, one_batch(self.network, examples),
+                                     Beam(beam_size or options.beam_size, n_best), options, alignments, stop, guides)
+        return self._translations(examples, found[: len(examples)], alignments)
+
+    def _translations(self, examples: Sequence[Example], found: list[list[Hypothesis]],
+                      alignments: bool) -> list[list[Translation]]:
         return [[Translation(self.codec.to_text(h.tokens), h.score, h.log_prob,
                              self._alignment(example, h) if alignments else None) for h in hypotheses]
                 for example, hypotheses in zip(examples, found)]
@@ -230,6 +248,16 @@ class Translator:
         found = decode(self.network, examples, Sampling(top_k, top_p, temperature, seed), self._decoding(decoding),
                        batch_size, stop=stop, guides=self._guides(len(examples), prefixes))
         return [self.codec.to_text(drawn.tokens) for drawn, in found]
+
+    def sampling(self, examples: Sequence[Example], top_k: int | None = None, top_p: float | None = None,
+                 temperature: float = 1.0, seed: int = 0, stop: Stop | None = None,
+                 prefixes: Sequence[str | None] | None = None,
+                 decoding: Mapping[str, Any] | None = None) -> Generator[DecoderStep, StepOutput, list[str]]:
+        """``sample(examples)`` as one batch's steps (as ``searching`` is ``translate``'s)."""
+        found = yield from searching(self.network, one_batch(self.network, examples),
+                                     Sampling(top_k, top_p, temperature, seed), self._decoding(decoding),
+                                     stop=stop, guides=self._guides(len(examples), prefixes))
+        return [self.codec.to_text(drawn.tokens) for drawn, in found[: len(examples)]]
 
     def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,
                 beam_size: int | None = None, method: str = "attention", steps: int = 50) -> list[Explanation]:

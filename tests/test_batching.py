@@ -8,7 +8,24 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from torch import nn
+
+from cronos.decoding.in_flight import InFlight
 from cronos.server.batching import Batcher, BatcherStopped, QueueFull
+
+
+def at_once(decode):
+    """A batcher's ``start`` from a ``decode`` that returns its results: a search without decoder
+    steps, which decodes when it joins the flight (the worker busy meanwhile)."""
+    def start(items, settings, abandoned):
+        yield from ()
+        return decode(items, settings, abandoned)
+    return start
+
+
+def no_network() -> InFlight:
+    """The flight of searches without decoder steps: no network ever steps."""
+    return InFlight(nn.Module())
 
 
 class Recorder:
@@ -33,7 +50,7 @@ class Recorder:
 
 def _batcher(decode, **options) -> Batcher:
     settings = {"max_batch_tokens": 1000, "max_wait": 0.05, "max_queue": 1000, **options}
-    return Batcher(decode, lambda text, settings: (text, len(text.split())), **settings).start()
+    return Batcher(at_once(decode), lambda text, settings: (text, len(text.split())), no_network(), **settings).start()
 
 
 def test_concurrent_requests_share_batches_and_each_gets_its_own_results_in_order():
@@ -166,7 +183,8 @@ def test_a_batch_whose_every_request_was_cancelled_may_stop_and_the_worker_goes_
             time.sleep(0.01)
         return list(texts)
 
-    batcher = Batcher(decode, lambda text, settings: (text, 1), max_batch_tokens=100, max_wait=0.0, max_queue=100).start()
+    batcher = Batcher(at_once(decode), lambda text, settings: (text, 1), no_network(), max_batch_tokens=100, max_wait=0.0,
+                      max_queue=100).start()
     first, second = batcher.submit(["long"], "s"), batcher.submit(["long"], "s")  # one batch, two requests
     assert started.wait(10)
     first.cancel()
@@ -178,23 +196,45 @@ def test_a_batch_whose_every_request_was_cancelled_may_stop_and_the_worker_goes_
     assert len(steps) < 400
 
 
-def test_answers_of_a_real_model_equal_its_translations_alone(trained_models):
-    model = trained_models["transformer"]
+class JoinsRecorded(InFlight):
+    """A flight that records how many searches were in flight at each join."""
+
+    def __init__(self, network):
+        super().__init__(network)
+        self.in_flight_at_joins: list[int] = []
+
+    def join(self, search, done) -> None:
+        self.in_flight_at_joins.append(len(self))
+        super().join(search, done)
+
+
+@pytest.mark.parametrize("family", ["transformer", "rnn"])
+def test_answers_of_a_real_model_joining_searches_in_flight_equal_its_translations_alone(trained_models, family):
+    """Mixed beam sizes, n-best lists and prefixes, each batch a search that joins the others in
+    flight: every answer is what its text alone gives, to the bit."""
+    model = trained_models[family]
     sources = ["Thu 26 Nov 2026", "1/2/07", "the 21st of June 1950", "2000 01 01", "5 May 1999", "Dec 3, 1987"]
-    decode = Recorder()
+    settings = [(3, None), (1, None), (4, "19"), (2, "2")]  # beam size, prefix
 
-    def translate(texts, beam, abandoned):
-        decode(texts, beam)
-        return model.translate(texts, beam_size=beam)
+    def start(examples, setting, abandoned):
+        beam, prefix = setting
+        return model.searching(examples, beam, n_best=min(beam, 2), stop=abandoned,
+                               prefixes=None if prefix is None else [prefix] * len(examples))
 
-    batcher = Batcher(translate, lambda text, beam: (text, len(model.codec.source_tokens(text))), max_batch_tokens=64,
-                      max_wait=0.05, max_queue=100).start()
-    with ThreadPoolExecutor(6) as pool:
-        answers = list(pool.map(lambda i: batcher.submit([sources[i % 6]], 3).result(timeout=60), range(24)))
+    flight = JoinsRecorded(model.network)
+    batcher = Batcher(start, lambda text, setting: (model.codec.encode([text])[0], len(text)), flight,
+                      max_batch_tokens=200, max_wait=0.01, max_queue=100).start()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: batcher.submit([sources[i % 6]], settings[i % 4]).result(timeout=60),
+                                range(48)))
     batcher.stop()
-    alone = {source: model.translate([source], beam_size=3)[0] for source in sources}
-    assert answers == [[alone[sources[i % 6]]] for i in range(24)]
-    assert max(len(texts) for texts, _ in decode.batches) > 1  # sentences did share batches
+
+    def alone(i: int) -> list:
+        beam, prefix = settings[i % 4]
+        return model.translate([sources[i % 6]], beam_size=beam, n_best=min(beam, 2),
+                               prefixes=None if prefix is None else [prefix])
+    assert answers == [alone(i) for i in range(48)]
+    assert max(flight.in_flight_at_joins) > 0  # batches did join searches in flight
 
 
 def test_an_item_that_cannot_be_prepared_fails_its_own_request_only():
@@ -203,7 +243,7 @@ def test_an_item_that_cannot_be_prepared_fails_its_own_request_only():
             raise ValueError("text 0 is empty")
         return text, len(text.split())
 
-    batcher = Batcher(Recorder(), count, max_batch_tokens=100, max_wait=0.05, max_queue=100).start()
+    batcher = Batcher(at_once(Recorder()), count, no_network(), max_batch_tokens=100, max_wait=0.05, max_queue=100).start()
     good, bad = batcher.submit(["a b", "c"], "s"), batcher.submit(["d", " "], "s")
     with pytest.raises(ValueError, match="text 0 is empty"):
         bad.result(timeout=10)

@@ -35,15 +35,15 @@ class Held:
     def __init__(self, model):
         self.translator = Translator(model.network, model.codec, model.config)
         self.release, self.decoding, self.decoded = threading.Event(), threading.Event(), []
-        translate = self.translator.translate
+        searching = self.translator.searching
 
-        def held(texts, *args, **options):
+        def held(examples, *args, **options):  # a search that waits before it joins the flight
             self.decoding.set()
             assert self.release.wait(30), "the test never released the worker"
-            self.decoded.extend(texts)
-            return translate(texts, *args, **options)
+            self.decoded.extend(examples)
+            return (yield from searching(examples, *args, **options))
 
-        self.translator.translate = held
+        self.translator.searching = held
 
     def examples(self, *texts: str) -> list:
         """What the server decodes of ``texts``, each sent alone."""
@@ -252,7 +252,8 @@ def test_a_batch_whose_requests_all_timed_out_stops_decoding_and_frees_the_worke
     translator = Translator(model.network, model.codec, model.config)
     steps = []
 
-    def slow_search(texts, *args, stop=None, **options):
+    def slow_search(texts, *args, stop=None, **options):  # its 500 steps run as it joins the flight
+        yield from ()
         for step in range(500):
             if stop():
                 raise SearchStopped()
@@ -260,7 +261,7 @@ def test_a_batch_whose_requests_all_timed_out_stops_decoding_and_frees_the_worke
             time.sleep(0.01)
         return ["never"] * len(texts)
 
-    translator.translate = slow_search
+    translator.searching = slow_search
     app = build_app(translator, Limits(max_wait_ms=0, timeout=0.3))
 
     async def scenario(client):

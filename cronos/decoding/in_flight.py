@@ -1,9 +1,9 @@
 """Searches that decode together: each joins when it comes, and their steps run as one.
 
-    flight = InFlight(network)
-    flight.join(searching(network, batch, Beam(5), options), done)  # its encoder runs now
-    while flight:
-        flight.step()  # one decoder step of every search in flight; done(hypotheses) as each ends
+    with InFlight(network) as flight:  # the network in eval mode, its weights packed, no autograd
+        flight.join(searching(network, batch, Beam(5), options), done)  # its encoder runs now
+        while flight:
+            flight.step()  # one decoder step of every search in flight; done(hypotheses) as each ends
 
 A server keeps its decoder full this way (continuous batching): a search that ends leaves at once,
 and one that comes joins at the next step, its encoder run and its cache started, without waiting
@@ -17,12 +17,13 @@ those of each sentence alone (P0).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from ..modules.network import Seq2Seq
+from ..modules.network import Seq2Seq, evaluating
 from .search import DecoderStep, Hypothesis, Search
 
 __all__ = ["InFlight", "Done"]
@@ -43,9 +44,19 @@ class InFlight:
     def __init__(self, network: Seq2Seq):
         self.network = network
         self._flying: list[_Flying] = []
+        self._evaluating = contextlib.ExitStack()
 
     def __len__(self) -> int:
         return len(self._flying)
+
+    def __enter__(self) -> "InFlight":
+        """The network in ``evaluating`` (eval mode, weights packed, no autograd) until ``__exit__``:
+        what searches run in, entered once for every search that comes."""
+        self._evaluating.enter_context(evaluating(self.network))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._evaluating.close()
 
     @property
     def rows(self) -> int:

@@ -23,7 +23,7 @@ from ..data.vocab import PAD_INDEX
 from ..modules.invariance import rows_to_add
 from ..modules.network import Seq2Seq, evaluating
 
-__all__ = ["in_length_batches", "length_batched", "teacher_forced", "target_log_probs", "example_log_probs",
+__all__ = ["in_length_batches", "length_batched", "one_batch", "teacher_forced", "target_log_probs", "example_log_probs",
            "NonFiniteOutput", "check_numbers"]
 
 T = TypeVar("T")
@@ -36,8 +36,14 @@ def length_batched(network: Seq2Seq, examples: Sequence[Example], batch_size: in
     while the batches are used."""
     with evaluating(network):
         for positions in length_batches(examples, batch_size):
-            rows = [examples[i] for i in positions]
-            yield collate(rows + rows[-1:] * rows_to_add(len(rows))).to(network.device), positions
+            yield one_batch(network, [examples[i] for i in positions]), positions
+
+
+def one_batch(network: Seq2Seq, examples: Sequence[Example]) -> Batch:
+    """``examples`` collated in one batch on the network's device, the last one repeated as filler
+    rows to a multiple of ``invariance.ROW_MULTIPLE`` (module docstring)."""
+    rows = list(examples)
+    return collate(rows + rows[-1:] * rows_to_add(len(rows))).to(network.device)
 
 
 def in_length_batches(network: Seq2Seq, examples: Sequence[Example], batch_size: int,

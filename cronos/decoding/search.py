@@ -7,9 +7,9 @@
 
 Every strategy returns a list of hypotheses per input, best first.  The encoder runs once per
 batch; the decoder state carries the memory projections and the source mask, so every step
-attends with the mask.  Inputs that finish leave the batch, so they stop costing compute, but for
-as many as keep the rows a multiple of 4 (filler rows, whose results are not read: an example's
-bits then do not depend on its batch, docs/batch_invariance.md).  Each
+attends with the mask.  Inputs that finish leave the batch the step they end, so they stop costing
+compute (the decoder's products keep their own rows to a multiple of 4: an example's bits do not
+depend on how many rows are left, docs/batch_invariance.md).  Each
 input gets at most ``ceil(max_length_ratio * source_length) + max_length_offset`` output tokens
 (``options``: the config's ``decoding`` section, which also holds the length penalty and the batch size).
 """
@@ -30,7 +30,6 @@ from ..data.vocab import BOS_INDEX, EOS_INDEX
 from .banks import Banks, Chosen
 from .controls import NO_GUIDE, Guide, LengthPenalty, Ranking, StepRules
 from .inference import check_numbers, in_length_batches
-from ..modules.invariance import rows_to_add
 from ..modules.network import Seq2Seq
 
 __all__ = ["Hypothesis", "Strategy", "Greedy", "Beam", "Sampling", "decode", "search_batch", "searching",
@@ -96,8 +95,7 @@ def decode(network: Seq2Seq, examples: Sequence[Example], strategy: Strategy, op
     before every step; when it says so, the search ends with ``SearchStopped`` (a server whose
     clients all went away).  ``guides``: one per example (its forced prefix), or None."""
     def run_batch(batch: Batch, positions: list[int]) -> list[list[Hypothesis]]:
-        rows = [NO_GUIDE] * len(positions) if guides is None else [guides[p] for p in positions]
-        rows += rows[-1:] * (batch.size - len(rows))  # the filler rows repeat the last input
+        rows = None if guides is None else [guides[p] for p in positions]
         return search_batch(network, batch, strategy, options, need_weights, stop, rows)
     return in_length_batches(network, examples, batch_size or options.batch_size, run_batch)
 
@@ -115,8 +113,10 @@ def searching(network: Seq2Seq, batch: Batch, strategy: Strategy, options: Decod
               need_weights: bool = False, stop: Stop | None = None, guides: Sequence[Guide] | None = None) -> Search:
     """``search_batch`` as the steps it asks of the network (``DecoderStep``), its hypotheses at
     the end: for a driver that runs the steps of several searches together (``in_flight.py``).
-    Nothing runs until the first step is asked for; the encoder runs then."""
-    rules = StepRules(guides or [NO_GUIDE] * batch.size, options.min_length, options.no_repeat_ngram_size)
+    Nothing runs until the first step is asked for; the encoder runs then.  ``guides``: one per
+    input, or fewer: the filler rows after them repeat the last."""
+    rows = list(guides or [NO_GUIDE])
+    rules = StepRules(rows + rows[-1:] * (batch.size - len(rows)), options.min_length, options.no_repeat_ngram_size)
     ranking = Ranking(LengthPenalty(options.length_penalty, options.length_penalty_form), options.coverage_penalty)
     max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
     return strategy.steps(network, batch, max_lengths + rules.extra_lengths(), rules, ranking, need_weights, stop)
@@ -235,12 +235,11 @@ def _step_log_probs(logits: Tensor) -> Tensor:
 
 
 def _rows_in_flight(done: Tensor) -> Tensor:
-    """Which rows (or beam groups) stay in the batch: every one not ``done`` (``[b]``, bool, CPU), then
-    as many done ones as filler rows as make their number a multiple of ``invariance.ROW_MULTIPLE`` (so a
-    product's row count never drops to one its kernel treats otherwise); in batch order."""
-    running = (~done).nonzero().flatten()
-    fillers = done.nonzero().flatten()[: rows_to_add(running.numel())]
-    return torch.cat([running, fillers]).sort().values
+    """Which rows (or beam groups) stay in the batch: every one not ``done`` (``[b]``, bool, CPU), in
+    batch order.  Any number may: the decoder's products widen their rows to a multiple of
+    ``invariance.ROW_MULTIPLE`` themselves (``linear.linear_by_rows``), so a row's bits do not
+    depend on how many others are left."""
+    return (~done).nonzero().flatten()
 
 
 def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_size: int, rules: StepRules,

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import DecoderConfig
+from . import invariance
 from .masking import pad_keys
 from .attention import MultiHeadAttention, build_attention
 from .encoders import FeedForward, ResidualNorm, TransformerInput, final_norm
@@ -92,10 +94,24 @@ class RNNDecoder(nn.Module):
 
     def forward(self, embedded: Tensor, state: RNNDecoderState,
                 need_weights: bool = True) -> tuple[Tensor, Tensor, RNNDecoderState]:
-        outputs, hidden = self.rnn(embedded, state.hidden)  # [B, T, H]
+        outputs, hidden = self._recur(embedded, state.hidden)  # [B, T, H]
         context, weights = self.attention(outputs, state.keys, state.values, state.mask)  # [B, T, M], [B, T, S]
         combined = self.dropout(torch.tanh(self.combine(torch.cat([outputs, context], dim=-1))))
         return combined, weights, dataclasses.replace(state, hidden=hidden)
+
+    def _recur(self, embedded: Tensor, hidden: Tensor | tuple[Tensor, Tensor]):
+        """The RNN over ``embedded [B, T, E]`` from ``hidden``; without autograd, its rows widened
+        with zeros to a multiple of ``invariance.ROW_MULTIPLE`` and cut back after it (its products
+        give 1-3 rows other bits, as ``linear.linear_by_rows`` says): so a search's rows may
+        leave as its inputs end."""
+        rows = embedded.size(0)
+        extra = 0 if torch.is_grad_enabled() else invariance.rows_to_add(rows)
+        if not extra:
+            return self.rnn(embedded, hidden)
+        widened = tuple(F.pad(h, (0, 0, 0, extra)) for h in (hidden if isinstance(hidden, tuple) else (hidden,)))
+        outputs, hidden = self.rnn(F.pad(embedded, (0, 0, 0, 0, 0, extra)),
+                                   widened if isinstance(hidden, tuple) else widened[0])  # [B', T, H], [L, B', H]
+        return outputs[:rows], (tuple(h[:, :rows] for h in hidden) if isinstance(hidden, tuple) else hidden[:, :rows])
 
     def together(self, embedded: Tensor, sizes: list[int], states: Sequence[RNNDecoderState],
                  need_weights: bool) -> tuple[Tensor, list[Tensor], list[RNNDecoderState]]:

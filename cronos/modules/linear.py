@@ -7,7 +7,8 @@ through oneDNN with the weight packed once per inference call.
 Inside ``packed_for_inference`` (no autograd, the CPU, float32) each layer's weight is reordered
 once into oneDNN's blocked layout (``torch.ops.mkldnn._reorder_linear_weight``, the op PyTorch's
 own compiler freezes linear layers with) and every call multiplies with it (``_linear_pointwise``).
-Elsewhere (training, gradients, GPUs, other dtypes, compiled code) a layer is ``nn.Linear``.
+Elsewhere (training, gradients, GPUs, other dtypes, compiled code) a layer is ``nn.Linear``,
+its rows widened to a multiple of 4 without autograd (``linear_by_rows``).
 Two things follow, both measured (docs/batch_invariance.md, docs/deployment.md):
 
 - decoding is faster: the linear layers of the Multi30k Transformer's beam search took 1.5-1.6 s
@@ -31,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import invariance
+
 __all__ = ["Linear", "packed_for_inference"]
 
 BATCH_HINT = 64  # the row count oneDNN lays a packed weight out for; a product of any row count can use it
@@ -47,7 +50,9 @@ class Linear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.packed is None or not _runs_packed(x):
-            return F.linear(x, self.weight, self.bias)
+            if torch.is_grad_enabled():
+                return F.linear(x, self.weight, self.bias)
+            return linear_by_rows(x, self.weight, self.bias)
         rows = x.reshape(-1, self.in_features)  # [M, K]
         out = torch.ops.mkldnn._linear_pointwise(rows, self.packed, self.bias, "none", [], "")  # [M, N]
         return out.reshape(*x.shape[:-1], self.out_features)
@@ -57,6 +62,19 @@ class Linear(nn.Linear):
         state = self.__dict__.copy()
         state.pop("packed", None)
         return state
+
+
+def linear_by_rows(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``F.linear`` over ``x [..., K]`` with its rows widened with zeros to a multiple of
+    ``invariance.ROW_MULTIPLE`` for the product and cut back after it: MKL's product gives 1-3
+    rows other bits than it gives them among more, so without this a search whose rows leave as
+    its inputs end would see its bits move (docs/batch_invariance.md)."""
+    rows = x.reshape(-1, x.size(-1))  # [M, K]
+    extra = invariance.rows_to_add(rows.size(0))
+    if not extra:
+        return F.linear(x, weight, bias)
+    out = F.linear(F.pad(rows, (0, 0, 0, extra)), weight, bias)[: rows.size(0)]  # [M, N]
+    return out.reshape(*x.shape[:-1], out.size(-1))
 
 
 @contextmanager

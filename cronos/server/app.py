@@ -1,7 +1,7 @@
 """The HTTP application (FastAPI): routes, the answers to bad input, the API key.
 
 Every request's items go to one ``Batcher``, whose worker (the main thread in ``serve``) decodes them
-with the items of concurrent requests; the event loop only validates and waits, so it never blocks
+with the items of concurrent requests, a batch joining the searches in flight at their next step; the event loop only validates and waits, so it never blocks
 on the model, and bodies (at most ``Limits.max_body_bytes``, refused from their size before they are
 read) are parsed on a worker thread.  A request is answered when its items are decoded, or after
 ``Limits.timeout`` seconds (504), or dropped when its client disconnects: items still waiting are
@@ -18,7 +18,7 @@ import contextlib
 import hmac
 import json
 import logging
-from typing import Hashable, Sequence
+from typing import Generator, Hashable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +27,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .batching import Batcher, BatcherStopped, QueueFull
+from ..decoding.in_flight import InFlight
 from ..decoding.inference import NonFiniteOutput
 from ..decoding.search import SearchStopped
 from ..translator import Translator
@@ -66,16 +67,19 @@ def build_app(translator: Translator, limits: Limits, api_key: str | None = None
 
 def batcher_for(translator: Translator, limits: Limits) -> tuple[Batcher, ServerMetrics]:
     """The batcher that decodes for one server, and the metrics that count its work."""
-    def decode(items: list, job, abandoned) -> list:
+    def start(items: list, job, abandoned) -> Generator:
         metrics.batch_size.observe(len(items))
+        return _counted(job.steps(translator, items, abandoned))
+
+    def _counted(search: Generator) -> Generator:
         try:
-            return job.run(translator, items, abandoned)
+            return (yield from search)
         except SearchStopped:
             metrics.abandoned.inc()
             raise
 
-    batcher = Batcher(decode, lambda item, job: job.prepare(translator.codec, item), limits.max_batch_tokens,
-                      limits.max_wait_ms / 1000, limits.max_queue)
+    batcher = Batcher(start, lambda item, job: job.prepare(translator.codec, item), InFlight(translator.network),
+                      limits.max_batch_tokens, limits.max_wait_ms / 1000, limits.max_queue)
     metrics = ServerMetrics(lambda: batcher.waiting)
     return batcher, metrics
 

@@ -1,6 +1,6 @@
 """Dynamic batching: the sentences of concurrent requests decoded together, for a server.
 
-    batcher = Batcher(decode, prepare, max_batch_tokens=4000, max_wait=0.01, max_queue=2000)
+    batcher = Batcher(start, prepare, InFlight(network), max_batch_tokens=4000, max_wait=0.01, max_queue=2000)
     batcher.start()                                          # or batcher.run() on a thread of yours
     answer = batcher.submit(["Ein Hund läuft."], settings)   # a concurrent.futures.Future
     answer.result()                                          # the items' results, in order
@@ -25,9 +25,16 @@ batch is full, and at the latest ``max_wait`` seconds after it became free (or a
 arrived, if later).  Measured with 64 clients on 2 cores (docs/BENCHMARKS.md): with a fixed 10 ms
 wait, batches held half of them, alternating; with this rule, nearly all.
 
-It decodes a batch in one call (``decode(items, settings, abandoned)``) and answers each request
-once all its items are decoded.  cronos's results do not depend on batch mates (P0), so each answer
-is what its text alone gives.  The queue holds at most ``max_queue`` items of requests still
+A batch is a search (``start(items, settings, abandoned)``: a generator of the decoder steps it
+asks for, its results at the end) that joins the searches in flight (``flight``, a
+``decoding.in_flight.InFlight``): the worker runs one decoder step of all of them at a time, and
+a batch leaves the moment it ends, its requests answered then.  So sentences that come while
+others decode join them at the next step instead of waiting for the others to end (continuous
+batching).  While searches run, a waiting batch joins once it holds a ``JOIN_SHARE``-th of the
+sentences in flight (each search costs its own choices and attention per step, so many tiny
+ones would slow all), or its oldest has waited ``max_wait``; the tokens in flight stay within
+``max_batch_tokens``.  cronos's results do not depend on batch mates (P0), and a search in flight
+finds what it finds alone, so each answer is what its text alone gives.  The queue holds at most ``max_queue`` items of requests still
 waiting for their answer: past that, ``submit`` raises ``QueueFull`` (a server's 503).  A request
 cancelled before its items are batched (its client went away, it timed out) costs no decoding and
 no room in the queue; ``abandoned()`` says when every request of the batch being decoded was
@@ -40,9 +47,25 @@ import threading
 import time
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Sequence
+from typing import Callable, Generator, Hashable, Protocol, Sequence
 
-__all__ = ["Batcher", "BatcherStopped", "QueueFull"]
+__all__ = ["Batcher", "BatcherStopped", "QueueFull", "Flight", "JOIN_SHARE"]
+
+JOIN_SHARE = 4  # while searches run, a batch joins once it holds this share of the sentences in flight
+
+
+class Flight(Protocol):
+    """Where the batches' searches run (``decoding.in_flight.InFlight``); entered while the worker runs."""
+
+    def join(self, search: Generator, done: Callable[[object], None]) -> None: ...
+
+    def step(self) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, *exc) -> None: ...
 
 
 class QueueFull(RuntimeError):
@@ -82,21 +105,22 @@ class _Item:
 class Batcher:
     """Batches the items of concurrent requests (module docstring).
 
-    ``decode(items, settings, abandoned) -> results`` (one per item, in order; ``abandoned()``: no one
-    waits for them any more) and ``prepare(item, settings) -> (prepared item, tokens)`` run on the
-    worker thread, ``decode`` taking the prepared items;
-    ``settings`` is anything hashable that says how to decode (requests batch together only with
-    equal settings)."""
+    ``start(items, settings, abandoned) -> search`` (a generator whose return value is the results,
+    one per item, in order; ``abandoned()``: no one waits for them any more) and ``prepare(item,
+    settings) -> (prepared item, tokens)`` run on the worker thread, ``start`` taking the prepared
+    items; ``settings`` is anything hashable that says how to decode (a batch's items have equal
+    settings); ``flight`` runs the searches."""
 
-    def __init__(self, decode: Callable[[list, Hashable, Callable[[], bool]], list],
-                 prepare: Callable[[object, Hashable], tuple[object, int]],
+    def __init__(self, start: Callable[[list, Hashable, Callable[[], bool]], Generator],
+                 prepare: Callable[[object, Hashable], tuple[object, int]], flight: Flight,
                  max_batch_tokens: int, max_wait: float, max_queue: int):
         if max_batch_tokens < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch_tokens and max_queue must be at least 1 and max_wait at least 0")
-        self.decode, self.prepare = decode, prepare
+        self.start_search, self.prepare, self.flight = start, prepare, flight
         self.max_batch_tokens, self.max_wait, self.max_queue = max_batch_tokens, max_wait, max_queue
         self._waiting: collections.deque[_Item] = collections.deque()
-        self._decoding: list[_Request] = []  # the requests of the batch being decoded
+        self._decoding: list[_Request] = []  # the requests of the batches in flight
+        self._tokens_in_flight = 0
         self._changed = threading.Condition()
         self._stopping = False
         self._worker: threading.Thread | None = None
@@ -122,15 +146,14 @@ class Batcher:
         loaded the model: a second team of them on another thread spins less when idle (libgomp
         throttles its threads' spinning when they outnumber the cores), which made one-sentence
         decoding twice as slow on a 2-core machine."""
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            outcome = self._decoded(batch)
-            with self._changed:  # before answering: a client answered now may send again at once
-                self._free_since = time.monotonic()
-                self._coming_back = len(self._waiting) + len(batch)
-            self._answer(batch, outcome)
+        with self.flight:
+            while True:
+                batch = self._next_batch(running=len(self.flight) > 0)
+                if batch:
+                    self._join(batch)
+                elif not self.flight:
+                    return
+                self.flight.step()
 
     def submit(self, items: Sequence, settings: Hashable) -> Future:
         """Queue ``items`` to be decoded with ``settings``; the future gives their results, in order."""
@@ -167,28 +190,45 @@ class Batcher:
                 request.answer.cancel()
             self._changed.notify()
 
-    def _next_batch(self) -> list[_Item] | None:
-        """The next batch (module docstring), or None once stopping with nothing left."""
+    def _next_batch(self, running: bool) -> list[_Item] | None:
+        """The next batch to join the flight (module docstring).  With searches ``running``: one
+        that may join now, or None; with none: one once it may go (waiting for it), or None once
+        stopping with nothing left."""
         while True:
             with self._changed:
                 self._drop_answered()
                 if not self._waiting:
-                    if self._stopping:
+                    if self._stopping or running:
                         return None
                     self._changed.wait()
                     continue
                 unmeasured = [item for item in self._waiting if item.tokens is None]
                 if not unmeasured:
-                    batch, full = self._candidates()
-                    deadline = max(self._waiting[0].arrived, self._free_since) + self.max_wait
-                    back = len(self._waiting) >= self._coming_back
-                    if full or back or self._stopping or time.monotonic() >= deadline:
+                    batch, full = self._candidates(self.max_batch_tokens - self._tokens_in_flight, running)
+                    go = self._joins(batch, full, running)
+                    if go is True:
                         taken = set(batch)
                         self._waiting = collections.deque(item for item in self._waiting if item not in taken)
                         return batch
-                    self._changed.wait(deadline - time.monotonic())
+                    if running:
+                        return None
+                    self._changed.wait(go)
                     continue
             self._measure(unmeasured)  # outside the lock, so that submit never waits for it
+
+    def _joins(self, batch: list[_Item], full: bool, running: bool) -> bool | float:
+        """Whether ``batch`` goes now (True), or how long to wait before asking again."""
+        oldest = self._waiting[0].arrived
+        if not batch:  # no room in flight for the oldest yet
+            return False
+        if running:
+            share = len(batch) * JOIN_SHARE >= sum(len(r.items) for r in self._decoding)
+            return full or share or self._stopping or time.monotonic() >= oldest + self.max_wait
+        deadline = max(oldest, self._free_since) + self.max_wait
+        back = len(self._waiting) >= self._coming_back
+        if full or back or self._stopping or time.monotonic() >= deadline:
+            return True
+        return max(deadline - time.monotonic(), 0.0)
 
     def _measure(self, items: list[_Item]) -> None:
         """Each item prepared and its tokens counted; an item that cannot be fails its request (and only that one)."""
@@ -198,16 +238,20 @@ class Batcher:
             except Exception as error:  # noqa: BLE001 - a request's own bad input, answered to it alone
                 _settle(item.request.answer, error=error)
 
-    def _candidates(self) -> tuple[list[_Item], bool]:
-        """The batch the waiting items make now, and whether it is full (more of them wait than fit)."""
+    def _candidates(self, room: int, running: bool) -> tuple[list[_Item], bool]:
+        """The batch the waiting items make now within ``room`` tokens, and whether it is full (more
+        of them wait than fit); none while searches are ``running`` and the oldest does not fit
+        (alone, the oldest goes whatever its size)."""
         oldest = self._waiting[0]
+        if running and oldest.tokens > room:
+            return [], False
         mates = [item for item in self._waiting if item.request.settings == oldest.request.settings]
         total = sum(item.tokens for item in mates)
-        if total <= self.max_batch_tokens:
-            return mates, total == self.max_batch_tokens
+        if total <= room:
+            return mates, total == room
         batch, tokens = [oldest], oldest.tokens
         for item in sorted(mates[1:], key=lambda item: abs(item.tokens - oldest.tokens)):  # stable: oldest first
-            if tokens + item.tokens <= self.max_batch_tokens:
+            if tokens + item.tokens <= room:
                 batch.append(item)
                 tokens += item.tokens
         return batch, True
@@ -217,19 +261,29 @@ class Batcher:
         if any(item.request.answer.done() for item in self._waiting):
             self._waiting = collections.deque(i for i in self._waiting if not i.request.answer.done())
 
-    def _decoded(self, batch: list[_Item]) -> list | Exception:
-        """The batch's results, or the error that decoding it raised (the worker goes on)."""
+    def _join(self, batch: list[_Item]) -> None:
+        """Start the batch's search in the flight; its requests are answered when it ends (or fails:
+        an error answers the requests of this batch only, and the worker goes on)."""
         requests = list({id(item.request): item.request for item in batch}.values())
+        tokens = sum(item.tokens for item in batch)
         with self._changed:
-            self._decoding = requests
+            self._decoding += requests
+            self._tokens_in_flight += tokens
+
+        def done(outcome: list | Exception) -> None:
+            with self._changed:  # before answering: a client answered now may send again at once
+                self._decoding = [r for r in self._decoding if all(r is not mine for mine in requests)]
+                self._tokens_in_flight -= tokens
+                self._free_since = time.monotonic()
+                self._coming_back = len(self._waiting) + len(batch)
+            self._answer(batch, outcome)
         try:
-            return self.decode([item.prepared for item in batch], batch[0].request.settings,
-                               lambda: all(request.answer.done() for request in requests))
+            search = self.start_search([item.prepared for item in batch], batch[0].request.settings,
+                                       lambda: all(request.answer.done() for request in requests))
         except Exception as error:  # noqa: BLE001 - answered to the requests of this batch
-            return error
-        finally:
-            with self._changed:
-                self._decoding = []
+            done(error)
+            return
+        self.flight.join(search, done)
 
     @staticmethod
     def _answer(batch: list[_Item], outcome: list | Exception) -> None:

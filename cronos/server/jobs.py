@@ -3,15 +3,20 @@ example is what is measured and decoded) and how a batch of them is decoded.  Re
 together when their jobs are equal.
 
     prepared, tokens = job.prepare(codec, item)  # item: (position, (text, prefix, constraints)) or a pair's
-    results = job.run(translator, prepared_items, abandoned)
+    search = job.steps(translator, prepared_items, abandoned)  # the decoder steps it asks for, then the results
+
+A job's ``steps`` are a search of ``decoding/search.py`` (``Translator.searching``): the server's
+batcher runs them in flight with other jobs' (``decoding/in_flight.py``), and its results are the
+generator's return value.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generator
 
 from ..data import Example, TextCodec
 from ..data.preprocess import EmptyText
-from ..decoding.search import Stop
+from ..decoding.search import DecoderStep, StepOutput, Stop
 from ..decoding.alignment import moses
 from ..translator import Translation, Translator
 
@@ -76,11 +81,12 @@ class Search(_TranslatesTexts):
     controls: tuple[tuple[str, object], ...] = ()
     alignments: bool = False
 
-    def run(self, translator: Translator, items: list[tuple[Example, str | None, list[str]]], abandoned: Stop) -> list:
+    def steps(self, translator: Translator, items: list[tuple[Example, str | None, list[str]]],
+              abandoned: Stop) -> Generator[DecoderStep, StepOutput, list]:
         examples, prefixes, constraints = self._split(items)
-        found = translator.translate(examples, self.beam_size, batch_size=len(examples), n_best=self.n_best or 1,
-                                     stop=abandoned, prefixes=prefixes, constraints=constraints,
-                                     decoding=dict(self.controls), alignments=self.alignments)
+        found = yield from translator.searching(examples, self.beam_size, n_best=self.n_best or 1, stop=abandoned,
+                                                prefixes=prefixes, constraints=constraints,
+                                                decoding=dict(self.controls), alignments=self.alignments)
         answers = [[self._answer(t, scored=self.scores or self.n_best is not None) for t in hypotheses]
                    for hypotheses in found]
         if self.n_best is not None:
@@ -108,12 +114,11 @@ class Sample(_TranslatesTexts):
     tag: str | None = None
     controls: tuple[tuple[str, object], ...] = ()
 
-    def run(self, translator: Translator, items: list[tuple[Example, str | None, list[str]]],
-            abandoned: Stop) -> list[str]:
+    def steps(self, translator: Translator, items: list[tuple[Example, str | None, list[str]]],
+              abandoned: Stop) -> Generator[DecoderStep, StepOutput, list[str]]:
         examples, prefixes, _ = self._split(items)  # constraints are refused with sampling (bodies.py)
-        return translator.sample(examples, self.top_k, self.top_p, self.temperature, self.seed,
-                                 batch_size=len(examples), stop=abandoned, prefixes=prefixes,
-                                 decoding=dict(self.controls))
+        return (yield from translator.sampling(examples, self.top_k, self.top_p, self.temperature, self.seed,
+                                               stop=abandoned, prefixes=prefixes, decoding=dict(self.controls)))
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,10 @@ class Score:
         example = _encode(codec, self.tag, position, source, target)
         return example, example.src_length + example.tgt_length
 
-    def run(self, translator: Translator, examples: list[Example], abandoned: Stop) -> list[dict]:
-        """One teacher-forced pass: nothing to stop part way (``abandoned`` is not asked)."""
+    def steps(self, translator: Translator, examples: list[Example],
+              abandoned: Stop) -> Generator[DecoderStep, StepOutput, list[dict]]:
+        """One teacher-forced pass, no decoder steps: nothing to stop part way (``abandoned`` is not asked)."""
+        yield from ()
         found = translator.score(examples, per_token=self.per_token, batch_size=len(examples))
         return [{"log_prob": s.log_prob, "mean_log_prob": s.mean_log_prob, "tokens": s.tokens,
                  **({"token_log_probs": s.token_log_probs} if self.per_token else {})} for s in found]
