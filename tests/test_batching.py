@@ -317,3 +317,83 @@ def test_abandoning_cancels_every_accepted_request_and_the_worker_ends_without_d
     decode.release.set()
     batcher._worker.join(5)
     assert not batcher._worker.is_alive() and [texts for texts, _ in decode.batches] == [["busy"]]
+
+
+class Stepped:
+    """A flight of fake searches (generators that yield a step each until their steps are done),
+    recording what was in flight at each join and step."""
+
+    def __init__(self):
+        self.flying: list = []
+        self.joins: list[tuple[list[str], int]] = []  # each batch's texts, and the sentences in flight then
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return len(self.flying)
+
+    def join(self, search, done, ended=None) -> None:
+        self.joins.append((search.texts, sum(len(f[0].texts) for f in self.flying)))
+        self._advance([search, done])
+
+    def step(self) -> None:
+        time.sleep(0.005)
+        flying, self.flying = self.flying, []
+        for f in flying:
+            self._advance(f)
+
+    def _advance(self, f) -> None:
+        try:
+            next(f[0].steps)
+        except StopIteration as end:
+            f[1](end.value)
+        else:
+            self.flying.append(f)
+
+
+class FakeSearch:
+    def __init__(self, texts: list[str], steps: int):
+        self.texts = texts
+        self.steps = self._steps(steps)
+
+    def _steps(self, count: int):
+        for _ in range(count):
+            yield
+        return [f"{text}|done" for text in self.texts]
+
+
+def test_while_searches_run_a_batch_joins_at_a_quarter_of_the_sentences_in_flight_or_after_the_wait():
+    flight = Stepped()
+    steps = {"long": 400, "short": 5}
+    batcher = Batcher(lambda texts, settings, abandoned: FakeSearch(texts, steps[texts[0].split()[0]]),
+                      lambda text, settings: (text, 1), flight, max_batch_tokens=100, max_wait=0.5, max_queue=100).start()
+    running = batcher.submit([f"long {i}" for i in range(8)], "s")
+    time.sleep(0.1)  # in flight now
+    started = time.monotonic()
+    one = batcher.submit(["short a"], "s")  # an eighth of what is in flight: waits for company, or the wait
+    assert one.result(timeout=5) == ["short a|done"]
+    waited = time.monotonic() - started
+    started = time.monotonic()
+    two = batcher.submit(["short b", "short c"], "s")  # a quarter: joins at the next step
+    assert two.result(timeout=5) == ["short b|done", "short c|done"] and time.monotonic() - started < 0.4
+    assert not running.done()  # both joined the long search in flight and ended before it
+    batcher.stop()
+    assert running.result(timeout=10) == [f"long {i}|done" for i in range(8)]
+    assert waited >= 0.45 and flight.joins == [([f"long {i}" for i in range(8)], 0), (["short a"], 8),
+                                               (["short b", "short c"], 8)]
+
+
+def test_the_tokens_in_flight_stay_within_max_batch_tokens():
+    flight = Stepped()
+    batcher = Batcher(lambda texts, settings, abandoned: FakeSearch(texts, 60), lambda text, settings: (text, 3),
+                      flight, max_batch_tokens=12, max_wait=0.0, max_queue=100).start()
+    first = batcher.submit(["a", "b", "c"], "s")  # 9 tokens in flight
+    time.sleep(0.05)
+    second = batcher.submit(["d", "e"], "s")  # 6 more do not fit: "d" joins (12), "e" waits for room
+    assert first.result(timeout=10) and second.result(timeout=10) == ["d|done", "e|done"]
+    batcher.stop()
+    assert flight.joins == [(["a", "b", "c"], 0), (["d"], 3), (["e"], 1)]  # "e" once "a", "b", "c" ended
