@@ -8,7 +8,7 @@
 Every strategy returns a list of hypotheses per input, best first.  The encoder runs once per
 batch; the decoder state carries the memory projections and the source mask, so every step
 attends with the mask.  Inputs that finish leave the batch the step they end, so they stop costing
-compute (the decoder's products keep their own rows to a multiple of 4: an example's bits do not
+compute (the decoder's products keep their own rows to at least 4: an example's bits do not
 depend on how many rows are left, docs/batch_invariance.md).  Each
 input gets at most ``ceil(max_length_ratio * source_length) + max_length_offset`` output tokens
 (``options``: the config's ``decoding`` section, which also holds the length penalty and the batch size).
@@ -236,7 +236,7 @@ def _step_log_probs(logits: Tensor) -> Tensor:
 
 def _rows_in_flight(done: Tensor) -> Tensor:
     """Which rows (or beam groups) stay in the batch: every one not ``done`` (``[b]``, bool, CPU), in
-    batch order.  Any number may: the decoder's products widen their rows to a multiple of
+    batch order.  Any number may: the decoder's products widen 1-3 rows to
     ``invariance.ROW_MULTIPLE`` themselves (``linear.linear_by_rows``), so a row's bits do not
     depend on how many others are left."""
     return (~done).nonzero().flatten()

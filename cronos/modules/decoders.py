@@ -100,12 +100,12 @@ class RNNDecoder(nn.Module):
         return combined, weights, dataclasses.replace(state, hidden=hidden)
 
     def _recur(self, embedded: Tensor, hidden: Tensor | tuple[Tensor, Tensor]):
-        """The RNN over ``embedded [B, T, E]`` from ``hidden``; without autograd, its rows widened
-        with zeros to a multiple of ``invariance.ROW_MULTIPLE`` and cut back after it (its products
+        """The RNN over ``embedded [B, T, E]`` from ``hidden``; without autograd, 1-3 rows widened
+        with zeros to ``invariance.ROW_MULTIPLE`` and cut back after it (its products
         give 1-3 rows other bits, as ``linear.linear_by_rows`` says): so a search's rows may
         leave as its inputs end."""
         rows = embedded.size(0)
-        extra = 0 if torch.is_grad_enabled() else invariance.rows_to_add(rows)
+        extra = 0 if torch.is_grad_enabled() else invariance.rows_short(rows)
         if not extra:
             return self.rnn(embedded, hidden)
         widened = tuple(F.pad(h, (0, 0, 0, extra)) for h in (hidden if isinstance(hidden, tuple) else (hidden,)))

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ROW_MULTIPLE", "KEY_MULTIPLE", "rows_to_add", "key_width", "matmul_by_rows", "use_reproducible_products"]
+__all__ = ["ROW_MULTIPLE", "KEY_MULTIPLE", "rows_to_add", "rows_short", "key_width", "matmul_by_rows", "use_reproducible_products"]
 
 ROW_MULTIPLE = 4
 KEY_MULTIPLE = 16
@@ -45,6 +45,12 @@ def use_reproducible_products() -> None:
 def rows_to_add(rows: int) -> int:
     """How many filler rows make ``rows`` a multiple of ``ROW_MULTIPLE``."""
     return -rows % ROW_MULTIPLE
+
+
+def rows_short(rows: int) -> int:
+    """How many rows a product of ``rows`` lacks to be one of at least ``ROW_MULTIPLE`` rows (0
+    from there on: a row's bits do not depend on the rows beside it)."""
+    return max(ROW_MULTIPLE - rows, 0)
 
 
 def key_width(keys: int) -> int:

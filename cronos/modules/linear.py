@@ -8,7 +8,7 @@ Inside ``packed_for_inference`` (no autograd, the CPU, float32) each layer's wei
 once into oneDNN's blocked layout (``torch.ops.mkldnn._reorder_linear_weight``, the op PyTorch's
 own compiler freezes linear layers with) and every call multiplies with it (``_linear_pointwise``).
 Elsewhere (training, gradients, GPUs, other dtypes, compiled code) a layer is ``nn.Linear``,
-its rows widened to a multiple of 4 without autograd (``linear_by_rows``).
+1-3 rows widened to 4 without autograd (``linear_by_rows``).
 Two things follow, both measured (docs/batch_invariance.md, docs/deployment.md):
 
 - decoding is faster: the linear layers of the Multi30k Transformer's beam search took 1.5-1.6 s
@@ -65,12 +65,12 @@ class Linear(nn.Linear):
 
 
 def linear_by_rows(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``F.linear`` over ``x [..., K]`` with its rows widened with zeros to a multiple of
+    """``F.linear`` over ``x [..., K]`` with 1-3 rows widened with zeros to
     ``invariance.ROW_MULTIPLE`` for the product and cut back after it: MKL's product gives 1-3
     rows other bits than it gives them among more, so without this a search whose rows leave as
     its inputs end would see its bits move (docs/batch_invariance.md)."""
     rows = x.reshape(-1, x.size(-1))  # [M, K]
-    extra = invariance.rows_to_add(rows.size(0))
+    extra = invariance.rows_short(rows.size(0))
     if not extra:
         return F.linear(x, weight, bias)
     out = F.linear(F.pad(rows, (0, 0, 0, extra)), weight, bias)[: rows.size(0)]  # [M, N]
