@@ -7,9 +7,10 @@
 
 Every strategy returns a list of hypotheses per input, best first.  The encoder runs once per
 batch; the decoder state carries the memory projections and the source mask, so every step
-attends with the mask.  Inputs that finish leave the batch the step they end, so they stop costing
-compute (the decoder's products keep their own rows to at least 4: an example's bits do not
-depend on how many rows are left, docs/batch_invariance.md).  Each
+attends with the mask.  Inputs that finish leave the batch, four at a time (those between are
+filler rows, whose results are not read), so they stop costing compute; the decoder's products
+keep their own rows to at least 4, so an example's bits do not depend on how many rows are left
+(docs/batch_invariance.md).  Each
 input gets at most ``ceil(max_length_ratio * source_length) + max_length_offset`` output tokens
 (``options``: the config's ``decoding`` section, which also holds the length penalty and the batch size).
 """
@@ -30,6 +31,7 @@ from ..data.vocab import BOS_INDEX, EOS_INDEX
 from .banks import Banks, Chosen
 from .controls import NO_GUIDE, Guide, LengthPenalty, Ranking, StepRules
 from .inference import check_numbers, in_length_batches
+from ..modules.invariance import rows_to_add
 from ..modules.network import Seq2Seq
 
 __all__ = ["Hypothesis", "Strategy", "Greedy", "Beam", "Sampling", "decode", "search_batch", "searching",
@@ -235,11 +237,15 @@ def _step_log_probs(logits: Tensor) -> Tensor:
 
 
 def _rows_in_flight(done: Tensor) -> Tensor:
-    """Which rows (or beam groups) stay in the batch: every one not ``done`` (``[b]``, bool, CPU), in
-    batch order.  Any number may: the decoder's products widen 1-3 rows to
-    ``invariance.ROW_MULTIPLE`` themselves (``linear.linear_by_rows``), so a row's bits do not
-    depend on how many others are left."""
-    return (~done).nonzero().flatten()
+    """Which rows (or beam groups) stay in the batch: every one not ``done`` (``[b]``, bool, CPU), then
+    as many done ones as filler rows as make their number a multiple of ``invariance.ROW_MULTIPLE``;
+    in batch order.  A row's bits would not move without them (the decoder's products widen 1-3 rows
+    themselves, ``linear.linear_by_rows``), but each change of the rows moves the decoder's state
+    (its memory and caches): rows leave four at a time, which measured faster than one at a time
+    (docs/BENCHMARKS.md, 2026-12-07)."""
+    running = (~done).nonzero().flatten()
+    fillers = done.nonzero().flatten()[: rows_to_add(running.numel())]
+    return torch.cat([running, fillers]).sort().values
 
 
 def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_size: int, rules: StepRules,

@@ -234,7 +234,7 @@ class TransformerDecoderLayer(nn.Module):
         attention = self.self_attention
         q, (keys, values) = attention.queries(normed), attention.precompute(normed, normed)  # [N, h, T, d]
         contexts, caches = [], []
-        for part, part_q, part_keys, part_values in zip(parts, q.split(sizes), keys.split(sizes), values.split(sizes)):
+        for part, part_q, part_keys, part_values in zip(parts, split(q, sizes), split(keys, sizes), split(values, sizes)):
             if part.cache is None:  # the whole target at once (or a search's first step)
                 context, _ = attention.attend(part_q, part_keys, part_values, None, causal=True, need_weights=False)
                 cache = SelfAttentionCache.of(part_keys, part_values)
@@ -246,7 +246,7 @@ class TransformerDecoderLayer(nn.Module):
         x = self.self_norm.leaving(x, self.dropout(attention.merge(joined(contexts))))
         q = self.cross_attention.queries(self.cross_norm.entering(x))  # [N, h, T, d]
         contexts, weights = zip(*(self.cross_attention.attend(part_q, *part.cross, part.mask, need_weights=need_weights)
-                                  for part, part_q in zip(parts, q.split(sizes))))
+                                  for part, part_q in zip(parts, split(q, sizes))))
         x = self.cross_norm.leaving(x, self.dropout(self.cross_attention.merge(joined(contexts))))
         fed = self.feed_forward(self.feed_forward_norm.entering(x))
         return self.feed_forward_norm.leaving(x, self.dropout(fed)), list(weights), caches
@@ -258,6 +258,11 @@ class LayerPart(NamedTuple):
     cross: tuple[Tensor, Tensor]
     mask: Tensor | None
     cache: SelfAttentionCache | None
+
+
+def split(rows: Tensor, sizes: list[int]) -> Sequence[Tensor]:
+    """``rows`` cut on the batch axis into parts of ``sizes`` (one part: the tensor itself)."""
+    return (rows,) if len(sizes) == 1 else rows.split(sizes)
 
 
 def joined(parts: Sequence[Tensor]) -> Tensor:
@@ -290,7 +295,7 @@ class TransformerDecoder(nn.Module):
         """The step of several searches at once: ``embedded [N, T, E]``, the rows of each of
         ``states`` in turn (``sizes``) -> outputs ``[N, T, H]``, each one's attention and state;
         each one's rows get the bits they would alone (``TransformerDecoderLayer.together``)."""
-        x = joined([self.input(part, offset=state.length) for part, state in zip(embedded.split(sizes), states)])
+        x = joined([self.input(part, offset=state.length) for part, state in zip(split(embedded, sizes), states)])
         caches: list[list[SelfAttentionCache]] = [[] for _ in states]
         weights: list[Tensor | None] = [None] * len(states)
         for i, layer in enumerate(self.layers):

@@ -50,7 +50,7 @@ class Linear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.packed is None or not _runs_packed(x):
-            if torch.is_grad_enabled():
+            if torch.is_grad_enabled() or x.numel() >= invariance.ROW_MULTIPLE * x.size(-1):  # 4 rows or more
                 return F.linear(x, self.weight, self.bias)
             return linear_by_rows(x, self.weight, self.bias)
         rows = x.reshape(-1, self.in_features)  # [M, K]
@@ -69,11 +69,11 @@ def linear_by_rows(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     ``invariance.ROW_MULTIPLE`` for the product and cut back after it: MKL's product gives 1-3
     rows other bits than it gives them among more, so without this a search whose rows leave as
     its inputs end would see its bits move (docs/batch_invariance.md)."""
-    rows = x.reshape(-1, x.size(-1))  # [M, K]
-    extra = invariance.rows_short(rows.size(0))
+    count = x.numel() // max(x.size(-1), 1)  # M, the rows
+    extra = invariance.rows_short(count)
     if not extra:
         return F.linear(x, weight, bias)
-    out = F.linear(F.pad(rows, (0, 0, 0, extra)), weight, bias)[: rows.size(0)]  # [M, N]
+    out = F.linear(F.pad(x.reshape(count, -1), (0, 0, 0, extra)), weight, bias)[:count]  # [M, N]
     return out.reshape(*x.shape[:-1], out.size(-1))
 
 
