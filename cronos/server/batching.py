@@ -43,6 +43,7 @@ cancelled, so that ``decode`` can stop early (a search checks it at each step).
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from concurrent.futures import Future, InvalidStateError
@@ -205,29 +206,31 @@ class Batcher:
                 unmeasured = [item for item in self._waiting if item.tokens is None]
                 if not unmeasured:
                     batch, full = self._candidates(self.max_batch_tokens - self._tokens_in_flight, running)
-                    go = self._joins(batch, full, running)
-                    if go is True:
+                    wait = self._wait_before(batch, full, running)
+                    if wait == 0.0:
                         taken = set(batch)
                         self._waiting = collections.deque(item for item in self._waiting if item not in taken)
                         return batch
                     if running:
                         return None
-                    self._changed.wait(go)
+                    self._changed.wait(wait)
                     continue
             self._measure(unmeasured)  # outside the lock, so that submit never waits for it
 
-    def _joins(self, batch: list[_Item], full: bool, running: bool) -> bool | float:
-        """Whether ``batch`` goes now (True), or how long to wait before asking again."""
+    def _wait_before(self, batch: list[_Item], full: bool, running: bool) -> float:
+        """How long ``batch`` should wait before it goes: 0 to go now (module docstring); with
+        searches ``running``, anything else means not now (they step meanwhile)."""
         oldest = self._waiting[0].arrived
         if not batch:  # no room in flight for the oldest yet
-            return False
+            return math.inf
         if running:
             share = len(batch) * JOIN_SHARE >= sum(len(r.items) for r in self._decoding)
-            return full or share or self._stopping or time.monotonic() >= oldest + self.max_wait
+            go = full or share or self._stopping or time.monotonic() >= oldest + self.max_wait
+            return 0.0 if go else math.inf
         deadline = max(oldest, self._free_since) + self.max_wait
         back = len(self._waiting) >= self._coming_back
-        if full or back or self._stopping or time.monotonic() >= deadline:
-            return True
+        if full or back or self._stopping:
+            return 0.0
         return max(deadline - time.monotonic(), 0.0)
 
     def _measure(self, items: list[_Item]) -> None:
