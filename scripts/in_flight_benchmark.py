@@ -22,26 +22,24 @@ import time
 
 import torch
 
-from cronos.data import collate, load_split
+from cronos.data import load_split
 from cronos.decoding.in_flight import InFlight
+from cronos.decoding.inference import one_batch
 from cronos.decoding.search import Beam, decode, searching
 from cronos.model import Cronos
-from cronos.modules.invariance import rows_to_add
-from cronos.modules.network import evaluating
 
 
 def in_flight(model: Cronos, examples: list, beam: int, clients: int, group: int) -> list:
     """Each example's hypotheses, ``clients`` of them in flight, ``group`` joining at a time."""
     network, options = model.network, model.config.decoding
     found: list = [None] * len(examples)
-    flight, next_one = InFlight(network), 0
+    next_one = 0
 
     def join() -> None:
         nonlocal next_one
         positions = list(range(next_one, min(next_one + group, len(examples))))
         next_one += len(positions)
-        rows = [examples[p] for p in positions]
-        batch = collate(rows + rows[-1:] * rows_to_add(len(rows))).to(network.device)
+        batch = one_batch(network, [examples[p] for p in positions])
 
         def done(hypotheses, positions=positions) -> None:
             if isinstance(hypotheses, Exception):
@@ -52,7 +50,7 @@ def in_flight(model: Cronos, examples: list, beam: int, clients: int, group: int
                 join()
         flight.join(searching(network, batch, Beam(beam), options), done)
 
-    with evaluating(network):
+    with InFlight(network) as flight:
         while next_one < min(clients, len(examples)):
             join()
         while flight:

@@ -14,8 +14,8 @@ import cronos
 import cronos.modules.linear
 from cronos.data import collate
 from cronos.decoding.in_flight import InFlight
+from cronos.decoding.inference import one_batch
 from cronos.decoding.search import Beam, Greedy, Sampling, SearchStopped, run_alone, searching
-from cronos.modules.invariance import rows_to_add
 from cronos.modules.network import evaluating
 from helpers import DATES, tiny_config
 
@@ -68,8 +68,7 @@ class _Planned:
 
     def start(self, model):
         strategy, changes, need_weights = SEARCHES[self.kind]
-        rows = model.codec.encode(SOURCES[self.first: self.first + self.count])
-        batch = collate(rows + rows[-1:] * rows_to_add(len(rows))).to(model.network.device)
+        batch = one_batch(model.network, model.codec.encode(SOURCES[self.first: self.first + self.count]))
         options = dataclasses.replace(model.config.decoding, **changes)
         return searching(model.network, batch, strategy, options, need_weights)
 

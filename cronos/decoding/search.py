@@ -249,8 +249,7 @@ def _rows_in_flight(done: Tensor) -> Tensor:
 
 
 def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_size: int, rules: StepRules,
-                     ranking: Ranking, need_weights: bool, stop: Stop | None) -> Generator[DecoderStep, StepOutput,
-                                                                                            list[list[Hypothesis]]]:
+                     ranking: Ranking, need_weights: bool, stop: Stop | None) -> Search:
     """Beam search with ``beam_size`` beams per input; every finished hypothesis of each, best first.
 
     Each step takes the best ``2 * beam_size`` continuations of an input, none that ``rules``

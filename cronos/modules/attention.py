@@ -122,11 +122,6 @@ class MultiHeadAttention(nn.Module):
         context, weights = self.attend(self.queries(query), keys, values, mask, causal, need_weights)
         return self.merge(context), weights
 
-    def step(self, query: Tensor, keys: Tensor, values: Tensor) -> Tensor:
-        """A search step's self-attention: ``query [B, 1, D]`` (the newest position) over ``keys,
-        values [B, h, t, d]`` of every position so far -> ``[B, 1, D]``."""
-        return self.merge(self.attend_step(self.queries(query), keys, values))
-
     def queries(self, query: Tensor) -> Tensor:
         """``query [B, T, Dq]`` -> the heads' queries ``[B, h, T, d]``: a product per row, which
         searches run together may share (``attend`` and ``attend_step`` take each one's rows)."""

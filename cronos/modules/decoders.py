@@ -61,9 +61,12 @@ class RNNDecoderState:
         return dataclasses.replace(self, hidden=self._hidden_of(index))
 
     def _hidden_of(self, index: Tensor) -> Tensor | tuple[Tensor, Tensor]:
-        if isinstance(self.hidden, tuple):
-            return tuple(h.index_select(1, index) for h in self.hidden)
-        return self.hidden.index_select(1, index)
+        return _each_hidden(self.hidden, lambda h: h.index_select(1, index))
+
+
+def _each_hidden(hidden: Tensor | tuple[Tensor, Tensor], change) -> Tensor | tuple[Tensor, Tensor]:
+    """``change`` applied to each tensor of an RNN's hidden state (an LSTM's ``(h, c)``, a GRU's ``h``)."""
+    return tuple(change(h) for h in hidden) if isinstance(hidden, tuple) else change(hidden)
 
 
 class RNNDecoder(nn.Module):
@@ -102,22 +105,21 @@ class RNNDecoder(nn.Module):
     def _recur(self, embedded: Tensor, hidden: Tensor | tuple[Tensor, Tensor]):
         """The RNN over ``embedded [B, T, E]`` from ``hidden``; without autograd, 1-3 rows widened
         with zeros to ``invariance.ROW_MULTIPLE`` and cut back after it (its products
-        give 1-3 rows other bits, as ``linear.linear_by_rows`` says): so a search's rows may
-        leave as its inputs end."""
+        give 1-3 rows other bits, as ``linear.linear_by_rows`` says): so a row's bits do not depend
+        on how many rows its step has."""
         rows = embedded.size(0)
         extra = 0 if torch.is_grad_enabled() else invariance.rows_short(rows)
         if not extra:
             return self.rnn(embedded, hidden)
-        widened = tuple(F.pad(h, (0, 0, 0, extra)) for h in (hidden if isinstance(hidden, tuple) else (hidden,)))
         outputs, hidden = self.rnn(F.pad(embedded, (0, 0, 0, 0, 0, extra)),
-                                   widened if isinstance(hidden, tuple) else widened[0])  # [B', T, H], [L, B', H]
-        return outputs[:rows], (tuple(h[:, :rows] for h in hidden) if isinstance(hidden, tuple) else hidden[:, :rows])
+                                   _each_hidden(hidden, lambda h: F.pad(h, (0, 0, 0, extra))))  # [B', T, H], [L, B', H]
+        return outputs[:rows], _each_hidden(hidden, lambda h: h[:, :rows])
 
     def together(self, embedded: Tensor, sizes: list[int], states: Sequence[RNNDecoderState],
                  need_weights: bool) -> tuple[Tensor, list[Tensor], list[RNNDecoderState]]:
         """The step of several searches, each on its own rows (``TransformerDecoder.together``'s
         protocol): one after the other, as a recurrent step is a few products per search."""
-        results = [self(part, state, need_weights) for part, state in zip(embedded.split(sizes), states)]
+        results = [self(part, state, need_weights) for part, state in zip(split(embedded, sizes), states)]
         return joined([outputs for outputs, _, _ in results]), [w for _, w, _ in results], [s for _, _, s in results]
 
 
@@ -219,14 +221,9 @@ class TransformerDecoderLayer(nn.Module):
         self.feed_forward = FeedForward(size, config.ff_size, config.dropout, config.activation)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, cross: tuple[Tensor, Tensor], mask: Tensor | None,
-                cache: SelfAttentionCache | None, need_weights: bool):
-        x, weights, caches = self.together(x, [x.size(0)], [LayerPart(cross, mask, cache)], need_weights)
-        return x, weights[0], caches[0]
-
-    def together(self, x: Tensor, sizes: list[int], parts: Sequence[LayerPart],
-                 need_weights: bool) -> tuple[Tensor, list[Tensor | None], list[SelfAttentionCache]]:
-        """The layer over the rows of several searches at once: ``x [N, T, D]``, ``sizes`` each
+    def forward(self, x: Tensor, sizes: list[int], parts: Sequence[LayerPart],
+                need_weights: bool) -> tuple[Tensor, list[Tensor | None], list[SelfAttentionCache]]:
+        """The layer over the rows of one search or several at once: ``x [N, T, D]``, ``sizes`` each
         one's rows in order, ``parts`` each one's memory, mask and cache.  The norms, projections
         and feed-forward run over all rows (a row's bits do not depend on the rows beside it),
         attention over each one's own cache and memory -> ``x``, each one's weights and cache."""
@@ -294,7 +291,7 @@ class TransformerDecoder(nn.Module):
                  need_weights: bool) -> tuple[Tensor, list[Tensor | None], list[TransformerDecoderState]]:
         """The step of several searches at once: ``embedded [N, T, E]``, the rows of each of
         ``states`` in turn (``sizes``) -> outputs ``[N, T, H]``, each one's attention and state;
-        each one's rows get the bits they would alone (``TransformerDecoderLayer.together``)."""
+        each one's rows get the bits they would alone (``TransformerDecoderLayer.forward``)."""
         x = joined([self.input(part, offset=state.length) for part, state in zip(split(embedded, sizes), states)])
         caches: list[list[SelfAttentionCache]] = [[] for _ in states]
         weights: list[Tensor | None] = [None] * len(states)
@@ -302,7 +299,7 @@ class TransformerDecoder(nn.Module):
             last = i == len(self.layers) - 1
             parts = [LayerPart(state.cross[i], state.mask, None if state.cache is None else state.cache[i])
                      for state in states]
-            x, layer_weights, layer_caches = layer.together(x, sizes, parts, need_weights and last)
+            x, layer_weights, layer_caches = layer(x, sizes, parts, need_weights and last)
             for kept, cache in zip(caches, layer_caches):
                 kept.append(cache)
             weights = layer_weights if last else weights
