@@ -14,6 +14,7 @@ from cronos.config import load_config
 from cronos.data import Batch, Vocabulary
 from cronos.data.vocab import BOS_INDEX, EOS_INDEX
 from cronos.model import Cronos
+from cronos.decoding.inference import NonFiniteOutput
 from cronos.decoding.search import Beam, Greedy, Sampling, SearchStopped, search_batch
 
 VOCAB = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"])
@@ -212,3 +213,29 @@ def test_a_search_asks_stop_before_every_step_and_ends_when_it_says_so(strategy)
     assert len(search_batch(model.network, batch_of(src, [3, 3]), strategy, options,
                             stop=lambda: asked.append(1) or False)) == 2
     assert len(asked) == 50
+
+
+@pytest.mark.parametrize("strategy", [Greedy(), Beam(3), Beam(2, n_best=2), Sampling(top_k=3)],
+                         ids=["greedy", "beam", "n-best", "sampling"])
+@pytest.mark.parametrize("row", [0, 1])
+def test_a_nan_anywhere_in_a_step_is_one_clear_error(strategy, row, monkeypatch):
+    """One NaN logit, in any row and far from the best token, ends the search with
+    ``NonFiniteOutput`` (it would otherwise rank first, or be drawn), not with outputs."""
+    model = random_model(5, "transformer")
+    src = torch.tensor([[4, 5, 4], [5, 5, 4]])
+    run_decoder, calls = model.network.run_decoder, []
+
+    def poisoned(tokens, state, need_weights=True):
+        logits, attention, state = run_decoder(tokens, state, need_weights)
+        calls.append(1)
+        if len(calls) == 2:  # the second step
+            logits = logits.clone()
+            logits[min(row, logits.size(0) - 1), 0, logits[..., 4:].argmin() % (V - 4) + 4] = float("nan")
+        return logits, attention, state
+
+    monkeypatch.setattr(model.network, "run_decoder", poisoned)
+    options = load_config({"decoding": {"max_length_ratio": 0.0, "max_length_offset": 6}}).decoding
+    model.network.output_projection.bias.data[EOS_INDEX] = -1e9  # the search reaches its second step
+    with pytest.raises(NonFiniteOutput):
+        search_batch(model.network, batch_of(src, [3, 3]), strategy, options)
+    assert len(calls) == 2

@@ -55,6 +55,9 @@ class EnsembleState:
     def reorder(self, index: Tensor) -> "EnsembleState":
         return EnsembleState(tuple(state.reorder(index) for state in self.members))
 
+    def repeated(self, beams: int) -> "EnsembleState":
+        return EnsembleState(tuple(state.repeated(beams) for state in self.members))
+
 
 class Ensemble(nn.Module):
     def __init__(self, networks: Sequence[Seq2Seq], reading_of: Sequence[int] | None = None):

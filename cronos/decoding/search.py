@@ -159,8 +159,8 @@ class Beam:
 
 
 def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[Tensor, Tensor]:
-    best_log_probs, best = log_probs.max(dim=-1)
-    return best, best_log_probs
+    best_log_probs, best = log_probs.max(dim=-1)  # NaN where a row holds one: max passes it on
+    return best, check_numbers(best_log_probs, infinite_too=False)
 
 
 def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
@@ -215,11 +215,13 @@ def _allowed(rules: StepRules, step: int, inputs: list[int], history: Tensor,
              logits: Tensor) -> tuple[Tensor, Tensor]:
     """A step's ``logits [rows, V]`` -> ``(log_probs, logits)`` over the tokens ``rules`` allow: the
     blocked ones' logits at -inf before the distribution is normalised (as CTranslate2 does), so a
-    forced token has probability 1 and the others share what the blocked ones leave."""
+    forced token has probability 1 and the others share what the blocked ones leave.  Log-probs in
+    float32; each strategy refuses a NaN among them (``inference.NonFiniteOutput``) where it is
+    cheapest to see: in the best of each row or group (``max`` and ``topk`` put a NaN first)."""
     blocked = rules.blocked(step, inputs, history, logits.size(-1))
     if blocked is not None:
         logits = logits.masked_fill(blocked, float("-inf"))
-    return _step_log_probs(logits), logits
+    return torch.log_softmax(logits.float(), dim=-1), logits
 
 
 def _steps(count: int, stop: Stop | None) -> Iterator[int]:
@@ -228,12 +230,6 @@ def _steps(count: int, stop: Stop | None) -> Iterator[int]:
         if stop is not None and stop():
             raise SearchStopped()
         yield step
-
-
-def _step_log_probs(logits: Tensor) -> Tensor:
-    """A step's logits ``[b, V]`` -> log-probs ``[b, V]`` in float32, refused when any is NaN
-    (``inference.NonFiniteOutput``): a NaN would otherwise rank above every number in ``topk``."""
-    return check_numbers(torch.log_softmax(logits.float(), dim=-1), infinite_too=False)
 
 
 def _rows_in_flight(done: Tensor) -> Tensor:
@@ -261,7 +257,7 @@ def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_s
     size, k, device = batch.size, beam_size, batch.src.device
     need_weights = need_weights or ranking.needs_attention
     state = network.start_decoder(network.encode(batch.src, batch.src_lengths, *batch.readings))
-    state = state.select(torch.arange(size, device=device).repeat_interleave(k))
+    state = state.repeated(k)  # [b*k] rows, each input's memory shared by its beams
     alive = torch.arange(size)                                           # input index per beam group
     beam_scores = torch.full((size, k), float("-inf"), device=device)
     beam_scores[:, 0] = 0.0                                              # one live beam per input at first
@@ -330,6 +326,7 @@ def _best_continuations(beam_scores: Tensor, log_probs: Tensor, k: int) -> tuple
     groups, vocab = beam_scores.size(0), log_probs.size(-1)
     totals = (beam_scores.view(-1, 1) + log_probs).view(groups, k * vocab)
     top_scores, top_index = totals.topk(min(2 * k, k * vocab), dim=1)
+    check_numbers(top_scores[:, :1], infinite_too=False)  # a NaN ranks above every number: first if a group holds one
     return top_scores, torch.div(top_index, vocab, rounding_mode="floor"), top_index % vocab
 
 
@@ -416,6 +413,7 @@ class Sampling:
         generators = [self.generator(row[:length]) for row, length in zip(batch.src.tolist(), lengths)]
 
         def draw(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[Tensor, Tensor]:
+            check_numbers(log_probs, infinite_too=False)
             probs = self.probabilities(logits).cpu()
             drawn = [int(torch.multinomial(probs[row], 1, generator=generators[index]))
                      for row, index in enumerate(inputs)]

@@ -9,9 +9,10 @@ Teacher forcing passes the whole target (``T`` steps at once); search passes one
 and carries ``state``; searches run together (a server's, ``decoding/in_flight.py``) pass their
 rows one after the other, each with its own state.  ``attention [B, T, S]`` is the cross-attention (transformer: last layer,
 averaged over heads).  ``state.select(index)`` reorders, repeats or drops rows of the batch;
-``state.reorder(index)`` moves only what differs between the hypotheses of one input (beam
-search, whose ``index`` keeps every row among its input's rows): the decoder's own state, not
-the memory and mask, which are the same for all of them.
+``state.repeated(beams)`` makes each input's row ``beams`` rows, its hypotheses in a beam search,
+and then ``index`` keeps whole inputs, each row among its input's rows; ``state.reorder(index)``
+moves only what differs between the hypotheses of one input (the decoder's own state, not the
+memory and mask, which are the same for all of them).
 """
 from __future__ import annotations
 
@@ -59,6 +60,10 @@ class RNNDecoderState:
 
     def reorder(self, index: Tensor) -> "RNNDecoderState":
         return dataclasses.replace(self, hidden=self._hidden_of(index))
+
+    def repeated(self, beams: int) -> "RNNDecoderState":
+        """Each row as ``beams`` rows, memory included (attention reads it per row)."""
+        return self.select(torch.arange(self.keys.size(0), device=self.keys.device).repeat_interleave(beams))
 
     def _hidden_of(self, index: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         return _each_hidden(self.hidden, lambda h: h.index_select(1, index))
@@ -194,17 +199,29 @@ class SelfAttentionCache:
 
 @dataclass(frozen=True)
 class TransformerDecoderState:
-    cross: tuple[tuple[Tensor, Tensor], ...]     # per layer: memory keys, values [B, h, S, d]
+    cross: tuple[tuple[Tensor, Tensor], ...]     # per layer: memory keys, values [B, h, S, d], one per input
     mask: Tensor | None                          # [B, S]
-    cache: tuple[SelfAttentionCache, ...] | None  # per layer: self-attention keys, values of the steps so far
+    cache: tuple[SelfAttentionCache, ...] | None  # per layer: self-attention keys, values of the steps so far, per row
     length: int                                  # positions decoded so far
+    beams: int = 1                               # rows per input (B * beams rows): its hypotheses share its memory
 
     def select(self, index: Tensor) -> "TransformerDecoderState":
-        return TransformerDecoderState(_select(self.cross, index), _select(self.mask, index),
-                                       _select(self.cache, index), self.length)
+        """The rows ``index [R']``; with ``beams``, whole inputs (each input's rows among its own)."""
+        inputs = index if self.beams == 1 else index[:: self.beams] // self.beams  # [R' / beams]
+        return TransformerDecoderState(_select(self.cross, inputs), _select(self.mask, inputs),
+                                       _select(self.cache, index), self.length, self.beams)
 
     def reorder(self, index: Tensor) -> "TransformerDecoderState":
         return dataclasses.replace(self, cache=_select(self.cache, index))
+
+    def repeated(self, beams: int) -> "TransformerDecoderState":
+        """Each input's row as ``beams`` rows; the memory stays one per input (attention reads it
+        for all of an input's rows in one product, ``TransformerDecoderLayer``)."""
+        if self.beams != 1:
+            raise ValueError("the rows of this state are already repeated")
+        rows = self.cross[0][0].size(0)
+        cache = _select(self.cache, torch.arange(rows, device=self.cross[0][0].device).repeat_interleave(beams))
+        return dataclasses.replace(self, cache=cache, beams=beams)
 
 
 class TransformerDecoderLayer(nn.Module):
@@ -242,19 +259,34 @@ class TransformerDecoderLayer(nn.Module):
             caches.append(cache)
         x = self.self_norm.leaving(x, self.dropout(attention.merge(joined(contexts))))
         q = self.cross_attention.queries(self.cross_norm.entering(x))  # [N, h, T, d]
-        contexts, weights = zip(*(self.cross_attention.attend(part_q, *part.cross, part.mask, need_weights=need_weights)
-                                  for part, part_q in zip(parts, split(q, sizes))))
+        contexts, weights = zip(*(self._attend_memory(part_q, part, need_weights) for part, part_q in zip(parts, split(q, sizes))))
         x = self.cross_norm.leaving(x, self.dropout(self.cross_attention.merge(joined(contexts))))
         fed = self.feed_forward(self.feed_forward_norm.entering(x))
         return self.feed_forward_norm.leaving(x, self.dropout(fed)), list(weights), caches
 
+    def _attend_memory(self, q: Tensor, part: LayerPart, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        """Cross-attention of ``q [R, h, T, d]``, ``part.beams`` rows per input, over each input's
+        memory: an input's rows in one product (``[B, h, beams * T, d]``), which reads its memory
+        once, not once per row -> context ``[R, h, T, d]``, weights ``[R, T, S]`` (or None)."""
+        beams = part.beams
+        if beams == 1:
+            return self.cross_attention.attend(q, *part.cross, part.mask, need_weights=need_weights)
+        rows, heads, steps, size = q.shape
+        by_input = q.view(rows // beams, beams, heads, steps, size).transpose(1, 2).reshape(
+            rows // beams, heads, beams * steps, size)  # [B, h, beams * T, d]
+        context, weights = self.cross_attention.attend(by_input, *part.cross, part.mask, need_weights=need_weights)
+        context = context.view(rows // beams, heads, beams, steps, size).transpose(1, 2).reshape(rows, heads, steps, size)
+        return context, None if weights is None else weights.reshape(rows, steps, -1)  # [B, beams * T, S] -> [R, T, S]
+
 
 class LayerPart(NamedTuple):
-    """One search's share of a decoder layer's step: its memory's keys and values, mask and cache."""
+    """One search's share of a decoder layer's step: its memory's keys and values, mask and cache,
+    and its rows per input (``TransformerDecoderState.beams``)."""
 
     cross: tuple[Tensor, Tensor]
     mask: Tensor | None
     cache: SelfAttentionCache | None
+    beams: int
 
 
 def split(rows: Tensor, sizes: list[int]) -> Sequence[Tensor]:
@@ -297,7 +329,7 @@ class TransformerDecoder(nn.Module):
         weights: list[Tensor | None] = [None] * len(states)
         for i, layer in enumerate(self.layers):
             last = i == len(self.layers) - 1
-            parts = [LayerPart(state.cross[i], state.mask, None if state.cache is None else state.cache[i])
+            parts = [LayerPart(state.cross[i], state.mask, None if state.cache is None else state.cache[i], state.beams)
                      for state in states]
             x, layer_weights, layer_caches = layer(x, sizes, parts, need_weights and last)
             for kept, cache in zip(caches, layer_caches):
