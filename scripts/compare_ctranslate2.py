@@ -8,7 +8,7 @@ and int8 weights).  Then each engine decodes a split's sources (default: the 1,0
 sentences) at ``--batch-size`` sentences (32) with ``--threads`` (2), for each beam size (1, 4, 5),
 each run in a fresh process of its own, the four engines in turn, ``--repeats`` times (2):
 
-- cronos float32 (``Cronos.load``), cronos int8 (``quantize="int8"``),
+- cronos float32 and int8 (``Translator.load``, ``quantize="int8"``),
 - CTranslate2 float32 and int8 (``ctranslate2.Translator``; SentencePiece from the export folder).
 
 Per engine and beam: sentences/s and target tokens/s (medians; tokens are the outputs' pieces),
@@ -52,10 +52,10 @@ def worker(engine: str, checkpoint: str, folder: str, sources_file: str, beam: i
     if engine.startswith("cronos"):
         import torch
 
-        from cronos.model import Cronos
+        from cronos.translator import Translator
 
         torch.set_num_threads(threads)
-        model = Cronos.load(checkpoint, device="cpu", quantize="int8" if engine.endswith("int8") else None)
+        model = Translator.load(checkpoint, device="cpu", quantize="int8" if engine.endswith("int8") else None)
         start = time.perf_counter()
         texts = model.translate(sources, beam_size=beam, batch_size=batch_size)
     else:
