@@ -10,7 +10,7 @@ unmasked ablation) -> ``context [B, T, Dv]``, ``weights [B, T, S]`` (rows sum to
 padded keys).  ``precompute`` applies the key/value projections, so they cost once per source,
 not once per step.  Every class attends over its keys widened to a multiple of ``KEY_MULTIPLE``
 (``pad_keys``; the added keys are masked), and its products of queries by keys and of weights by
-values have query rows widened to a multiple of ``ROW_MULTIPLE`` (``matmul_by_rows``): so an
+values have 1-3 query rows widened to ``ROW_MULTIPLE`` (``matmul_by_rows``): so an
 example's attention keeps its bits whatever its batch (``invariance``, docs/batch_invariance.md).
 """
 from __future__ import annotations

@@ -59,11 +59,11 @@ def key_width(keys: int) -> int:
 
 
 def matmul_by_rows(a: Tensor, b: Tensor) -> Tensor:
-    """``a @ b`` for ``a [..., M, K]``, ``b [..., K, N]``, with ``a``'s rows widened with zeros to a
-    multiple of ``ROW_MULTIPLE`` for the product and cut back after it: a search step's attention
-    has one query per row (M = 1)."""
+    """``a @ b`` for ``a [..., M, K]``, ``b [..., K, N]``, with 1-3 rows of ``a`` widened with zeros
+    to ``ROW_MULTIPLE`` for the product and cut back after it: a greedy step's attention has one
+    query per row (M = 1), a beam step's one per beam."""
     rows = a.size(-2)
-    extra = rows_to_add(rows)
+    extra = rows_short(rows)
     if not extra:
         return torch.matmul(a, b)
     return torch.matmul(F.pad(a, (0, 0, 0, extra)), b)[..., :rows, :]
