@@ -24,8 +24,10 @@ def test_an_int8_layer_is_close_to_its_float_one_and_a_row_is_the_same_alone_and
     quantized = Int8Linear(linear)
     x = torch.randn(rows, inputs)
     x[0] = 0.0  # a row of zeros (padding's embedding) is quantized without dividing by zero
+    given = x.clone()
     with torch.no_grad():
         expected, found = linear(x), quantized(x)
+    assert torch.equal(x, given)  # the layer computes in place on its own results only
     assert torch.isfinite(found).all()
     assert (found - expected).abs().max() <= 0.03 * (1 + expected.abs().max())
     for i in range(rows):

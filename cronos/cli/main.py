@@ -82,8 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     _, _, evaluate, translate, explain, score, _, _, serve, _ = parsers
     for command in (evaluate, translate, score, serve):
         command.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
-                             help="int8: every linear layer computes in int8 on the CPU (faster decoding for larger models; an "
-                                  "example's results still do not depend on its batch; docs/deployment.md)")
+                             help="int8: every linear layer computes in int8 on the CPU (faster decoding for "
+                                  "larger models; an example's results still do not depend on its batch; "
+                                  "docs/deployment.md)")
     for command in (evaluate, translate, explain, score, serve):
         command.add_argument("--device", default="auto",
                              help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N [auto]")

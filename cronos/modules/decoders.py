@@ -259,7 +259,8 @@ class TransformerDecoderLayer(nn.Module):
             caches.append(cache)
         x = self.self_norm.leaving(x, self.dropout(attention.merge(joined(contexts))))
         q = self.cross_attention.queries(self.cross_norm.entering(x))  # [N, h, T, d]
-        contexts, weights = zip(*(self._attend_memory(part_q, part, need_weights) for part, part_q in zip(parts, split(q, sizes))))
+        contexts, weights = zip(*(self._attend_memory(part_q, part, need_weights)
+                                  for part, part_q in zip(parts, split(q, sizes))))
         x = self.cross_norm.leaving(x, self.dropout(self.cross_attention.merge(joined(contexts))))
         fed = self.feed_forward(self.feed_forward_norm.entering(x))
         return self.feed_forward_norm.leaving(x, self.dropout(fed)), list(weights), caches
@@ -275,7 +276,8 @@ class TransformerDecoderLayer(nn.Module):
         by_input = q.view(rows // beams, beams, heads, steps, size).transpose(1, 2).reshape(
             rows // beams, heads, beams * steps, size)  # [B, h, beams * T, d]
         context, weights = self.cross_attention.attend(by_input, *part.cross, part.mask, need_weights=need_weights)
-        context = context.view(rows // beams, heads, beams, steps, size).transpose(1, 2).reshape(rows, heads, steps, size)
+        context = context.view(rows // beams, heads, beams, steps, size).transpose(1, 2).reshape(
+            rows, heads, steps, size)  # [R, h, T, d]
         return context, None if weights is None else weights.reshape(rows, steps, -1)  # [B, beams * T, S] -> [R, T, S]
 
 

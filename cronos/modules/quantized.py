@@ -43,7 +43,8 @@ class Int8Linear(nn.Module):
         rows = x.reshape(-1, self.in_features).float()  # [M, K]
         # the same operations in the same order as the formulas say, each past the first on its own
         # new result in place: half the allocations of a layer's dozen small operations
-        scale = rows.abs().amax(dim=1, keepdim=True).clamp_min_(torch.finfo(torch.float32).tiny).div_(INT8_LIMIT)  # [M, 1]
+        scale = rows.abs().amax(dim=1, keepdim=True).clamp_min_(torch.finfo(torch.float32).tiny)
+        scale = scale.div_(INT8_LIMIT)  # [M, 1]
         quantized = _dense_int8(torch.div(rows, scale).round_())
         sums = torch._int_mm(quantized, self.weight_int8)  # [M, N], int32: exact
         out = sums.float().mul_(scale).mul_(self.weight_scale)
