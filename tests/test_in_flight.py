@@ -139,7 +139,7 @@ def test_searches_leave_as_they_end_and_a_failing_one_ends_alone(models):
         stopped = searching(model.network, collate(model.codec.encode(SOURCES[10:14])), Beam(3),
                             model.config.decoding, stop=lambda: asked.append(1) or len(asked) > 2)
         flight.join(stopped, lambda found: outcomes.__setitem__("stopped", found))
-        assert len(flight) == 4 and flight.rows == 4 * 1 + 4 * 4 + 4 * 2 + 4 * 3
+        assert len(flight) == 4 and flight.rows == 2 * 1 + 4 * 4 + 1 * 2 + 4 * 3  # rows: sentences x beams
         sizes = []
         while flight:
             flight.step()

@@ -30,10 +30,10 @@ def teacher_forced_scores(network: Seq2Seq, examples: Sequence[Example], batch_s
     depend on how the examples were batched."""
     log_probs: list[float] = []
     tokens, correct = 0, 0
-    for batch, positions in length_batched(network, examples, batch_size):
+    for batch, _ in length_batched(network, examples, batch_size):
         logits, _ = teacher_forced(network, batch, need_weights=False)
-        logits, targets = logits[: len(positions)], batch.tgt_out[: len(positions)]  # without filler rows
-        log_probs += example_log_probs(target_log_probs(logits, targets), batch.tgt_lengths[: len(positions)])
+        targets = batch.tgt_out
+        log_probs += example_log_probs(target_log_probs(logits, targets), batch.tgt_lengths)
         real = targets != PAD_INDEX
         tokens += int(real.sum())
         correct += int(((logits.argmax(-1) == targets) & real).sum())

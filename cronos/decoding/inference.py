@@ -2,11 +2,11 @@
 mode without autograd, with the results back in input order; and the teacher-forced forward that
 scoring, evaluation and explanations share.
 
-A batch's rows are a multiple of ``invariance.ROW_MULTIPLE``: the last example is repeated as
-filler rows, whose results no one reads.  A matrix product on the CPU picks its kernel by its
-number of rows (one sentence alone is a 1-row product), and only products of a multiple of 4 rows
-give each row the same bits whatever their number: so an example's results are the same alone and
-in any batch (docs/batch_invariance.md).
+A batch holds its examples and nothing else.  A matrix product on the CPU picks its kernel by
+its number of rows (one sentence alone is a 1-row product), and from 4 rows on a row's bits do not
+depend on the rows beside it: the network's products widen 1-3 rows with zeros themselves
+(``invariance``), so an example's results are the same alone and in any batch
+(docs/batch_invariance.md), and a sentence alone decodes as one, not with filler copies of it.
 
     results = in_length_batches(network, examples, 64, lambda batch, positions: ...)  # input order
     for batch, positions in length_batched(network, examples, 64): ...                # batch by batch
@@ -20,7 +20,6 @@ from torch import Tensor
 
 from ..data import Batch, Example, collate, length_batches
 from ..data.vocab import PAD_INDEX
-from ..modules.invariance import rows_to_add
 from ..modules.network import Seq2Seq, evaluating
 
 __all__ = ["in_length_batches", "length_batched", "one_batch", "teacher_forced", "target_log_probs", "example_log_probs",
@@ -31,28 +30,25 @@ T = TypeVar("T")
 
 def length_batched(network: Seq2Seq, examples: Sequence[Example], batch_size: int) -> Iterator[tuple[Batch, list[int]]]:
     """``(batch, positions)``: ``examples`` collated in batches of similar source length on the
-    network's device (``positions``: the places in ``examples`` of the batch's first
-    ``len(positions)`` rows; the rest are filler rows), the network in eval mode without autograd
-    while the batches are used."""
+    network's device (``positions``: the places in ``examples`` of the batch's rows), the network
+    in eval mode without autograd while the batches are used."""
     with evaluating(network):
         for positions in length_batches(examples, batch_size):
             yield one_batch(network, [examples[i] for i in positions]), positions
 
 
 def one_batch(network: Seq2Seq, examples: Sequence[Example]) -> Batch:
-    """``examples`` collated in one batch on the network's device, the last one repeated as filler
-    rows to a multiple of ``invariance.ROW_MULTIPLE`` (module docstring)."""
+    """``examples`` collated in one batch on the network's device."""
     rows = list(examples)
-    return collate(rows + rows[-1:] * rows_to_add(len(rows))).to(network.device)
+    return collate(rows).to(network.device)
 
 
 def in_length_batches(network: Seq2Seq, examples: Sequence[Example], batch_size: int,
                       run_batch: Callable[[Batch, list[int]], Sequence[T]]) -> list[T]:
-    """``run_batch(batch, positions)`` over ``length_batched`` batches; its per-row results (filler
-    rows' dropped) in input order."""
+    """``run_batch(batch, positions)`` over ``length_batched`` batches; its per-row results in input order."""
     results: list = [None] * len(examples)
     for batch, positions in length_batched(network, examples, batch_size):
-        for position, result in zip(positions, run_batch(batch, positions)):  # stops before the fillers
+        for position, result in zip(positions, run_batch(batch, positions)):
             results[position] = result
     return results
 

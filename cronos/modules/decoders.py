@@ -108,12 +108,12 @@ class RNNDecoder(nn.Module):
         return combined, weights, dataclasses.replace(state, hidden=hidden)
 
     def _recur(self, embedded: Tensor, hidden: Tensor | tuple[Tensor, Tensor]):
-        """The RNN over ``embedded [B, T, E]`` from ``hidden``; without autograd, 1-3 rows widened
+        """The RNN over ``embedded [B, T, E]`` from ``hidden``; but in a training step, 1-3 rows widened
         with zeros to ``invariance.ROW_MULTIPLE`` and cut back after it (its products
         give 1-3 rows other bits, as ``linear.linear_by_rows`` says): so a row's bits do not depend
         on how many rows its step has."""
         rows = embedded.size(0)
-        extra = 0 if torch.is_grad_enabled() else invariance.rows_short(rows)
+        extra = 0 if self.training and torch.is_grad_enabled() else invariance.rows_short(rows)
         if not extra:
             return self.rnn(embedded, hidden)
         outputs, hidden = self.rnn(F.pad(embedded, (0, 0, 0, 0, 0, extra)),

@@ -4,8 +4,9 @@ Two facts, measured on the CPU in float32 (docs/batch_invariance.md):
 
 - A matrix product picks its kernel by its number of rows: products of 1-3 rows take others, whose
   bits for a row change with the other dimensions; from 4 rows on, a row's bits do not depend on
-  the rows beside it.  So inference batches are collated to a multiple of ``ROW_MULTIPLE`` rows,
-  and the decoder's products (linear layers, attention's query rows) widen 1-3 rows to it.
+  the rows beside it.  So the network's products (linear layers, attention's query rows, the
+  recurrent cells' steps) widen 1-3 rows with zeros to ``ROW_MULTIPLE``, and a batch needs no
+  filler rows.
 - A softmax over keys, and a weighted sum of values, split their reduction by the number of keys.
   Attention over a multiple of ``KEY_MULTIPLE`` keys (the float32 lanes of an AVX-512 register),
   the added ones masked, gives a query's attention the same bits whatever its batch's longest source.

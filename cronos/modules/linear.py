@@ -8,7 +8,7 @@ Inside ``packed_for_inference`` (no autograd, the CPU, float32) each layer's wei
 once into oneDNN's blocked layout (``torch.ops.mkldnn._reorder_linear_weight``, the op PyTorch's
 own compiler freezes linear layers with) and every call multiplies with it (``_linear_pointwise``).
 Elsewhere (training, gradients, GPUs, other dtypes, compiled code) a layer is ``nn.Linear``,
-1-3 rows widened to 4 without autograd (``linear_by_rows``).
+1-3 rows widened to 4 (``linear_by_rows``) but in a training step.
 Two things follow, both measured (docs/batch_invariance.md, docs/deployment.md):
 
 - decoding is faster: the linear layers of the Multi30k Transformer's beam search took 1.5-1.6 s
@@ -50,7 +50,7 @@ class Linear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.packed is None or not _runs_packed(x):
-            if torch.is_grad_enabled() or x.numel() >= invariance.ROW_MULTIPLE * x.size(-1):  # 4 rows or more
+            if (self.training and torch.is_grad_enabled()) or x.numel() >= invariance.ROW_MULTIPLE * x.size(-1):
                 return F.linear(x, self.weight, self.bias)
             return linear_by_rows(x, self.weight, self.bias)
         rows = x.reshape(-1, self.in_features)  # [M, K]

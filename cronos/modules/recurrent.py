@@ -11,9 +11,11 @@ network stays in bfloat16.  Whether the kernel exists is asked of torch once per
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..precision import cpu_runs_bf16_lstm
+from . import invariance
 
 __all__ = ["LSTM", "build_rnn", "run_within_lengths"]
 
@@ -47,6 +49,11 @@ def run_within_lengths(rnn: nn.GRU | nn.LSTM, inputs: Tensor, lengths: Tensor) -
     if _needs_float32(rnn.weight_ih_l0):
         with torch.autocast("cpu", enabled=False):
             return run_within_lengths(rnn, inputs.to(rnn.weight_ih_l0.dtype), lengths)
+    rows = inputs.size(0)
+    extra = invariance.rows_short(rows)
+    if extra:  # 1-3 rows: widened with zero rows of length 1 for the recurrence's products, cut after them
+        widened = F.pad(inputs, (0, 0, 0, 0, 0, extra))  # [4, S, I]
+        return run_within_lengths(rnn, widened, torch.cat([lengths, lengths.new_ones(extra)]))[:rows]
     reversal = _reversal(lengths, inputs.size(1)).to(inputs.device)  # [B, S]
     x = inputs
     for layer in range(rnn.num_layers):
