@@ -199,7 +199,7 @@ class Translator:
         guides = self._guides(len(examples), prefixes, constraints)
         found = yield from searching(self.network, one_batch(self.network, examples),
                                      Beam(beam_size or options.beam_size, n_best), options, alignments, stop, guides)
-        return self._translations(examples, found[: len(examples)], alignments)
+        return self._translations(examples, found, alignments)
 
     def _translations(self, examples: Sequence[Example], found: list[list[Hypothesis]],
                       alignments: bool) -> list[list[Translation]]:
@@ -257,7 +257,7 @@ class Translator:
         found = yield from searching(self.network, one_batch(self.network, examples),
                                      Sampling(top_k, top_p, temperature, seed), self._decoding(decoding),
                                      stop=stop, guides=self._guides(len(examples), prefixes))
-        return [self.codec.to_text(drawn.tokens) for drawn, in found[: len(examples)]]
+        return [self.codec.to_text(drawn.tokens) for drawn, in found]
 
     def explain(self, sources: Sequence[str], targets: Sequence[str] | None = None,
                 beam_size: int | None = None, method: str = "attention", steps: int = 50) -> list[Explanation]:

@@ -336,7 +336,7 @@ class Stepped:
     def __len__(self) -> int:
         return len(self.flying)
 
-    def join(self, search, done, ended=None) -> None:
+    def join(self, search, done) -> None:
         self.joins.append((search.texts, sum(len(f[0].texts) for f in self.flying)))
         self._advance([search, done])
 

@@ -39,8 +39,7 @@ def length_batched(network: Seq2Seq, examples: Sequence[Example], batch_size: in
 
 def one_batch(network: Seq2Seq, examples: Sequence[Example]) -> Batch:
     """``examples`` collated in one batch on the network's device."""
-    rows = list(examples)
-    return collate(rows).to(network.device)
+    return collate(examples).to(network.device)
 
 
 def in_length_batches(network: Seq2Seq, examples: Sequence[Example], batch_size: int,

@@ -116,9 +116,8 @@ def searching(network: Seq2Seq, batch: Batch, strategy: Strategy, options: Decod
     """``search_batch`` as the steps it asks of the network (``DecoderStep``), its hypotheses at
     the end: for a driver that runs the steps of several searches together (``in_flight.py``).
     Nothing runs until the first step is asked for; the encoder runs then.  ``guides``: one per
-    input, or fewer: the filler rows after them repeat the last."""
-    rows = list(guides or [NO_GUIDE])
-    rules = StepRules(rows + rows[-1:] * (batch.size - len(rows)), options.min_length, options.no_repeat_ngram_size)
+    input, or None (none)."""
+    rules = StepRules(list(guides or [NO_GUIDE] * batch.size), options.min_length, options.no_repeat_ngram_size)
     ranking = Ranking(LengthPenalty(options.length_penalty, options.length_penalty_form), options.coverage_penalty)
     max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
     return strategy.steps(network, batch, max_lengths + rules.extra_lengths(), rules, ranking, need_weights, stop)
