@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Generator, Mapping, Sequence, Union, overload
+from typing import Any, Callable, Generator, Mapping, Sequence, Union, overload
 
 import torch
 
@@ -31,7 +31,9 @@ from .modules.quantized import QUANTIZATIONS, quantize_linear_layers
 from .decoding.scoring import PairScore, score_examples
 from .decoding.alignment import word_alignment
 from .decoding.inference import one_batch
-from .decoding.search import Beam, DecoderStep, Hypothesis, Sampling, StepOutput, Stop, decode, searching
+from .decoding.beam import Arrival, Joining
+from .decoding.search import (Beam, DecoderStep, Hypothesis, Sampling, StepOutput, Stop, arrival_of, decode,
+                              searching)
 from .storage.checkpoint import read_model_file
 
 __all__ = ["Translator", "Translation", "Inputs", "build"]
@@ -200,6 +202,32 @@ class Translator:
         found = yield from searching(self.network, one_batch(self.network, examples),
                                      Beam(beam_size or options.beam_size, n_best), options, alignments, stop, guides)
         return self._translations(examples, found, alignments)
+
+    def arrival(self, examples: Sequence[Example], answer: Callable[[int, list[Translation]], None],
+                failed: Callable[[Exception], None], stop: Stop | None = None, beam_size: int | None = None,
+                n_best: int = 1, prefixes: Sequence[str | None] | None = None,
+                decoding: Mapping[str, Any] | None = None,
+                alignments: bool = False) -> tuple[Arrival, Callable[[Joining], Generator]] | None:
+        """``searching`` as one batch that joins a beam search in flight (``InFlight.arrive``): the
+        batch, each sentence answered by ``answer(index, translations)`` the step it ends (or all
+        told ``failed(error)``), and how to start the search in flight of these settings.  None
+        where the batch decodes as a search of its own: greedy search, and a model whose
+        attention sees padding (an ablation)."""
+        options = self._decoding(decoding)
+        beam = Beam(beam_size or options.beam_size, n_best)
+        if beam.size == 1 or not self._masks_padding:
+            return None
+
+        def translated(index: int, hypotheses: list[Hypothesis]) -> None:
+            answer(index, self._translations([examples[index]], [hypotheses], alignments)[0])
+        arrival = arrival_of(one_batch(self.network, examples), options, self._guides(len(examples), prefixes),
+                             translated, stop, failed)
+        return arrival, lambda joining: beam.in_flight(self.network, joining, options, alignments)
+
+    @property
+    def _masks_padding(self) -> bool:
+        networks = self.network.members if isinstance(self.network, Ensemble) else [self.network]
+        return all(network.mask_padding for network in networks)
 
     def _translations(self, examples: Sequence[Example], found: list[list[Hypothesis]],
                       alignments: bool) -> list[list[Translation]]:

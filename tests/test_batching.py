@@ -207,11 +207,21 @@ class JoinsRecorded(InFlight):
         self.in_flight_at_joins.append(len(self))
         super().join(search, done)
 
+    def arrive(self, key, arrival, start) -> None:
+        self.in_flight_at_joins.append(len(self))
+        self.joined_in_flight += key in self._joining  # a batch that joins a beam search already decoding
+        super().arrive(key, arrival, start)
 
+    joined_in_flight = 0
+
+
+@pytest.mark.parametrize("joining", [False, True], ids=["searches in flight", "batches joining a search in flight"])
 @pytest.mark.parametrize("family", ["transformer", "rnn"])
-def test_answers_of_a_real_model_joining_searches_in_flight_equal_its_translations_alone(trained_models, family):
+def test_answers_of_a_real_model_joining_searches_in_flight_equal_its_translations_alone(trained_models, family,
+                                                                                         joining):
     """Mixed beam sizes, n-best lists and prefixes, each batch a search that joins the others in
-    flight: every answer is what its text alone gives, to the bit."""
+    flight, or (beams of 2 or more) a batch that joins the beam search of its settings in flight,
+    each sentence answered as it ends: every answer is what its text alone gives, to the bit."""
     model = trained_models[family]
     sources = ["Thu 26 Nov 2026", "1/2/07", "the 21st of June 1950", "2000 01 01", "5 May 1999", "Dec 3, 1987"]
     settings = [(3, None), (1, None), (4, "19"), (2, "2")]  # beam size, prefix
@@ -221,9 +231,14 @@ def test_answers_of_a_real_model_joining_searches_in_flight_equal_its_translatio
         return model.searching(examples, beam, n_best=min(beam, 2), stop=abandoned,
                                prefixes=None if prefix is None else [prefix] * len(examples))
 
+    def arrive(examples, setting, abandoned, answer, failed):
+        beam, prefix = setting
+        return model.arrival(examples, answer, failed, abandoned, beam, n_best=min(beam, 2),
+                             prefixes=None if prefix is None else [prefix] * len(examples))
+
     flight = JoinsRecorded(model.network)
     batcher = Batcher(start, lambda text, setting: (model.codec.encode([text])[0], len(text)), flight,
-                      max_batch_tokens=200, max_wait=0.01, max_queue=100).start()
+                      max_batch_tokens=200, max_wait=0.01, max_queue=100, arrive=arrive if joining else None).start()
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda i: batcher.submit([sources[i % 6]], settings[i % 4]).result(timeout=60),
                                 range(48)))
@@ -235,6 +250,7 @@ def test_answers_of_a_real_model_joining_searches_in_flight_equal_its_translatio
                                prefixes=None if prefix is None else [prefix])
     assert answers == [alone(i) for i in range(48)]
     assert max(flight.in_flight_at_joins) > 0  # batches did join searches in flight
+    assert (flight.joined_in_flight > 0) == joining
 
 
 def test_an_item_that_cannot_be_prepared_fails_its_own_request_only():

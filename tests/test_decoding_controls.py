@@ -91,9 +91,9 @@ def test_the_length_penalties_and_the_coverage_penalty_rank_as_their_formulas_sa
 def test_no_repeat_blocks_exactly_the_tokens_that_would_repeat_an_ngram():
     rules = StepRules([Guide()], no_repeat_ngram_size=3)
     history = torch.tensor([[5, 6, 7, 5, 6]])  # "5 6" was followed by 7: 7 is blocked, nothing else
-    blocked = rules.blocked(5, [0], history, 10)
+    blocked = rules.blocked([5], [0], history, 10)
     assert blocked[0].nonzero().flatten().tolist() == [7]
-    assert StepRules([Guide((4, 4))], min_length=3).blocked(1, [0], history[:, :1], 10)[0].nonzero().flatten().tolist() \
+    assert StepRules([Guide((4, 4))], min_length=3).blocked([1], [0], history[:, :1], 10)[0].nonzero().flatten().tolist() \
         == [i for i in range(10) if i != 4]  # inside the prefix only its token; the prefix wins over min_length
 
 

@@ -35,15 +35,24 @@ class Held:
     def __init__(self, model):
         self.translator = Translator(model.network, model.codec, model.config)
         self.release, self.decoding, self.decoded = threading.Event(), threading.Event(), []
-        searching = self.translator.searching
+        searching, arrival = self.translator.searching, self.translator.arrival
 
-        def held(examples, *args, **options):  # a search that waits before it joins the flight
+        def hold(examples) -> None:
             self.decoding.set()
             assert self.release.wait(30), "the test never released the worker"
             self.decoded.extend(examples)
+
+        def held(examples, *args, **options):  # a search that waits before it joins the flight
+            hold(examples)
             return (yield from searching(examples, *args, **options))
 
-        self.translator.searching = held
+        def held_arrival(examples, *args, **options):  # a batch that waits before it joins the search in flight
+            joined = arrival(examples, *args, **options)
+            if joined is not None:
+                hold(examples)
+            return joined
+
+        self.translator.searching, self.translator.arrival = held, held_arrival
 
     def examples(self, *texts: str) -> list:
         """What the server decodes of ``texts``, each sent alone."""

@@ -3,7 +3,7 @@ for every input, a minimum length and no repeated n-grams (``StepRules``), and h
 outputs are ranked (``Ranking``: the length penalty's form, the coverage penalty).
 
     rules = StepRules(guides, min_length=2, no_repeat_ngram_size=3)   # guides: one per batch row
-    blocked = rules.blocked(step, inputs, history, vocabulary_size)  # [rows, V] bool, or None
+    blocked = rules.blocked(steps, inputs, history, vocabulary_size)  # [rows, V] bool, or None: a step per row
     score = Ranking(LengthPenalty(1.0, "gnmt"), coverage=0.2).score(log_prob, length, attention, src_length)
 
 Every rule reads one row's own input and history and writes that row alone, with exact integer
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..data.vocab import EOS_INDEX
 
-__all__ = ["Guide", "NO_GUIDE", "Progress", "StepRules", "LengthPenalty", "Ranking", "LENGTH_PENALTIES"]
+__all__ = ["Guide", "NO_GUIDE", "Progress", "StepRules", "LengthPenalty", "Ranking", "LENGTH_PENALTIES", "extra_lengths"]
 
 
 class Progress(NamedTuple):
@@ -119,34 +119,52 @@ class Ranking:
 class StepRules:
     """The tokens a step may not choose, per row: outside an input's forced prefix while the row
     is inside it, ``<eos>`` before ``min_length`` tokens (the prefix's included), and any token
-    that would repeat an n-gram of ``no_repeat_ngram_size`` tokens already in the row's output."""
+    that would repeat an n-gram of ``no_repeat_ngram_size`` tokens already in the row's output.
+    ``guides``: one per input, numbered from 0; inputs that join later are ``add``-ed."""
 
     def __init__(self, guides: Sequence[Guide], min_length: int = 0, no_repeat_ngram_size: int = 0):
-        self.guides = list(guides)                              # per input of the batch
+        self.guides: dict[int, Guide] = {}                      # per input
         self.min_length, self.no_repeat = min_length, no_repeat_ngram_size
-        self.longest_prefix = max((len(guide.prefix) for guide in self.guides), default=0)
+        self.longest_prefix = 0
+        self.add(range(len(guides)), guides)
+
+    def add(self, inputs: Sequence[int], guides: Sequence[Guide]) -> None:
+        """The ``guides`` of the ``inputs`` (numbers) that join."""
+        self.guides.update(zip(inputs, guides))
+        self.longest_prefix = max([self.longest_prefix, *(len(guide.prefix) for guide in guides)])
+
+    def drop(self, inputs: Sequence[int]) -> None:
+        """Forget the guides of ``inputs`` (decoded)."""
+        for index in inputs:
+            self.guides.pop(index, None)
 
     def extra_lengths(self) -> Tensor:
         """``[B]``: each input's forced and constraint tokens (its output's length limit is that much longer)."""
-        return torch.tensor([len(g.prefix) + g.constraint_tokens for g in self.guides], dtype=torch.long)
+        return extra_lengths(list(self.guides.values()))
 
     @property
     def constrained(self) -> bool:
-        return any(guide.constraints for guide in self.guides)
+        return any(guide.constraints for guide in self.guides.values())
 
-    def blocked(self, step: int, inputs: Sequence[int], history: Tensor, vocabulary_size: int) -> Tensor | None:
-        """``[rows, V]`` True where a row may not go at ``step`` (None: nowhere blocked); ``inputs``:
-        the input of each row, ``history [rows, step]``: each row's output tokens so far."""
-        forced = [(row, self.guides[i].prefix[step]) for row, i in enumerate(inputs)
-                  if step < len(self.guides[i].prefix)] if step < self.longest_prefix else []
-        repeats = self.no_repeat and step >= self.no_repeat  # a whole n-gram behind the row
-        if not (forced or repeats or step < self.min_length):
+    def blocked(self, steps: Sequence[int], inputs: Sequence[int], history: Tensor,
+                vocabulary_size: int) -> Tensor | None:
+        """``[rows, V]`` True where a row may not go at its step (None: nowhere blocked); ``steps``,
+        ``inputs``: the step and the input of each row, ``history [rows, t]``: each row's output
+        tokens so far, its last ``step`` columns (rows at different steps: the others before them)."""
+        first, last = min(steps, default=0), max(steps, default=0)
+        guides = [self.guides.get(i, NO_GUIDE) for i in inputs] if first < self.longest_prefix else []  # NO_GUIDE:
+        forced = [(row, guide.prefix[step]) for row, (guide, step) in enumerate(zip(guides, steps))  # a filler row's
+                  if step < len(guide.prefix)]                                                      # input decoded
+        repeats = self.no_repeat and last >= self.no_repeat  # a whole n-gram behind a row
+        if not (forced or repeats or first < self.min_length):
             return None
         blocked = torch.zeros(len(inputs), vocabulary_size, dtype=torch.bool, device=history.device)
-        if step < self.min_length:
-            blocked[:, EOS_INDEX] = True
+        if first < self.min_length:
+            early = [row for row, step in enumerate(steps) if step < self.min_length]
+            blocked[torch.tensor(early, device=history.device), EOS_INDEX] = True
         if repeats:
-            _block_repeats(blocked, history, self.no_repeat)
+            _block_repeats(blocked, history, self.no_repeat,
+                           None if first == last else torch.tensor(steps, device=history.device))
         if forced:  # inside its prefix, a row takes the prefix's token, whatever the other rules say
             rows, tokens = (torch.tensor(column, device=history.device) for column in zip(*forced))
             blocked[rows] = True
@@ -154,10 +172,20 @@ class StepRules:
         return blocked
 
 
-def _block_repeats(blocked: Tensor, history: Tensor, n: int) -> None:
-    """Block, per row, each token that follows an earlier occurrence of the row's last ``n - 1`` tokens."""
+def extra_lengths(guides: Sequence[Guide]) -> Tensor:
+    """``[B]``: each input's forced and constraint tokens (its output's length limit is that much longer)."""
+    return torch.tensor([len(g.prefix) + g.constraint_tokens for g in guides], dtype=torch.long)
+
+
+def _block_repeats(blocked: Tensor, history: Tensor, n: int, steps: Tensor | None) -> None:
+    """Block, per row, each token that follows an earlier occurrence of the row's last ``n - 1``
+    tokens; with ``steps`` (each row's own tokens, the last of its ``history``), only in rows
+    that hold at least ``n`` and only within them."""
     windows = history.unfold(1, n, 1)                                     # [rows, W, n]
     last = history[:, history.size(1) - (n - 1):]                         # [rows, n - 1]
     repeats = (windows[:, :, : n - 1] == last[:, None, :]).all(dim=-1)    # [rows, W]
+    if steps is not None:  # a window that starts before a row's own tokens is not its n-gram
+        first_own = (history.size(1) - steps)[:, None]                    # [rows, 1]
+        repeats &= torch.arange(windows.size(1), device=history.device)[None, :] >= first_own
     rows, at = repeats.nonzero(as_tuple=True)
     blocked[rows, windows[rows, at, n - 1]] = True

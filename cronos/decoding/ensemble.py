@@ -58,6 +58,11 @@ class EnsembleState:
     def repeated(self, beams: int) -> "EnsembleState":
         return EnsembleState(tuple(state.repeated(beams) for state in self.members))
 
+    def beside(self, other: "EnsembleState", rows: int, other_rows: int) -> "EnsembleState":
+        """This state's ``rows``, then ``other``'s: each member's states side by side (``Parts``)."""
+        return EnsembleState(tuple(mine.beside(theirs, rows, other_rows)
+                                   for mine, theirs in zip(self.members, other.members)))
+
 
 class Ensemble(nn.Module):
     def __init__(self, networks: Sequence[Seq2Seq], reading_of: Sequence[int] | None = None):

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Hashable
 
 import torch
 
 from ..modules.network import Seq2Seq, evaluating
-from .search import DecoderStep, Hypothesis, Search
+from .beam import Arrival, Joining
+from .steps import DecoderStep, Hypothesis, Search
 
 __all__ = ["InFlight", "Done"]
 
@@ -44,6 +45,7 @@ class InFlight:
     def __init__(self, network: Seq2Seq):
         self.network = network
         self._flying: list[_Flying] = []
+        self._joining: dict[Hashable, Joining] = {}  # the searches in flight that batches join, by their settings
         self._evaluating = contextlib.ExitStack()
 
     def __len__(self) -> int:
@@ -70,6 +72,24 @@ class InFlight:
         self._advance(search, None, done)
 
     @torch.no_grad()
+    def arrive(self, key: Hashable, arrival: Arrival, start: Callable[[Joining], Search]) -> None:
+        """``arrival`` joins the search in flight under ``key`` at its next step, or starts it
+        (``start(joining)``, a ``beam.beam_search_in_flight`` that takes what is posted to
+        ``joining``): batches decoded with the same settings share one search, whose rows are at
+        different steps, each input answered the step it ends (``arrival.answer``)."""
+        joining = self._joining.get(key)
+        if joining is not None:
+            joining.post(arrival)
+            return
+        joining = self._joining[key] = Joining()
+        joining.post(arrival)
+
+        def ended(outcome: object) -> None:  # its arrivals were answered, or told the error
+            if self._joining.get(key) is joining:
+                del self._joining[key]
+        self._advance(start(joining), None, ended)
+
+    @torch.no_grad()
     def step(self) -> None:
         """One decoder step of every search in flight; those that end leave, each told by its ``done``.
         A step the network cannot run (out of memory, say) ends every search in flight with its error."""
@@ -81,15 +101,18 @@ class InFlight:
                                                         any(f.step.need_weights for f in flying))
         except Exception as error:  # noqa: BLE001 - told to each search's caller
             for f in flying:
-                f.search.close()
-                f.done(error)
+                self._advance(f.search, None, f.done, error)
             return
         for f, output in zip(flying, outputs):
             self._advance(f.search, output, f.done)
 
-    def _advance(self, search: Search, output: tuple | None, done: Done) -> None:
-        """Hand ``search`` its step's ``output`` (None: start it) and keep it if it asks for another."""
+    def _advance(self, search: Search, output: tuple | None, done: Done, error: Exception | None = None) -> None:
+        """Hand ``search`` its step's ``output`` (None: start it), or the ``error`` its step met (which
+        ends it), and keep it if it asks for another."""
         try:
+            if error is not None:
+                search.throw(error)  # a search in flight tells its arrivals, then raises it again
+                raise error
             step = next(search) if output is None else search.send(output)
         except StopIteration as end:
             done(end.value)

@@ -16,11 +16,10 @@ input gets at most ``ceil(max_length_ratio * source_length) + max_length_offset`
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Generator, Iterator, NamedTuple, Protocol, Sequence
+from typing import Callable, Generator, Iterator, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -28,53 +27,16 @@ from torch import Tensor
 from ..config import MAX_BEAM_SIZE, DecodingConfig
 from ..data import Batch, Example
 from ..data.vocab import BOS_INDEX, EOS_INDEX
-from .banks import Banks, Chosen
-from .controls import NO_GUIDE, Guide, LengthPenalty, Ranking, StepRules
+from .beam import Answer, Arrival, Joining, beam_search, beam_search_in_flight
+from .controls import NO_GUIDE, Guide, LengthPenalty, Ranking, StepRules, extra_lengths
 from .inference import check_numbers, in_length_batches
-from ..modules.invariance import rows_to_add
 from ..modules.network import Seq2Seq
+from .steps import (DecoderStep, Hypothesis, Search, SearchStopped, StepOutput, Stop, allowed, rows_in_flight,
+                    run_alone)
 
 __all__ = ["Hypothesis", "Strategy", "Greedy", "Beam", "Sampling", "decode", "search_batch", "searching",
-           "max_output_lengths", "run_alone", "DecoderStep", "StepOutput", "Search", "SearchStopped", "Stop"]
-
-Stop = Callable[[], bool]  # asked before each step: True ends the search (SearchStopped)
-
-
-class DecoderStep(NamedTuple):
-    """One step a search asks of the network: each row's last token ``[rows]`` and the decoder state."""
-
-    tokens: Tensor
-    state: object
-    need_weights: bool
-
-
-StepOutput = tuple[Tensor, "Tensor | None", object]  # logits [rows, 1, V], attention [rows, 1, S] or None, state
-Search = Generator[DecoderStep, StepOutput, "list[list[Hypothesis]]"]  # a search's steps, then its hypotheses
-
-
-@torch.no_grad()
-def run_alone(network: Seq2Seq, search: Search) -> list[list[Hypothesis]]:
-    """Run ``search``'s decoder steps one after the other on ``network`` (without autograd, as
-    every driver of a search does: its encoder and bookkeeping run as it is advanced); its hypotheses."""
-    try:
-        step = next(search)
-        while True:
-            step = search.send(network.run_decoder(step.tokens[:, None], step.state, step.need_weights))
-    except StopIteration as end:
-        return end.value
-
-
-class SearchStopped(Exception):
-    """A search ended before its outputs were found, because its ``stop`` said so."""
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    tokens: list[int]          # output token ids, without <eos> (a forced prefix's included)
-    score: float               # what ranks hypotheses (``controls.Ranking``): log_prob / length penalty (length:
-                               # tokens + <eos>), plus the coverage penalty when it is weighted
-    attention: Tensor | None   # [len(tokens), S] over the batch's padded source, pad columns exactly 0
-    log_prob: float            # sum of the tokens' log-probs, <eos> included when the output ended with it
+           "max_output_lengths", "run_alone", "DecoderStep", "StepOutput", "Search", "SearchStopped", "Stop",
+           "controls_of", "arrival_of"]
 
 
 class Strategy(Protocol):
@@ -117,10 +79,30 @@ def searching(network: Seq2Seq, batch: Batch, strategy: Strategy, options: Decod
     the end: for a driver that runs the steps of several searches together (``in_flight.py``).
     Nothing runs until the first step is asked for; the encoder runs then.  ``guides``: one per
     input, or None (none)."""
-    rules = StepRules(list(guides or [NO_GUIDE] * batch.size), options.min_length, options.no_repeat_ngram_size)
-    ranking = Ranking(LengthPenalty(options.length_penalty, options.length_penalty_form), options.coverage_penalty)
-    max_lengths = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
-    return strategy.steps(network, batch, max_lengths + rules.extra_lengths(), rules, ranking, need_weights, stop)
+    guides = list(guides or [NO_GUIDE] * batch.size)
+    rules, ranking = controls_of(options, guides)
+    return strategy.steps(network, batch, _length_limits(batch, options, guides), rules, ranking, need_weights, stop)
+
+
+def controls_of(options: DecodingConfig, guides: Sequence[Guide] = ()) -> tuple[StepRules, Ranking]:
+    """What ``options`` (and each input's guide) control in a search: the tokens a step may not
+    choose, and how finished hypotheses rank."""
+    rules = StepRules(guides, options.min_length, options.no_repeat_ngram_size)
+    return rules, Ranking(LengthPenalty(options.length_penalty, options.length_penalty_form), options.coverage_penalty)
+
+
+def arrival_of(batch: Batch, options: DecodingConfig, guides: Sequence[Guide] | None, answer: Answer,
+               stop: Stop | None = None, failed: Callable[[Exception], None] | None = None) -> Arrival:
+    """``batch`` as it joins a beam search in flight (``beam.beam_search_in_flight``), with its
+    length limits under ``options`` and its guides (None: none)."""
+    guides = list(guides or [NO_GUIDE] * batch.size)
+    return Arrival(batch, _length_limits(batch, options, guides), guides, answer, stop, failed)
+
+
+def _length_limits(batch: Batch, options: DecodingConfig, guides: Sequence[Guide]) -> Tensor:
+    """``[B]``: each input's most output tokens, its forced and constraint tokens on top."""
+    limits = max_output_lengths(batch.src_lengths, options.max_length_ratio, options.max_length_offset)
+    return limits + extra_lengths(guides)
 
 
 @dataclass(frozen=True)
@@ -152,9 +134,19 @@ class Beam:
               need_weights: bool, stop: Stop | None = None) -> Search:
         if self.size == 1 and not rules.constrained:
             return (yield from Greedy().steps(network, batch, max_lengths, rules, ranking, need_weights, stop))
-        candidates = yield from _beam_candidates(network, batch, max_lengths, self.size, rules, ranking, need_weights,
-                                                 stop)
-        return [found[: self.n_best] for found in candidates]
+        found: list[list[Hypothesis]] = [[] for _ in range(batch.size)]
+        guides = [rules.guides[i] for i in range(batch.size)]
+        yield from beam_search(network, Arrival(batch, max_lengths, guides, found.__setitem__, stop), self.size, rules,
+                               ranking, need_weights, self.n_best)
+        return found
+
+    def in_flight(self, network: Seq2Seq, joining: Joining, options: DecodingConfig,
+                  need_weights: bool = False) -> Search:
+        """A beam search in flight that takes each batch posted to ``joining`` (``arrival_of``) as it
+        comes, at the step it comes, and answers each input the step it ends (``beam.py``).  Its
+        settings are this beam's and ``options``'s; each batch brings its own guides."""
+        rules, ranking = controls_of(options)
+        return beam_search_in_flight(network, joining, self.size, rules, ranking, need_weights, self.n_best)
 
 
 def _most_likely(log_probs: Tensor, logits: Tensor, inputs: list[int]) -> tuple[Tensor, Tensor]:
@@ -184,7 +176,7 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
     for step in _steps(int(max_lengths.max()), stop):
         logits, attention, state = yield DecoderStep(previous, state, need_weights)
         inputs = alive.tolist()
-        log_probs, logits = _allowed(rules, step, inputs, history, logits[:, 0])  # [b, V] each
+        log_probs, logits = allowed(rules, [step] * len(inputs), inputs, history, logits[:, 0])  # [b, V] each
         chosen, chosen_scores = choose(log_probs, logits, inputs)  # [b], [b]
         for row, (index, token, score) in enumerate(zip(inputs, chosen.tolist(), chosen_scores.tolist())):
             if finished[index]:  # a filler row
@@ -198,7 +190,7 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
         if finished.all():
             break
         history = torch.cat([history, chosen[:, None]], dim=1)
-        keep = _rows_in_flight(finished[alive])
+        keep = rows_in_flight(finished[alive])
         if keep.numel() < alive.numel():
             alive, state = alive[keep], state.select(keep.to(src.device))
             chosen, history = chosen[keep.to(src.device)], history[keep.to(src.device)]
@@ -210,170 +202,12 @@ def _token_by_token(network: Seq2Seq, batch: Batch, max_lengths: Tensor,
             for i in range(size)]
 
 
-def _allowed(rules: StepRules, step: int, inputs: list[int], history: Tensor,
-             logits: Tensor) -> tuple[Tensor, Tensor]:
-    """A step's ``logits [rows, V]`` -> ``(log_probs, logits)`` over the tokens ``rules`` allow: the
-    blocked ones' logits at -inf before the distribution is normalised (as CTranslate2 does), so a
-    forced token has probability 1 and the others share what the blocked ones leave.  Log-probs in
-    float32; each strategy refuses a NaN among them (``inference.NonFiniteOutput``) where it is
-    cheapest to see: in the best of each row or group (``max`` and ``topk`` put a NaN first)."""
-    blocked = rules.blocked(step, inputs, history, logits.size(-1))
-    if blocked is not None:
-        logits = logits.masked_fill(blocked, float("-inf"))
-    return torch.log_softmax(logits.float(), dim=-1), logits
-
-
 def _steps(count: int, stop: Stop | None) -> Iterator[int]:
     """The steps of a search, each after asking ``stop``."""
     for step in range(count):
         if stop is not None and stop():
             raise SearchStopped()
         yield step
-
-
-def _rows_in_flight(done: Tensor) -> Tensor:
-    """Which rows (or beam groups) stay in the batch: every one not ``done`` (``[b]``, bool, CPU), then
-    as many done ones as filler rows as make their number a multiple of ``invariance.ROW_MULTIPLE``;
-    in batch order.  A row's bits would not move without them (the decoder's products widen 1-3 rows
-    themselves, ``linear.linear_by_rows``), but each change of the rows moves the decoder's state
-    (its memory and caches): rows leave four at a time, which measured faster than one at a time
-    (docs/BENCHMARKS.md, 2026-12-07)."""
-    running = (~done).nonzero().flatten()
-    fillers = done.nonzero().flatten()[: rows_to_add(running.numel())]
-    return torch.cat([running, fillers]).sort().values
-
-
-def _beam_candidates(network: Seq2Seq, batch: Batch, max_lengths: Tensor, beam_size: int, rules: StepRules,
-                     ranking: Ranking, need_weights: bool, stop: Stop | None) -> Search:
-    """Beam search with ``beam_size`` beams per input; every finished hypothesis of each, best first.
-
-    Each step takes the best ``2 * beam_size`` continuations of an input, none that ``rules``
-    blocks: ``<eos>`` ones within the top ``beam_size`` become finished hypotheses (scored by
-    ``ranking``, ``<eos>`` counted in the length), the best ``beam_size`` others continue.  An input
-    is done once it has ``beam_size`` finished hypotheses or reaches its length limit (its open
-    beams are then finished).
-    """
-    size, k, device = batch.size, beam_size, batch.src.device
-    need_weights = need_weights or ranking.needs_attention
-    state = network.start_decoder(network.encode(batch.src, batch.src_lengths, *batch.readings))
-    state = state.repeated(k)  # [b*k] rows, each input's memory shared by its beams
-    alive = torch.arange(size)                                           # input index per beam group
-    beam_scores = torch.full((size, k), float("-inf"), device=device)
-    beam_scores[:, 0] = 0.0                                              # one live beam per input at first
-    paths = _Paths(torch.empty(size * k, 0, dtype=torch.long, device=device),  # [b*k, t], [b*k, t, S]
-                   torch.empty(size * k, 0, batch.src.size(1), device=device) if need_weights else None)
-    previous = torch.full((size * k,), BOS_INDEX, dtype=torch.long, device=device)
-    finished = _Finished(ranking, batch.src_lengths.tolist())
-    done = torch.zeros(size, dtype=torch.bool)                           # per input
-    banks = Banks(rules.guides, k) if rules.constrained else None        # lexical constraints: banks.py
-
-    for step in _steps(int(max_lengths.max()), stop):
-        logits, attention, state = yield DecoderStep(previous, state, need_weights)
-        rows_inputs = alive.repeat_interleave(k).tolist()
-        log_probs, _ = _allowed(rules, step, rows_inputs, paths.tokens, logits[:, 0])
-        top = _best_continuations(beam_scores, log_probs, k)  # [b, 2k] each
-        chosen = _plain_choice(top, k) if banks is None else banks.select(beam_scores, log_probs, top, alive.tolist())
-        for g, row, score in chosen.ended:  # <eos> among the top k: a finished hypothesis
-            if not done[alive[g]]:  # not a filler group
-                finished.add(int(alive[g]), paths.tokens[row], score, step, paths.attention_of(row))
-        rows, beam_scores, previous = chosen.rows, chosen.scores, chosen.tokens
-        paths = paths.extended(rows, previous, attention)
-
-        # inputs at their length limit: open beams become finished as they are (an output that holds
-        # not every constraint ranks after those that do)
-        at_limit = (max_lengths[alive] <= step + 1).tolist()
-        for g, limited in enumerate(at_limit):
-            for row in range(g * k, g * k + k) if limited and not done[alive[g]] else ():
-                finished.add(int(alive[g]), paths.tokens[row], float(beam_scores.view(-1)[row]), step,
-                             paths.attention_of(row), banks is None or banks.complete(row, int(alive[g])))
-        done[alive] |= torch.tensor([limited or finished.count(int(i)) >= k for i, limited in zip(alive, at_limit)])
-        if done.all():
-            break
-        keep_groups = _rows_in_flight(done[alive])
-        if keep_groups.numel() == alive.numel():
-            state = state.reorder(rows)  # rows stay within their input's beams: memory and mask need not move
-            continue
-        keep_rows = (keep_groups[:, None] * k + torch.arange(k)).flatten().to(device)
-        if banks is not None:
-            banks.take(keep_rows.tolist())
-        alive, beam_scores = alive[keep_groups], beam_scores[keep_groups.to(device)]
-        paths, previous = paths.take(keep_rows), previous[keep_rows]
-        state = state.select(rows[keep_rows])  # one move: the beams' reorder and the inputs that stay
-
-    return finished.ranked()
-
-
-def _plain_choice(top: tuple[Tensor, Tensor, Tensor], k: int) -> Chosen:
-    """Beam search's step without constraints: of each group's best ``2k`` continuations (``top``),
-    the ``<eos>`` ones among the first ``k`` end, and the best ``k`` others go on (there are always
-    ``k``: each beam adds at most one ``<eos>``)."""
-    top_scores, origin, token = top
-    groups, device = top_scores.size(0), top_scores.device
-    parent = origin + torch.arange(groups, device=device)[:, None] * k    # flat row of the parent
-    is_eos = (token == EOS_INDEX) & torch.isfinite(top_scores)
-    ended = [(g, int(parent[g, j]), float(top_scores[g, j]))
-             for g, j in (is_eos & (torch.arange(top_scores.size(1), device=device) < k)).nonzero().tolist()]
-    continuing = (~is_eos) & (torch.cumsum((~is_eos).long(), dim=1) <= k)
-    select = continuing.nonzero()[:, 1].view(groups, k)                    # [b, k] candidate columns
-    return Chosen(ended, parent.gather(1, select).flatten(), token.gather(1, select).flatten(),
-                  top_scores.gather(1, select))
-
-
-def _best_continuations(beam_scores: Tensor, log_probs: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The best ``2k`` continuations of each input's ``k`` beams (``beam_scores [b, k]``, ``log_probs
-    [b*k, V]``): their total log-probs, the beam each continues and its token, ``[b, 2k]`` each."""
-    groups, vocab = beam_scores.size(0), log_probs.size(-1)
-    totals = (beam_scores.view(-1, 1) + log_probs).view(groups, k * vocab)
-    top_scores, top_index = totals.topk(min(2 * k, k * vocab), dim=1)
-    check_numbers(top_scores[:, :1], infinite_too=False)  # a NaN ranks above every number: first if a group holds one
-    return top_scores, torch.div(top_index, vocab, rounding_mode="floor"), top_index % vocab
-
-
-class _Paths(NamedTuple):
-    """Each beam row's tokens so far ``[rows, t]`` and, when weights are wanted, its attention ``[rows, t, S]``."""
-
-    tokens: Tensor
-    attention: Tensor | None
-
-    def extended(self, rows: Tensor, tokens: Tensor, attention: Tensor | None) -> "_Paths":
-        """The paths of ``rows``, each one step longer: ``tokens [rows]``, the step's ``attention [all rows, 1, S]``."""
-        if self.attention is None:
-            return _Paths(torch.cat([self.tokens[rows], tokens[:, None]], dim=1), None)
-        return _Paths(torch.cat([self.tokens[rows], tokens[:, None]], dim=1),
-                      torch.cat([self.attention[rows], attention[:, 0].float()[rows][:, None]], dim=1))
-
-    def take(self, rows: Tensor) -> "_Paths":
-        return _Paths(self.tokens[rows], None if self.attention is None else self.attention[rows])
-
-    def attention_of(self, row: int) -> Tensor | None:
-        return None if self.attention is None else self.attention[row]
-
-
-class _Finished:
-    """Each input's finished hypotheses in a beam search (``src_lengths``: each input's real source
-    tokens, for the coverage penalty)."""
-
-    def __init__(self, ranking: Ranking, src_lengths: list[int]):
-        self.lists: list[list[tuple[Hypothesis, bool]]] = [[] for _ in src_lengths]
-        self.ranking, self.src_lengths = ranking, src_lengths
-
-    def add(self, index: int, tokens: Tensor, total: float, step: int, attention: Tensor | None,
-            complete: bool = True) -> None:
-        """A hypothesis of input ``index`` that ends after ``step`` (its log-prob ``total``; none when -inf);
-        ``complete``: it holds every constraint of its input."""
-        if math.isfinite(total):
-            score = self.ranking.score(total, step + 1, attention, self.src_lengths[index])
-            self.lists[index].append((Hypothesis(tokens.tolist(), score, attention, total), complete))
-
-    def count(self, index: int) -> int:
-        """The complete hypotheses of input ``index``."""
-        return sum(complete for _, complete in self.lists[index])
-
-    def ranked(self) -> list[list[Hypothesis]]:
-        """Complete ones first, then best first; stable: of equal scores, the one finished first."""
-        return [[dataclasses.replace(h, attention=h.attention.cpu() if h.attention is not None else None)
-                 for h, _ in sorted(options, key=lambda entry: (not entry[1], -entry[0].score))]
-                for options in self.lists]
 
 
 @dataclass(frozen=True)

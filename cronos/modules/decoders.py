@@ -33,7 +33,7 @@ from .linear import Linear
 from .recurrent import build_rnn
 
 __all__ = ["RNNDecoder", "TransformerDecoder", "RNNDecoderState", "TransformerDecoderState", "SelfAttentionCache",
-           "LayerPart", "build_decoder", "joined"]
+           "LayerPart", "Parts", "build_decoder", "joined"]
 
 
 def _select(value, index: Tensor):
@@ -67,6 +67,9 @@ class RNNDecoderState:
 
     def _hidden_of(self, index: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         return _each_hidden(self.hidden, lambda h: h.index_select(1, index))
+
+    def beside(self, other: object, rows: int, other_rows: int) -> "Parts":
+        return Parts.of(self, rows).beside(other, rows, other_rows)
 
 
 def _each_hidden(hidden: Tensor | tuple[Tensor, Tensor], change) -> Tensor | tuple[Tensor, Tensor]:
@@ -222,6 +225,49 @@ class TransformerDecoderState:
         rows = self.cross[0][0].size(0)
         cache = _select(self.cache, torch.arange(rows, device=self.cross[0][0].device).repeat_interleave(beams))
         return dataclasses.replace(self, cache=cache, beams=beams)
+
+    def beside(self, other: object, rows: int, other_rows: int) -> "Parts":
+        """This state's ``rows``, then ``other``'s (``Parts``)."""
+        return Parts.of(self, rows).beside(other, rows, other_rows)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Decoder states whose rows follow each other in one batch: the inputs of a search that joined
+    it at different steps, each part's rows at one step, with its own memory, mask, positions and
+    cache.  A step runs all their rows together (``Seq2Seq.run_decoder_together``: the per-row
+    layers over all rows, attention over each part's own); ``select`` and ``reorder`` take rows of
+    the whole, each part its own (``index`` keeps the parts' order, as a search's does)."""
+
+    states: tuple
+    sizes: tuple[int, ...]  # each part's rows
+
+    @staticmethod
+    def of(state: object, rows: int) -> "Parts":
+        return state if isinstance(state, Parts) else Parts((state,), (rows,))
+
+    def beside(self, other: object, rows: int, other_rows: int) -> "Parts":
+        """These parts, then ``other``'s ``other_rows`` rows."""
+        more = Parts.of(other, other_rows)
+        return Parts(self.states + more.states, self.sizes + more.sizes)
+
+    def select(self, index: Tensor) -> "Parts | object":
+        """The rows ``index [R']`` of the whole (a part left with none goes; one left is itself)."""
+        return self._each(index, lambda state, rows: state.select(rows))
+
+    def reorder(self, index: Tensor) -> "Parts | object":
+        return self._each(index, lambda state, rows: state.reorder(rows))
+
+    def _each(self, index: Tensor, take) -> "Parts | object":
+        ends = torch.tensor(self.sizes).cumsum(0)
+        counts = torch.bincount(torch.bucketize(index.cpu(), ends, right=True), minlength=len(self.sizes)).tolist()
+        states, sizes, start, offset = [], [], 0, 0
+        for state, size, count in zip(self.states, self.sizes, counts):
+            if count:
+                states.append(take(state, index[start:start + count] - offset))
+                sizes.append(count)
+            start, offset = start + count, offset + size
+        return states[0] if len(states) == 1 else Parts(tuple(states), tuple(sizes))
 
 
 class TransformerDecoderLayer(nn.Module):

@@ -26,7 +26,7 @@ from ..data.vocab import PAD_INDEX
 from .loss import projected_cross_entropy
 from .masking import check_lengths, lengths_to_mask
 from .attention import AdditiveAttention
-from .decoders import build_decoder, joined
+from .decoders import Parts, build_decoder, joined
 from .encoders import build_encoder
 from .linear import Linear, packed_for_inference
 
@@ -138,7 +138,10 @@ class Seq2Seq(nn.Module):
         return self.decoder.start(encoded.memory, encoded.lengths, encoded.mask)
 
     def run_decoder(self, tgt_in: Tensor, state, need_weights: bool = True):
-        """``tgt_in [B, T]`` (one step or the whole target) -> ``logits [B, T, V]``, ``attention [B, T, S]``, state."""
+        """``tgt_in [B, T]`` (one step or the whole target) -> ``logits [B, T, V]``, ``attention [B, T, S]``, state
+        (a state of ``Parts``: a search whose inputs joined at different steps, one step)."""
+        if isinstance(state, Parts):
+            return self.run_decoder_together([(tgt_in, state)], need_weights)[0]
         outputs, attention, state = self._decoder_outputs(tgt_in, state, need_weights)
         return self.output_projection(outputs), attention, state
 
@@ -148,9 +151,18 @@ class Seq2Seq(nn.Module):
         and state -> each one's logits, attention and state, with the bits it gets alone.  The
         embedding, the decoder's per-row layers and the output projection run over all rows."""
         sizes = [tokens.size(0) for tokens, _ in steps]
+        parts = [Parts.of(state, size) for (_, state), size in zip(steps, sizes)]  # a search's own parts, if any
         embedded = self.tgt_dropout(self.tgt_embedding(joined([tokens for tokens, _ in steps])))  # [N, T, E]
-        outputs, attention, states = self.decoder.together(embedded, sizes, [state for _, state in steps], need_weights)
-        return list(zip(self.output_projection(outputs).split(sizes), attention, states))
+        outputs, attention, states = self.decoder.together(embedded, [size for p in parts for size in p.sizes],
+                                                           [state for p in parts for state in p.states], need_weights)
+        found, start = [], 0
+        for logits, part in zip(self.output_projection(outputs).split(sizes), parts):
+            end = start + len(part.sizes)
+            weights = None if attention[start] is None else _side_by_side(attention[start:end])
+            found.append((logits, weights, states[start] if end - start == 1 else Parts(tuple(states[start:end]),
+                                                                                        part.sizes)))
+            start = end
+        return found
 
     def _decoder_outputs(self, tgt_in: Tensor, state, need_weights: bool):
         """``tgt_in [B, T]`` -> decoder outputs ``[B, T, H]`` before the vocabulary projection, attention, state."""
@@ -181,6 +193,13 @@ class Seq2Seq(nn.Module):
         targets = tgt_out[real]  # [N], N = real target tokens
         total = self.loss_head(outputs[real], self.output_projection, targets, label_smoothing)
         return TokenLoss(total, targets.numel())
+
+
+def _side_by_side(attention: Sequence[Tensor]) -> Tensor:
+    """The attention ``[r_i, T, S_i]`` of a search's parts as one ``[R, T, max S_i]``: a narrower
+    source's is widened with zeros (its padding's weights)."""
+    width = max(part.size(-1) for part in attention)
+    return joined([F.pad(part, (0, width - part.size(-1))) for part in attention])
 
 
 class OutputProjection(Linear):

@@ -78,8 +78,22 @@ def batcher_for(translator: Translator, limits: Limits) -> tuple[Batcher, Server
             metrics.abandoned.inc()
             raise
 
+    def arrive(items: list, job, abandoned, answer, failed):
+        joins = getattr(job, "arrival", None)  # a beam search's job: its batches join the search in flight
+        joined = None if joins is None else joins(translator, items, abandoned, answer, _counted_failure(failed))
+        if joined is not None:
+            metrics.batch_size.observe(len(items))
+        return joined
+
+    def _counted_failure(failed):
+        def counted(error: Exception) -> None:
+            if isinstance(error, SearchStopped):
+                metrics.abandoned.inc()
+            failed(error)
+        return counted
+
     batcher = Batcher(start, lambda item, job: job.prepare(translator.codec, item), InFlight(translator.network),
-                      limits.max_batch_tokens, limits.max_wait_ms / 1000, limits.max_queue)
+                      limits.max_batch_tokens, limits.max_wait_ms / 1000, limits.max_queue, arrive)
     metrics = ServerMetrics(lambda: batcher.waiting)
     return batcher, metrics
 

@@ -55,10 +55,16 @@ __all__ = ["Batcher", "BatcherStopped", "QueueFull", "Flight", "JOIN_SHARE"]
 JOIN_SHARE = 4  # while searches run, a batch joins once it holds this share of the sentences in flight
 
 
+Arrive = Callable[[list, Hashable, Callable[[], bool], Callable[[int, object], None], Callable[[Exception], None]],
+                  "tuple[object, Callable] | None"]  # (items, settings, abandoned, answer, failed) -> what joins, or None
+
+
 class Flight(Protocol):
     """Where the batches' searches run (``decoding.in_flight.InFlight``); entered while the worker runs."""
 
     def join(self, search: Generator, done: Callable[[object], None]) -> None: ...
+
+    def arrive(self, key: Hashable, arrival: object, start: Callable) -> None: ...
 
     def step(self) -> None: ...
 
@@ -97,6 +103,7 @@ class _Item:
     arrived: float
     prepared: object = None    # what ``decode`` takes of the item, prepared by the worker
     tokens: int | None = None  # and its tokens; None until then
+    answered: bool = False     # it has its result (a batch's items are answered one by one as each ends)
 
     @property
     def value(self):
@@ -114,10 +121,10 @@ class Batcher:
 
     def __init__(self, start: Callable[[list, Hashable, Callable[[], bool]], Generator],
                  prepare: Callable[[object, Hashable], tuple[object, int]], flight: Flight,
-                 max_batch_tokens: int, max_wait: float, max_queue: int):
+                 max_batch_tokens: int, max_wait: float, max_queue: int, arrive: Arrive | None = None):
         if max_batch_tokens < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch_tokens and max_queue must be at least 1 and max_wait at least 0")
-        self.start_search, self.prepare, self.flight = start, prepare, flight
+        self.start_search, self.prepare, self.flight, self.arrive = start, prepare, flight, arrive
         self.max_batch_tokens, self.max_wait, self.max_queue = max_batch_tokens, max_wait, max_queue
         self._waiting: collections.deque[_Item] = collections.deque()
         self._decoding: list[_Request] = []  # the requests of the batches in flight
@@ -127,6 +134,7 @@ class Batcher:
         self._worker: threading.Thread | None = None
         self._free_since = 0.0  # when the worker finished its last batch
         self._coming_back = 1  # how many items the next batch waits for (module docstring)
+        self._answered = 0  # items answered since the last batch joined
 
     @property
     def waiting(self) -> int:
@@ -265,28 +273,50 @@ class Batcher:
             self._waiting = collections.deque(i for i in self._waiting if not i.request.answer.done())
 
     def _join(self, batch: list[_Item]) -> None:
-        """Start the batch's search in the flight; its requests are answered when it ends (or fails:
-        an error answers the requests of this batch only, and the worker goes on)."""
+        """Start the batch's search in the flight, or join the search in flight of its settings
+        (``arrive``); its requests are answered as their items end (or fail: an error answers the
+        requests of this batch only, and the worker goes on)."""
         requests = list({id(item.request): item.request for item in batch}.values())
-        tokens = sum(item.tokens for item in batch)
         with self._changed:
             self._decoding += requests
-            self._tokens_in_flight += tokens
+            self._tokens_in_flight += sum(item.tokens for item in batch)
+            self._answered = 0
+        left = [len(batch)]
+        abandoned = lambda: all(request.answer.done() for request in requests)  # noqa: E731
+
+        def ended(items: Sequence[_Item]) -> None:
+            with self._changed:  # before answering: a client answered now may send again at once
+                self._tokens_in_flight -= sum(item.tokens for item in items)
+                self._free_since = time.monotonic()
+                self._answered += len(items)
+                self._coming_back = len(self._waiting) + self._answered
+                left[0] -= len(items)
+                if not left[0]:
+                    self._decoding = [r for r in self._decoding if all(r is not mine for mine in requests)]
 
         def done(outcome: list | Exception) -> None:
-            with self._changed:  # before answering: a client answered now may send again at once
-                self._decoding = [r for r in self._decoding if all(r is not mine for mine in requests)]
-                self._tokens_in_flight -= tokens
-                self._free_since = time.monotonic()
-                self._coming_back = len(self._waiting) + len(batch)
+            ended(batch)
             self._answer(batch, outcome)
+
+        def answer(index: int, result) -> None:
+            ended([batch[index]])
+            self._answer([batch[index]], [result])
+
+        def failed(error: Exception) -> None:
+            unanswered = [item for item in batch if not item.answered]
+            ended(unanswered)
+            self._answer(unanswered, error)
+        settings, prepared = batch[0].request.settings, [item.prepared for item in batch]
         try:
-            search = self.start_search([item.prepared for item in batch], batch[0].request.settings,
-                                       lambda: all(request.answer.done() for request in requests))
+            joining = None if self.arrive is None else self.arrive(prepared, settings, abandoned, answer, failed)
+            search = None if joining is not None else self.start_search(prepared, settings, abandoned)
         except Exception as error:  # noqa: BLE001 - answered to the requests of this batch
             done(error)
             return
-        self.flight.join(search, done)
+        if joining is not None:
+            self.flight.arrive(settings, *joining)
+        else:
+            self.flight.join(search, done)
 
     @staticmethod
     def _answer(batch: list[_Item], outcome: list | Exception) -> None:
@@ -296,6 +326,7 @@ class Batcher:
                 _settle(request.answer, error=outcome)
             return
         for item, result in zip(batch, outcome):
+            item.answered = True
             request = item.request
             request.results[item.index] = result
             request.left -= 1

@@ -12,10 +12,11 @@ generator's return value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generator
+from typing import Callable, Generator
 
 from ..data import Example, TextCodec
 from ..data.preprocess import EmptyText
+from ..decoding.beam import Arrival, Joining
 from ..decoding.search import DecoderStep, StepOutput, Stop
 from ..decoding.alignment import moses
 from ..translator import Translation, Translator
@@ -87,11 +88,26 @@ class Search(_TranslatesTexts):
         found = yield from translator.searching(examples, self.beam_size, n_best=self.n_best or 1, stop=abandoned,
                                                 prefixes=prefixes, constraints=constraints,
                                                 decoding=dict(self.controls), alignments=self.alignments)
-        answers = [[self._answer(t, scored=self.scores or self.n_best is not None) for t in hypotheses]
-                   for hypotheses in found]
+        return [self._result(hypotheses) for hypotheses in found]
+
+    def arrival(self, translator: Translator, items: list[tuple[Example, str | None, list[str]]], abandoned: Stop,
+                answer: Callable[[int, object], None],
+                failed: Callable[[Exception], None]) -> tuple[Arrival, Callable[[Joining], Generator]] | None:
+        """The items as a batch that joins the beam search in flight of this job's settings, each
+        answered the step it ends (``Translator.arrival``); None where they decode as a search of
+        their own (``steps``): greedy search, constraints, an ablation model."""
+        examples, prefixes, constraints = self._split(items)
+        if constraints is not None:
+            return None
+        return translator.arrival(examples, lambda index, found: answer(index, self._result(found)), failed, abandoned,
+                                  self.beam_size, self.n_best or 1, prefixes, dict(self.controls), self.alignments)
+
+    def _result(self, hypotheses: list[Translation]):
+        """An item's result: its best translation's text, or as ``ScoredTranslation`` dicts."""
+        answers = [self._answer(t, scored=self.scores or self.n_best is not None) for t in hypotheses]
         if self.n_best is not None:
             return answers
-        return [hypotheses[0] if self.scores or self.alignments else hypotheses[0]["text"] for hypotheses in answers]
+        return answers[0] if self.scores or self.alignments else answers[0]["text"]
 
     def _answer(self, translation: Translation, scored: bool) -> dict:
         """A hypothesis as the response shows it: its text, scores when asked, its alignment when asked."""
