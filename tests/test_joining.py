@@ -11,7 +11,6 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-import cronos
 from cronos.decoding.beam import BeamSearch
 from cronos.decoding.controls import Guide
 from cronos.decoding.in_flight import InFlight

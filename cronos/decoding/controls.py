@@ -2,7 +2,7 @@
 for every input, a minimum length and no repeated n-grams (``StepRules``), and how finished
 outputs are ranked (``Ranking``: the length penalty's form, the coverage penalty).
 
-    rules = StepRules(guides, min_length=2, no_repeat_ngram_size=3)   # guides: one per batch row
+    rules = StepRules(guides, min_length=2, no_repeat_ngram_size=3)   # guides: one per input
     blocked = rules.blocked(steps, inputs, history, vocabulary_size)  # [rows, V] bool, or None: a step per row
     score = Ranking(LengthPenalty(1.0, "gnmt"), coverage=0.2).score(log_prob, length, attention, src_length)
 
@@ -152,9 +152,10 @@ class StepRules:
         ``inputs``: the step and the input of each row, ``history [rows, t]``: each row's output
         tokens so far, its last ``step`` columns (rows at different steps: the others before them)."""
         first, last = min(steps, default=0), max(steps, default=0)
-        guides = [self.guides.get(i, NO_GUIDE) for i in inputs] if first < self.longest_prefix else []  # NO_GUIDE:
-        forced = [(row, guide.prefix[step]) for row, (guide, step) in enumerate(zip(guides, steps))  # a filler row's
-                  if step < len(guide.prefix)]                                                      # input decoded
+        # a filler row's input may be answered and forgotten already (NO_GUIDE): its results are not read
+        guides = [self.guides.get(i, NO_GUIDE) for i in inputs] if first < self.longest_prefix else []
+        forced = [(row, guide.prefix[step]) for row, (guide, step) in enumerate(zip(guides, steps))
+                  if step < len(guide.prefix)]
         repeats = self.no_repeat and last >= self.no_repeat  # a whole n-gram behind a row
         if not (forced or repeats or first < self.min_length):
             return None

@@ -2,7 +2,8 @@
 
     with InFlight(network) as flight:  # the network in eval mode, its weights packed, no autograd
         flight.join(searching(network, batch, Beam(5), options), done)  # its encoder runs now
-        while flight:
+        flight.arrive(settings, arrival_of(batch, options, None, answer), start)  # or: join the beam search
+        while flight:                                                             # of these settings in flight
             flight.step()  # one decoder step of every search in flight; done(hypotheses) as each ends
 
 A server keeps its decoder full this way (continuous batching): a search that ends leaves at once,
@@ -14,6 +15,11 @@ search chooses its tokens from its own rows.  A row's bits do not depend on the 
 (docs/batch_invariance.md), so a search finds, to the bit, the hypotheses it finds alone
 (``search.run_alone``), whatever joins or leaves beside it: its sentences' translations are
 those of each sentence alone (P0).
+
+Beam searches go further (``arrive``): the batches of one setting join one search in flight
+(``beam.beam_search_in_flight``), whose inputs decode at different steps in one decoder batch, each
+answered the step it ends, so a search costs its choices once per step however many batches it
+holds, and no sentence waits for the others of its batch.
 """
 from __future__ import annotations
 

@@ -10,9 +10,10 @@ batch; the decoder state carries the memory projections and the source mask, so 
 attends with the mask.  Inputs that finish leave the batch, four at a time (those between are
 filler rows, whose results are not read), so they stop costing compute; the decoder's products
 keep their own rows to at least 4, so an example's bits do not depend on how many rows are left
-(docs/batch_invariance.md).  Each
-input gets at most ``ceil(max_length_ratio * source_length) + max_length_offset`` output tokens
-(``options``: the config's ``decoding`` section, which also holds the length penalty and the batch size).
+(docs/batch_invariance.md).  Each input gets at most ``ceil(max_length_ratio * source_length) +
+max_length_offset`` output tokens (``options``: the config's ``decoding`` section, which also holds
+the length penalty and the batch size).  Beam search itself is ``beam.py``, whose search a server's
+batches join in flight (``Beam.in_flight``, ``arrival_of``).
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Dynamic batching: the sentences of concurrent requests decoded together, for a server.
 
-    batcher = Batcher(start, prepare, InFlight(network), max_batch_tokens=4000, max_wait=0.01, max_queue=2000)
+    batcher = Batcher(start, prepare, InFlight(network), max_batch_tokens=4000, max_wait=0.01, max_queue=2000,
+                      arrive=arrive)
     batcher.start()                                          # or batcher.run() on a thread of yours
     answer = batcher.submit(["Ein Hund läuft."], settings)   # a concurrent.futures.Future
     answer.result()                                          # the items' results, in order
@@ -25,16 +26,21 @@ batch is full, and at the latest ``max_wait`` seconds after it became free (or a
 arrived, if later).  Measured with 64 clients on 2 cores (docs/BENCHMARKS.md): with a fixed 10 ms
 wait, batches held half of them, alternating; with this rule, nearly all.
 
-A batch is a search (``start(items, settings, abandoned)``: a generator of the decoder steps it
-asks for, its results at the end) that joins the searches in flight (``flight``, a
-``decoding.in_flight.InFlight``): the worker runs one decoder step of all of them at a time, and
-a batch leaves the moment it ends, its requests answered then.  So sentences that come while
-others decode join them at the next step instead of waiting for the others to end (continuous
-batching).  While searches run, a waiting batch joins once it holds a ``JOIN_SHARE``-th of the
-sentences in flight (each search costs its own choices and attention per step, so many tiny
-ones would slow all), or its oldest has waited ``max_wait``; the tokens in flight stay within
-``max_batch_tokens``.  cronos's results do not depend on batch mates (P0), and a search in flight
-finds what it finds alone, so each answer is what its text alone gives.  The queue holds at most ``max_queue`` items of requests still
+A batch joins the decoding in flight (``flight``, a ``decoding.in_flight.InFlight``), whose
+worker runs one decoder step of everything in flight at a time.  A beam search's batch
+(``arrive(items, settings, abandoned, answer, failed)``: what joins, or None) joins the one beam
+search of its settings in flight at its next step, and each of its items is answered the step
+it ends (``answer(index, result)``), so a client answered sends its next text while the others
+decode.  Any other batch (greedy search, sampling, scoring, constraints) is a search of its own
+(``start(items, settings, abandoned)``: a generator of the decoder steps it asks for, its
+results at the end) that runs beside the others and leaves the moment it ends, its requests
+answered then.  Either way sentences that come while others decode join them at the next step
+instead of waiting for the others to end (continuous batching).  While searches run, a waiting
+batch joins once it holds a ``JOIN_SHARE``-th of the sentences in flight (each costs an encoder
+run, and each search its own choices per step, so many tiny ones would slow all), or its oldest
+has waited ``max_wait``; the tokens in flight stay within ``max_batch_tokens``.  cronos's
+results do not depend on batch mates (P0), and a search in flight finds what it finds alone, so
+each answer is what its text alone gives.  The queue holds at most ``max_queue`` items of requests still
 waiting for their answer: past that, ``submit`` raises ``QueueFull`` (a server's 503).  A request
 cancelled before its items are batched (its client went away, it timed out) costs no decoding and
 no room in the queue; ``abandoned()`` says when every request of the batch being decoded was
@@ -117,7 +123,10 @@ class Batcher:
     one per item, in order; ``abandoned()``: no one waits for them any more) and ``prepare(item,
     settings) -> (prepared item, tokens)`` run on the worker thread, ``start`` taking the prepared
     items; ``settings`` is anything hashable that says how to decode (a batch's items have equal
-    settings); ``flight`` runs the searches."""
+    settings); ``flight`` runs the searches.  ``arrive(items, settings, abandoned, answer, failed)``
+    (None: none joins) gives, for a batch that joins the search in flight of its settings, the
+    ``decoding.beam.Arrival`` and how to start that search (``InFlight.arrive``), or None when the
+    batch is a search of its own; it answers each item by ``answer(index, result)``."""
 
     def __init__(self, start: Callable[[list, Hashable, Callable[[], bool]], Generator],
                  prepare: Callable[[object, Hashable], tuple[object, int]], flight: Flight,
