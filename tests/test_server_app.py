@@ -341,3 +341,44 @@ def test_the_event_loop_says_each_kind_of_error_in_one_line_at_most_every_ten_se
     loop.close()
     assert caplog.messages == ["server: socket.accept() out of system resource: OSError: [Errno 24] Too many open "
                                "files"]
+
+
+def _events(text: str) -> list[tuple[str, dict]]:
+    """Server-sent events ``event: NAME`` / ``data: JSON``, in order."""
+    found = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        found.append((lines["event"], json.loads(lines["data"])))
+    return found
+
+
+@pytest.mark.parametrize("body", [{"beam_size": 3}, {"beam_size": 2, "n_best": 2}, {"beam_size": 1, "scores": True},
+                                  {"sampling": {"top_k": 3, "seed": 1}}],
+                         ids=["beam", "n-best", "greedy, scores", "sampling"])
+def test_a_streamed_request_gets_each_translation_as_an_event_then_done(trained_models, body):
+    """Each text's event holds what it gets unstreamed (its translation alone), once, whatever the order."""
+    model = trained_models["transformer"]
+    app = build_app(model, Limits(max_wait_ms=0))
+    texts = ["Thu 26 Nov 2026", "1/2/07", "the 21st of June 1950", "5 May 1999"]
+
+    async def scenario(client):
+        streamed = await client.post("/translate", json={"text": texts, "stream": True, **body})
+        return streamed, await client.post("/translate", json={"text": texts, **body})
+
+    streamed, plain = _run(app, scenario)
+    assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
+    events = _events(streamed.text)
+    assert [name for name, _ in events] == ["translation"] * 4 + ["done"]
+    by_index = {data["index"]: data["translation"] for _, data in events[:-1]}
+    assert sorted(by_index) == [0, 1, 2, 3] and [by_index[i] for i in range(4)] == plain.json()["translations"]
+
+
+def test_a_streamed_request_refused_before_its_first_translation_gets_its_json_error(trained_models):
+    app = build_app(trained_models["transformer"], Limits(max_wait_ms=0))
+
+    async def scenario(client):
+        return await client.post("/translate", json={"text": ["1/2/07", "   "], "stream": True, "beam_size": 2})
+
+    refused = _run(app, scenario)
+    assert refused.status_code == 422 and refused.json() == {"error": "text 1 is empty (no text, or only white "
+                                                                      "space); send the text itself"}

@@ -34,6 +34,7 @@ from ..translator import Translator
 from ..version import __version__
 from .errors import NOT_JSON, NOT_SENT_AS_JSON, ContainedErrors, Refused, validation_message
 from .limits import Limits
+from .streaming import streamed
 from .metrics import CONTENT_TYPE_LATEST, MeasuredRequests, ServerMetrics
 from .bodies import ErrorResponse, Health, ScoreRequest, ScoreResponse, TranslateRequest, TranslateResponse
 from .jobs import UnreadableText
@@ -118,6 +119,9 @@ def application(translator: Translator, limits: Limits, batcher: Batcher, metric
         except ValueError as error:
             raise Refused(422, str(error)) from None
         _check_tag(translator, body.tag)
+        if body.stream:
+            return await streamed(lambda each: _submit(batcher, body.items(), job, each), len(texts), _refusal,
+                                  lambda: _disconnected(request), limits.timeout)
         results = await _answer(request, batcher, body.items(), job, limits.timeout)
         return JSONResponse({"translations": results[0] if isinstance(body.text, str) else results})
 
@@ -295,12 +299,7 @@ async def _answer(request: Request, batcher: Batcher, items: list, job: Hashable
     """The items' results from the batcher; ``Refused`` when the queue is full, the server stops, the
     answer takes longer than ``timeout``, the text cannot be read or decoding fails.  A client that
     disconnects cancels its request: items still waiting are never decoded."""
-    try:
-        pending = batcher.submit(items, job)
-    except QueueFull as error:
-        raise Refused(503, str(error), {"Retry-After": str(round(error.retry_after))}) from None
-    except BatcherStopped as error:
-        raise Refused(503, str(error)) from None
+    pending = _submit(batcher, items, job)
     answer = asyncio.wrap_future(pending)
     gone = asyncio.ensure_future(_disconnected(request))
     try:
@@ -315,14 +314,30 @@ async def _answer(request: Request, batcher: Batcher, items: list, job: Hashable
         raise Refused(504, f"not answered within {timeout:g} s; the server is busy, retry later")
     try:
         return answer.result()
-    except UnreadableText as error:
-        raise Refused(422, str(error)) from None
-    except NonFiniteOutput as error:
-        logger.error("server: %s", error)
-        raise Refused(500, str(error)) from None
     except Exception as error:  # noqa: BLE001 - decoding failed: the request is answered, the server goes on
-        logger.error("server: decoding failed: %s: %s", type(error).__name__, error)
-        raise Refused(500, f"decoding failed: {type(error).__name__}: {error}") from None
+        raise _refusal(error) from None
+
+
+def _submit(batcher: Batcher, items: list, job: Hashable, each=None):
+    """``batcher.submit``, a full queue or a stopping server refused with 503."""
+    try:
+        return batcher.submit(items, job, each)
+    except QueueFull as error:
+        raise Refused(503, str(error), {"Retry-After": str(round(error.retry_after))}) from None
+    except BatcherStopped as error:
+        raise Refused(503, str(error)) from None
+
+
+def _refusal(error: Exception) -> Refused:
+    """What a request whose decoding failed with ``error`` is answered: 422 for a text the model
+    cannot read, 500 (logged) for anything else."""
+    if isinstance(error, UnreadableText):
+        return Refused(422, str(error))
+    if isinstance(error, NonFiniteOutput):
+        logger.error("server: %s", error)
+        return Refused(500, str(error))
+    logger.error("server: decoding failed: %s: %s", type(error).__name__, error)
+    return Refused(500, f"decoding failed: {type(error).__name__}: {error}")
 
 
 async def _disconnected(request: Request) -> None:

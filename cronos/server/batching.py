@@ -100,6 +100,7 @@ class _Request:
     answer: Future
     results: list = field(default_factory=list)
     left: int = 0
+    each: Callable[[int, object], None] | None = None  # told each item's result as it comes (streaming)
 
 
 @dataclass(eq=False)
@@ -173,9 +174,10 @@ class Batcher:
                     return
                 self.flight.step()
 
-    def submit(self, items: Sequence, settings: Hashable) -> Future:
-        """Queue ``items`` to be decoded with ``settings``; the future gives their results, in order."""
-        request = _Request(list(items), settings, Future(), [None] * len(items), len(items))
+    def submit(self, items: Sequence, settings: Hashable, each: Callable[[int, object], None] | None = None) -> Future:
+        """Queue ``items`` to be decoded with ``settings``; the future gives their results, in order,
+        and ``each(index, result)`` (on the worker thread) each item's as soon as it has it."""
+        request = _Request(list(items), settings, Future(), [None] * len(items), len(items), each)
         if not items:
             request.answer.set_result([])
             return request.answer
@@ -339,6 +341,8 @@ class Batcher:
             request = item.request
             request.results[item.index] = result
             request.left -= 1
+            if request.each is not None and not request.answer.done():
+                request.each(item.index, result)
             if request.left == 0:
                 _settle(request.answer, result=request.results)
 

@@ -91,6 +91,8 @@ class TranslateRequest(Strict):
     decoding: DecodingControls | None = Field(None, description="changes to the model's decoding settings")
     alignments: bool = Field(False, description="answer each translation with its word alignment: source-output "
                                                 "word pairs i-j, from the attention")
+    stream: bool = Field(False, description="send each translation as soon as it is found, as server-sent events "
+                                            "(event: translation, data: {index, translation}), then event: done")
 
     @field_validator("text", mode="before")
     @classmethod
