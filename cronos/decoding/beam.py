@@ -102,18 +102,19 @@ class BeamSearch:
         constrained = any(guide.constraints for guide in arrival.guides)
         if self.groups and (constrained or self.banks is not None):
             raise ValueError("inputs with constraints decode in a search of their own")
+        state = self.network.start_decoder(self.network.encode(batch.src, batch.src_lengths, *batch.readings))
+        state = state.repeated(k)  # [b*k] rows, each input's memory shared by its beams
         inputs = list(range(self._inputs, self._inputs + batch.size))
         self._inputs += batch.size
         self.rules.add(inputs, arrival.guides)
         self.banks = Banks(arrival.guides, k) if constrained else None
-        state = self.network.start_decoder(self.network.encode(batch.src, batch.src_lengths, *batch.readings))
-        state = state.repeated(k)  # [b*k] rows, each input's memory shared by its beams
         scores = torch.full((batch.size, k), float("-inf"), device=batch.src.device)
         scores[:, 0] = 0.0  # one live beam per input at first
         previous = torch.full((batch.size * k,), BOS_INDEX, dtype=torch.long, device=batch.src.device)
         if self.groups:  # rows at other steps: the newcomers' after them, a part of their own (``Parts``)
             self.state = self.state.beside(state, len(self.groups) * k, batch.size * k)
-            self.beam_scores, self.previous = torch.cat([self.beam_scores, scores]), torch.cat([self.previous, previous])
+            self.beam_scores = torch.cat([self.beam_scores, scores])
+            self.previous = torch.cat([self.previous, previous])
         else:
             self.state, self.beam_scores, self.previous = state, scores, previous
         self.paths = self.paths.joined(batch.size * k, batch.src.size(1), batch.src.device)

@@ -20,7 +20,8 @@ from torch import Tensor
 
 from ..data.vocab import EOS_INDEX
 
-__all__ = ["Guide", "NO_GUIDE", "Progress", "StepRules", "LengthPenalty", "Ranking", "LENGTH_PENALTIES", "extra_lengths"]
+__all__ = ["Guide", "NO_GUIDE", "Progress", "StepRules", "LengthPenalty", "Ranking", "LENGTH_PENALTIES",
+           "extra_lengths"]
 
 
 class Progress(NamedTuple):

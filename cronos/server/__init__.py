@@ -8,7 +8,8 @@
 ``POST /translate`` (texts; beam size, n-best lists, scores, or sampling), ``POST /score`` (pairs),
 ``GET /health``, ``GET /metrics`` (Prometheus), ``GET /openapi.json`` and ``/docs`` (what each
 endpoint takes and gives).  The sentences of concurrent requests are decoded together
-(``batching.Batcher``), and an answer is what the text alone gives (P0).  ``limits.py``: what a
+(``batching.Batcher``), and an answer is what the text alone gives (P0); with ``"stream": true``
+each text's translation is sent the moment it is found (``streaming.py``).  ``limits.py``: what a
 server takes on at most; ``bodies.py``: the request and answer bodies; ``jobs.py``: the jobs they
 become (each item encoded once, then decoded); ``errors.py``: one JSON
 error for each thing that goes wrong; ``metrics.py``: the metrics; ``app.py``: the routes and the API

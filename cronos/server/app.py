@@ -1,7 +1,8 @@
 """The HTTP application (FastAPI): routes, the answers to bad input, the API key.
 
 Every request's items go to one ``Batcher``, whose worker (the main thread in ``serve``) decodes them
-with the items of concurrent requests, a batch joining the searches in flight at their next step; the event loop only validates and waits, so it never blocks
+with the items of concurrent requests, a batch joining the decoding in flight at its next step (a beam
+search's sentences each answered the step they end); the event loop only validates and waits, so it never blocks
 on the model, and bodies (at most ``Limits.max_body_bytes``, refused from their size before they are
 read) are parsed on a worker thread.  A request is answered when its items are decoded, or after
 ``Limits.timeout`` seconds (504), or dropped when its client disconnects: items still waiting are

@@ -61,8 +61,9 @@ __all__ = ["Batcher", "BatcherStopped", "QueueFull", "Flight", "JOIN_SHARE"]
 JOIN_SHARE = 4  # while searches run, a batch joins once it holds this share of the sentences in flight
 
 
+# (items, settings, abandoned, answer, failed) -> what joins the search in flight (an arrival, how to start it), or None
 Arrive = Callable[[list, Hashable, Callable[[], bool], Callable[[int, object], None], Callable[[Exception], None]],
-                  "tuple[object, Callable] | None"]  # (items, settings, abandoned, answer, failed) -> what joins, or None
+                  "tuple[object, Callable] | None"]
 
 
 class Flight(Protocol):
