@@ -10,9 +10,12 @@ Three ways over the same sources, one after the other in this process (run it al
 - in order: batches of ``--clients`` sentences in their order, each decoded until its longest ends
   (a server without continuous batching, with that many clients in flight);
 - in flight: ``--clients`` sentences in flight in groups of ``--group``; when a group ends, the next
-  ``--group`` sentences join the search in flight at its next step (``decoding/in_flight.py``).
+  ``--group`` sentences join the search in flight at its next step (``decoding/in_flight.py``);
+- joining: ``--clients`` sentences in flight in one beam search (``decoding/beam.py``), each
+  answered the step it ends; once ``--group`` have their answers, as many next sentences join it
+  as one batch (a server's clients sending their next text, ``cronos serve`` without HTTP).
 
-Every sentence's hypotheses must be the same in the three (bit for bit); the script says so.
+Every sentence's hypotheses must be the same in the four (bit for bit); the script says so.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import torch
 from cronos.data import load_split
 from cronos.decoding.in_flight import InFlight
 from cronos.decoding.inference import one_batch
-from cronos.decoding.search import Beam, decode, searching
+from cronos.decoding.search import Beam, arrival_of, decode, searching
 from cronos.model import Cronos
 
 
@@ -58,6 +61,40 @@ def in_flight(model: Cronos, examples: list, beam: int, clients: int, group: int
     return found
 
 
+def joining(model: Cronos, examples: list, beam: int, clients: int, group: int) -> list:
+    """Each example's hypotheses, ``clients`` of them in one search in flight, the next ``group``
+    joining it once ``group`` have been answered."""
+    network, options, strategy = model.network, model.config.decoding, Beam(beam)
+    found: list = [None] * len(examples)
+    next_one, answered = 0, 0
+
+    def arrive(count: int) -> None:
+        nonlocal next_one
+        positions = list(range(next_one, min(next_one + count, len(examples))))
+        next_one += len(positions)
+
+        def answer(index: int, hypotheses, positions=positions) -> None:
+            nonlocal answered
+            found[positions[index]] = hypotheses
+            answered += 1
+        batch = one_batch(network, [examples[p] for p in positions])
+        flight.arrive("beam", arrival_of(batch, options, None, answer, failed=_raise),
+                      lambda queue: strategy.in_flight(network, queue, options))
+
+    with InFlight(network) as flight:
+        arrive(clients)
+        while flight:
+            if answered >= group and next_one < len(examples):
+                arrive(answered)
+                answered = 0
+            flight.step()
+    return found
+
+
+def _raise(error: Exception) -> None:
+    raise error
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
@@ -78,7 +115,8 @@ def main() -> None:
             "in order": lambda: [h for start in range(0, len(examples), args.clients)
                                  for h in decode(model.network, examples[start: start + args.clients], Beam(args.beam),
                                                  options, args.clients)],
-            "in flight": lambda: in_flight(model, examples, args.beam, args.clients, args.group)}
+            "in flight": lambda: in_flight(model, examples, args.beam, args.clients, args.group),
+            "joining": lambda: joining(model, examples, args.beam, args.clients, args.group)}
     report, outputs = {}, {}
     for name, run in ways.items():
         start = time.perf_counter()
