@@ -211,11 +211,10 @@ class Translator:
         """``searching`` as one batch that joins a beam search in flight (``InFlight.arrive``): the
         batch, each sentence answered by ``answer(index, translations)`` the step it ends (or all
         told ``failed(error)``), and how to start the search in flight of these settings.  None
-        where the batch decodes as a search of its own: greedy search, and a model whose
-        attention sees padding (an ablation)."""
+        for greedy search, whose batches decode as searches of their own (``searching``)."""
         options = self._decoding(decoding)
         beam = Beam(beam_size or options.beam_size, n_best)
-        if beam.size == 1 or not self._masks_padding:
+        if beam.size == 1:
             return None
 
         def translated(index: int, hypotheses: list[Hypothesis]) -> None:
@@ -223,11 +222,6 @@ class Translator:
         arrival = arrival_of(one_batch(self.network, examples), options, self._guides(len(examples), prefixes),
                              translated, stop, failed)
         return arrival, lambda joining: beam.in_flight(self.network, joining, options, alignments)
-
-    @property
-    def _masks_padding(self) -> bool:
-        networks = self.network.members if isinstance(self.network, Ensemble) else [self.network]
-        return all(network.mask_padding for network in networks)
 
     def _translations(self, examples: Sequence[Example], found: list[list[Hypothesis]],
                       alignments: bool) -> list[list[Translation]]:

@@ -47,6 +47,10 @@ SEARCHES = {  # name: (strategy, changes to the decoding settings, attention kep
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict:
+    return untrained_models(tmp_path_factory)
+
+
+def untrained_models(tmp_path_factory) -> dict:
     """Untrained models (random weights: near-ties everywhere, outputs up to their length limits)."""
     built = {}
     for name, model in FAMILIES.items():

@@ -9,6 +9,8 @@ import dataclasses
 
 import pytest
 import torch
+
+import cronos
 from hypothesis import given, settings, strategies as st
 
 from cronos.decoding.beam import BeamSearch
@@ -17,7 +19,13 @@ from cronos.decoding.in_flight import InFlight
 from cronos.decoding.inference import NonFiniteOutput, one_batch
 from cronos.decoding.search import Beam, SearchStopped, arrival_of, controls_of, search_batch
 from cronos.modules.network import evaluating
-from test_in_flight import CONTROLS, SOURCES, _same, models  # noqa: F401 - the models fixture
+from helpers import tiny_config
+from test_in_flight import CONTROLS, FAMILIES, SOURCES, _same, untrained_models
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict:
+    return untrained_models(tmp_path_factory)
+
 
 SETTINGS = {  # name: (beam, changes to the decoding settings, attention kept)
     "beam 3, 2-best": (Beam(3, n_best=2), {}, False),
@@ -99,6 +107,19 @@ def test_each_sentence_that_joins_finds_what_it_finds_alone(models, family, name
     with evaluating(model.network):
         alone = [_alone(model, name, plan) for plan in plans]
         joined, _ = _joined(model, name, plans)
+    assert [_same(a, b) for a, b in zip(joined, alone)] == [True] * len(plans)
+
+
+def test_a_model_whose_attention_sees_padding_joins_too(tmp_path):
+    """The masking ablation: each batch keeps its own padding in its own part, so a sentence gets
+    what its batch gives alone (not what it gives alone: padding is not inert there)."""
+    config = tiny_config(tmp_path, model={"embedding_size": 16, **FAMILIES["transformer"], "mask_padding": False},
+                         decoding={"max_length_offset": 4, "max_length_ratio": 1.0})
+    model = cronos.Cronos.from_config(cronos.load_config(config)).eval()
+    plans = [_Batch(0, 3, False, 0), _Batch(5, 4, False, 2), _Batch(14, 2, True, 3)]
+    with evaluating(model.network):
+        alone = [_alone(model, "beam 3, 2-best", plan) for plan in plans]
+        joined, _ = _joined(model, "beam 3, 2-best", plans)
     assert [_same(a, b) for a, b in zip(joined, alone)] == [True] * len(plans)
 
 

@@ -116,10 +116,10 @@ class InFlight:
         """Hand ``search`` its step's ``output`` (None: start it), or the ``error`` its step met (which
         ends it), and keep it if it asks for another."""
         try:
-            if error is not None:
-                search.throw(error)  # a search in flight tells its arrivals, then raises it again
-                raise error
-            step = next(search) if output is None else search.send(output)
+            if error is not None:  # a beam search in flight tells its arrivals, then raises it again
+                step = search.throw(error)
+            else:
+                step = next(search) if output is None else search.send(output)
         except StopIteration as end:
             done(end.value)
         except Exception as error:  # noqa: BLE001 - this search's own (a bad number, its stop), told to its caller

@@ -69,6 +69,7 @@ class RNNDecoderState:
         return _each_hidden(self.hidden, lambda h: h.index_select(1, index))
 
     def beside(self, other: object, rows: int, other_rows: int) -> "Parts":
+        """This state's ``rows``, then ``other``'s (``Parts``)."""
         return Parts.of(self, rows).beside(other, rows, other_rows)
 
 

@@ -95,7 +95,7 @@ class Search(_TranslatesTexts):
                 failed: Callable[[Exception], None]) -> tuple[Arrival, Callable[[Joining], Generator]] | None:
         """The items as a batch that joins the beam search in flight of this job's settings, each
         answered the step it ends (``Translator.arrival``); None where they decode as a search of
-        their own (``steps``): greedy search, constraints, an ablation model."""
+        their own (``steps``): greedy search, constraints."""
         examples, prefixes, constraints = self._split(items)
         if constraints is not None:
             return None
