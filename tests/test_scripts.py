@@ -360,9 +360,10 @@ def test_marian_benchmark_times_every_engine_on_outputs_of_one_length(tmp_path):
     assert report["fine_tuning_tokens_per_second"] > 0
 
 
-def test_in_flight_benchmark_decodes_three_ways_and_finds_the_same(tmp_path, run_script):
+def test_in_flight_benchmark_decodes_four_ways_and_finds_the_same(tmp_path, run_script):
     """A tiny untrained Transformer over the dates data: each way's speed, and every sentence's
-    output the same in the three (a search in flight finds what it finds alone)."""
+    output the same in the four (a search in flight finds what it finds alone, and so does a
+    sentence that joins one)."""
     import cronos
 
     transformer = {"type": "transformer", "hidden_size": 16, "layers": 1, "heads": 2, "ff_size": 32, "dropout": 0.0}
@@ -374,6 +375,6 @@ def test_in_flight_benchmark_decodes_three_ways_and_finds_the_same(tmp_path, run
                                  "--clients", "8", "--group", "3", "--threads", "1", "--json", str(out))
     assert code == 0, err
     report = json.loads(out.read_text())
-    assert set(report["sentences_per_second"]) == {"sorted", "in order", "in flight"}
+    assert set(report["sentences_per_second"]) == {"sorted", "in order", "in flight", "joining"}
     assert all(speed > 0 for speed in report["sentences_per_second"].values())
-    assert report["same_as_sorted"] == {"sorted": 23, "in order": 23, "in flight": 23}, said
+    assert report["same_as_sorted"] == {"sorted": 23, "in order": 23, "in flight": 23, "joining": 23}, said
