@@ -68,28 +68,43 @@ def _alone(model, kind: str, text: str):
     if kind == "score":
         score, = model.score([(text, "2000-01-01")])
         return {"log_prob": score.log_prob, "mean_log_prob": score.mean_log_prob, "tokens": score.tokens}
+    if kind == "controlled":
+        return model.translate([text], beam_size=4, decoding=CONTROLS)[0]
+    if kind == "prefixed":
+        return model.translate([text], beam_size=2, prefixes=["19"])[0]
+    if kind == "greedy":
+        return model.translate([text], beam_size=1)[0]
     return model.translate([text], beam_size=3)[0]
+
+
+CONTROLS = {"min_length": 3, "no_repeat_ngram_size": 2, "length_penalty_form": "gnmt", "length_penalty": 0.6}
 
 
 REQUESTS = {"beam": ("/translate", lambda t: {"text": t, "beam_size": 3}, "translations"),
             "n_best": ("/translate", lambda t: {"text": t, "beam_size": 3, "n_best": 2}, "translations"),
             "sampling": ("/translate", lambda t: {"text": t, "sampling": {"top_k": 3, "seed": 7}}, "translations"),
-            "score": ("/score", lambda t: {"source": t, "target": ["2000-01-01"] * len(t)}, "scores")}
+            "score": ("/score", lambda t: {"source": t, "target": ["2000-01-01"] * len(t)}, "scores"),
+            "controlled": ("/translate", lambda t: {"text": t, "beam_size": 4, "decoding": CONTROLS}, "translations"),
+            "prefixed": ("/translate", lambda t: {"text": t, "beam_size": 2, "prefix": ["19"] * len(t)}, "translations"),
+            "greedy": ("/translate", lambda t: {"text": t, "beam_size": 1}, "translations")}
 
 
 def test_concurrent_clients_get_the_models_answers_for_their_own_texts(server):
+    """Mixed beam sizes (their batches joining the beam search of their settings in flight, each
+    sentence answered as it ends), controls, prefixes, greedy search, sampling and scores, from 8
+    clients at once: every answer is what its text alone gives."""
     model, url, _ = server
     kinds = list(REQUESTS)
     alone = {(kind, source): _alone(model, kind, source) for kind in kinds for source in SOURCES}
 
     def ask(i: int):
-        kind, texts = kinds[i % 4], [SOURCES[i % 8], SOURCES[(i * 3) % 8]]
+        kind, texts = kinds[i % len(kinds)], [SOURCES[i % 8], SOURCES[(i * 3) % 8]]
         path, body, field = REQUESTS[kind]
         response = httpx.post(f"{url}{path}", json=body(texts), timeout=60)
         return kind, texts, response.status_code, response.json().get(field)
 
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(ask, range(48)))
+        answers = list(pool.map(ask, range(8 * len(kinds))))
     for kind, texts, status, answer in answers:
         assert status == 200 and answer == [alone[kind, t] for t in texts], (kind, texts, answer)
     one = httpx.post(f"{url}/translate", json={"text": SOURCES[0], "beam_size": 3, "scores": True}, timeout=60).json()
