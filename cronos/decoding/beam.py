@@ -13,7 +13,8 @@ Offline decoding adds one batch and steps until it ends (``beam_search``, behind
 over a ``Joining``): their rows join the decoder's batch at the next step, each with its own
 step counter, length limit and guide, and the rows of an input that ends leave it, so the decoder
 stays full (continuous batching).  Each input's rows, choices and hypotheses are its own: its
-decoder rows get the bits they get alone (the decoder state's ``merged``, docs/batch_invariance.md),
+decoder rows get the bits they get alone (each batch's rows a part of the decoder state of their
+own, ``modules/decoders.Parts``, docs/batch_invariance.md),
 and its choices read its own rows with exact comparisons, so an input finds, to the bit, the
 hypotheses it finds alone, whoever joins or leaves beside it (P0).
 

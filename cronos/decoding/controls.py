@@ -139,10 +139,6 @@ class StepRules:
         for index in inputs:
             self.guides.pop(index, None)
 
-    def extra_lengths(self) -> Tensor:
-        """``[B]``: each input's forced and constraint tokens (its output's length limit is that much longer)."""
-        return extra_lengths(list(self.guides.values()))
-
     @property
     def constrained(self) -> bool:
         return any(guide.constraints for guide in self.guides.values())
